@@ -1,0 +1,70 @@
+"""Distances between embeddings, shared by the metrics, losses and miners.
+
+Taught in 01_metric_spaces (the axioms) and 05_siamese_triplet (the losses).
+
+``distance`` is one of
+* ``"euclidean"``          ||x - y||
+* ``"squared_euclidean"``  ||x - y||^2  (not a metric: the triangle inequality fails)
+* ``"cosine"``             1 - cos(x, y) (not a metric either)
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._validate import check_choice, check_tensor
+
+DISTANCES = ("euclidean", "squared_euclidean", "cosine")
+
+# Below this squared distance the square root's gradient (1 / 2 sqrt(d)) is not
+# taken: sqrt(max(d, EPS)) keeps gradients finite when two embeddings coincide.
+SQRT_EPS = 1e-12
+
+
+def safe_sqrt(d2: torch.Tensor) -> torch.Tensor:
+    """sqrt that is exactly 0 at 0 with a zero (not NaN/inf) gradient there."""
+    mask = d2 > SQRT_EPS
+    return torch.where(mask, torch.sqrt(torch.where(mask, d2, torch.ones_like(d2))), torch.zeros_like(d2))
+
+
+def pairwise_distance(x: torch.Tensor, y: torch.Tensor | None = None, distance: str = "euclidean") -> torch.Tensor:
+    """All distances between the rows of ``x`` (N, D) and ``y`` (M, D): an (N, M) matrix.
+
+    ``y=None`` means ``y = x`` (the diagonal is then exactly 0).
+    The squared Euclidean distance is computed as ||x||^2 + ||y||^2 - 2 x.y,
+    clamped at 0 against round-off.
+    """
+    check_choice("distance", distance, DISTANCES)
+    check_tensor("x", x, ndim=2, floating=True)
+    same = y is None
+    if same:
+        y = x
+    else:
+        check_tensor("y", y, ndim=2, floating=True)
+        if y.shape[1] != x.shape[1]:
+            raise ValueError(f"x has {x.shape[1]} dimensions but y has {y.shape[1]}; they must match.")
+    if distance == "cosine":
+        xn = torch.nn.functional.normalize(x, dim=1, eps=1e-12)
+        yn = xn if same else torch.nn.functional.normalize(y, dim=1, eps=1e-12)
+        d = 1.0 - xn @ yn.T
+    else:
+        d = (x * x).sum(1, keepdim=True) + (y * y).sum(1)[None, :] - 2.0 * (x @ y.T)
+        d = d.clamp_min(0.0)
+        if distance == "euclidean":
+            d = safe_sqrt(d)
+    if same:
+        d = d - torch.diag_embed(torch.diagonal(d))  # exact zeros on the diagonal, keeps autograd
+    return d
+
+
+def paired_distance(x: torch.Tensor, y: torch.Tensor, distance: str = "euclidean") -> torch.Tensor:
+    """Row-wise distances d(x_i, y_i) of two (N, D) tensors: an (N,) vector."""
+    check_choice("distance", distance, DISTANCES)
+    check_tensor("x", x, ndim=2, floating=True)
+    check_tensor("y", y, ndim=2, floating=True)
+    if x.shape != y.shape:
+        raise ValueError(f"x has shape {tuple(x.shape)} but y has {tuple(y.shape)}; they must match.")
+    if distance == "cosine":
+        return 1.0 - torch.nn.functional.cosine_similarity(x, y, dim=1, eps=1e-12)
+    d2 = ((x - y) ** 2).sum(1)
+    return d2 if distance == "squared_euclidean" else safe_sqrt(d2)

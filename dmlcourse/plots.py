@@ -1,0 +1,195 @@
+"""Pictures of embeddings: 2-D projections, interactive scatters, image grids.
+
+Taught in 00_start_here.
+
+* ``project_2d`` maps embeddings to the plane with UMAP (PCA as the fast
+  fallback, or when umap-learn is missing).
+* ``embedding_figure`` is a plotly scatter coloured by class; ``embedding_explorer``
+  wraps it in a widget that shows the image under the mouse (hover or click).
+* ``image_grid`` is a matplotlib grid of images with their labels.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import warnings
+
+import numpy as np
+import torch
+
+from ._validate import check_choice, check_int
+
+PALETTE = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+]
+
+
+def _numpy(x):
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def pca_2d(embeddings) -> np.ndarray:
+    """The first two principal components (centred, via SVD)."""
+    x = _numpy(embeddings).astype(np.float64)
+    x = x - x.mean(0)
+    if x.shape[1] == 1:
+        return np.c_[x[:, 0], np.zeros(len(x))]
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    out = x @ vt[:2].T
+    return out if out.shape[1] == 2 else np.c_[out, np.zeros(len(x))]
+
+
+def project_2d(embeddings, method: str = "umap", *, seed: int = 0, init=None, n_neighbors: int = 15,
+               min_dist: float = 0.1, n_epochs: int | None = None) -> np.ndarray:
+    """Project (N, D) embeddings to (N, 2).
+
+    method : "umap" (default; falls back to PCA with a warning if umap-learn is
+        missing) or "pca". Embeddings of dimension 2 are returned as they are
+        with method="identity".
+    init : optional (N, 2) starting layout for UMAP (e.g. the previous epoch's,
+        so that consecutive pictures stay aligned).
+    """
+    check_choice("method", method, ("umap", "pca", "identity"))
+    x = _numpy(embeddings).astype(np.float32)
+    if x.ndim != 2 or len(x) == 0:
+        raise ValueError(f"embeddings must be a non-empty (N, D) array, got shape {x.shape}.")
+    if method == "identity":
+        if x.shape[1] != 2:
+            raise ValueError(f"method='identity' needs 2-D embeddings, got {x.shape[1]} dimensions.")
+        return x.astype(np.float64)
+    if method == "pca" or len(x) < 10:
+        return pca_2d(x)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import umap
+    except ImportError:
+        warnings.warn("umap-learn is not installed; using PCA instead.", stacklevel=2)
+        return pca_2d(x)
+    kwargs = dict(n_components=2, n_neighbors=min(n_neighbors, len(x) - 1), min_dist=min_dist,
+                  random_state=seed, n_jobs=1)
+    if init is not None:
+        init = np.asarray(init, dtype=np.float32)
+        if init.shape != (len(x), 2):
+            raise ValueError(f"init must have shape ({len(x)}, 2), got {init.shape}.")
+        kwargs["init"] = init
+    if n_epochs is not None:
+        kwargs["n_epochs"] = check_int("n_epochs", n_epochs, min_value=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return umap.UMAP(**kwargs).fit_transform(x).astype(np.float64)
+
+
+def image_to_data_uri(image, *, scale: int = 3) -> str:
+    """A 28x28 uint8 image as a PNG data URI (for hover previews)."""
+    from PIL import Image
+
+    arr = _numpy(image)
+    if arr.dtype != np.uint8:
+        arr = arr.astype(np.float64)
+        arr = (255 * (arr - arr.min()) / max(arr.max() - arr.min(), 1e-12)).astype(np.uint8)
+    img = Image.fromarray(arr.reshape(28, 28)).resize((28 * scale, 28 * scale), Image.NEAREST)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def embedding_figure(xy, labels, *, class_names=None, title: str = "", marker_size: int = 5, height: int = 480):
+    """A plotly scatter of 2-D points coloured by class (one trace per class, so
+    the legend toggles classes). Each point's ``customdata`` is its index."""
+    import plotly.graph_objects as go
+
+    xy, labels = _numpy(xy), _numpy(labels).astype(int)
+    if xy.ndim != 2 or xy.shape[1] != 2:
+        raise ValueError(f"xy must have shape (N, 2), got {xy.shape}; use project_2d first.")
+    if len(xy) != len(labels):
+        raise ValueError(f"xy has {len(xy)} points but labels has {len(labels)}; they must match.")
+    fig = go.Figure()
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        label = class_names[c] if class_names is not None else str(c)
+        fig.add_trace(go.Scattergl(
+            x=xy[idx, 0], y=xy[idx, 1], mode="markers", name=f"{c}: {label}" if class_names else label,
+            customdata=idx, marker=dict(size=marker_size, color=PALETTE[c % 10], opacity=0.8),
+            hovertemplate=f"class {label}<br>index %{{customdata}}<extra></extra>",
+        ))
+    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40, b=10),
+                      legend=dict(itemsizing="constant"), xaxis=dict(showticklabels=False),
+                      yaxis=dict(showticklabels=False, scaleanchor="x"))
+    return fig
+
+
+def embedding_explorer(xy, labels, images, *, class_names=None, title: str = ""):
+    """An interactive scatter that shows the image under the mouse.
+
+    Returns an ipywidgets box: a plotly ``FigureWidget`` and, beside it, the
+    hovered (or clicked) image with its class. Needs ipywidgets and anywidget.
+    """
+    import ipywidgets as W
+    import plotly.graph_objects as go
+
+    fig = go.FigureWidget(embedding_figure(xy, labels, class_names=class_names, title=title))
+    preview = W.HTML(value="<i>hover over a point</i>", layout=W.Layout(width="140px"))
+    labels_np = _numpy(labels).astype(int)
+
+    def show(trace, points, _state=None):
+        if not points.point_inds:
+            return
+        i = int(trace.customdata[points.point_inds[0]])
+        name = class_names[labels_np[i]] if class_names is not None else str(labels_np[i])
+        preview.value = (f"<img src='{image_to_data_uri(images[i])}' width='112'/>"
+                         f"<br><b>{name}</b><br>index {i}")
+
+    for trace in fig.data:
+        trace.on_hover(show)
+        trace.on_click(show)
+    box = W.HBox([fig, preview])
+    box.figure, box.preview, box.show_point = fig, preview, show
+    return box
+
+
+def image_grid(images, labels=None, *, class_names=None, ncols: int = 10, size: float = 1.0, title: str = ""):
+    """A matplotlib grid of 28x28 images, each titled with its label."""
+    import matplotlib.pyplot as plt
+
+    ncols = check_int("ncols", ncols, min_value=1)
+    imgs = _numpy(images)
+    if imgs.ndim == 4:
+        imgs = imgs[:, 0]
+    n = len(imgs)
+    if n == 0:
+        raise ValueError("images is empty; nothing to draw.")
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, min(ncols, n), figsize=(size * min(ncols, n), size * 1.15 * nrows),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i in range(n):
+        ax = axes.flat[i]
+        ax.imshow(imgs[i], cmap="gray_r")
+        if labels is not None:
+            lab = int(_numpy(labels)[i])
+            ax.set_title(class_names[lab] if class_names is not None else str(lab), fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def scatter_2d(xy, labels, *, class_names=None, ax=None, title: str = "", s: float = 4):
+    """A static matplotlib scatter of 2-D points coloured by class."""
+    import matplotlib.pyplot as plt
+
+    xy, labels = _numpy(xy), _numpy(labels).astype(int)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.5, 4.5))
+    for c in np.unique(labels):
+        m = labels == c
+        ax.scatter(xy[m, 0], xy[m, 1], s=s, color=PALETTE[c % 10],
+                   label=class_names[c] if class_names is not None else str(c))
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return ax
