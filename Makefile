@@ -23,8 +23,11 @@ endif
 
 .PHONY: lab test install unit notebooks lint bench bench-quick clean-cache mini-data
 
+# Jupyter refuses to run as root unless told (containers, CI machines).
+LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
+
 lab: install
-	$(VENV)/bin/jupyter lab notebooks/00_start_here.ipynb
+	$(VENV)/bin/jupyter lab $(LAB_FLAGS) notebooks/00_start_here.ipynb
 
 test: install lint unit notebooks bench-quick
 	@echo "make test: all checks passed"

@@ -162,7 +162,7 @@ def image_grid(images, labels=None, *, class_names=None, ncols: int = 10, size: 
     if n == 0:
         raise ValueError("images is empty; nothing to draw.")
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, min(ncols, n), figsize=(size * min(ncols, n), size * 1.15 * nrows),
+    fig, axes = plt.subplots(nrows, min(ncols, n), figsize=(size * min(ncols, n), size * 1.35 * nrows + (0.4 if title else 0)),
                              squeeze=False)
     for ax in axes.flat:
         ax.axis("off")

@@ -93,7 +93,7 @@ class History:
             ep = [m["epoch"] for m in self.epoch_metrics]
             for name in ("precision_at_1", "map_at_r"):
                 ax.plot(ep, self.metric(name), marker="o", label=name)
-            ax.set(xlabel="epoch", ylim=(0, 1.02), title="retrieval on the evaluation set")
+            ax.set(xlabel="epoch", ylim=(0, 1.02), title="retrieval on the evaluation set", xticks=ep)
             ax.legend(frameon=False)
         fig.tight_layout()
         return fig
