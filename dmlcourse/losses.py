@@ -138,3 +138,34 @@ def nca_loss(z: torch.Tensor, labels: torch.Tensor, *, variant: str = "goldberge
         ii, jj = torch.nonzero(pos & has_neg[:, None], as_tuple=True)
         terms = log_den[ii] - logits[ii, jj]
     return reduce_terms(terms, reduction, anchor=z)
+
+
+def easy_positive_loss(z: torch.Tensor, labels: torch.Tensor, *, scale: float = 1.0, reduction: str = "mean"):
+    """Easy-positive loss (Xuan, Stylianou & Pless, 2020; the lecture's eq. 19).
+
+    Taught in 06_mining_sampling.
+
+    On L2-normalised embeddings, with s = ``scale`` and cosine similarities f_i.f_j, for every
+    anchor i that has a positive and a negative:
+
+        -log( exp(s f_i.f_p*) / (exp(s f_i.f_p*) + sum_n exp(s f_i.f_n)) ),
+
+    where p* is the anchor's *most similar* (easiest) positive. The lecture writes this
+    ratio with a ``min`` over positives and without the -log; minimising that ratio as
+    written would push the positive away. The embeddings are normalised here.
+    """
+    check_embeddings_labels(z, labels, name="z")
+    scale = check_float("scale", scale, min_value=0.0, strict_min=True)
+    check_choice("reduction", reduction, REDUCTIONS)
+    zn = torch.nn.functional.normalize(z, dim=1)
+    sim = scale * (zn @ zn.T)
+    same = labels[:, None] == labels[None, :]
+    eye = torch.eye(len(z), dtype=torch.bool, device=z.device)
+    pos, neg = same & ~eye, ~same
+    ok = pos.any(1) & neg.any(1)
+    very_negative = torch.finfo(sim.dtype).min
+    s_pos = sim.masked_fill(~pos, very_negative).max(1).values
+    s_neg = sim.masked_fill(~neg, very_negative)
+    log_den = torch.logsumexp(torch.cat([s_pos[:, None], s_neg], 1), dim=1)
+    terms = (log_den - s_pos)[ok]
+    return reduce_terms(terms, reduction, anchor=z)

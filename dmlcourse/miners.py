@@ -1,0 +1,214 @@
+"""Triplet miners: which triplets of a batch does the loss see?
+
+Taught in 06_mining_sampling.
+
+Every miner takes ``(z, labels, ...)`` — a batch of embeddings (N, D) and their
+labels (N,) — and returns three LongTensors ``(a, p, n)`` of equal length: the
+anchors, positives and negatives of the triplets it selects. The loss then takes
+the embeddings and these indices (``losses.triplet_loss_from_indices``).
+
+Rules shared by all miners
+--------------------------
+* An anchor without a positive (alone in its class) or without a negative (the
+  batch has one class) is skipped, never an error.
+* A batch where nothing can be mined gives three empty tensors; the triplet loss
+  of an empty set is a zero that still back-propagates.
+* Everything is vectorised over the batch: distance matrices and masks, no
+  Python loop over anchors (large batches are processed in chunks of rows).
+* Mining looks at distances only; it never back-propagates (indices carry no
+  gradient), so it runs under ``torch.no_grad()``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from ._validate import check_choice, check_embeddings_labels, check_float
+from .distances import DISTANCES, pairwise_distance
+
+CHUNK_ELEMENTS = 1 << 24  # at most ~16M entries per intermediate tensor
+
+
+def _masks(z, labels, distance):
+    check_embeddings_labels(z, labels, name="z")
+    check_choice("distance", distance, DISTANCES)
+    with torch.no_grad():
+        d = pairwise_distance(z.detach(), distance=distance)
+    labels = labels.to(z.device)
+    same = labels[:, None] == labels[None, :]
+    eye = torch.eye(len(labels), dtype=torch.bool, device=z.device)
+    return d, same & ~eye, ~same
+
+
+def _empty(device):
+    e = torch.zeros(0, dtype=torch.long, device=device)
+    return e, e.clone(), e.clone()
+
+
+@torch.no_grad()
+def batch_all(z: torch.Tensor, labels: torch.Tensor, *, distance: str = "euclidean"):
+    """Every valid triplet of the batch (eq. 15): all (a, p, n) with label(p) = label(a),
+    p != a and label(n) != label(a). Their number grows like N^3 / classes."""
+    _, pos, neg = _masks(z, labels, distance)
+    valid = pos[:, :, None] & neg[:, None, :]
+    a, p, n = torch.nonzero(valid, as_tuple=True)
+    return a, p, n
+
+
+@torch.no_grad()
+def batch_hard(z: torch.Tensor, labels: torch.Tensor, *, distance: str = "euclidean"):
+    """Per anchor, the farthest positive and the closest negative (eq. 16): one triplet per anchor."""
+    d, pos, neg = _masks(z, labels, distance)
+    ok = pos.any(1) & neg.any(1)
+    p = d.masked_fill(~pos, float("-inf")).argmax(1)
+    n = d.masked_fill(~neg, float("inf")).argmin(1)
+    a = torch.nonzero(ok).flatten()
+    return a, p[a], n[a]
+
+
+@torch.no_grad()
+def batch_semi_hard(z: torch.Tensor, labels: torch.Tensor, margin: float | None = None, *,
+                    distance: str = "euclidean"):
+    """Per anchor-positive pair, the closest negative that is *farther* than the positive (eq. 17).
+
+    With ``margin`` (FaceNet's version) the negative must also be closer than
+    d(a, p) + margin, i.e. inside the margin band where the loss is non-zero.
+
+    Policy when no such negative exists for a pair: the pair is **skipped** (no
+    triplet is made from it). It is neither replaced by the hardest negative nor
+    by the easiest one, so every returned triplet really is semi-hard.
+    """
+    if margin is not None:
+        margin = check_float("margin", margin, min_value=0.0)
+    d, pos, neg = _masks(z, labels, distance)
+    a_all, p_all = torch.nonzero(pos & neg.any(1, keepdim=True), as_tuple=True)
+    if len(a_all) == 0:
+        return _empty(z.device)
+    out_a, out_p, out_n = [], [], []
+    rows = max(1, CHUNK_ELEMENTS // max(1, d.shape[1]))
+    for s in range(0, len(a_all), rows):  # chunks of pairs, vectorised inside
+        a, p = a_all[s:s + rows], p_all[s:s + rows]
+        d_ap = d[a, p][:, None]
+        d_an = d[a]
+        ok = neg[a] & (d_an > d_ap)
+        if margin is not None:
+            ok &= d_an < d_ap + margin
+        n = d_an.masked_fill(~ok, float("inf")).argmin(1)
+        found = ok.any(1)
+        out_a.append(a[found])
+        out_p.append(p[found])
+        out_n.append(n[found])
+    return torch.cat(out_a), torch.cat(out_p), torch.cat(out_n)
+
+
+@torch.no_grad()
+def easy_positive(z: torch.Tensor, labels: torch.Tensor, *, distance: str = "euclidean"):
+    """Per anchor, its *closest* positive, paired with every negative (eq. 18)."""
+    d, pos, neg = _masks(z, labels, distance)
+    ok = pos.any(1)
+    p_best = d.masked_fill(~pos, float("inf")).argmin(1)
+    a, n = torch.nonzero(neg & ok[:, None], as_tuple=True)
+    return a, p_best[a], n
+
+
+class NegativeTypes(NamedTuple):
+    """Every triplet of a batch with its kind: 0 = hard, 1 = semi-hard, 2 = easy."""
+
+    a: torch.Tensor
+    p: torch.Tensor
+    n: torch.Tensor
+    kind: torch.Tensor
+
+    def fractions(self) -> dict:
+        total = max(len(self.kind), 1)
+        return {name: (self.kind == k).sum().item() / total
+                for k, name in enumerate(("hard", "semi_hard", "easy"))}
+
+
+HARD, SEMI_HARD, EASY = 0, 1, 2
+
+
+@torch.no_grad()
+def negative_types(z: torch.Tensor, labels: torch.Tensor, margin: float, *, distance: str = "euclidean"):
+    """Classify every triplet of the batch, as in the third lecture:
+
+    * hard:      d(a,n) < d(a,p)                 (the negative is closer than the positive)
+    * semi-hard: d(a,p) <= d(a,n) < d(a,p) + m   (right order, but inside the margin)
+    * easy:      d(a,p) + m <= d(a,n)            (already satisfied: zero loss)
+
+    Returns :class:`NegativeTypes` (a, p, n, kind); ``.fractions()`` gives the shares.
+    """
+    margin = check_float("margin", margin, min_value=0.0)
+    d, _, _ = _masks(z, labels, distance)
+    a, p, n = batch_all(z, labels, distance=distance)
+    d_ap, d_an = d[a, p], d[a, n]
+    kind = torch.full_like(a, EASY)
+    kind[d_an < d_ap + margin] = SEMI_HARD
+    kind[d_an < d_ap] = HARD
+    return NegativeTypes(a, p, n, kind)
+
+
+def distance_log_density(d: torch.Tensor, dim: int) -> torch.Tensor:
+    """log q(d) up to a constant: the density of the distance between two points drawn
+    uniformly on the unit sphere in R^dim (Wu et al. 2017):
+    q(d) ∝ d^(dim-2) (1 - d^2/4)^((dim-3)/2)."""
+    return (dim - 2) * torch.log(d) + (dim - 3) / 2 * torch.log((1 - d**2 / 4).clamp_min(1e-8))
+
+
+@torch.no_grad()
+def distance_weighted(z: torch.Tensor, labels: torch.Tensor, cutoff: float = 0.5,
+                      nonzero_loss_cutoff: float = 1.4, generator: torch.Generator | None = None):
+    """Distance-weighted sampling (Wu, Manmatha, Smola & Krähenbühl, 2017).
+
+    The embeddings are L2-normalised (the method lives on the unit hypersphere).
+    For every anchor-positive pair one negative is drawn with probability
+    proportional to 1 / q(d(a, n)), so that negatives are spread over all distances
+    instead of concentrating near sqrt(2) as random ones do. Distances below
+    ``cutoff`` are clipped to it (the weights of very close negatives would explode),
+    and negatives farther than ``nonzero_loss_cutoff`` get weight 0 (they would
+    give zero loss anyway). An anchor whose negatives all have weight 0 draws
+    uniformly among its negatives. Seeded by ``generator`` (a CPU torch.Generator).
+    """
+    check_embeddings_labels(z, labels, name="z")
+    cutoff = check_float("cutoff", cutoff, min_value=0.0, max_value=2.0, strict_min=True)
+    nonzero_loss_cutoff = check_float("nonzero_loss_cutoff", nonzero_loss_cutoff, min_value=0.0, max_value=2.0)
+    zn = torch.nn.functional.normalize(z.detach().float(), dim=1)
+    d, pos, neg = _masks(zn, labels, "euclidean")
+    dim = z.shape[1]
+    log_w = -distance_log_density(d.clamp_min(cutoff), dim)
+    log_w = log_w.masked_fill(~neg | (d >= nonzero_loss_cutoff), float("-inf"))
+    log_w = log_w - log_w.max(1, keepdim=True).values.nan_to_num(0.0, neginf=0.0)
+    w = torch.exp(log_w)
+    w = torch.where(w.sum(1, keepdim=True) > 0, w, neg.float())  # fallback: uniform over negatives
+    a, p = torch.nonzero(pos & neg.any(1, keepdim=True), as_tuple=True)
+    if len(a) == 0:
+        return _empty(z.device)
+    n = torch.multinomial(w[a].cpu(), 1, generator=generator).flatten().to(z.device)
+    return a, p, n
+
+
+@torch.no_grad()
+def random_triplets(z: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None):
+    """The baseline: per anchor one uniformly random positive and one random negative."""
+    check_embeddings_labels(z, labels, name="z")
+    lab = labels.detach().cpu()
+    same = lab[:, None] == lab[None, :]
+    pos = same & ~torch.eye(len(lab), dtype=torch.bool)
+    a = torch.nonzero(pos.any(1) & (~same).any(1)).flatten()
+    if len(a) == 0:
+        return _empty(z.device)
+    p = torch.rand(len(a), len(lab), generator=generator).masked_fill(~pos[a], -1).argmax(1)
+    n = torch.rand(len(a), len(lab), generator=generator).masked_fill(same[a], -1).argmax(1)
+    return a.to(z.device), p.to(z.device), n.to(z.device)
+
+
+MINERS = {
+    "batch_all": batch_all,
+    "batch_hard": batch_hard,
+    "batch_semi_hard": batch_semi_hard,
+    "easy_positive": easy_positive,
+    "distance_weighted": distance_weighted,
+    "random": random_triplets,
+}

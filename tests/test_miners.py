@@ -1,0 +1,210 @@
+"""Every miner against a brute-force loop that follows the lecture's definition literally."""
+
+import math
+
+import pytest
+import torch
+from pytorch_metric_learning import distances as pml_distances
+from pytorch_metric_learning import miners as pml_miners
+
+from dmlcourse import losses, miners
+
+
+def _dist(z, distance):
+    n = len(z)
+    out = [[0.0] * n for _ in range(n)]
+    for i in range(n):
+        for j in range(n):
+            u, v = z[i].tolist(), z[j].tolist()
+            if distance == "euclidean":
+                out[i][j] = math.sqrt(sum((a - b) ** 2 for a, b in zip(u, v)))
+            else:  # squared_euclidean
+                out[i][j] = sum((a - b) ** 2 for a, b in zip(u, v))
+    return out
+
+
+def _batch(seed, n, classes, dim=3):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, dim, generator=g, dtype=torch.float64), torch.randint(0, classes, (n,), generator=g)
+
+
+CASES = [(s, n, c, dist) for s in (0, 1, 2) for n, c in ((12, 3), (20, 5), (9, 9)) for dist in
+         ("euclidean", "squared_euclidean")]
+
+
+def _triplet_set(a, p, n):
+    return sorted(zip(a.tolist(), p.tolist(), n.tolist()))
+
+
+@pytest.mark.parametrize("seed, n, classes, distance", CASES)
+def test_batch_all(seed, n, classes, distance):
+    z, y = _batch(seed, n, classes)
+    expected = [(i, j, k) for i in range(n) for j in range(n) for k in range(n)
+                if j != i and y[j] == y[i] and y[k] != y[i]]
+    assert _triplet_set(*miners.batch_all(z, y, distance=distance)) == sorted(expected)
+
+
+@pytest.mark.parametrize("seed, n, classes, distance", CASES)
+def test_batch_hard(seed, n, classes, distance):
+    z, y = _batch(seed, n, classes)
+    d = _dist(z, distance)
+    a, p, neg = miners.batch_hard(z, y, distance=distance)
+    expected = {}
+    for i in range(n):
+        ps = [j for j in range(n) if j != i and y[j] == y[i]]
+        ns = [k for k in range(n) if y[k] != y[i]]
+        if ps and ns:
+            expected[i] = (max(d[i][j] for j in ps), min(d[i][k] for k in ns))
+    assert sorted(a.tolist()) == sorted(expected)
+    for i, j, k in zip(a.tolist(), p.tolist(), neg.tolist()):  # compare distances: ties are possible
+        assert y[j] == y[i] and j != i and y[k] != y[i]
+        assert d[i][j] == pytest.approx(expected[i][0]) and d[i][k] == pytest.approx(expected[i][1])
+
+
+@pytest.mark.parametrize("margin", [None, 0.5])
+@pytest.mark.parametrize("seed, n, classes, distance", CASES)
+def test_batch_semi_hard(seed, n, classes, distance, margin):
+    z, y = _batch(seed, n, classes)
+    d = _dist(z, distance)
+    expected = {}
+    for i in range(n):
+        for j in range(n):
+            if j == i or y[j] != y[i]:
+                continue
+            cands = [d[i][k] for k in range(n) if y[k] != y[i] and d[i][k] > d[i][j]
+                     and (margin is None or d[i][k] < d[i][j] + margin)]
+            if cands:  # the stated policy: pairs without a semi-hard negative are skipped
+                expected[i, j] = min(cands)
+    a, p, neg = miners.batch_semi_hard(z, y, margin, distance=distance)
+    assert sorted(zip(a.tolist(), p.tolist())) == sorted(expected)
+    for i, j, k in zip(a.tolist(), p.tolist(), neg.tolist()):
+        assert y[k] != y[i] and d[i][k] == pytest.approx(expected[i, j])
+
+
+@pytest.mark.parametrize("seed, n, classes, distance", CASES)
+def test_easy_positive(seed, n, classes, distance):
+    z, y = _batch(seed, n, classes)
+    d = _dist(z, distance)
+    a, p, neg = miners.easy_positive(z, y, distance=distance)
+    expected = sorted((i, k) for i in range(n) for k in range(n)
+                      if y[k] != y[i] and any(j != i and y[j] == y[i] for j in range(n)))
+    assert sorted(zip(a.tolist(), neg.tolist())) == expected
+    for i, j in zip(a.tolist(), p.tolist()):
+        closest = min(d[i][jj] for jj in range(n) if jj != i and y[jj] == y[i])
+        assert j != i and y[j] == y[i] and d[i][j] == pytest.approx(closest)
+
+
+@pytest.mark.parametrize("seed, n, classes, distance", CASES[:6])
+def test_negative_types(seed, n, classes, distance):
+    z, y = _batch(seed, n, classes)
+    d = _dist(z, distance)
+    m = 0.4
+    res = miners.negative_types(z, y, m, distance=distance)
+    counts = {"hard": 0, "semi_hard": 0, "easy": 0}
+    for i, j, k, kind in zip(res.a.tolist(), res.p.tolist(), res.n.tolist(), res.kind.tolist()):
+        if d[i][k] < d[i][j]:
+            want = 0
+        elif d[i][k] < d[i][j] + m:
+            want = 1
+        else:
+            want = 2
+        assert kind == want
+        counts[("hard", "semi_hard", "easy")[want]] += 1
+    total = sum(counts.values())
+    assert res.fractions() == pytest.approx({k: v / total for k, v in counts.items()})
+
+
+def test_random_and_distance_weighted_are_valid_and_seeded():
+    z, y = _batch(0, 40, 4, dim=8)
+    for miner in (miners.random_triplets, miners.distance_weighted):
+        a, p, n = miner(z, y, generator=torch.Generator().manual_seed(1))
+        assert torch.all(y[a] == y[p]) and torch.all(a != p) and torch.all(y[a] != y[n])
+        again = miner(z, y, generator=torch.Generator().manual_seed(1))
+        assert all(torch.equal(u, v) for u, v in zip((a, p, n), again))
+
+
+def test_distance_weighted_follows_inverse_density():
+    """Empirical frequencies of the sampled negatives match weights 1/q(d), clipped and cut off."""
+    g = torch.Generator().manual_seed(0)
+    dim = 6
+    z = torch.nn.functional.normalize(torch.randn(30, dim, generator=g, dtype=torch.float64), dim=1)
+    y = torch.tensor([0, 0] + [1] * 28)  # anchor 0 has one positive and 28 negatives
+    d = torch.cdist(z, z)[0, 2:]
+    cutoff, nz = 0.5, 1.4
+    q = (dim - 2) * torch.log(d.clamp_min(cutoff)) + (dim - 3) / 2 * torch.log(1 - d.clamp_min(cutoff) ** 2 / 4)
+    w = torch.exp(-q) * (d < nz)
+    w = w / w.sum()
+    counts = torch.zeros(28, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(1)
+    draws = 0
+    for _ in range(300):
+        a, p, n = miners.distance_weighted(z, y, cutoff, nz, generator=gen)
+        sel = n[a == 0] - 2
+        counts += torch.bincount(sel, minlength=28).double()
+        draws += len(sel)
+    freq = counts / draws
+    assert torch.all(freq[w == 0] == 0)
+    assert (freq - w).abs().max() < 0.05
+
+
+def test_agrees_with_pytorch_metric_learning_batch_hard():
+    z, y = _batch(3, 64, 8, dim=5)
+    ours = miners.batch_hard(z, y)
+    ref = pml_miners.BatchHardMiner(distance=pml_distances.LpDistance(normalize_embeddings=False))(z, y)
+    assert sorted(ours[0].tolist()) == sorted(ref[0].tolist())
+    # same distances (indices could differ only on ties)
+    d = torch.cdist(z, z)
+    order_o, order_r = torch.argsort(ours[0]), torch.argsort(ref[0])
+    assert torch.allclose(d[ours[0], ours[1]][order_o], d[ref[0], ref[1]][order_r])
+    assert torch.allclose(d[ours[0], ours[2]][order_o], d[ref[0], ref[2]][order_r])
+
+
+def test_nothing_to_mine_gives_empty_tensors_and_a_zero_loss_that_backpropagates():
+    z = torch.randn(6, 3, requires_grad=True)
+    one_class = torch.zeros(6, dtype=torch.long)
+    all_alone = torch.arange(6)
+    for labels in (one_class, all_alone):
+        for name, miner in miners.MINERS.items():
+            a, p, n = miner(z, labels)
+            assert len(a) == len(p) == len(n) == 0 and a.dtype == torch.long, name
+            loss = losses.triplet_loss_from_indices(z, a, p, n, margin=0.2)
+            loss.backward()
+            assert loss.item() == 0.0 and z.grad is not None
+
+
+def test_anchors_without_positive_are_skipped():
+    z, _ = _batch(0, 5, 2)
+    labels = torch.tensor([0, 0, 1, 2, 2])  # sample 2 is alone in class 1
+    for name, miner in miners.MINERS.items():
+        a, _, _ = miner(z, labels)
+        assert 2 not in a.tolist(), name
+
+
+def test_easy_positive_loss_against_a_loop():
+    z, y = _batch(4, 16, 4, dim=5)
+    zn = torch.nn.functional.normalize(z, dim=1)
+    terms = []
+    for i in range(16):
+        ps = [j for j in range(16) if j != i and y[j] == y[i]]
+        ns = [k for k in range(16) if y[k] != y[i]]
+        if not ps or not ns:
+            continue
+        sp = max(3.0 * float(zn[i] @ zn[j]) for j in ps)
+        den = math.exp(sp) + sum(math.exp(3.0 * float(zn[i] @ zn[k])) for k in ns)
+        terms.append(-math.log(math.exp(sp) / den))
+    got = losses.easy_positive_loss(z, y, scale=3.0)
+    assert got.item() == pytest.approx(sum(terms) / len(terms), rel=1e-9)
+    zz = z.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda t: losses.easy_positive_loss(t, y, scale=3.0), (zz,))
+
+
+def test_bad_input():
+    z = torch.randn(4, 2)
+    with pytest.raises(ValueError, match="labels has 3 entries"):
+        miners.batch_hard(z, torch.tensor([0, 1, 1]))
+    with pytest.raises(ValueError, match="margin must be >= 0.0"):
+        miners.batch_semi_hard(z, torch.tensor([0, 1, 1, 0]), margin=-1)
+    with pytest.raises(ValueError, match="distance='cosine_sim'"):
+        miners.batch_all(z, torch.tensor([0, 1, 1, 0]), distance="cosine_sim")
+    with pytest.raises(ValueError, match="cutoff must be > 0.0"):
+        miners.distance_weighted(z, torch.tensor([0, 1, 1, 0]), cutoff=0)
