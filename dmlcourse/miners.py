@@ -212,3 +212,128 @@ MINERS = {
     "distance_weighted": distance_weighted,
     "random": random_triplets,
 }
+
+
+# --------------------------------------------------------------------------- training with a miner
+
+class MinedTripletLoss(torch.nn.Module):
+    """Triplet loss on the triplets a miner selects — a ``loss_fn`` for ``train.train``.
+
+    ``miner`` is a name from :data:`MINERS` (or a callable ``(z, labels) -> (a, p, n)``).
+    ``miner="easy_positive"`` uses :func:`dmlcourse.losses.easy_positive_loss` (eq. 19)
+    instead of the hinge. Logs per step: ``active_fraction`` (mined triplets with a
+    non-zero loss) and ``triplets`` (how many were mined).
+    """
+
+    def __init__(self, miner="batch_hard", margin: float = 0.2, *, distance: str = "euclidean",
+                 reduction: str = "mean", semi_hard_margin: bool = True, ep_scale: float = 10.0, seed: int = 0):
+        super().__init__()
+        from .losses import REDUCTIONS
+
+        self.margin = check_float("margin", margin, min_value=0.0)
+        self.distance = check_choice("distance", distance, DISTANCES)
+        self.reduction = check_choice("reduction", reduction, REDUCTIONS)
+        if isinstance(miner, str):
+            check_choice("miner", miner, tuple(MINERS))
+        self.miner = miner
+        self.semi_hard_margin = semi_hard_margin
+        self.ep_scale = ep_scale
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def mine(self, z, labels):
+        m = self.miner
+        if callable(m):
+            return m(z, labels)
+        if m in ("random", "distance_weighted"):
+            return MINERS[m](z, labels, generator=self.generator)
+        if m == "batch_semi_hard":
+            return batch_semi_hard(z, labels, self.margin if self.semi_hard_margin else None, distance=self.distance)
+        return MINERS[m](z, labels, distance=self.distance)
+
+    def forward(self, z, labels):
+        from .losses import easy_positive_loss, triplet_loss
+
+        if self.miner == "easy_positive":
+            return {"loss": easy_positive_loss(z, labels, scale=self.ep_scale, reduction=self.reduction)}
+        a, p, n = self.mine(z, labels)
+        if len(a) == 0:
+            return {"loss": z.sum() * 0.0, "active_fraction": 0.0, "triplets": 0.0}
+        terms = triplet_loss(z[a], z[p], z[n], self.margin, self.distance, "none")
+        from .losses import reduce_terms
+
+        return {"loss": reduce_terms(terms, self.reduction, anchor=z),
+                "active_fraction": (terms > 0).float().mean().item(), "triplets": float(len(a))}
+
+
+# --------------------------------------------------------------------------- widget
+
+def mining_explorer(z: torch.Tensor, labels: torch.Tensor, *, margin: float = 0.2, class_names=None,
+                    distance: str = "euclidean"):
+    """Widget: which positive and negative does each miner pick for an anchor?
+
+    Every sample of the batch is drawn at its distance from the chosen anchor
+    (x axis) in the row of its class (y axis); the triplets the chosen miner makes
+    for this anchor are circled and joined. Returns an ipywidgets box with
+    attributes ``anchor``, ``miner``, ``figure`` and ``readout``.
+    """
+    import ipywidgets as W
+    import plotly.graph_objects as go
+
+    check_embeddings_labels(z, labels, name="z")
+    margin = check_float("margin", margin, min_value=0.0)
+    z, labels = z.detach().cpu(), labels.detach().cpu()
+    d = pairwise_distance(z.float(), distance=distance)
+    names = [str(c) if class_names is None else class_names[c] for c in labels.tolist()]
+    choices = ["batch_all", "batch_hard", "batch_semi_hard", "easy_positive", "distance_weighted", "random"]
+    anchor = W.IntSlider(value=0, min=0, max=len(z) - 1, description="anchor")
+    miner = W.Dropdown(options=choices, value="batch_hard", description="miner")
+    readout = W.HTML()
+    fig = go.FigureWidget()
+    for name, color in (("positives", "#2ca02c"), ("negatives", "#d62728"), ("anchor", "black"),
+                        ("mined positive", "#2ca02c"), ("mined negative", "#d62728")):
+        mined = name.startswith("mined")
+        fig.add_trace(go.Scatter(x=[], y=[], mode="markers", name=name, text=[],
+                                 marker=dict(color="rgba(0,0,0,0)" if mined else color, size=14 if mined else 7,
+                                             symbol="circle-open" if mined else "circle",
+                                             line=dict(width=2.5 if mined else 0, color=color))))
+    fig.update_layout(height=380, width=700, xaxis_title=f"{distance} distance to the anchor", yaxis_title="class",
+                      margin=dict(l=10, r=10, t=40, b=10), shapes=[])
+
+    def update(change=None):
+        i = anchor.value
+        m = miner.value
+        gen = torch.Generator().manual_seed(0)
+        if m == "batch_semi_hard":
+            a, p, n = batch_semi_hard(z, labels, margin, distance=distance)
+        elif m in ("random", "distance_weighted"):
+            a, p, n = MINERS[m](z, labels, generator=gen)
+        else:
+            a, p, n = MINERS[m](z, labels, distance=distance)
+        sel = a == i
+        pos = (labels == labels[i]) & (torch.arange(len(z)) != i)
+        neg = labels != labels[i]
+        ys = labels.float() + 0.15 * (torch.rand(len(z), generator=torch.Generator().manual_seed(1)) - 0.5)
+        mp, mn = torch.unique(p[sel]), torch.unique(n[sel])
+        with fig.batch_update():
+            for k, mask in enumerate((pos, neg)):
+                fig.data[k].x, fig.data[k].y = d[i][mask].numpy(), ys[mask].numpy()
+                fig.data[k].text = [names[j] for j in torch.nonzero(mask).flatten().tolist()]
+            fig.data[2].x, fig.data[2].y = [0.0], [ys[i].item()]
+            fig.data[3].x, fig.data[3].y = d[i][mp].numpy(), ys[mp].numpy()
+            fig.data[4].x, fig.data[4].y = d[i][mn].numpy(), ys[mn].numpy()
+            fig.layout.title = f"anchor {i} (class {names[i]}), miner {m}"
+            shapes = []
+            if m == "batch_semi_hard" and len(mp):
+                for j in mp.tolist()[:1]:
+                    shapes.append(dict(type="rect", x0=d[i, j].item(), x1=d[i, j].item() + margin, y0=-0.5,
+                                       y1=float(labels.max()) + 0.5, fillcolor="orange", opacity=0.15, line_width=0))
+            fig.layout.shapes = shapes
+        readout.value = (f"{int(sel.sum())} triplets for this anchor: {len(mp)} distinct positive(s), "
+                         f"{len(mn)} distinct negative(s)")
+
+    anchor.observe(update, names="value")
+    miner.observe(update, names="value")
+    update()
+    box = W.VBox([W.HBox([anchor, miner]), readout, fig])
+    box.anchor, box.miner, box.figure, box.readout = anchor, miner, fig, readout
+    return box

@@ -208,3 +208,27 @@ def test_bad_input():
         miners.batch_all(z, torch.tensor([0, 1, 1, 0]), distance="cosine_sim")
     with pytest.raises(ValueError, match="cutoff must be > 0.0"):
         miners.distance_weighted(z, torch.tensor([0, 1, 1, 0]), cutoff=0)
+
+
+def test_mined_triplet_loss_logs_activity():
+    z = torch.randn(16, 4, requires_grad=True)
+    labels = torch.arange(16) % 4
+    for name in miners.MINERS:
+        out = miners.MinedTripletLoss(name, margin=0.3)(z, labels)
+        out["loss"].backward()
+        assert torch.isfinite(out["loss"])
+        if name != "easy_positive":  # eq. 19 is a softmax over all negatives, not a hinge: nothing is "inactive"
+            assert 0.0 <= out["active_fraction"] <= 1.0 and out["triplets"] > 0
+    with pytest.raises(ValueError, match="miner='hardest'"):
+        miners.MinedTripletLoss("hardest")
+
+
+def test_mining_explorer_follows_anchor_and_miner():
+    z, y = _batch(0, 24, 4, dim=3)
+    box = miners.mining_explorer(z.float(), y)
+    assert "1 triplets" in box.readout.value  # batch-hard: one triplet per anchor
+    hard_neg = box.figure.data[4].x
+    box.miner.value = "batch_all"
+    assert len(box.figure.data[4].x) == int((y != y[0]).sum())  # every negative is used
+    box.anchor.value = 5
+    assert "anchor 5" in box.figure.layout.title.text and len(hard_neg) == 1

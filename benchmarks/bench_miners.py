@@ -1,0 +1,109 @@
+"""Losses and miners alone: forward (+ backward for losses) at batch 128, 512 and 2048.
+
+Note: pytorch-metric-learning's TripletMarginMiner(type_of_triplets="semihard") returns *every*
+semi-hard triplet, ours the closest semi-hard negative per pair (the lecture's eq. 17): similar but
+not identical work.
+
+Side by side in one run, as ratios: our vectorised miners against
+pytorch-metric-learning's (where an equivalent exists) and against a naive Python
+loop over anchors (the code a first attempt usually looks like).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from machine import describe, machine_info  # noqa: E402
+
+from dmlcourse import losses, miners, runtime  # noqa: E402
+
+
+def timeit(fn, repeat):
+    fn()  # warm-up
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def naive_batch_hard(z, labels):
+    d = torch.cdist(z, z)
+    out = []
+    for i in range(len(z)):  # the loop we avoid
+        pos = [j for j in range(len(z)) if j != i and labels[j] == labels[i]]
+        neg = [k for k in range(len(z)) if labels[k] != labels[i]]
+        if pos and neg:
+            out.append((i, max(pos, key=lambda j: d[i, j]), min(neg, key=lambda k: d[i, k])))
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    device = runtime.get_device(verbose=False)
+    try:
+        from pytorch_metric_learning import distances as pd
+        from pytorch_metric_learning import miners as pm
+        lp = pd.LpDistance(normalize_embeddings=False)
+        pml = {"batch_hard": pm.BatchHardMiner(distance=lp),
+               "batch_semi_hard": pm.TripletMarginMiner(margin=0.2, type_of_triplets="semihard", distance=lp),
+               "batch_all": pm.TripletMarginMiner(margin=1e9, type_of_triplets="all", distance=lp),
+               "distance_weighted": pm.DistanceWeightedMiner(cutoff=0.5, nonzero_loss_cutoff=1.4)}
+    except ImportError:
+        pml = {}
+    sizes = [128] if args.quick else [128, 512, 2048]
+    repeat = 2 if args.quick else 5
+    rows = []
+    print(f"miners and losses on {device} -- {describe()}")
+    print(f"{'what':<30}{'batch':>6}{'ours ms':>10}{'pml ms':>9}{'pml/ours':>9}{'loop ms':>9}{'loop/ours':>10}")
+    for b in sizes:
+        g = torch.Generator().manual_seed(0)
+        z = torch.nn.functional.normalize(torch.randn(b, 64, generator=g), dim=1).to(device).requires_grad_(True)
+        labels = (torch.arange(b) % max(2, b // 8)).to(device)  # 8 samples per class, as a P x K batch
+        cases = {
+            "batch_hard": lambda: miners.batch_hard(z, labels),
+            "batch_semi_hard (m=0.2)": lambda: miners.batch_semi_hard(z, labels, 0.2),
+            "batch_all": lambda: miners.batch_all(z, labels),
+            "easy_positive": lambda: miners.easy_positive(z, labels),
+            "distance_weighted": lambda: miners.distance_weighted(z, labels, generator=torch.Generator().manual_seed(0)),
+            "triplet loss fwd+bwd (hard)": None,
+            "NCA loss fwd+bwd": lambda: losses.nca_loss(z, labels).backward(),
+        }
+        hard = miners.batch_hard(z, labels)
+        cases["triplet loss fwd+bwd (hard)"] = lambda: losses.triplet_loss_from_indices(z, *hard, margin=0.2).backward()
+        for name, fn in cases.items():
+            if b >= 2048 and name.startswith("batch_all"):
+                continue  # ~N^3/8 triplets: 10^9 at N = 2048
+            ours = timeit(fn, repeat)
+            key = name.split(" ")[0]
+            ref = timeit(lambda k=key: pml[k](z, labels), repeat) if key in pml else None
+            loop = timeit(lambda: naive_batch_hard(z.detach().cpu(), labels.cpu()), 1) \
+                if (key == "batch_hard" and b <= 512) else None
+            row = {"what": name, "batch": b, "ours_ms": 1e3 * ours, "pml_ms": ref and 1e3 * ref,
+                   "loop_ms": loop and 1e3 * loop}
+            rows.append(row)
+            print(f"{name:<30}{b:>6}{1e3 * ours:>10.2f}"
+                  + (f"{1e3 * ref:>9.2f}{ref / ours:>9.1f}" if ref else f"{'-':>9}{'-':>9}")
+                  + (f"{1e3 * loop:>9.1f}{loop / ours:>10.0f}" if loop else f"{'-':>9}{'-':>10}"))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": machine_info(), "device": str(device), "rows": rows},
+                                              indent=2))
+
+
+if __name__ == "__main__":
+    main()
