@@ -50,6 +50,20 @@ def naive_batch_hard(z, labels):
     return out
 
 
+def make_cases(z, labels):
+    """What is timed, for one batch (each entry a closure over this batch)."""
+    hard = miners.batch_hard(z, labels)
+    return {
+        "batch_hard": lambda: miners.batch_hard(z, labels),
+        "batch_semi_hard (m=0.2)": lambda: miners.batch_semi_hard(z, labels, 0.2),
+        "batch_all": lambda: miners.batch_all(z, labels),
+        "easy_positive": lambda: miners.easy_positive(z, labels),
+        "distance_weighted": lambda: miners.distance_weighted(z, labels, generator=torch.Generator().manual_seed(0)),
+        "triplet loss fwd+bwd (hard)": lambda: losses.triplet_loss_from_indices(z, *hard, margin=0.2).backward(),
+        "NCA loss fwd+bwd": lambda: losses.nca_loss(z, labels).backward(),
+    }
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
@@ -75,24 +89,14 @@ def main():
         g = torch.Generator().manual_seed(0)
         z = torch.nn.functional.normalize(torch.randn(b, 64, generator=g), dim=1).to(device).requires_grad_(True)
         labels = (torch.arange(b) % max(2, b // 8)).to(device)  # 8 samples per class, as a P x K batch
-        cases = {
-            "batch_hard": lambda: miners.batch_hard(z, labels),
-            "batch_semi_hard (m=0.2)": lambda: miners.batch_semi_hard(z, labels, 0.2),
-            "batch_all": lambda: miners.batch_all(z, labels),
-            "easy_positive": lambda: miners.easy_positive(z, labels),
-            "distance_weighted": lambda: miners.distance_weighted(z, labels, generator=torch.Generator().manual_seed(0)),
-            "triplet loss fwd+bwd (hard)": None,
-            "NCA loss fwd+bwd": lambda: losses.nca_loss(z, labels).backward(),
-        }
-        hard = miners.batch_hard(z, labels)
-        cases["triplet loss fwd+bwd (hard)"] = lambda: losses.triplet_loss_from_indices(z, *hard, margin=0.2).backward()
+        cases = make_cases(z, labels)
         for name, fn in cases.items():
             if b >= 2048 and name.startswith("batch_all"):
                 continue  # ~N^3/8 triplets: 10^9 at N = 2048
             ours = timeit(fn, repeat)
             key = name.split(" ")[0]
-            ref = timeit(lambda k=key: pml[k](z, labels), repeat) if key in pml else None
-            loop = timeit(lambda: naive_batch_hard(z.detach().cpu(), labels.cpu()), 1) \
+            ref = timeit(lambda k=key, z=z, y=labels: pml[k](z, y), repeat) if key in pml else None
+            loop = timeit(lambda z=z, y=labels: naive_batch_hard(z.detach().cpu(), y.cpu()), 1) \
                 if (key == "batch_hard" and b <= 512) else None
             row = {"what": name, "batch": b, "ours_ms": 1e3 * ours, "pml_ms": ref and 1e3 * ref,
                    "loop_ms": loop and 1e3 * loop}
