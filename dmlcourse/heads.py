@@ -226,3 +226,113 @@ def make_head(name: str, in_features: int, num_classes: int, **kwargs) -> nn.Mod
     if name not in HEADS:
         raise ValueError(f"name={name!r} is not allowed; choose one of {sorted(HEADS)}.")
     return HEADS[name](in_features, num_classes, **kwargs)
+
+
+# --------------------------------------------------------------------------- curves and widgets
+
+def target_logit_curves(theta: torch.Tensor, *, sphere_m: int = 4, cos_m: float = 0.35, arc_m: float = 0.5) -> dict:
+    """The target logit (before the scale s) of each head as a function of the angle theta."""
+    return {
+        "softmax / NormFace: cos θ": torch.cos(theta),
+        f"SphereFace: ψ(θ), m={sphere_m}": sphereface_psi(theta, sphere_m),
+        f"CosFace: cos θ − {cos_m:g}": torch.cos(theta) - cos_m,
+        f"ArcFace: cos(θ + {arc_m:g})": arc_margin_target(torch.cos(theta), arc_m),
+    }
+
+
+def decision_boundaries(theta1: torch.Tensor, *, sphere_m: int = 4, cos_m: float = 0.35,
+                        arc_m: float = 0.5) -> dict:
+    """theta2 on the boundary where class 1 starts to win, for two classes, from the lecture's
+    equations: softmax θ2 = θ1; SphereFace cos(m θ1) = cos θ2; CosFace cos θ1 − m = cos θ2;
+    ArcFace cos(θ1 + m) = cos θ2. NaN where the boundary leaves [0, π]."""
+    nan = torch.full_like(theta1, float("nan"))
+    acos = lambda c: torch.where((c >= -1) & (c <= 1), torch.acos(c.clamp(-1, 1)), nan)
+    return {
+        "softmax": theta1,
+        "SphereFace": torch.where(theta1 * sphere_m <= math.pi, theta1 * sphere_m, nan),
+        "CosFace": acos(torch.cos(theta1) - cos_m),
+        "ArcFace": torch.where(theta1 + arc_m <= math.pi, theta1 + arc_m, nan),
+    }
+
+
+def true_class_probability(theta: torch.Tensor, scale: float, num_classes: int = 10) -> torch.Tensor:
+    """Softmax probability of the true class at angle theta when the other num_classes - 1
+    class weights are at 90 degrees (cos = 0): e^{s cos θ} / (e^{s cos θ} + C − 1)."""
+    logit = scale * torch.cos(theta)
+    return torch.exp(logit) / (torch.exp(logit) + num_classes - 1)
+
+
+def scale_explorer(scale: float = 16.0, *, num_classes: int = 10, references=(1.0, 4.0, 16.0, 64.0)):
+    """Widget: the true-class probability against θ for a scale s (slider), with reference curves.
+    Attributes: ``slider``, ``figure``."""
+    import ipywidgets as W
+    import plotly.graph_objects as go
+
+    theta = torch.linspace(0, math.pi, 181)
+    deg = torch.rad2deg(theta).numpy()
+    fig = go.FigureWidget()
+    for s in references:
+        fig.add_trace(go.Scatter(x=deg, y=true_class_probability(theta, s, num_classes).numpy(), mode="lines",
+                                 name=f"s = {s:g}", line=dict(dash="dot", width=1)))
+    fig.add_trace(go.Scatter(x=deg, y=[], mode="lines", name="chosen s", line=dict(width=4, color="black")))
+    fig.update_layout(height=360, width=620, xaxis_title="angle θ to the true class weight (degrees)",
+                      yaxis_title="softmax probability of the true class", margin=dict(l=10, r=10, t=40, b=10))
+    slider = W.FloatLogSlider(value=scale, base=10, min=0, max=2, step=0.05, description="scale s")
+
+    def update(change=None):
+        with fig.batch_update():
+            fig.data[-1].y = true_class_probability(theta, slider.value, num_classes).numpy()
+            fig.layout.title = f"s = {slider.value:.1f}: p(true | θ = 0) = " \
+                               f"{float(true_class_probability(torch.tensor(0.0), slider.value, num_classes)):.3f}"
+
+    slider.observe(update, names="value")
+    update()
+    box = W.VBox([slider, fig])
+    box.slider, box.figure = slider, fig
+    return box
+
+
+def margin_explorer(*, sphere_m: int = 4, cos_m: float = 0.35, arc_m: float = 0.5):
+    """Widget: target-logit curves and two-class decision boundaries, with margin sliders.
+    Attributes: ``sphere``, ``cos``, ``arc`` (sliders) and ``figure``."""
+    import ipywidgets as W
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    theta = torch.linspace(0, math.pi, 361)
+    deg = torch.rad2deg(theta).numpy()
+    base = go.Figure(make_subplots(rows=1, cols=2, subplot_titles=(
+        "target logit (÷ s) against θ", "boundary of class 1 (solid) and class 2 (dashed)")))
+    colors = ["#7f7f7f", "#1f77b4", "#2ca02c", "#d62728"]
+    for k, c in enumerate(colors):
+        base.add_trace(go.Scatter(x=deg, y=[], mode="lines", line=dict(color=c), name=str(k)), row=1, col=1)
+    for c in colors:
+        base.add_trace(go.Scatter(x=deg, y=[], mode="lines", line=dict(color=c), showlegend=False), row=1, col=2)
+        base.add_trace(go.Scatter(x=[], y=deg, mode="lines", line=dict(color=c, dash="dash"), showlegend=False),
+                       row=1, col=2)
+    base.update_xaxes(title_text="θ (degrees)", row=1, col=1)
+    base.update_xaxes(title_text="θ1 (degrees)", range=[0, 180], row=1, col=2)
+    base.update_yaxes(title_text="θ2 (degrees)", range=[0, 180], row=1, col=2)
+    base.update_layout(height=400, width=950, margin=dict(l=10, r=10, t=40, b=10))
+    fig = go.FigureWidget(base)
+    sphere = W.IntSlider(value=sphere_m, min=1, max=6, description="SphereFace m")
+    cos = W.FloatSlider(value=cos_m, min=0.0, max=0.8, step=0.05, description="CosFace m")
+    arc = W.FloatSlider(value=arc_m, min=0.0, max=1.2, step=0.05, description="ArcFace m (rad)")
+
+    def update(change=None):
+        curves = target_logit_curves(theta, sphere_m=sphere.value, cos_m=cos.value, arc_m=arc.value)
+        bounds = decision_boundaries(theta, sphere_m=sphere.value, cos_m=cos.value, arc_m=arc.value)
+        with fig.batch_update():
+            for k, (name, y) in enumerate(curves.items()):
+                fig.data[k].y = y.numpy()
+                fig.data[k].name = name
+            for k, y in enumerate(bounds.values()):
+                fig.data[4 + 2 * k].y = torch.rad2deg(y).numpy()
+                fig.data[5 + 2 * k].x = torch.rad2deg(y).numpy()   # class 2: the mirror image
+
+    for w in (sphere, cos, arc):
+        w.observe(update, names="value")
+    update()
+    box = W.VBox([W.HBox([sphere, cos, arc]), fig])
+    box.sphere, box.cos, box.arc, box.figure = sphere, cos, arc, fig
+    return box

@@ -160,3 +160,25 @@ def test_bad_labels():
         head(torch.randn(2, 4), torch.tensor([0, 3]))
     with pytest.raises(ValueError, match="x has 5 features"):
         head(torch.randn(2, 5), torch.tensor([0, 1]))
+
+
+def test_boundaries_follow_the_lecture_equations():
+    t1 = torch.linspace(0.05, 1.0, 50, dtype=torch.float64)
+    b = heads.decision_boundaries(t1, sphere_m=3, cos_m=0.3, arc_m=0.4)
+    assert torch.allclose(torch.cos(3 * t1), torch.cos(b["SphereFace"]))
+    assert torch.allclose(torch.cos(t1) - 0.3, torch.cos(b["CosFace"]))
+    assert torch.allclose(torch.cos(t1 + 0.4), torch.cos(b["ArcFace"]))
+    assert torch.all(b["ArcFace"] > b["softmax"]) and torch.all(b["CosFace"] > b["softmax"])
+
+
+def test_widgets_update_their_figures():
+    box = heads.scale_explorer(4.0)
+    y0 = list(box.figure.data[-1].y)
+    box.slider.value = 64.0
+    assert box.figure.data[-1].y[0] > y0[0]  # a larger scale makes the true class more certain at θ = 0
+    box = heads.margin_explorer(arc_m=0.5)
+    arc_before = list(box.figure.data[3].y)
+    box.arc.value = 1.0
+    assert box.figure.data[3].y[0] < arc_before[0] and "1" in box.figure.data[3].name
+    assert torch.tensor(box.figure.data[10].y[10]).item() == pytest.approx(
+        math.degrees(math.pi * 10 / 360 + 1.0), rel=1e-4)
