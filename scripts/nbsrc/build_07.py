@@ -1,0 +1,378 @@
+"""Build notebooks/07_angular_margins.ipynb."""
+import nbformat as nbf
+
+cells = []
+md = lambda s: cells.append(nbf.v4.new_markdown_cell(s.strip()))
+code = lambda s: cells.append(nbf.v4.new_code_cell(s.strip()))
+
+md(r"""
+# 07 · Angular margins: SphereFace, CosFace and ArcFace on the hypersphere
+
+Lecture 4 showed that a softmax classifier's penultimate layer is an embedding — *separable* but not
+*discriminative*: classes fill wedges that touch. Face recognition pushed this idea to its best results by changing
+only the last layer, so that classes must be separated **by a margin in angle**. This notebook builds the heads,
+draws their decision boundaries from the lecture's equations, trains them, and measures them as retrieval and as
+verification systems.
+""")
+code(r"""
+# Setup: imports, seed, device, data size, quick mode
+import torch
+from dmlcourse import data, metrics, models, plots, runtime, train
+QUICK = runtime.is_quick()            # DMLCOURSE_QUICK=1 (CI): small and fast
+device = runtime.get_device()         # CUDA, then Apple MPS, then CPU
+SIZE = data.default_size(device)      # "mini" on CPU or in quick mode, "full" on a GPU
+runtime.seed_everything(0)
+
+import inspect, math
+import matplotlib.pyplot as plt
+from dmlcourse import cache, heads, siamese, verification
+
+TRAIN_PER_CLASS = runtime.quick(None, 300)
+TEST_PER_CLASS = runtime.quick(200, 100)
+EPOCHS = runtime.quick(8, 2)
+DATASETS = runtime.quick(["mnist", "fashion-mnist"], ["fashion-mnist"])
+""")
+
+md(r"""
+## 1. From softmax to normalised softmax
+
+The logit of class $j$ is $W_j^\top x + b_j = \lVert W_j\rVert\,\lVert x\rVert \cos\theta_j + b_j$, with $\theta_j$ the angle
+between the embedding and the class weight. Three things besides the angle can win the argmax: the bias, the length
+of $W_j$ and the length of $x$. Dropping the bias and **normalising** both $W_j$ and $x$ leaves only the angle:
+the logit is $s\cos\theta_j$ (NormFace). Retrieval then uses the cosine — the same quantity the training optimised.
+
+Why the scale $s$? Cosines lie in $[-1, 1]$, so without it the softmax can never be confident: with 10 classes and
+the others at 90°, the best possible probability at $s = 1$ is $e/(e + 9) \approx 0.23$ — the loss keeps pushing even
+perfectly classified points. Move $s$:
+""")
+code(r"""
+explorer = heads.scale_explorer(16.0)
+explorer
+""")
+code(r"""
+best = {s: float(heads.true_class_probability(torch.tensor(0.0), s)) for s in (1, 4, 16, 64)}
+print("largest reachable probability of the true class:", {s: round(p, 3) for s, p in best.items()})
+assert best[1] < 0.25 and best[16] > 0.99
+""")
+
+md(r"""
+## 2. Three margins
+
+For the **target** class $y$ the logit is made harder to win; the other classes keep $s\cos\theta_j$:
+
+| head | target logit | margin acts on |
+|---|---|---|
+| SphereFace (A-Softmax) | $\lVert x\rVert\,\psi(\theta_y)$, $\psi(\theta) = (-1)^k\cos(m\theta) - 2k$ on $[k\pi/m, (k+1)\pi/m]$, integer $m$ | the angle, multiplicatively |
+| CosFace (AM-Softmax) | $s(\cos\theta_y - m)$ | the cosine |
+| ArcFace | $s\cos(\theta_y + m)$, $m$ in **radians** | the angle, additively |
+
+Setting target logit = other logit gives the lecture's decision boundaries between two classes:
+SphereFace $\cos m\theta_1 = \cos\theta_2$, CosFace $\cos\theta_1 - m = \cos\theta_2$, ArcFace
+$\cos(\theta_1 + m) = \cos\theta_2$. (The lecture writes SphereFace's as $\lVert x\rVert(\cos m\theta_1 - \cos\theta_2) = 0$ —
+the same line, since $\lVert x\rVert > 0$.) Plain softmax has $\theta_1 = \theta_2$: no gap at all. With a margin, class
+1 needs $\theta_2 > \theta_1 + m$ (ArcFace) and class 2 the mirror image — the band between the two boundaries belongs
+to neither.
+
+Two details the formulas hide. $\cos(m\theta)$ is not monotone on $[0, \pi]$, so SphereFace uses the piecewise
+$\psi$ above, which keeps decreasing. And $\cos(\theta + m)$ *increases* again once $\theta + m > \pi$ — a larger angle
+would be rewarded — so ArcFace falls back to $\cos\theta - m\sin m$ there:
+""")
+code(r"""
+print(inspect.getsource(heads.arc_margin_target))
+""")
+code(r"""
+theta = torch.linspace(0, math.pi, 721)
+fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+for name, y in heads.target_logit_curves(theta).items():
+    axes[0].plot(torch.rad2deg(theta), y, label=name)
+axes[0].set(xlabel="θ (degrees)", ylabel="target logit ÷ s", title="target logits (m as in the papers)")
+axes[0].legend(fontsize=8, frameon=False)
+for (name, b), c in zip(heads.decision_boundaries(theta).items(), plots.PALETTE):
+    axes[1].plot(torch.rad2deg(theta), torch.rad2deg(b), color=c, label=name)
+    axes[1].plot(torch.rad2deg(b), torch.rad2deg(theta), color=c, ls="--")
+axes[1].set(xlabel="θ1 (degrees)", ylabel="θ2 (degrees)", xlim=(0, 180), ylim=(0, 180),
+            title="two classes: boundary of class 1 (—) and 2 (--)")
+axes[1].legend(fontsize=8, frameon=False)
+fig.tight_layout()
+
+curves = heads.target_logit_curves(theta)
+for name, y in curves.items():   # every target logit decreases with the angle (psi and the ArcFace fallback see to it)
+    assert torch.all(y[1:] <= y[:-1] + 1e-6), name
+""")
+md("Change the margins and watch the curves and the gap between the boundaries:")
+code(r"""
+margins = heads.margin_explorer()
+margins
+""")
+
+md(r"""
+## 3. Seeing it: 2-D and 3-D embeddings
+
+To see the geometry we need an embedding of 2 (or 3) dimensions. Training a CNN end to end with a 2-D output takes
+many epochs, so we take a shortcut that keeps the point: a backbone trained once (cached) gives 128 features per
+image, and for each head we train only a linear map to 2-D plus the head. The features are standardised first: the
+normalised heads only see angles, and their gradients shrink as $1/\lVert x\rVert$.
+""")
+code(r"""
+def backbone_features(dataset):
+    def compute():
+        tr, te = data.load(dataset, "train", SIZE), data.load(dataset, "test", SIZE)
+        keep = data.balanced_subset(tr.labels, TRAIN_PER_CLASS) if TRAIN_PER_CLASS else torch.arange(len(tr.labels))
+        tkeep = data.balanced_subset(te.labels, TEST_PER_CLASS)
+        runtime.seed_everything(0)
+        net = models.SmallCNN(64)
+        train.train(net, heads.HeadLoss(heads.SoftmaxHead(64, 10)), tr.images[keep], tr.labels[keep],
+                    epochs=EPOCHS, batch_size=128, lr=2e-3, name=dataset, device=device, progress=not QUICK)
+        net.head = torch.nn.Identity()          # keep the 128 pooled features
+        f = models.embed(net, tr.images[keep], name=dataset, device=device)
+        ft = models.embed(net, te.images[tkeep], name=dataset, device=device)
+        mu, sd = f.mean(0), f.std(0) + 1e-6
+        return {"f": (f - mu) / sd, "y": tr.labels[keep], "ft": (ft - mu) / sd, "yt": te.labels[tkeep]}
+    return cache.cached(f"l07-backbone-{dataset}", dict(dataset=dataset, size=SIZE, epochs=EPOCHS,
+                                                         n=TRAIN_PER_CLASS, t=TEST_PER_CLASS), compute)
+
+LOW_D = {"softmax": {}, "normface": dict(scale=16.0), "sphereface": dict(margin=2),
+         "cosface": dict(scale=16.0, margin=0.2), "arcface": dict(scale=16.0, margin=0.2)}
+
+LOW_D_EPOCHS = runtime.quick(60, 40)
+
+def low_dim(name, dim, feats, epochs=LOW_D_EPOCHS):
+    runtime.seed_everything(0)
+    proj = torch.nn.Linear(feats["f"].shape[1], dim)
+    head = heads.make_head(name, dim, 10, **LOW_D[name])
+    train.train(proj, heads.HeadLoss(head), feats["f"], feats["y"], epochs=epochs, batch_size=256, lr=3e-2,
+                device="cpu", progress=False)
+    return models.embed(proj, feats["ft"], device="cpu"), head
+
+feats = backbone_features("mnist")
+flat = {name: low_dim(name, 2, feats) for name in LOW_D}
+""")
+code(r"""
+def angular_spread(z, y):
+    # mean over classes of the circular standard deviation of the angle (degrees): small = compact arcs
+    ang = torch.atan2(z[:, 1], z[:, 0])
+    out = []
+    for c in range(10):
+        a = ang[y == c]
+        r = torch.sqrt(torch.cos(a).mean() ** 2 + torch.sin(a).mean() ** 2)
+        out.append(math.degrees(math.sqrt(-2 * math.log(max(r.item(), 1e-9)))))
+    return sum(out) / len(out)
+
+fig, axes = plt.subplots(1, 6, figsize=(21, 3.8))
+z_soft, _ = flat["softmax"]
+plots.scatter_2d(z_soft, feats["yt"], ax=axes[0], title="softmax: raw 2-D features")
+spread = {}
+for ax, (name, (z, head)) in zip(axes[1:], flat.items()):
+    zn = torch.nn.functional.normalize(z, dim=1)
+    jitter = 1 + 0.04 * torch.randn(len(zn), 1, generator=torch.Generator().manual_seed(0))
+    plots.scatter_2d(zn * jitter, feats["yt"], ax=ax, s=3)
+    w = torch.nn.functional.normalize(head.weight.detach(), dim=1) if name != "softmax" else \
+        torch.nn.functional.normalize(head.linear.weight.detach(), dim=1)
+    for c in range(10):
+        ax.plot([0, 1.25 * w[c, 0]], [0, 1.25 * w[c, 1]], color=plots.PALETTE[c], lw=1)
+    spread[name] = angular_spread(z, feats["yt"])
+    acc = (head(z).argmax(1) == feats["yt"]).float().mean().item()
+    ax.set_title(f"{name}: acc {acc:.2f}, spread {spread[name]:.0f}°")
+    ax.set_aspect("equal")
+axes[0].legend(markerscale=3, fontsize=6, frameon=False)
+fig.tight_layout()
+print("mean angular spread per class (degrees):", {k: round(v, 1) for k, v in spread.items()})
+""")
+md(r"""
+Left, the classic softmax picture: classes are wedges radiating from the origin, and a point's *length* varies a lot
+within a class — separable by angle, but a Euclidean nearest neighbour gets confused near the centre. The other panels
+show the embeddings on the unit circle (with a little radial jitter to see the density) and the class weights as
+lines. With 10 classes in 2-D each class has only 36° of the circle, so every head is cramped and the margins must
+be small (0.2 here). The effect is modest but visible in the *spread* (the circular standard deviation of the
+angles within a class): ArcFace's arcs are the narrowest; CosFace's small margin changes little against NormFace;
+SphereFace with $m = 2$, still annealed towards the plain softmax in a run this short, is wider.
+""")
+code(r"""
+assert spread["arcface"] < spread["normface"] < spread["softmax"]
+""")
+md("In 3-D the classes become caps on the sphere (ArcFace; drag to rotate):")
+code(r"""
+import plotly.graph_objects as go
+z3, _ = low_dim("arcface", 3, feats)
+z3 = torch.nn.functional.normalize(z3, dim=1).numpy()
+u, v = torch.meshgrid(torch.linspace(0, 2 * math.pi, 30), torch.linspace(0, math.pi, 15), indexing="ij")
+sphere = go.Surface(x=(torch.cos(u) * torch.sin(v)).numpy() * 0.98, y=(torch.sin(u) * torch.sin(v)).numpy() * 0.98,
+                    z=torch.cos(v).numpy() * 0.98, opacity=0.15, showscale=False, colorscale="Greys")
+points = [go.Scatter3d(x=z3[feats["yt"] == c, 0], y=z3[feats["yt"] == c, 1], z=z3[feats["yt"] == c, 2],
+                       mode="markers", marker=dict(size=2, color=plots.PALETTE[c]), name=str(c)) for c in range(10)]
+go.Figure([sphere] + points).update_layout(height=500, margin=dict(l=0, r=0, t=30, b=0),
+                                          title="ArcFace, 3-D embedding on the unit sphere (MNIST test)")
+""")
+
+md(r"""
+## 4. A realistic embedding: heads against the losses of lecture 5
+
+Now end to end: `SmallCNN` with a 64-d embedding, the same epochs and batches, each head (with the papers' usual
+$s$ and $m$) against the triplet and contrastive losses of lecture 5. Retrieval uses the cosine on the embedding.
+**Verification**: 20,000 test pairs (half genuine, half impostor), scored by the cosine; we report the equal
+error rate (EER) and the true accept rate at a false accept rate of $10^{-3}$.
+""")
+code(r"""
+CONFIGS = {
+    "softmax": ("head", dict()),
+    "normface (s=16)": ("head", dict(scale=16.0)),
+    "sphereface (m=4)": ("head", dict(margin=4)),
+    "cosface (s=30, m=0.35)": ("head", dict(scale=30.0, margin=0.35)),
+    "arcface (s=30, m=0.5)": ("head", dict(scale=30.0, margin=0.5)),
+    "triplet (lecture 5)": ("loss", dict(margin=0.2)),
+    "contrastive (lecture 5)": ("loss", dict(margin=1.0)),
+}
+
+def run(label, dataset, override=None):
+    kind, kw = CONFIGS[label] if override is None else override
+    name = label.split(" ")[0]
+    config = dict(label=label, kind=kind, kw=kw, dataset=dataset, size=SIZE, epochs=EPOCHS,
+                  n=TRAIN_PER_CLASS, t=TEST_PER_CLASS)
+
+    def compute():
+        tr, te = data.load(dataset, "train", SIZE), data.load(dataset, "test", SIZE)
+        keep = data.balanced_subset(tr.labels, TRAIN_PER_CLASS) if TRAIN_PER_CLASS else torch.arange(len(tr.labels))
+        tkeep = data.balanced_subset(te.labels, TEST_PER_CLASS)
+        xt, yt = te.images[tkeep], te.labels[tkeep]
+        runtime.seed_everything(0)
+        net = models.SmallCNN(64, normalize=(name == "triplet"))
+        loss_fn = heads.HeadLoss(heads.make_head(name, 64, 10, **kw)) if kind == "head" else \
+            siamese.make_batch_loss(name, **kw)
+        hist = train.train(net, loss_fn, tr.images[keep], tr.labels[keep], epochs=EPOCHS, batch_size=128,
+                           samples_per_class=16, lr=2e-3, name=dataset, device=device, progress=not QUICK)
+        z = models.embed(net, xt, name=dataset, device=device)
+        i, j, same = verification.verification_pairs(yt, 20000, seed=0)
+        scores = verification.pair_scores(z, i, j)
+        return {"history": hist, "p1": metrics.precision_at_1(z, yt, distance="cosine"),
+                "map_r": metrics.map_at_r(z, yt, distance="cosine"),
+                "eer": verification.equal_error_rate(scores, same), "tar": verification.tar_at_far(scores, same, 1e-3),
+                "roc": verification.roc_curve(scores, same)}
+
+    return cache.cached(f"l07-{name}-{dataset}" + ("" if override is None else "-x"), config, compute)
+
+results = {(label, d): run(label, d) for d in DATASETS for label in CONFIGS}
+for d in DATASETS:
+    print(f"\n{d}\n{'':<25}{'P@1':>7}{'MAP@R':>7}{'EER':>7}{'TAR@FAR=1e-3':>14}")
+    for label in CONFIGS:
+        r = results[label, d]
+        print(f"{label:<25}{r['p1']:>7.3f}{r['map_r']:>7.3f}{r['eer']:>7.3f}{r['tar']:>14.3f}")
+""")
+code(r"""
+d0 = DATASETS[0]
+fig, ax = plt.subplots(figsize=(6, 4.2))
+for label in CONFIGS:
+    roc = results[label, d0]["roc"]
+    ax.plot(roc.far.clamp_min(1e-5), roc.tar, label=f"{label}: EER {results[label, d0]['eer']:.3f}")
+ax.set(xscale="log", xlim=(1e-4, 1), xlabel="false accept rate", ylabel="true accept rate", title=f"ROC, {d0} test pairs")
+ax.legend(fontsize=7, frameon=False)
+fig.tight_layout()
+margin_heads = ["cosface (s=30, m=0.35)", "arcface (s=30, m=0.5)"]
+for d in DATASETS:   # an angular margin beats the plain softmax on verification
+    assert min(results[h, d]["eer"] for h in margin_heads) < results["softmax", d]["eer"]
+""")
+
+md(r"""
+## 5. Pitfalls
+
+**A large scale and margin from a random start.** ArcFace with $s = 64$, $m = 1.2$ asks every training image to be
+more than 69° closer to its class than to any other before the loss lets go. From random weights that is impossible
+at first; the loss sits near its maximum and the network learns slowly or not at all. The papers use $m = 0.5$ and
+some warm up the margin.
+""")
+code(r"""
+hard = run("arcface (s=30, m=0.5)", d0, override=("head", dict(scale=64.0, margin=1.2)))
+easy = results["arcface (s=30, m=0.5)", d0]
+for tag, r in (("s=30, m=0.5", easy), ("s=64, m=1.2", hard)):
+    print(f"ArcFace {tag}: final loss {r['history'].step_loss[-1]:7.2f}, P@1 {r['p1']:.3f}, MAP@R {r['map_r']:.3f}, "
+          f"EER {r['eer']:.3f}")
+assert hard["map_r"] < easy["map_r"]
+""")
+md(r"""
+**NaN in half precision.** $\frac{d}{dc}\arccos c = -1/\sqrt{1 - c^2}$ is infinite at $c = \pm 1$ — when a feature lies
+exactly on its class weight. Clamping to $1 - 10^{-6}$ fixes it in float32, but in float16 $1 - 10^{-6}$ *rounds to 1*:
+the clamp does nothing. Our heads compute the margin in (at least) float32 whatever the input dtype.
+""")
+code(r"""
+c = torch.tensor([1.0], dtype=torch.float16, requires_grad=True)
+torch.acos(c.clamp(-1 + 1e-6, 1 - 1e-6)).sum().backward()
+print("float16, clamped in float16: gradient", c.grad.item())
+head = heads.ArcFaceHead(4, 3, scale=64, margin=0.5).half()
+x = torch.nn.functional.normalize(head.weight.detach().float(), dim=1).half().requires_grad_(True)  # cos = 1 exactly
+loss = torch.nn.functional.cross_entropy(head(x, torch.arange(3)).float(), torch.arange(3))
+loss.backward()
+print("our ArcFaceHead in float16 at cos = 1: loss", round(loss.item(), 4), "finite gradient:",
+      bool(torch.isfinite(x.grad.float()).all()))
+assert not math.isfinite(c.grad.item()) and torch.isfinite(x.grad.float()).all()
+""")
+md(r"""
+**The class weights live in the head.** They are parameters of the *loss*, not of the network: an optimiser built
+on `model.parameters()` alone never updates them (they stay random), and `torch.save(model.state_dict())` does not
+save them. `train.train` adds the parameters of an `nn.Module` loss to its optimiser; when you save, save both.
+""")
+code(r"""
+net, head = models.MLP(16), heads.CosFaceHead(16, 10)
+before = head.weight.detach().clone()
+tr = data.load("mnist", "train", "mini")
+opt = torch.optim.Adam(net.parameters(), lr=1e-3)          # the mistake: the head is not in the optimiser
+for xb, yb in data.DeviceLoader(tr.images[:512], tr.labels[:512], batch_size=128, name="mnist"):
+    loss = torch.nn.functional.cross_entropy(head(net(xb), yb), yb)
+    opt.zero_grad(); loss.backward(); opt.step()
+print("class weights changed:", not torch.equal(before, head.weight.detach()))
+assert torch.equal(before, head.weight.detach())
+checkpoint = {"model": net.state_dict(), "head": head.state_dict()}   # save both
+print("saved:", list(checkpoint["head"]))
+""")
+
+md(r"""
+## 6. The Embedding Lab
+""")
+code(r"""
+try:
+    from dmlcourse import lab
+except ImportError:
+    lab = None
+    print("The Embedding Lab is not part of this version of dmlcourse yet.")
+if lab is not None:
+    embedding_lab = lab.EmbeddingLab(losses=["softmax", "cosface", "arcface"])
+    display(embedding_lab)
+""")
+
+md(r"""
+## Summary
+
+- Normalising weights and features turns the softmax into a classifier of **angles**; the scale $s$ lets it become
+  confident (without it the true-class probability is capped).
+- A margin on the target class forces a gap between classes: multiplicative on the angle (SphereFace), subtractive
+  on the cosine (CosFace) or additive on the angle (ArcFace, in radians — pytorch-metric-learning takes degrees).
+- SphereFace needs its monotone $\psi$ and annealing; ArcFace needs the fallback past $\pi - m$ and a float32 acos
+  clamped away from $\pm 1$.
+- On these data the margin heads verify better than the plain softmax (lower EER). In our short runs the pair and
+  triplet losses of lecture 5 still did better on verification; heads need one weight vector per training class
+  and shine with many classes and long training, as in face recognition.
+- The class weights belong to the loss: put them in the optimiser and in your checkpoints.
+
+## Exercises
+
+1. **CosFace by hand.** `my_cosface(x, W, labels, s, m)` returning the logits; check with `check_cosface_logits` (it
+   recognises a missing scale, a margin on every class, and un-normalised vectors).
+2. **Margins in 2-D.** Re-run section 3 with ArcFace margins 0.0, 0.2 and 0.4. What happens to the angular spread and
+   the accuracy? Why can 10 classes not all get a margin of 0.6 rad in 2-D?
+3. **Margin warm-up.** Train ArcFace with $s = 64$, $m = 1.2$ but raise the margin linearly from 0 over the first
+   epoch (set `head.margin` in an `on_epoch_end` or per-step callback). Does it rescue the run of section 5?
+""")
+code(r"""
+from dmlcourse.exercises.lecture07 import check_cosface_logits
+
+def my_cosface(x, W, labels, s, m):
+    cos = torch.nn.functional.normalize(x, dim=1) @ torch.nn.functional.normalize(W, dim=1).T
+    cos[torch.arange(len(labels)), labels] -= m
+    return s * cos
+
+check_cosface_logits(my_cosface)     # replace with your own version
+""")
+
+nb = nbf.v4.new_notebook(cells=cells)
+nb.metadata = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+               "language_info": {"name": "python"}}
+nbf.write(nb, "notebooks/07_angular_margins.ipynb")
+print("wrote notebooks/07_angular_margins.ipynb")
