@@ -1,0 +1,69 @@
+"""Wall time of each notebook, in quick mode and at full strength.
+
+    python benchmarks/bench_notebooks.py            # every notebook, quick and full (slow: by hand)
+    python benchmarks/bench_notebooks.py --quick    # 00_start_here in quick mode only (what CI runs)
+    python benchmarks/bench_notebooks.py --modes full --keep out/   # keep the executed notebooks
+
+Each notebook runs in a fresh kernel with an empty result cache (so cached runs do not hide training time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from machine import describe, machine_info  # noqa: E402
+
+
+def run_notebook(path: Path, quick: bool, keep: Path | None) -> tuple[float, bool]:
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, DMLCOURSE_QUICK="1" if quick else "0", DMLCOURSE_CACHE_DIR=str(Path(tmp) / "cache"))
+        out_dir = keep if keep is not None else Path(tmp)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        out = out_dir / f"{path.stem}-{'quick' if quick else 'full'}.ipynb"
+        cmd = [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", str(path),
+               "--output", str(out), "--ExecutePreprocessor.timeout=7200"]
+        t0 = time.perf_counter()
+        ok = subprocess.run(cmd, env=env, capture_output=True).returncode == 0
+        return time.perf_counter() - t0, ok
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--json")
+    ap.add_argument("--modes", nargs="+", default=["quick", "full"], choices=["quick", "full"])
+    ap.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 00 05")
+    ap.add_argument("--keep", type=Path, help="folder for the executed notebooks")
+    args = ap.parse_args()
+    notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    modes = args.modes
+    if args.quick:
+        notebooks, modes = [p for p in notebooks if p.name.startswith("00")], ["quick"]
+    if args.only:
+        notebooks = [p for p in notebooks if any(p.name.startswith(o) for o in args.only)]
+    print(f"notebook wall times -- {describe()}")
+    print(f"{'notebook':<28}" + "".join(f"{m + ' (s)':>12}" for m in modes))
+    rows = []
+    for nb in notebooks:
+        row = {"notebook": nb.stem}
+        for mode in modes:
+            seconds, ok = run_notebook(nb, mode == "quick", args.keep)
+            row[mode] = seconds if ok else None
+        rows.append(row)
+        print(f"{nb.stem:<28}" + "".join(f"{row[m]:>12.0f}" if row[m] is not None else f"{'FAILED':>12}"
+                                          for m in modes), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": machine_info(), "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
