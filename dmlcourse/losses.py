@@ -169,3 +169,43 @@ def easy_positive_loss(z: torch.Tensor, labels: torch.Tensor, *, scale: float = 
     log_den = torch.logsumexp(torch.cat([s_pos[:, None], s_neg], 1), dim=1)
     terms = (log_den - s_pos)[ok]
     return reduce_terms(terms, reduction, anchor=z)
+
+
+def batch_all_triplet_loss(z: torch.Tensor, labels: torch.Tensor, margin: float = 0.2, *,
+                           distance: str = "euclidean", reduction: str = "mean_nonzero",
+                           chunk: int | None = None):
+    """The triplet loss over every valid triplet of the batch (eq. 15) without listing them.
+
+    Taught in 06_mining_sampling.
+
+    Equal to ``triplet_loss_from_indices(z, *miners.batch_all(z, labels), ...)``, but the
+    b^3 candidate triplets are never materialised: anchors are processed in chunks, each
+    as a broadcast (chunk, b, b) tensor d(a,p) - d(a,n) + m, masked and reduced on the
+    spot. Memory O(chunk * b^2) instead of O(b^3). ``reduction`` in mean / sum /
+    mean_nonzero (no "none": there is no list of triplets to return).
+    """
+    check_embeddings_labels(z, labels, name="z")
+    margin = check_float("margin", margin, min_value=0.0)
+    check_choice("distance", distance, DISTANCES)
+    check_choice("reduction", reduction, ("mean", "sum", "mean_nonzero"))
+    n = len(z)
+    if chunk is None:
+        chunk = max(1, (1 << 24) // max(1, n * n))
+    d = pairwise_distance(z, distance=distance)
+    labels = labels.to(z.device)
+    same = labels[:, None] == labels[None, :]
+    pos = same & ~torch.eye(n, dtype=torch.bool, device=z.device)
+    total = z.sum() * 0.0
+    count = torch.zeros((), device=z.device)
+    nonzero = torch.zeros((), device=z.device)
+    for s in range(0, n, chunk):  # chunks of anchors, each fully vectorised
+        da = d[s:s + chunk]
+        valid = pos[s:s + chunk, :, None] & ~same[s:s + chunk, None, :]
+        t = torch.relu(da[:, :, None] - da[:, None, :] + margin) * valid
+        total = total + t.sum()
+        count = count + valid.sum()
+        nonzero = nonzero + (t > 0).sum()
+    if reduction == "sum":
+        return total
+    denominator = count if reduction == "mean" else nonzero
+    return total / denominator.clamp_min(1).to(total.dtype)

@@ -158,6 +158,25 @@ def distance_log_density(d: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 @torch.no_grad()
+def distance_weights(z: torch.Tensor, labels: torch.Tensor, cutoff: float = 0.5,
+                     nonzero_loss_cutoff: float = 1.4) -> torch.Tensor:
+    """The sampling probabilities of distance-weighted sampling: an (N, N) matrix whose row a
+    gives the probability of drawing each negative for anchor a (rows sum to 1; positives and
+    the anchor itself get 0). See :func:`distance_weighted`."""
+    check_embeddings_labels(z, labels, name="z")
+    cutoff = check_float("cutoff", cutoff, min_value=0.0, max_value=2.0, strict_min=True)
+    nonzero_loss_cutoff = check_float("nonzero_loss_cutoff", nonzero_loss_cutoff, min_value=0.0, max_value=2.0)
+    zn = torch.nn.functional.normalize(z.detach().float(), dim=1)
+    d, _, neg = _masks(zn, labels, "euclidean")
+    log_w = -distance_log_density(d.clamp_min(cutoff), z.shape[1])
+    log_w = log_w.masked_fill(~neg | (d >= nonzero_loss_cutoff), float("-inf"))
+    log_w = log_w - log_w.max(1, keepdim=True).values.nan_to_num(0.0, neginf=0.0)
+    w = torch.exp(log_w)
+    w = torch.where(w.sum(1, keepdim=True) > 0, w, neg.float())  # fallback: uniform over negatives
+    return w / w.sum(1, keepdim=True).clamp_min(1e-30)
+
+
+@torch.no_grad()
 def distance_weighted(z: torch.Tensor, labels: torch.Tensor, cutoff: float = 0.5,
                       nonzero_loss_cutoff: float = 1.4, generator: torch.Generator | None = None):
     """Distance-weighted sampling (Wu, Manmatha, Smola & Krähenbühl, 2017).
@@ -171,18 +190,11 @@ def distance_weighted(z: torch.Tensor, labels: torch.Tensor, cutoff: float = 0.5
     give zero loss anyway). An anchor whose negatives all have weight 0 draws
     uniformly among its negatives. Seeded by ``generator`` (a CPU torch.Generator).
     """
-    check_embeddings_labels(z, labels, name="z")
-    cutoff = check_float("cutoff", cutoff, min_value=0.0, max_value=2.0, strict_min=True)
-    nonzero_loss_cutoff = check_float("nonzero_loss_cutoff", nonzero_loss_cutoff, min_value=0.0, max_value=2.0)
-    zn = torch.nn.functional.normalize(z.detach().float(), dim=1)
-    d, pos, neg = _masks(zn, labels, "euclidean")
-    dim = z.shape[1]
-    log_w = -distance_log_density(d.clamp_min(cutoff), dim)
-    log_w = log_w.masked_fill(~neg | (d >= nonzero_loss_cutoff), float("-inf"))
-    log_w = log_w - log_w.max(1, keepdim=True).values.nan_to_num(0.0, neginf=0.0)
-    w = torch.exp(log_w)
-    w = torch.where(w.sum(1, keepdim=True) > 0, w, neg.float())  # fallback: uniform over negatives
-    a, p = torch.nonzero(pos & neg.any(1, keepdim=True), as_tuple=True)
+    w = distance_weights(z, labels, cutoff, nonzero_loss_cutoff)
+    labels = labels.to(z.device)
+    same = labels[:, None] == labels[None, :]
+    pos = same & ~torch.eye(len(labels), dtype=torch.bool, device=z.device)
+    a, p = torch.nonzero(pos & (~same).any(1, keepdim=True), as_tuple=True)
     if len(a) == 0:
         return _empty(z.device)
     n = torch.multinomial(w[a].cpu(), 1, generator=generator).flatten().to(z.device)

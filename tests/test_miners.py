@@ -232,3 +232,49 @@ def test_mining_explorer_follows_anchor_and_miner():
     assert len(box.figure.data[4].x) == int((y != y[0]).sum())  # every negative is used
     box.anchor.value = 5
     assert "anchor 5" in box.figure.layout.title.text and len(hard_neg) == 1
+
+
+@pytest.mark.parametrize("kind, code", [("hard", 0), ("semihard", 1), ("easy", 2)])
+def test_negative_types_match_pytorch_metric_learning(kind, code):
+    z, y = _batch(7, 48, 6, dim=4)
+    ref = pml_miners.TripletMarginMiner(margin=0.3, type_of_triplets=kind,
+                                        distance=pml_distances.LpDistance(normalize_embeddings=False))(z, y)
+    res = miners.negative_types(z, y, 0.3)
+    keep = res.kind == code
+    assert _triplet_set(res.a[keep], res.p[keep], res.n[keep]) == _triplet_set(*ref)
+    all_ref = pml_miners.TripletMarginMiner(margin=1e9, type_of_triplets="all",
+                                            distance=pml_distances.LpDistance(normalize_embeddings=False))(z, y)
+    assert _triplet_set(*miners.batch_all(z, y)) == _triplet_set(*all_ref)
+
+
+def test_distance_weights_match_pytorch_metric_learning(monkeypatch):
+    from pytorch_metric_learning.miners import distance_weighted_miner as dwm
+
+    z, y = _batch(8, 40, 5, dim=8)
+    z = torch.nn.functional.normalize(z.float(), dim=1)
+    captured = {}
+
+    def capture(labels, ref_labels=None, weights=None):
+        captured["w"] = weights
+        e = torch.zeros(0, dtype=torch.long)
+        return e, e, e
+
+    monkeypatch.setattr(dwm.lmu, "get_random_triplet_indices", capture)
+    pml_miners.DistanceWeightedMiner(cutoff=0.5, nonzero_loss_cutoff=1.4)(z, y)
+    ours = miners.distance_weights(z, y, 0.5, 1.4)
+    rows = torch.isfinite(captured["w"]).all(1) & (captured["w"].sum(1) > 0)
+    assert rows.sum() > 30
+    assert torch.allclose(ours[rows], captured["w"][rows], atol=1e-5)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "mean_nonzero"])
+@pytest.mark.parametrize("distance", ["euclidean", "squared_euclidean"])
+def test_batch_all_loss_without_listing_triplets(reduction, distance):
+    z, y = _batch(9, 30, 4, dim=5)
+    zz = z.clone().requires_grad_(True)
+    expect = losses.triplet_loss_from_indices(z, *miners.batch_all(z, y, distance=distance), margin=0.4,
+                                              distance=distance, reduction=reduction)
+    got = losses.batch_all_triplet_loss(zz, y, 0.4, distance=distance, reduction=reduction, chunk=7)
+    assert got.item() == pytest.approx(expect.item(), rel=1e-9)
+    assert torch.autograd.gradcheck(lambda t: losses.batch_all_triplet_loss(t, y, 0.4, distance=distance,
+                                                                            reduction=reduction, chunk=7), (zz,))
