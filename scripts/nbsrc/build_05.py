@@ -402,17 +402,33 @@ MAP@R little: shirts, pullovers and coats differ in ways that small shifts and r
 self-supervised methods need stronger augmentations and much longer training. Labels (NCA) still help a lot — augmentation only teaches *which changes do not matter*, not which images belong together.
 
 ## 6. The Embedding Lab
-Change the loss and the margin and watch the test embedding move, epoch by epoch.
+The lab below trains one configuration at a time and shows a fixed set of test images (100 per class) after every
+epoch, laid out by UMAP; press ▶ to watch the points move from the random network to the trained one. Pick the
+loss, the margin, the embedding size; for the triplet loss also how triplets are chosen (`random` is this
+lecture's baseline, the others are lecture 6's miners). Controls that do not apply to a loss are greyed out.
+Hover over a point to see its image. "Keep this run" pins a result so that you can set two losses side by side.
+
+Before you play: the cell trains the triplet loss with **random** triplets once. Watch the right-hand plot, the
+fraction of triplets that still violate the margin: it falls epoch after epoch, because most random triplets
+become easy. That is the motivation for lecture 6.
 """)
 code(r"""
-try:
-    from dmlcourse import lab
-except ImportError:
-    lab = None
-    print("The Embedding Lab is not part of this version of dmlcourse yet.")
-if lab is not None:
-    embedding_lab = lab.EmbeddingLab(losses=["contrastive", "triplet", "nca"])
-    display(embedding_lab)
+from dmlcourse import lab
+
+embedding_lab = lab.EmbeddingLab(losses=["triplet", "contrastive", "nca"],
+                                 miners=["random", "batch_semi_hard", "batch_hard"], size=SIZE,
+                                 epochs=runtime.quick(5, 2), train_per_class=runtime.quick(None, 100),
+                                 probe_per_class=runtime.quick(100, 20),
+                                 layout=runtime.quick("chain", "pca"), warm_up=not QUICK)  # CI: no UMAP
+embedding_lab.miner.value = "random"                  # lecture 5's random triplets, margin 0.2
+embedding_lab.train(); embedding_lab.wait()           # what the Train button does
+run = embedding_lab.run
+active = run.active_fraction()
+print(f"active triplets per epoch: {[round(a, 3) for a in active]}; Precision@1 of the probe set "
+      f"{run.metric('precision_at_1')[0]:.3f} (untrained) -> {run.metric('precision_at_1')[-1]:.3f}")
+assert not run.failed and active[-1] < active[0]      # random triplets go silent as the embedding improves
+assert run.metric("precision_at_1")[-1] > run.metric("precision_at_1")[0]
+display(embedding_lab)
 """)
 
 md(r"""
