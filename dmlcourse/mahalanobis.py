@@ -55,6 +55,31 @@ def covariance_metric(x: torch.Tensor, *, shrinkage: float = 1e-3) -> torch.Tens
     return torch.linalg.inv(cov).to(x.dtype)
 
 
+def psd_sqrt(W: torch.Tensor) -> torch.Tensor:
+    """The symmetric square root L = W^(1/2) of a PSD matrix (eigen-decomposition), so that
+    W = L^T L and ||x - y||_W = ||L x - L y||."""
+    check_tensor("W", W, ndim=2, floating=True)
+    check_psd(W)
+    evals, evecs = torch.linalg.eigh(W.double())
+    return (evecs @ torch.diag(evals.clamp_min(0).sqrt()) @ evecs.T).to(W.dtype)
+
+
+def whitening(x: torch.Tensor, *, shrinkage: float = 1e-3) -> torch.Tensor:
+    """The whitening map L = Sigma^(-1/2): x -> L x has identity covariance, and the Euclidean
+    distance after it is the classical Mahalanobis distance (L^T L = Sigma^-1)."""
+    return psd_sqrt(covariance_metric(x, shrinkage=shrinkage))
+
+
+def pca(x: torch.Tensor, n_components: int):
+    """Principal components of x (N, D): returns ``(mean, components)`` with components (k, D),
+    orthonormal rows, largest variance first; project with ``(x - mean) @ components.T``."""
+    check_tensor("x", x, ndim=2, floating=True)
+    n_components = check_int("n_components", n_components, min_value=1, max_value=min(x.shape))
+    mean = x.mean(0)
+    _, _, vt = torch.linalg.svd(x - mean, full_matrices=False)
+    return mean, vt[:n_components]
+
+
 def lda(x: torch.Tensor, labels: torch.Tensor, n_components: int | None = None, *, shrinkage: float = 1e-3):
     """Fisher's linear discriminant: the rows of L maximise between-class scatter over
     within-class scatter (generalised eigenvectors of (S_b, S_w)). Returns L (k, D)
@@ -86,6 +111,24 @@ def nca_linear_loss(L: torch.Tensor, x: torch.Tensor, labels: torch.Tensor) -> t
     from .losses import nca_loss
 
     return nca_loss(x @ L.T, labels)
+
+
+def nca_probabilities(L: torch.Tensor, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """p_i for every point: the probability that x_i's stochastic nearest neighbour (chosen with
+    p_ij = softmax_j(-||L x_i - L x_j||^2), j != i) has x_i's class."""
+    check_tensor("L", L, ndim=2, floating=True)
+    check_tensor("x", x, ndim=2, floating=True)
+    z = x @ L.T
+    d = torch.cdist(z, z) ** 2
+    eye = torch.eye(len(x), dtype=torch.bool, device=x.device)
+    p = torch.softmax((-d).masked_fill(eye, float("-inf")), dim=1)
+    return (p * (labels[:, None] == labels[None, :])).sum(1)
+
+
+def sklearn_nca_objective(L: torch.Tensor, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """What scikit-learn's ``NeighborhoodComponentsAnalysis`` maximises: sum_i p_i
+    (Goldberger et al.'s first objective). Ours minimises mean_i -log p_i (their second)."""
+    return nca_probabilities(L, x, labels).sum()
 
 
 class NCA:

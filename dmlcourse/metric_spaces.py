@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ._validate import check_float, check_tensor
+from ._validate import check_choice, check_embeddings_labels, check_float, check_int, check_tensor
 
 
 def euclidean(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -38,6 +38,16 @@ def cosine_distance(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return 1 - torch.nn.functional.cosine_similarity(u, v, dim=-1)
 
 
+def manhattan(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Row-wise sum |u - v| (the L1 or city-block metric)."""
+    return (u - v).abs().sum(-1)
+
+
+def chebyshev(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Row-wise max |u - v| (the L-infinity metric)."""
+    return (u - v).abs().amax(-1)
+
+
 def mahalanobis(W: torch.Tensor):
     """The distance sqrt((u - v)^T W (u - v)) as a function (see ``dmlcourse.mahalanobis``)."""
     def d(u, v):
@@ -47,7 +57,46 @@ def mahalanobis(W: torch.Tensor):
 
 
 DISTANCE_FUNCTIONS = {"euclidean": euclidean, "squared euclidean": squared_euclidean,
-                      "cosine (1 - cos)": cosine_distance}
+                      "manhattan": manhattan, "chebyshev": chebyshev, "cosine (1 - cos)": cosine_distance}
+
+
+def pairwise(x: torch.Tensor, y: torch.Tensor, distance: str = "euclidean") -> torch.Tensor:
+    """The (N, M) matrix of distances between the rows of x (N, D) and y (M, D), for any
+    name in ``DISTANCE_FUNCTIONS`` (Minkowski distances via ``torch.cdist``)."""
+    check_choice("distance", distance, DISTANCE_FUNCTIONS)
+    check_tensor("x", x, ndim=2, floating=True)
+    check_tensor("y", y, ndim=2, floating=True)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"x has {x.shape[1]} dimensions but y has {y.shape[1]}; they must match.")
+    if distance == "cosine (1 - cos)":
+        return 1 - torch.nn.functional.normalize(x, dim=1) @ torch.nn.functional.normalize(y, dim=1).T
+    p = {"euclidean": 2.0, "squared euclidean": 2.0, "manhattan": 1.0, "chebyshev": float("inf")}[distance]
+    d = torch.cdist(x, y, p=p)
+    return d**2 if distance == "squared euclidean" else d
+
+
+def knn_accuracy(queries: torch.Tensor, query_labels: torch.Tensor, reference: torch.Tensor,
+                 reference_labels: torch.Tensor, *, distance: str = "euclidean", k: int = 1,
+                 chunk: int = 256) -> float:
+    """Accuracy of the k-nearest-neighbour classifier under any distance of ``DISTANCE_FUNCTIONS``
+    (majority vote of the k nearest references, ties to the smallest label, as in scikit-learn).
+
+    ``dmlcourse.metrics.knn_accuracy`` does the same for the three distances of the losses;
+    this one also knows the Manhattan and Chebyshev metrics of 01_metric_spaces."""
+    check_embeddings_labels(queries, query_labels, name="queries", labels_name="query_labels")
+    check_embeddings_labels(reference, reference_labels, name="reference", labels_name="reference_labels")
+    k = check_int("k", k, min_value=1, max_value=len(reference))
+    reference = reference.to(queries.device, queries.dtype)
+    classes, inverse = torch.unique(reference_labels.to(queries.device), return_inverse=True)
+    query_labels = query_labels.to(queries.device)
+    correct = 0
+    for s in range(0, len(queries), chunk):
+        d = pairwise(queries[s:s + chunk], reference, distance)
+        nn = torch.topk(d, k, dim=1, largest=False).indices
+        votes = torch.zeros(len(d), len(classes), device=d.device)
+        votes.scatter_add_(1, inverse[nn], torch.ones(nn.shape, device=d.device))
+        correct += int((classes[votes.argmax(1)] == query_labels[s:s + chunk]).sum())
+    return correct / len(queries)
 
 
 @dataclass

@@ -92,3 +92,41 @@ def test_unit_ball_explorer_moves_the_nearest_neighbour():
     assert box.state["nearest"] == 1
     x = np.asarray(box.figure.data[0].x)
     assert abs(x.max() - 1 / np.sqrt(10)) < 1e-3
+
+
+def test_psd_sqrt_and_whitening():
+    W, _ = _psd(5)
+    L = mahalanobis.psd_sqrt(W)
+    assert torch.allclose(L, L.T) and torch.allclose(L.T @ L, W, atol=1e-10)
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(3000, 3, generator=g, dtype=torch.float64) @ torch.randn(3, 3, generator=g, dtype=torch.float64)
+    Lw = mahalanobis.whitening(x, shrinkage=0.0)
+    assert torch.allclose(torch.cov((x @ Lw.T).T), torch.eye(3, dtype=torch.float64), atol=1e-8)
+    ref = np.linalg.inv(np.cov(x.numpy().T))                                  # numpy's covariance, inverted
+    np.testing.assert_allclose((Lw.T @ Lw).numpy(), ref, rtol=1e-8)
+
+
+def test_pca_matches_scikit_learn():
+    from sklearn.decomposition import PCA
+
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(200, 6, generator=g, dtype=torch.float64) @ torch.diag(torch.tensor([5.0, 3, 2, 1, 0.5, 0.1],
+                                                                                       dtype=torch.float64))
+    mean, comps = mahalanobis.pca(x, 3)
+    ref = PCA(3).fit(x.numpy())
+    np.testing.assert_allclose(mean.numpy(), ref.mean_)
+    np.testing.assert_allclose(np.abs(comps.numpy() @ ref.components_.T), np.eye(3), atol=1e-8)  # up to sign
+
+
+def test_nca_probabilities_and_sklearn_objective_against_a_loop():
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(10, 3, generator=g, dtype=torch.float64)
+    y = torch.tensor([0, 0, 1, 1, 2, 2, 0, 1, 2, 2])
+    L = torch.randn(2, 3, generator=g, dtype=torch.float64)
+    p = mahalanobis.nca_probabilities(L, x, y)
+    z = x @ L.T
+    for i in range(10):
+        w = [float(np.exp(-((z[i] - z[j]) ** 2).sum().item())) if j != i else 0.0 for j in range(10)]
+        assert p[i].item() == pytest.approx(sum(w[j] for j in range(10) if y[j] == y[i]) / sum(w), rel=1e-10)
+    assert mahalanobis.sklearn_nca_objective(L, x, y).item() == pytest.approx(p.sum().item())
+    assert mahalanobis.nca_linear_loss(L, x, y).item() == pytest.approx((-p.log()).mean().item())

@@ -53,3 +53,34 @@ def test_triangle_explorer_readout():
     assert "VIOLATED" in box.figure.layout.title.text and "4.000" in box.readout.value
     box.sliders["y2"].value = 2.0
     assert box.figure.data[0].y[1] == 2.0
+
+
+@pytest.mark.parametrize("name,metric", [("euclidean", "euclidean"), ("manhattan", "manhattan"),
+                                         ("chebyshev", "chebyshev"), ("cosine (1 - cos)", "cosine")])
+def test_knn_accuracy_matches_scikit_learn(name, metric):
+    from sklearn.neighbors import KNeighborsClassifier
+
+    g = torch.Generator().manual_seed(4)
+    ref, q = torch.randn(120, 5, generator=g, dtype=torch.float64), torch.randn(60, 5, generator=g, dtype=torch.float64)
+    yr, yq = (ref[:, 0] > 0).long() + (ref[:, 1] > 0).long(), (q[:, 0] > 0).long() + (q[:, 1] > 0).long()
+    for k in (1, 5):
+        ours = ms.knn_accuracy(q, yq, ref, yr, distance=name, k=k)
+        algo = "brute"
+        ref_acc = KNeighborsClassifier(k, metric=metric, algorithm=algo).fit(ref.numpy(), yr.numpy()).score(
+            q.numpy(), yq.numpy())
+        assert ours == pytest.approx(ref_acc)
+
+
+def test_pairwise_matches_the_row_wise_functions():
+    x, y = _points(n=6), _points(seed=1, n=4)
+    for name, fn in ms.DISTANCE_FUNCTIONS.items():
+        D = ms.pairwise(x, y, name)
+        loop = torch.stack([fn(x[i].expand_as(y), y) for i in range(6)])
+        assert torch.allclose(D, loop, atol=1e-10), name
+    with pytest.raises(ValueError, match="distance"):
+        ms.pairwise(x, y, "hamming")
+
+
+def test_manhattan_and_chebyshev_are_metrics():
+    for fn in (ms.manhattan, ms.chebyshev):
+        assert ms.check_axioms(fn, _points(n=15)).is_metric
