@@ -9,8 +9,21 @@ Modules mirror the curriculum (import what a notebook needs):
     cache      load the cached result, else compute it   (00_start_here)
     metrics    Precision@1, Recall@k, R-Precision, MAP@R, kNN accuracy
     plots      UMAP/PCA projections, plotly scatters, image grids
+    metric_spaces  metric axioms checked numerically      (01_metric_spaces)
+    open_set   closed- vs open-set recognition            (01_metric_spaces)
+    mahalanobis  learned Mahalanobis distance, NCA, LDA   (02_mahalanobis)
+    autoencoders  AEs, denoising, linear AE = PCA         (03_autoencoders)
+    supervised  MSE/MAE/Huber/KL/hinge/cross-entropy      (04_supervised_losses)
     distances  Euclidean, squared Euclidean and cosine distances
+    tuples     pairs, triplets, quadruplets, augmentation (05_siamese_triplet)
     losses     contrastive, triplet and NCA losses       (05_siamese_triplet)
+    siamese    shared weights, batch losses, widgets     (05_siamese_triplet)
+    miners     triplet mining and sampling               (06_mining_sampling)
+    heads      SphereFace, CosFace, ArcFace heads        (07_angular_margins)
+    verification  ROC, EER, TAR at FAR                   (07_angular_margins)
+    uncertainty  PFE, mutual likelihood score, DUL       (08_uncertainty_pfe)
+    lab        the Embedding Lab widget                  (05, 06, 07)
+    exercises  check functions for each notebook's exercises
 """
 
 __version__ = "0.1.0"
