@@ -172,40 +172,47 @@ def easy_positive_loss(z: torch.Tensor, labels: torch.Tensor, *, scale: float = 
 
 
 def batch_all_triplet_loss(z: torch.Tensor, labels: torch.Tensor, margin: float = 0.2, *,
-                           distance: str = "euclidean", reduction: str = "mean_nonzero",
-                           chunk: int | None = None):
+                           distance: str = "euclidean", reduction: str = "mean_nonzero"):
     """The triplet loss over every valid triplet of the batch (eq. 15) without listing them.
 
     Taught in 06_mining_sampling.
 
     Equal to ``triplet_loss_from_indices(z, *miners.batch_all(z, labels), ...)``, but the
-    b^3 candidate triplets are never materialised: anchors are processed in chunks, each
-    as a broadcast (chunk, b, b) tensor d(a,p) - d(a,n) + m, masked and reduced on the
-    spot. Memory O(chunk * b^2) instead of O(b^3). ``reduction`` in mean / sum /
-    mean_nonzero (no "none": there is no list of triplets to return).
+    b^3 candidate triplets are never materialised, not even by autograd. The sum of the active
+    hinges is linear in the distances,
+
+        sum_{active (a,p,n)} d(a,p) - d(a,n) + m
+            = sum_{a,p} d(a,p) P[a,p] - sum_{a,n} d(a,n) N[a,n] + m * #active,
+
+    where P[a,p] counts the negatives n with d(a,n) < d(a,p) + m (those make (a, p, n) active)
+    and N[a,n] the positives p with d(a,p) > d(a,n) - m. Both counts come from sorting each
+    anchor's negative (positive) distances and ``torch.searchsorted``: O(b^2 log b) time and
+    O(b^2) memory. The loss then back-propagates through the b x b distance matrix only.
+    ``reduction`` in mean / sum / mean_nonzero (no "none": there is no list of triplets).
     """
     check_embeddings_labels(z, labels, name="z")
     margin = check_float("margin", margin, min_value=0.0)
     check_choice("distance", distance, DISTANCES)
     check_choice("reduction", reduction, ("mean", "sum", "mean_nonzero"))
     n = len(z)
-    if chunk is None:
-        chunk = max(1, (1 << 24) // max(1, n * n))
     d = pairwise_distance(z, distance=distance)
     labels = labels.to(z.device)
     same = labels[:, None] == labels[None, :]
     pos = same & ~torch.eye(n, dtype=torch.bool, device=z.device)
-    total = z.sum() * 0.0
-    count = torch.zeros((), device=z.device)
-    nonzero = torch.zeros((), device=z.device)
-    for s in range(0, n, chunk):  # chunks of anchors, each fully vectorised
-        da = d[s:s + chunk]
-        valid = pos[s:s + chunk, :, None] & ~same[s:s + chunk, None, :]
-        t = torch.relu(da[:, :, None] - da[:, None, :] + margin) * valid
-        total = total + t.sum()
-        count = count + valid.sum()
-        nonzero = nonzero + (t > 0).sum()
+    neg = ~same
+    with torch.no_grad():  # counting which triplets are active needs no gradient
+        dd = d.detach()
+        neg_sorted = dd.masked_fill(~neg, float("inf")).sort(dim=1).values
+        pos_sorted = dd.masked_fill(~pos, float("-inf")).sort(dim=1).values
+        # P[a, p] = #{n : d(a,n) < d(a,p) + m};  N[a, n] = #{p : d(a,p) > d(a,n) - m}
+        n_active_p = torch.searchsorted(neg_sorted, (dd + margin).contiguous(), side="left")
+        n_active_n = n - torch.searchsorted(pos_sorted, (dd - margin).contiguous(), side="right")
+        n_active_p = (n_active_p * pos).to(d.dtype)
+        n_active_n = (n_active_n * neg).to(d.dtype)
+    nonzero = n_active_p.sum()
+    total = (d * n_active_p).sum() - (d * n_active_n).sum() + margin * nonzero
     if reduction == "sum":
         return total
+    count = (pos.sum(1) * neg.sum(1)).sum()  # every valid triplet, active or not
     denominator = count if reduction == "mean" else nonzero
     return total / denominator.clamp_min(1).to(total.dtype)

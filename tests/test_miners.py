@@ -274,7 +274,23 @@ def test_batch_all_loss_without_listing_triplets(reduction, distance):
     zz = z.clone().requires_grad_(True)
     expect = losses.triplet_loss_from_indices(z, *miners.batch_all(z, y, distance=distance), margin=0.4,
                                               distance=distance, reduction=reduction)
-    got = losses.batch_all_triplet_loss(zz, y, 0.4, distance=distance, reduction=reduction, chunk=7)
+    got = losses.batch_all_triplet_loss(zz, y, 0.4, distance=distance, reduction=reduction)
     assert got.item() == pytest.approx(expect.item(), rel=1e-9)
     assert torch.autograd.gradcheck(lambda t: losses.batch_all_triplet_loss(t, y, 0.4, distance=distance,
-                                                                            reduction=reduction, chunk=7), (zz,))
+                                                                            reduction=reduction), (zz,))
+
+
+@pytest.mark.parametrize("seed, n, classes, margin", [(0, 16, 2, 0.0), (1, 40, 5, 0.2), (2, 64, 8, 1.0),
+                                                      (3, 33, 1, 0.5), (4, 50, 50, 0.3)])
+@pytest.mark.parametrize("distance", ["euclidean", "cosine"])
+def test_batch_all_loss_value_and_gradient_match_listed_triplets(seed, n, classes, margin, distance):
+    """Counting active triplets by sorting gives the same loss and gradient as listing every triplet."""
+    z, y = _batch(seed, n, classes, dim=6)
+    za, zb = z.clone().requires_grad_(True), z.clone().requires_grad_(True)
+    expect = losses.triplet_loss_from_indices(za, *miners.batch_all(z, y, distance=distance), margin=margin,
+                                              distance=distance, reduction="mean_nonzero")
+    got = losses.batch_all_triplet_loss(zb, y, margin, distance=distance, reduction="mean_nonzero")
+    assert got.item() == pytest.approx(expect.item(), rel=1e-9, abs=1e-12)
+    expect.backward()
+    got.backward()
+    assert torch.allclose(za.grad, zb.grad, rtol=1e-9, atol=1e-12)
