@@ -32,8 +32,11 @@ from ._validate import check_choice, check_float, check_int, check_tensor
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
-    x = x.flatten(1) if x.ndim > 2 else x
-    return x if x.is_floating_point() else x.float()
+    """Images (N, 28, 28) or vectors (N, D) as float vectors; uint8 pixels are scaled to [0, 1]
+    (as ``data.to_float`` does without a dataset name)."""
+    if not x.is_floating_point():
+        x = x.float() / 255.0
+    return x.flatten(1) if x.ndim > 2 else x
 
 
 class Autoencoder(nn.Module):

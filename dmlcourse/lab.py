@@ -676,8 +676,9 @@ class EmbeddingLab:
         self.margin.disabled = not uses_margin(loss, self.miner.value)
 
     def _on_control(self, _change):
-        if self._lock.locked() and self._running_config is not None and self.config() != self._running_config:
-            self._set_status("Training <b>" + html.escape(self._running_config.label()) + "</b>; the changed "
+        running = self._running_config  # read once: the training thread may reset it meanwhile
+        if self._lock.locked() and running is not None and self.config() != running:
+            self._set_status("Training <b>" + html.escape(running.label()) + "</b>; the changed "
                              "settings apply to the next run.", "info")
 
     def _set_status(self, text: str, kind: str = "info"):
@@ -688,8 +689,9 @@ class EmbeddingLab:
     def train(self):
         """What the Train button does. A second press while a run trains is ignored (with a note)."""
         if not self._lock.acquire(blocking=False):
-            self._set_status("Already training " + html.escape(self._running_config.label())
-                             + ": press <b>Stop</b> first, or wait.", "warn")
+            running = self._running_config  # read once: the training thread may reset it meanwhile
+            what = html.escape(running.label()) if running is not None else "a run"
+            self._set_status("Already training " + what + ": press <b>Stop</b> first, or wait.", "warn")
             return None
         try:
             cfg = self.config()

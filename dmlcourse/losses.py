@@ -185,7 +185,7 @@ def batch_all_triplet_loss(z: torch.Tensor, labels: torch.Tensor, margin: float 
             = sum_{a,p} d(a,p) P[a,p] - sum_{a,n} d(a,n) N[a,n] + m * #active,
 
     where P[a,p] counts the negatives n with d(a,n) < d(a,p) + m (those make (a, p, n) active)
-    and N[a,n] the positives p with d(a,p) > d(a,n) - m. Both counts come from sorting each
+    and N[a,n] the positives p with d(a,p) + m > d(a,n). Both counts come from sorting each
     anchor's negative (positive) distances and ``torch.searchsorted``: O(b^2 log b) time and
     O(b^2) memory. The loss then back-propagates through the b x b distance matrix only.
     ``reduction`` in mean / sum / mean_nonzero (no "none": there is no list of triplets).
@@ -202,11 +202,12 @@ def batch_all_triplet_loss(z: torch.Tensor, labels: torch.Tensor, margin: float 
     neg = ~same
     with torch.no_grad():  # counting which triplets are active needs no gradient
         dd = d.detach()
+        shifted = dd + margin  # d(a,p) + m: both counts use the same test d(a,n) < d(a,p) + m
         neg_sorted = dd.masked_fill(~neg, float("inf")).sort(dim=1).values
-        pos_sorted = dd.masked_fill(~pos, float("-inf")).sort(dim=1).values
-        # P[a, p] = #{n : d(a,n) < d(a,p) + m};  N[a, n] = #{p : d(a,p) > d(a,n) - m}
-        n_active_p = torch.searchsorted(neg_sorted, (dd + margin).contiguous(), side="left")
-        n_active_n = n - torch.searchsorted(pos_sorted, (dd - margin).contiguous(), side="right")
+        pos_sorted = shifted.masked_fill(~pos, float("-inf")).sort(dim=1).values
+        # P[a, p] = #{n : d(a,n) < d(a,p) + m};  N[a, n] = #{p : d(a,p) + m > d(a,n)}
+        n_active_p = torch.searchsorted(neg_sorted, shifted.contiguous(), side="left")
+        n_active_n = n - torch.searchsorted(pos_sorted, dd.contiguous(), side="right")
         n_active_p = (n_active_p * pos).to(d.dtype)
         n_active_n = (n_active_n * neg).to(d.dtype)
     nonzero = n_active_p.sum()

@@ -51,7 +51,7 @@ def nearest_neighbours(queries: torch.Tensor, reference: torch.Tensor, k: int = 
     if exclude_self:
         if len(queries) != len(reference):
             raise ValueError("exclude_self=True needs the queries to be the reference set.")
-        d = d + torch.diag(torch.full((len(d),), float("inf"), dtype=d.dtype))
+        d = d.clone().fill_diagonal_(float("inf"))
     return torch.topk(d, k, dim=1, largest=False, sorted=True).indices
 
 
@@ -101,7 +101,7 @@ def class_spread(embeddings: torch.Tensor, labels: torch.Tensor) -> dict:
     classes, inverse = torch.unique(labels, return_inverse=True)
     if len(classes) < 2:
         raise ValueError("labels must hold at least two classes.")
-    sums = torch.zeros(len(classes), z.shape[1], dtype=z.dtype).index_add_(0, inverse, z)
+    sums = torch.zeros(len(classes), z.shape[1], dtype=z.dtype, device=z.device).index_add_(0, inverse, z)
     centroids = sums / torch.bincount(inverse, minlength=len(classes))[:, None]
     intra = torch.linalg.norm(z - centroids[inverse], dim=1).mean()
     dc = torch.cdist(centroids, centroids)
