@@ -63,6 +63,10 @@ def make_cases(z, labels):
         z.grad = None
         losses.batch_all_triplet_loss(z, labels, 0.2, reduction="mean_nonzero").backward()
 
+    def easy_positive_loss():   # what the course trains with miner="easy_positive": the EPS loss of eq. 19
+        z.grad = None
+        losses.easy_positive_loss(z, labels).backward()
+
     def nca():
         z.grad = None
         losses.nca_loss(z, labels).backward()
@@ -71,7 +75,7 @@ def make_cases(z, labels):
         "batch_hard": mined(miners.batch_hard),
         "batch_semi_hard": mined(miners.batch_semi_hard, margin=0.2),
         "batch_all": batch_all_loss,
-        "easy_positive": mined(miners.easy_positive),
+        "easy_positive (EPS loss)": easy_positive_loss,
         "distance_weighted": mined(miners.distance_weighted, generator=torch.Generator().manual_seed(0)),
         "NCA loss": nca,
     }
@@ -114,7 +118,8 @@ def main():
     print(f"miners and losses on {device} -- {describe()}")
     print("each row: mine the batch, triplet loss (mean over non-zero terms), backward; batch_all: the loss over\n"
           "every triplet without listing them (ours) vs TripletMarginLoss without a miner (PML; OOM: it would list\n"
-          "all b^3 candidate triplets, not run)")
+          "all b^3 candidate triplets, not run); easy_positive and NCA: their own losses (eq. 19, eq. 14), forward\n"
+          "and backward, as the course trains them")
     print(f"{'what':<30}{'batch':>6}{'ours ms':>10}{'pml ms':>9}{'pml/ours':>9}{'loop ms':>9}{'loop/ours':>10}")
     for b in sizes:
         g = torch.Generator().manual_seed(0)

@@ -22,6 +22,7 @@ Taught in 03_autoencoders.
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import nn
@@ -162,6 +163,9 @@ def train_autoencoder(model: nn.Module, x: torch.Tensor, *, epochs: int = 10, ba
     With ``noise_std > 0`` the input is corrupted by Gaussian noise and the target is the
     clean x: a denoising autoencoder. ``full_batch=True`` uses the whole data set at every
     step (``epochs`` is then the number of steps). Adam; returns the loss of every step.
+    A loss that becomes NaN or inf raises ``FloatingPointError`` (at the end of that epoch);
+    Ctrl-C (KeyboardInterrupt) stops the training with a warning and returns the losses of
+    the steps done so far.
     """
     check_tensor("x", x, floating=True)
     if len(x) == 0:
@@ -179,20 +183,34 @@ def train_autoencoder(model: nn.Module, x: torch.Tensor, *, epochs: int = 10, ba
     model.to(device).train()
     data = _flat(x).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    losses = []
-    for _ in range(epochs):
-        order = torch.arange(len(data)) if full_batch else torch.randperm(len(data), generator=g)
-        for idx in order.split(len(data) if full_batch else batch_size):
-            clean = data[idx.to(device)]
-            noisy = add_noise(clean, noise_std, generator=g) if noise_std > 0 else clean
-            code = model.encode(noisy)
-            loss = autoencoder_objective(clean, model.decode(code), code, model,
-                                         weight_decay=weight_decay, code_penalty=code_penalty)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-    model.eval()
+    losses = []                       # one float per step, kept if the training is interrupted
+    step_losses = []                  # this epoch's, as tensors: no host synchronisation inside the epoch
+    try:
+        for epoch in range(epochs):
+            order = torch.arange(len(data)) if full_batch else torch.randperm(len(data), generator=g)
+            for idx in order.split(len(data) if full_batch else batch_size):
+                clean = data[idx.to(device)]
+                noisy = add_noise(clean, noise_std, generator=g) if noise_std > 0 else clean
+                code = model.encode(noisy)
+                loss = autoencoder_objective(clean, model.decode(code), code, model,
+                                             weight_decay=weight_decay, code_penalty=code_penalty)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step_losses.append(loss.detach())
+            values = torch.stack(step_losses).cpu().tolist()
+            losses.extend(values)
+            step_losses = []
+            bad = [v for v in values if not math.isfinite(v)]
+            if bad:
+                raise FloatingPointError(f"the reconstruction loss became {bad[0]} in epoch {epoch + 1} (lr={lr}); "
+                                         "lower lr, or standardise x.")
+    except KeyboardInterrupt:
+        losses.extend(torch.stack(step_losses).cpu().tolist() if step_losses else [])
+        warnings.warn(f"training interrupted after {len(losses)} steps; the model keeps its current weights.",
+                      stacklevel=2)
+    finally:
+        model.eval()
     return losses
 
 
@@ -311,11 +329,14 @@ def collapsed_decoder(model: LinearAutoencoder) -> torch.Tensor:
 def pca(x: torch.Tensor, p: int):
     """PCA by the SVD of the centred data. Returns (mean (d,), components (p, d) with
     orthonormal rows, largest variance first, explained variances (p,))."""
+    from .mahalanobis import (
+        pca as pca_components,  # the SVD of the centred data, taught in 02_mahalanobis
+    )
+
     check_tensor("x", x, ndim=2, floating=True)
     p = check_int("p", p, min_value=1, max_value=min(x.shape))
-    mean = x.mean(0)
-    _, s, vh = torch.linalg.svd(x - mean, full_matrices=False)
-    return mean, vh[:p], s[:p] ** 2 / (len(x) - 1)
+    mean, comps = pca_components(x, p)
+    return mean, comps, ((x - mean) @ comps.T).pow(2).sum(0) / (len(x) - 1)
 
 
 def pca_reconstruction_error(x: torch.Tensor, p: int) -> float:

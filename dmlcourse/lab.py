@@ -39,7 +39,7 @@ import torch
 from . import data, heads, miners, models, siamese
 from ._validate import check_choice, check_float, check_int
 from .metrics import evaluate
-from .plots import PALETTE, image_to_data_uri
+from .plots import PALETTE, image_to_data_uri, project_2d
 from .runtime import get_device, seed_everything
 from .train import History, atomic_torch_save
 from .train import train as train_loop
@@ -229,31 +229,13 @@ def make_loss(config: LabConfig, num_classes: int = 10) -> torch.nn.Module:
 
 def umap_layout(x, *, init=None, n_epochs: int | None = None, seed: int = 0, n_neighbors: int = 15,
                 min_dist: float = 0.1, learning_rate: float = 1.0) -> np.ndarray:
-    """UMAP of (N, D) points from their exact distance matrix (N up to a few thousand).
-
-    Like :func:`dmlcourse.plots.project_2d`, but the distances are computed with
-    NumPy and handed to UMAP as ``metric="precomputed"``: for N < 4096 UMAP otherwise
-    computes them by calling a Python function once per pair (5.7 of 6.4 s for
-    1,000 points, measured in benchmarks/bench_lab.py's notes).
-    """
-    import umap
-
+    """UMAP of (N, D) points, float32: :func:`dmlcourse.plots.project_2d` (taught in 00_start_here), which
+    hands UMAP the exact distance matrix for N < 4096."""
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or len(x) < 3:
         raise ValueError(f"x must be an (N, D) array with N >= 3, got shape {x.shape}.")
-    sq = (x * x).sum(1)
-    d = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * x @ x.T, 0.0)).astype(np.float32)
-    np.fill_diagonal(d, 0.0)
-    kwargs = dict(n_components=2, n_neighbors=min(n_neighbors, len(x) - 1), min_dist=min_dist, metric="precomputed",
-                  random_state=seed, n_jobs=1, learning_rate=check_float("learning_rate", learning_rate,
-                                                                          min_value=0.0, strict_min=True))
-    if init is not None:
-        kwargs["init"] = np.asarray(init, dtype=np.float32)
-    if n_epochs is not None:
-        kwargs["n_epochs"] = check_int("n_epochs", n_epochs, min_value=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return umap.UMAP(**kwargs).fit_transform(d).astype(np.float32)
+    return project_2d(x, "umap", init=init, n_epochs=n_epochs, seed=seed, n_neighbors=n_neighbors,
+                      min_dist=min_dist, learning_rate=learning_rate).astype(np.float32)
 
 
 def procrustes_align(xy: np.ndarray, reference: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ._validate import check_choice, check_embeddings_labels, check_float, check_int, check_tensor
+from .distances import pairwise_distance
 
 
 def euclidean(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -62,17 +63,17 @@ DISTANCE_FUNCTIONS = {"euclidean": euclidean, "squared euclidean": squared_eucli
 
 def pairwise(x: torch.Tensor, y: torch.Tensor, distance: str = "euclidean") -> torch.Tensor:
     """The (N, M) matrix of distances between the rows of x (N, D) and y (M, D), for any
-    name in ``DISTANCE_FUNCTIONS`` (Minkowski distances via ``torch.cdist``)."""
+    name in ``DISTANCE_FUNCTIONS``: ``dmlcourse.distances.pairwise_distance`` for the three the losses use, and
+    ``torch.cdist`` for the Manhattan and Chebyshev metrics."""
     check_choice("distance", distance, DISTANCE_FUNCTIONS)
     check_tensor("x", x, ndim=2, floating=True)
     check_tensor("y", y, ndim=2, floating=True)
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"x has {x.shape[1]} dimensions but y has {y.shape[1]}; they must match.")
-    if distance == "cosine (1 - cos)":
-        return 1 - torch.nn.functional.normalize(x, dim=1) @ torch.nn.functional.normalize(y, dim=1).T
-    p = {"euclidean": 2.0, "squared euclidean": 2.0, "manhattan": 1.0, "chebyshev": float("inf")}[distance]
-    d = torch.cdist(x, y, p=p)
-    return d**2 if distance == "squared euclidean" else d
+    shared = {"euclidean": "euclidean", "squared euclidean": "squared_euclidean", "cosine (1 - cos)": "cosine"}
+    if distance in shared:        # the distances of the losses (dmlcourse.distances, taught in 05_siamese_triplet)
+        return pairwise_distance(x, y, shared[distance])
+    return torch.cdist(x, y, p={"manhattan": 1.0, "chebyshev": float("inf")}[distance])
 
 
 def knn_accuracy(queries: torch.Tensor, query_labels: torch.Tensor, reference: torch.Tensor,

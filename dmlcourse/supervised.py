@@ -218,7 +218,9 @@ class SupervisedLoss(nn.Module):
         self.head = nn.Linear(self.embedding_dim, outputs, bias=bias)
 
     def predict(self, z: torch.Tensor) -> torch.Tensor:
-        out = self.head(z)
+        return self._predict_from(self.head(z))
+
+    def _predict_from(self, out: torch.Tensor) -> torch.Tensor:
         if self.loss in ("cross_entropy", "kl"):
             return out.argmax(1)
         if self.loss == "hinge":
@@ -238,7 +240,7 @@ class SupervisedLoss(nn.Module):
                   "huber": lambda p, t: huber_loss(p, t, self.delta)}[self.loss]
             loss = fn(out.squeeze(1), labels.float())
         with torch.no_grad():
-            acc = (self.predict(z.detach()) == labels).float().mean().item()
+            acc = (self._predict_from(out.detach()) == labels).float().mean().item()
         return {"loss": loss, "accuracy": acc}
 
 

@@ -68,6 +68,11 @@ def mls_terms(mu1, var1, mu2, var2, *, log_var: bool = False) -> dict:
     _check_gaussian("mu1", mu1, "var1", var1, log_var)
     _check_gaussian("mu2", mu2, "var2", var2, log_var)
     _broadcast(mu1, mu2)
+    return _mls_terms(mu1, var1, mu2, var2, log_var)
+
+
+def _mls_terms(mu1, var1, mu2, var2, log_var):
+    # the computation alone, for callers that validated their inputs once (pairwise_mls, pfe_loss in training)
     var_sum = None if log_var else var1 + var2
     if var_sum is not None and torch.isfinite(var_sum).all():
         log_sum = torch.log(var_sum)                          # a sum of positives never underflows to 0
@@ -115,8 +120,12 @@ def pairwise_mls(mu1, var1, mu2, var2, *, log_var: bool = False, chunk: int = 25
     for n, t in (("mu1", mu1), ("var1", var1), ("mu2", mu2), ("var2", var2)):
         check_tensor(n, t, ndim=2, floating=True)
     chunk = check_int("chunk", chunk, min_value=1)
-    return torch.cat([mutual_likelihood_score(mu1[s:s + chunk, None], var1[s:s + chunk, None], mu2[None], var2[None],
-                                              log_var=log_var) for s in range(0, len(mu1), chunk)])
+    _check_gaussian("mu1", mu1, "var1", var1, log_var)
+    _check_gaussian("mu2", mu2, "var2", var2, log_var)
+    if mu1.shape[1] != mu2.shape[1]:
+        raise ValueError(f"mu1 has {mu1.shape[1]} dimensions but mu2 has {mu2.shape[1]}; they must match.")
+    return torch.cat([_mls_terms(mu1[s:s + chunk, None], var1[s:s + chunk, None], mu2[None], var2[None], log_var)["total"]
+                      for s in range(0, len(mu1), chunk)])
 
 
 def harmonic_variance(var: torch.Tensor) -> torch.Tensor:
@@ -192,7 +201,7 @@ def pfe_loss(mu: torch.Tensor, log_var: torch.Tensor, labels: torch.Tensor) -> t
     if not keep.any():
         raise ValueError("the batch holds no two samples of the same class; use class-balanced batches.")
     i, j = i[keep], j[keep]
-    return -mutual_likelihood_score(mu[i], log_var[i], mu[j], log_var[j], log_var=True).mean()
+    return -_mls_terms(mu[i], log_var[i], mu[j], log_var[j], True)["total"].mean()
 
 
 class PFELoss(nn.Module):

@@ -176,3 +176,26 @@ def test_lifting_makes_circles_and_xor_separable():
     assert ae.linear_accuracy(x, (x[:, 0] > 0).long()) > 0.99
     with pytest.raises(ValueError, match="must match"):
         ae.linear_accuracy(torch.randn(5, 2), torch.zeros(4, dtype=torch.long))
+
+
+def test_train_autoencoder_reports_a_diverging_loss():
+    m = ae.Autoencoder(code_dim=2, hidden=(), in_features=4)
+    x = torch.full((8, 4), 1e30)        # squares overflow float32: the loss is inf from the first step
+    with pytest.raises(FloatingPointError, match="epoch 1"):
+        ae.train_autoencoder(m, x, epochs=2, batch_size=4, device="cpu")
+
+
+def test_train_autoencoder_interrupted_keeps_the_losses_so_far():
+    class Stops(ae.Autoencoder):
+        calls = 0
+
+        def decode(self, code):
+            Stops.calls += 1
+            if Stops.calls == 4:        # Ctrl-C during the 4th step (the 2nd epoch)
+                raise KeyboardInterrupt
+            return super().decode(code)
+
+    m = Stops(code_dim=2, hidden=(), in_features=4)
+    with pytest.warns(UserWarning, match="interrupted after 3 steps"):
+        losses = ae.train_autoencoder(m, torch.randn(8, 4), epochs=5, batch_size=4, device="cpu")
+    assert len(losses) == 3 and all(np.isfinite(losses)) and not m.training

@@ -5,11 +5,7 @@ from __future__ import annotations
 import torch
 
 from .. import mahalanobis
-
-
-def _close(a, b, tol=1e-6) -> bool:
-    a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
-    return a.shape == b.shape and bool(torch.allclose(a, b, rtol=tol, atol=tol))
+from ._common import close as _close
 
 
 def _problem(seed, n=20, dim=4):
