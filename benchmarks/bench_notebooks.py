@@ -32,8 +32,11 @@ def run_notebook(path: Path, quick: bool, keep: Path | None) -> tuple[float, boo
         cmd = [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", str(path),
                "--output", str(out), "--ExecutePreprocessor.timeout=7200"]
         t0 = time.perf_counter()
-        ok = subprocess.run(cmd, env=env, capture_output=True).returncode == 0
-        return time.perf_counter() - t0, ok
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        seconds = time.perf_counter() - t0
+        if proc.returncode != 0:      # nbconvert saves nothing on an error: show the failing cell here
+            print(f"{path.stem} ({'quick' if quick else 'full'}) failed:\n{proc.stderr[-3000:]}", flush=True)
+        return seconds, proc.returncode == 0
 
 
 def main():

@@ -506,6 +506,9 @@ class EmbeddingLab:
         inside ``train_button.click()`` (headless tests, quick-mode notebooks).
     warm_up : compile UMAP's numba code in a background thread when the lab opens.
 
+    While a run trains on the CPU, torch in this Python process uses one thread (a small network on a shared
+    CPU trains faster that way); the previous thread count is restored when the run ends.
+
     Attributes for scripts and tests: the controls (``dataset``, ``size``, ``loss``, ``miner``, ``margin``,
     ``embedding_dim``, ``epochs``, ``lr``, ``seed``, ``network``), ``train_button``, ``stop_button``,
     ``keep_button``, ``progress``, ``status``, ``figure`` (the scatter), ``curves``, ``epoch`` (slider),
@@ -542,6 +545,9 @@ class EmbeddingLab:
         gpu = self.device.type != "cpu"
         size = size or ("full" if gpu and _full_available() else "mini")
         network = network or ("cnn" if gpu else "mlp")
+        if train_per_class is not None:
+            train_per_class = check_int("train_per_class", train_per_class, min_value=1)
+        probe_per_class = check_int("probe_per_class", probe_per_class, min_value=1, max_value=1000)
         self._fixed = dict(train_per_class=train_per_class, probe_per_class=probe_per_class,
                            layout=check_choice("layout", layout, ("chain", "procrustes", "pca")))
         self.background = bool(background)

@@ -286,6 +286,8 @@ def norm_and_angle_stats(z: torch.Tensor, labels: torch.Tensor) -> dict:
     check_tensor("labels", labels, ndim=1)
     if z.shape[1] != 2:
         raise ValueError(f"z must be 2-D embeddings (N, 2), got shape {tuple(z.shape)}.")
+    if len(labels) != len(z):
+        raise ValueError(f"z has {len(z)} rows but labels has {len(labels)}; they must match.")
     classes = torch.unique(labels)
     r = z.norm(dim=1)
     u = z / r[:, None].clamp_min(1e-12)

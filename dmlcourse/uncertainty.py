@@ -132,6 +132,8 @@ def harmonic_variance(var: torch.Tensor) -> torch.Tensor:
     """One uncertainty number per embedding: the harmonic mean of its variances over the dimensions
     (as in the PFE paper). (N, D) -> (N,)."""
     check_tensor("var", var, ndim=2, floating=True)
+    if not (var > 0).all():
+        raise ValueError(f"var must hold variances > 0, got a minimum of {var.min().item():.4g}.")
     return var.shape[1] / (1.0 / var).sum(1)
 
 

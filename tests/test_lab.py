@@ -299,5 +299,9 @@ def test_interpolate_and_validation():
         lab.EmbeddingLab(embedding_dim=5, warm_up=False)
     with pytest.raises(ValueError, match="dataset='cifar'"):
         lab.EmbeddingLab(dataset="cifar", warm_up=False)
+    with pytest.raises(ValueError, match="probe_per_class"):
+        lab.EmbeddingLab(probe_per_class=0, warm_up=False)
+    with pytest.raises(ValueError, match="train_per_class"):
+        lab.EmbeddingLab(train_per_class=-3, warm_up=False)
     with pytest.raises(TypeError, match="config"):
         lab.run_lab({"loss": "nca"})

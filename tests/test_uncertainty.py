@@ -274,3 +274,10 @@ def test_mls_explorer_updates():
                     torch.tensor([[box.mu2.value]]), torch.tensor([[box.var2.value]]))
     bars = box.figure.data[-1]
     assert bars.y[-1] == pytest.approx(t["total"].item(), abs=1e-5)
+
+
+def test_harmonic_variance_value_and_bad_input():
+    var = torch.tensor([[1.0, 4.0], [2.0, 2.0]], dtype=torch.float64)
+    assert torch.allclose(U.harmonic_variance(var), torch.tensor([2 / (1 + 0.25), 2.0], dtype=torch.float64))
+    with pytest.raises(ValueError, match="var must hold variances > 0"):
+        U.harmonic_variance(torch.tensor([[1.0, 0.0]]))
