@@ -283,14 +283,34 @@ margin_heads = ["cosface (s=30, m=0.35)", "arcface (s=30, m=0.5)"]
 for d in DATASETS:   # an angular margin beats the plain softmax on verification
     assert min(results[h, d]["eer"] for h in margin_heads) < results["softmax", d]["eer"]
 """)
+md(r"""
+How to read the table. In every run we made, CosFace or ArcFace verified better than the plain softmax (the assert
+above). How they compare with the losses of lecture 5 depends on the training length: in quick mode (Fashion-MNIST
+only, 300 images per class, 2 epochs) the contrastive and triplet losses had the lowest EER; in full mode (all the
+mini data, 8 epochs) the heads caught up — ArcFace had the best P@1, MAP@R and EER on Fashion-MNIST, and on MNIST
+CosFace and the contrastive loss were level (EER 0.031 and 0.029). NormFace without a margin was no better than
+the softmax. A head learns one weight vector per class and needs some epochs to place them; a pair loss starts
+pulling neighbours together from the first batch.
+""")
 
 md(r"""
 ## 5. Pitfalls
 
 **A large scale and margin from a random start.** ArcFace with $s = 64$, $m = 1.2$ asks every training image to be
-more than 69° closer to its class than to any other before the loss lets go. From random weights that is impossible
-at first; the loss sits near its maximum and the network learns slowly or not at all. The papers use $m = 0.5$ and
-some warm up the margin.
+more than 69° closer to its class than to any other before the loss lets go. From random weights no image is, so the
+margin-penalised target logit $s\cos(\theta_y + m)$ starts far below the others and the loss sits near its maximum.
+Two things follow, and the run below shows both:
+
+- **The loss stops being a progress bar.** Its value says how far the images are from the 69° goal, not whether the
+  embedding is any good: it stays far above $\log 10 \approx 2.3$ (the loss of a uniform guess over 10 classes)
+  while the plain cosine already ranks the test images well above chance. Never compare loss values across
+  different $(s, m)$.
+- **Whether it learns depends on the number of classes and the training time.** With 10 classes in 64 dimensions a
+  69° margin is reachable in the end (10 weight vectors can sit 96° apart), so a long run catches up: in our full-mode
+  run on MNIST (8 epochs) the hard setting even retrieved slightly better (MAP@R 0.947 against 0.926). In the 2-epoch
+  quick run it retrieves clearly worse (MAP@R 0.36 against 0.47 on Fashion-MNIST). With the thousands of
+  identities of face recognition the weights cannot spread that far, the margin is never met, and training fails —
+  which is why the papers use $m = 0.5$, and some warm the margin up from 0.
 """)
 code(r"""
 hard = run("arcface (s=30, m=0.5)", d0, override=("head", dict(scale=64.0, margin=1.2)))
@@ -298,7 +318,9 @@ easy = results["arcface (s=30, m=0.5)", d0]
 for tag, r in (("s=30, m=0.5", easy), ("s=64, m=1.2", hard)):
     print(f"ArcFace {tag}: final loss {r['history'].step_loss[-1]:7.2f}, P@1 {r['p1']:.3f}, MAP@R {r['map_r']:.3f}, "
           f"EER {r['eer']:.3f}")
-assert hard["map_r"] < easy["map_r"]
+# the hard run's loss is worse than a uniform guess, yet its embedding retrieves far above chance (0.1)
+assert hard["history"].step_loss[-1] > math.log(10) and hard["p1"] > 0.5
+assert hard["history"].step_loss[-1] > easy["history"].step_loss[-1]
 """)
 md(r"""
 **NaN in half precision.** $\frac{d}{dc}\arccos c = -1/\sqrt{1 - c^2}$ is infinite at $c = \pm 1$ — when a feature lies
@@ -370,9 +392,11 @@ md(r"""
   on the cosine (CosFace) or additive on the angle (ArcFace, in radians — pytorch-metric-learning takes degrees).
 - SphereFace needs its monotone $\psi$ and annealing; ArcFace needs the fallback past $\pi - m$ and a float32 acos
   clamped away from $\pm 1$.
-- On these data the margin heads verify better than the plain softmax (lower EER). In our short runs the pair and
-  triplet losses of lecture 5 still did better on verification; heads need one weight vector per training class
-  and shine with many classes and long training, as in face recognition.
+- On these data the margin heads verify better than the plain softmax (lower EER). In the 2-epoch quick runs the
+  pair and triplet losses of lecture 5 did better still; with 8 epochs the heads caught up or passed them. Heads
+  need one weight vector per training class and shine with many classes and long training, as in face recognition.
+- A loss value is not comparable across scales and margins: a large-margin ArcFace can show a loss worse than
+  guessing while its embedding retrieves well.
 - The class weights belong to the loss: put them in the optimiser and in your checkpoints.
 
 ## Exercises
@@ -382,7 +406,8 @@ md(r"""
 2. **Margins in 2-D.** Re-run section 3 with ArcFace margins 0.0, 0.2 and 0.4. What happens to the arc width and
    the accuracy? Why can 10 classes not all get a margin of 0.6 rad in 2-D?
 3. **Margin warm-up.** Train ArcFace with $s = 64$, $m = 1.2$ but raise the margin linearly from 0 over the first
-   epoch (set `head.margin` in an `on_epoch_end` or per-step callback). Does it rescue the run of section 5?
+   epoch (set `head.margin` in an `on_epoch_end` or per-step callback). In quick mode, does it close the gap
+   to $m = 0.5$ of section 5? Watch the loss curve: does it still work as a progress bar?
 """)
 code(r"""
 from dmlcourse.exercises.lecture07 import check_cosface_logits
