@@ -304,7 +304,17 @@ for k, r in avg.items():
 mean_h = avg["mean"]["history"]
 # with the plain mean, loss = (active fraction) x (mean of the active terms): it shrinks as triplets turn easy
 assert mean_h.step_loss[-1] < avg["mean_nonzero"]["history"].step_loss[-1]
-assert avg["mean_nonzero"]["map_r"] > avg["mean"]["map_r"]
+# never clearly worse; clearly better in the short quick-mode run (see below)
+assert avg["mean_nonzero"]["map_r"] > avg["mean"]["map_r"] - 0.02
+""")
+md(r"""
+Read the two numbers separately. **The loss value**: with the plain mean it falls towards 0 and looks converged
+while most triplets are inactive and the active ones still average about the margin — always log the active
+fraction beside a triplet loss. **The retrieval**: in the short quick-mode run (2 epochs) the non-zero mean learned
+clearly faster (MAP@R 0.511 against 0.448 in our run); in full mode (more epochs) the two ended level (0.674 and
+0.682). The reason is the optimiser: Adam divides every step by a running estimate of the gradient's size, so a
+loss whose scale shrinks *slowly* is largely rescaled back. With plain SGD the plain mean's shrinking gradient would
+slow learning in proportion to the active fraction.
 """)
 
 md(r"""
@@ -351,8 +361,9 @@ md(r"""
   anchor with its closest positive (no collapse), **distance-weighted** spreads negatives over all distances.
 - A miner returns indices; an anchor without a positive or negative is skipped; an empty result gives a zero loss
   that still back-propagates — check how many triplets you mine when the loss is stuck at 0.
-- How the loss is averaged changes training: the plain mean fades as triplets become easy; the mean over
-  non-zero terms does not.
+- How the loss is averaged changes what you read and, in short runs, what you learn: the plain mean fades as
+  triplets become easy (it looks converged while active triplets remain); the mean over non-zero terms does not.
+  Adam makes up for much of the difference over longer training.
 - The lecture's eq. 19 has the wrong direction (and the wrong positive); the method minimises $-\log$ of that
   fraction with the easiest positive.
 - All miners here are vectorised; `benchmarks/bench_miners.py` times them against pytorch-metric-learning and a
