@@ -42,9 +42,9 @@ def pca_2d(embeddings) -> np.ndarray:
     return out if out.shape[1] == 2 else np.c_[out, np.zeros(len(x))]
 
 
-# Below this many points UMAP gets the exact distance matrix (metric="precomputed"); otherwise, for N < 4096,
-# it computes the distances itself by calling a Python function once per pair (5.7 of 6.4 s for 1,000 points,
-# benchmarks/bench_lab.py). Above it UMAP's approximate neighbour search is the faster route.
+# For N < 4096 UMAP finds exact nearest neighbours by calling a Python distance function once per pair (5.7 of
+# 6.4 s for 1,000 points, benchmarks/bench_lab.py). Below this many points we hand it the exact distance matrix
+# instead (metric="precomputed"); above, UMAP's approximate neighbour search is the faster route anyway.
 EXACT_DISTANCES_BELOW = 4096
 
 

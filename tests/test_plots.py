@@ -17,6 +17,10 @@ def test_project_2d_shapes_and_pca_matches_svd():
     np.testing.assert_allclose(np.abs(xy), np.abs(ref), atol=1e-4)
     um = plots.project_2d(z, method="umap", seed=0, n_epochs=20)
     assert um.shape == (60, 2) and np.isfinite(um).all()
+    own = plots.project_2d(z, method="umap", seed=0, n_epochs=20, exact_distances=False)
+    assert own.shape == (60, 2) and np.isfinite(own).all()
+    with pytest.raises(ValueError, match="learning_rate"):
+        plots.project_2d(z, learning_rate=0.0)
     with pytest.raises(ValueError, match="method='tsne'"):
         plots.project_2d(z, method="tsne")
 
