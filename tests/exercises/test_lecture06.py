@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+
 def test_batch_hard_checker():
     from dmlcourse import miners
     from dmlcourse.exercises import lecture06

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+
 def test_cosface_checker():
     from dmlcourse.exercises import lecture07
 
