@@ -73,7 +73,7 @@ notebooks: install
 	rm -rf build/notebooks
 	$(COURSE) build solution build/notebooks/solution
 	$(COURSE) build learner build/notebooks/learner
-	DMLCOURSE_QUICK=$${DMLCOURSE_QUICK:-1} $(NBVAL) build/notebooks/solution
+	DMLCOURSE_QUICK=$${DMLCOURSE_QUICK:-1} DMLCOURSE_EXERCISES_STRICT=1 $(NBVAL) build/notebooks/solution
 	DMLCOURSE_QUICK=$${DMLCOURSE_QUICK:-1} $(NBVAL) build/notebooks/learner
 
 bench: install

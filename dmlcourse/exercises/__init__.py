@@ -128,8 +128,14 @@ def grade(id: str, *answers) -> Outcome:
 
 
 def check(id: str, *answers) -> None:
-    """Check the learner's answer to exercise ``id`` and print ✓, ✗ (with what is wrong) or ○ (not attempted)."""
-    print(grade(id, *answers))
+    """Check the learner's answer to exercise ``id`` and print ✓, ✗ (with what is wrong) or ○ (not attempted).
+
+    With ``DMLCOURSE_EXERCISES_STRICT=1`` (CI's run of the solution notebooks) anything but ✓ raises.
+    """
+    outcome = grade(id, *answers)
+    print(outcome)
+    if os.environ.get("DMLCOURSE_EXERCISES_STRICT") == "1" and not outcome.passed:
+        raise AssertionError(f"exercise {id} did not pass in strict mode: {outcome}")
 
 
 def hint(id: str, number: int | None = None) -> None:

@@ -69,3 +69,18 @@ def test_00_3(exercise_namespace):
     assert grade("00.3", sol["my_prediction"], results, sol["my_mean_r"], y).passed
     assert "OTHER" in grade("00.3", {"p1": 0.5, "map_r": 0.5}, results, 7.0, y).message
     assert "[0, 1]" in grade("00.3", {"p1": 5, "map_r": 0.5}, results, 6.0, y).message
+
+
+def test_strict_mode_raises_on_anything_but_a_pass(monkeypatch, capsys):
+    from dmlcourse.exercises import check
+
+    def stub(z, y):
+        raise NotImplementedError()
+
+    check("00.1", stub)
+    assert "not attempted yet: write `my_precision_at_1`" in capsys.readouterr().out
+    monkeypatch.setenv("DMLCOURSE_EXERCISES_STRICT", "1")
+    import pytest
+
+    with pytest.raises(AssertionError, match="strict"):
+        check("00.1", stub)
