@@ -17,6 +17,12 @@ Rules shared by all miners
   Python loop over anchors (large batches are processed in chunks of rows).
 * Mining looks at distances only; it never back-propagates (indices carry no
   gradient), so it runs under ``torch.no_grad()``.
+* Ties: where two candidates are at exactly the same distance, the one with the
+  smaller index wins (``argmin``/``argmax`` return the first); a margin test such
+  as semi-hard's ``d(a,p) < d(a,n) < d(a,p) + m`` is strict on both sides.
+* Half precision: distances of float16/bfloat16 embeddings are computed in float32
+  (``distances.pairwise_distance``), so the choices agree with float64's except
+  where two distances differ by less than float32's round-off.
 """
 
 from __future__ import annotations
