@@ -6,6 +6,7 @@
 # For instructors and maintainers:
 #   make solutions   the solution versions of the notebooks, in solutions/
 #   make edit        JupyterLab on the sources (notebooks/NN_name.py, opened as notebooks by jupytext)
+#   make site        the course as a static website, build/site/index.html
 #
 # Variables you may set:
 #   PYTHON=python3.12       the interpreter that creates .venv (3.11 or newer)
@@ -31,7 +32,7 @@ LEARNER_DIR ?= my-notebooks
 COURSE := $(PY) scripts/course.py
 NBVAL := $(PY) -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env --nbval-cell-timeout=900 --durations=0
 
-.PHONY: lab edit solutions test install unit notebooks lint bench bench-quick clean-cache mini-data
+.PHONY: site lab edit solutions test install unit notebooks lint bench bench-quick clean-cache mini-data
 
 # Jupyter refuses to run as root unless told (containers, CI machines).
 LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
@@ -43,6 +44,11 @@ lab: install
 
 solutions: install
 	$(COURSE) build solution solutions
+
+# The course as a static website in build/site/ (executed: full mode on a GPU, quick mode otherwise).
+# SITE_FLAGS="--only 00 05" for some lectures, "--solutions" for the instructors' build.
+site: install
+	$(PY) scripts/site.py $(SITE_FLAGS)
 
 edit: install
 	$(VENV)/bin/jupyter lab $(LAB_FLAGS) --ServerApp.root_dir="$(CURDIR)/notebooks"
