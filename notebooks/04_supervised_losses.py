@@ -319,32 +319,69 @@ assert stats["radius_cv"] > 0.2                      # not compact: each class s
 #
 # ## Exercises
 #
-# 1. **Huber.** Write `my_huber(pred, target, delta)` (mean over samples). Check it with `check_huber_loss`. It
-#    recognises the missing ½, the missing $-\tfrac12\delta$, and `smooth_l1_loss`'s scaling.
-# 2. **Cross-entropy that does not overflow.** Write `my_cross_entropy(logits, labels)` (mean). Check it with
-#    `check_cross_entropy`, which also feeds logits of size 1000.
-# 3. **Two-class hinge.** Write `my_hinge(scores, y, margin)` with $y \in \{-1, +1\}$. Check it with `check_hinge_loss`.
-# 4. **Regression with one-hot targets.** Train MSE on **10** outputs against one-hot targets (no softmax). Is the
-#    embedding closer to cross-entropy or to single-output MSE? What does that say about where the problem of
-#    the single-output set-up lies?
+# Each exercise asks you to write a few lines in the cell below it; the `check(...)` at the end of the cell says
+# ✓ (right), ✗ (and what looks wrong) or ○ (not attempted yet). Stuck? `hint("04.1")` gives a hint, and another
+# one each time you call it. `show_solution("04.1")` prints the solution, for when you decide to look.
+#
+# 1. **The Huber loss.** Write `my_huber(pred, target, delta)` (mean over samples) from the formula of section 2,
+#    without `F.huber_loss` or `supervised.huber_loss`.
+# 2. **Cross-entropy that does not overflow.** Write `my_cross_entropy(logits, labels)` (mean) with `torch.exp` and
+#    `torch.log`, not `log_softmax`. The check also feeds logits of size 1000, where a naive `exp` overflows.
+# 3. **The two-class hinge.** Write `my_hinge(scores, y, margin)` with $y \in \{-1, +1\}$ (mean).
+# 4. **Predict, then explain.** Before you look at section 3's table again, guess the Precision@1 of the
+#    single-output MSE embedding and of the cross-entropy embedding on `d0`. Then explain the gap with one number per
+#    embedding: how many principal directions hold 90% of its variance?
+# 5. **Explore (no check).** Train MSE on **10** outputs against one-hot targets (no softmax). Is the embedding
+#    closer to cross-entropy or to single-output MSE? What does that say about where the problem of the
+#    single-output set-up lies?
 
 # %%
-from dmlcourse.exercises.lecture04 import check_cross_entropy, check_hinge_loss, check_huber_loss
+from dmlcourse.exercises import check, hint, show_solution
 
-
+# %% exercise="04.1"
 def my_huber(pred, target, delta):
+    """Return the Huber loss, mean over samples: 0.5 r^2 where |r| <= delta, delta (|r| - 0.5 delta) beyond,
+    with r = pred - target."""
+    ### BEGIN SOLUTION
     r = (pred - target).abs()
     return torch.where(r <= delta, 0.5 * r**2, delta * (r - 0.5 * delta)).mean()
+    ### END SOLUTION
 
 
+check("04.1", my_huber)
+
+# %% exercise="04.2"
 def my_cross_entropy(logits, labels):
-    return -torch.log_softmax(logits, dim=1)[torch.arange(len(labels)), labels].mean()
+    """Return the mean over samples of -log softmax(logits_i)[labels_i], stable for very large logits."""
+    ### BEGIN SOLUTION
+    m = logits.max(dim=1, keepdim=True).values              # subtract the row maximum: every exponent <= 0
+    log_sum_exp = m.squeeze(1) + torch.log(torch.exp(logits - m).sum(dim=1))
+    return (log_sum_exp - logits[torch.arange(len(labels)), labels]).mean()
+    ### END SOLUTION
 
 
+check("04.2", my_cross_entropy)
+
+# %% exercise="04.3"
 def my_hinge(scores, y, margin):
+    """Return the mean over samples of [margin - y_i scores_i]_+, with labels y_i in {-1, +1}."""
+    ### BEGIN SOLUTION
     return torch.relu(margin - y * scores).mean()
+    ### END SOLUTION
 
 
-check_huber_loss(my_huber)               # replace these with your own versions
-check_cross_entropy(my_cross_entropy)
-check_hinge_loss(my_hinge)
+check("04.3", my_hinge)
+
+# %% exercise="04.4"
+my_prediction = None  # your guess of P@1 on d0, e.g. {"mse": 0.5, "cross_entropy": 0.5}
+my_dims = None  # principal directions holding 90% of the variance of results[l, d0]["z"], l = "mse", "cross_entropy"
+### BEGIN SOLUTION
+my_prediction = {"mse": 0.6, "cross_entropy": 0.9}
+my_dims = {}
+for l in ("mse", "cross_entropy"):
+    z = results[l, d0]["z"]
+    s = torch.linalg.svdvals(z - z.mean(0)) ** 2          # variance along each principal direction
+    my_dims[l] = int((s.cumsum(0) / s.sum() < 0.9).sum()) + 1
+### END SOLUTION
+
+check("04.4", my_prediction, my_dims, results, d0)

@@ -438,22 +438,58 @@ display(embedding_lab)
 #
 # ## Exercises
 #
-# 1. **Write the triplet loss.** `my_triplet(za, zp, zn, margin)` with the Euclidean distance and the mean over
-#    triplets; check it with `check_triplet_loss` — it names the usual mistakes (margin sign, missing hinge, squared
-#    distance, swapped roles).
-# 2. **Write the contrastive loss** of eq. 11 with the squared Euclidean distance; check it with
-#    `check_contrastive_loss`.
-# 3. **Margins.** Re-run section 4 with the triplet margin 0.05 and 1.0. What happens to the active fraction
-#    (`results[...]["history"].step_info["active_fraction"]`) and to MAP@R?
-# 4. **Mean or non-zero mean?** Train the triplet run with `reduction="mean_nonzero"` (pass it in `SETTINGS`). Plot
-#    both loss curves: why does one of them not go down even though the embedding improves?
+# Each exercise asks you to write a few lines in the cell below it; the `check(...)` at the end of the cell says
+# ✓ (right), ✗ (and what looks wrong) or ○ (not attempted yet). Stuck? `hint("05.1")` gives a hint, and another
+# one each time you call it. `show_solution("05.1")` prints the solution, for when you decide to look.
+#
+# 1. **The contrastive loss.** Write `my_contrastive(z1, z2, dissimilar, margin)`: eq. 11 with the *squared*
+#    Euclidean distance, mean over pairs, without `losses.contrastive_loss`.
+# 2. **The triplet loss, with the distance you choose.** Write `my_triplet(za, zp, zn, margin)` (eq. 12, mean over
+#    triplets) with the plain Euclidean distance $\lVert a - p \rVert$ (section 4 trains with it) or the squared one
+#    $\lVert a - p \rVert^2$ (FaceNet's). Tell the check which: `check("05.2", my_triplet, "plain")` or
+#    `"squared"`.
+# 3. **Predict, then explain.** Take section 3's 2,000 random triplets under the untrained network (`d_ap`, `d_an`)
+#    and the margin $m = 0.2$. Guess the fraction of active triplets with the plain distance and with the squared
+#    one, before computing anything. Then explain the difference with one number: the mean of
+#    $d(a,p) + d(a,n)$ over these triplets.
+# 4. **Explore (no check).** Re-run section 4 with the triplet margin 0.05 and 1.0, or with
+#    `reduction="mean_nonzero"` (pass it in `SETTINGS`). What happens to the active fraction
+#    (`results[...]["history"].step_info["active_fraction"]`), to the loss curve and to MAP@R?
 
 # %%
-from dmlcourse.exercises.lecture05 import check_contrastive_loss, check_triplet_loss
+from dmlcourse.exercises import check, hint, show_solution
 
+# %% exercise="05.1"
+def my_contrastive(z1, z2, dissimilar, margin):
+    """Return the mean over pairs of (1 - y) d + y [margin - d]_+, with y = dissimilar (1 = dissimilar pair)
+    and d = ||z1 - z2||^2, the squared Euclidean distance between the rows."""
+    ### BEGIN SOLUTION
+    d = ((z1 - z2) ** 2).sum(dim=1)
+    y = dissimilar.to(d.dtype)
+    return ((1 - y) * d + y * torch.relu(margin - d)).mean()
+    ### END SOLUTION
+
+
+check("05.1", my_contrastive)
+
+# %% exercise="05.2"
 def my_triplet(za, zp, zn, margin):
+    """Return the mean over rows of [d(a, p) - d(a, n) + margin]_+, with d the distance you name in check(...)."""
+    ### BEGIN SOLUTION
     d_ap = torch.linalg.norm(za - zp, dim=1)
     d_an = torch.linalg.norm(za - zn, dim=1)
     return torch.relu(d_ap - d_an + margin).mean()
+    ### END SOLUTION
 
-check_triplet_loss(my_triplet)      # replace with your own version
+
+check("05.2", my_triplet, "plain")  # "plain": ||a - p||; "squared": ||a - p||^2. Say which one you wrote.
+
+# %% exercise="05.3"
+my_prediction = None  # your guess of the active fractions at m = 0.2, e.g. {"plain": 0.5, "squared": 0.5}
+my_mean_sum = None  # the mean of d_ap + d_an over the 2,000 triplets
+### BEGIN SOLUTION
+my_prediction = {"plain": 0.6, "squared": 0.6}
+my_mean_sum = (d_ap + d_an).mean().item()
+### END SOLUTION
+
+check("05.3", my_prediction, my_mean_sum, d_ap, d_an)

@@ -358,26 +358,72 @@ display(embedding_lab)
 #
 # ## Exercises
 #
-# 1. **Write batch-hard.** `my_batch_hard(z, labels)` returning `(a, p, n)` with the Euclidean distance; check it with
-#    `check_batch_hard` — on a difference it prints the batch where it shows.
-# 2. **Semi-hard without a margin.** Run `run("batch_semi_hard", d0, margin=...)` with `MinedTripletLoss(...,
-#    semi_hard_margin=False)`. How many triplets per batch are mined, compared with FaceNet's version?
-# 3. **Warm start.** Train 1 epoch with semi-hard, then 1 with batch-hard (call `train.train` twice on the same
-#    model). Does it still collapse? Measure the spread.
-# 4. **Distance-weighted.** Plot the histogram of $d(a,n)$ for random and for distance-weighted negatives on the
-#    trained embedding. Why does random sampling concentrate near $\sqrt 2$ in high dimension?
+# Each exercise asks you to write a few lines in the cell below it; the `check(...)` at the end of the cell says
+# ✓ (right), ✗ (and what looks wrong) or ○ (not attempted yet). Stuck? `hint("06.1")` gives a hint, and another
+# one each time you call it. `show_solution("06.1")` prints the solution, for when you decide to look.
+#
+# 1. **Batch-hard.** Write `my_batch_hard(z, labels)` returning `(a, p, n)` with the Euclidean distance, without
+#    `dmlcourse.miners`. The check compares with a loop over the anchors and, on a difference, prints the batch
+#    where it shows.
+# 2. **Semi-hard (FaceNet).** Write `my_semi_hard(z, labels, margin)`: per anchor–positive pair, the closest
+#    negative with $d(a,p) < d(a,n) < d(a,p) + m$; skip the pair when there is none. Use the plain or the squared
+#    Euclidean distance and tell the check which: `check("06.2", my_semi_hard, "plain")` or `"squared"`.
+# 3. **Predict, then explain.** Before you look at section 4's table again, guess the Precision@1 of batch-hard at
+#    $m = 0.05$ (at $m = 0.2$ it is in the table of section 3). Then explain it with one number: embed the probe
+#    batch with the untrained network (`z_start`, given) and compute the fraction of its batch-hard triplets whose
+#    negative is closer than the positive.
+# 4. **Explore (no check).** Plot the histogram of $d(a,n)$ for random and for distance-weighted negatives on the
+#    trained probe embedding `z_probe`. Why do random negatives concentrate near $\sqrt 2$ in high dimension?
 
 # %%
-from dmlcourse.exercises.lecture06 import check_batch_hard
+from dmlcourse.exercises import check, hint, show_solution
 
+# %% exercise="06.1"
 def my_batch_hard(z, labels):
+    """Return (a, p, n), three index tensors: for each anchor a that has a positive and a negative in the batch,
+    its FARTHEST positive p (same label, not a itself) and its CLOSEST negative n (Euclidean distance)."""
+    ### BEGIN SOLUTION
     d = torch.cdist(z, z)
     same = labels[:, None] == labels[None, :]
     pos = same & ~torch.eye(len(labels), dtype=torch.bool)
-    ok = pos.any(1) & (~same).any(1)
-    a = torch.nonzero(ok).flatten()
+    neg = ~same
+    a = torch.nonzero(pos.any(1) & neg.any(1)).flatten()
     p = d.masked_fill(~pos, -float("inf")).argmax(1)
-    n = d.masked_fill(same, float("inf")).argmin(1)
+    n = d.masked_fill(~neg, float("inf")).argmin(1)
     return a, p[a], n[a]
+    ### END SOLUTION
 
-check_batch_hard(my_batch_hard)     # replace with your own version
+
+check("06.1", my_batch_hard)
+
+# %% exercise="06.2"
+def my_semi_hard(z, labels, margin):
+    """Return (a, p, n): for each anchor-positive pair (a, p), the closest negative n with
+    d(a,p) < d(a,n) < d(a,p) + margin; pairs without such a negative are skipped."""
+    ### BEGIN SOLUTION
+    d = torch.cdist(z, z)
+    same = labels[:, None] == labels[None, :]
+    pos = same & ~torch.eye(len(labels), dtype=torch.bool)
+    a, p = torch.nonzero(pos, as_tuple=True)
+    d_ap = d[a, p][:, None]
+    band = ~same[a] & (d[a] > d_ap) & (d[a] < d_ap + margin)   # one row of candidate negatives per pair
+    n = d[a].masked_fill(~band, float("inf")).argmin(1)
+    found = band.any(1)
+    return a[found], p[found], n[found]
+    ### END SOLUTION
+
+
+check("06.2", my_semi_hard, "plain")  # "plain": torch.cdist; "squared": its square. Say which one you used.
+
+# %% exercise="06.3"
+z_start = models.embed(untrained, te.images[probe], name="fashion-mnist")  # the probe batch, untrained network
+my_prediction = None  # your guess of batch-hard's P@1 at m = 0.05, a number in [0, 1]
+my_wrong_order = None  # the fraction of batch-hard triplets of z_start with d(a,n) < d(a,p)
+### BEGIN SOLUTION
+my_prediction = 0.5
+a, p, n = my_batch_hard(z_start, y_probe)
+d = torch.cdist(z_start, z_start)
+my_wrong_order = (d[a, n] < d[a, p]).float().mean().item()
+### END SOLUTION
+
+check("06.3", my_prediction, my_wrong_order, z_start, y_probe, collapse)

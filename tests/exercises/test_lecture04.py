@@ -1,48 +1,131 @@
-"""The lecture-04 exercise checkers accept correct answers and name the typical mistakes."""
+"""Exercises of 04: stubs are 'not attempted', typical mistakes are named, solutions pass."""
 
-import pytest
 import torch
 from torch.nn import functional as F
 
-from dmlcourse.exercises import lecture04
+from dmlcourse import supervised
+from dmlcourse.exercises import grade, lecture04
 
 
-def test_huber_checker():
-    def good(p, t, d):
+def test_references_match_the_package():
+    # the exercise references are loops over the formulas, independent of dmlcourse.supervised: they must agree
+    g = torch.Generator().manual_seed(1)
+    pred, target = 3 * torch.randn(50, generator=g, dtype=torch.float64), torch.randn(50, generator=g,
+                                                                                      dtype=torch.float64)
+    for delta in (0.5, 1.0, 2.0):
+        assert abs(lecture04.reference_huber(pred, target, delta) - supervised.huber_loss(pred, target, delta).item()) < 1e-9
+    logits, labels = 30 * torch.randn(20, 6, generator=g, dtype=torch.float64), torch.randint(0, 6, (20,), generator=g)
+    assert abs(lecture04.reference_cross_entropy(logits, labels) - supervised.cross_entropy(logits, labels).item()) < 1e-9
+    y = 2 * torch.randint(0, 2, (50,), generator=g) - 1
+    assert abs(lecture04.reference_hinge(pred, y, 1.0) - supervised.hinge_loss(pred, y, 1.0).item()) < 1e-9
+    z = torch.randn(40, 8, generator=g) * torch.tensor([5.0, 3, 1, 1, 0.5, 0.1, 0.1, 0.1])
+    s = torch.linalg.svdvals(z - z.mean(0)).double() ** 2
+    assert lecture04.reference_dims_for_variance(z) == int((s.cumsum(0) / s.sum() < 0.9).sum()) + 1
+
+
+def test_04_1(exercise_namespace):
+    assert grade("04.1", exercise_namespace("04.1", "learner")["my_huber"]).status == "not attempted"
+    assert grade("04.1", exercise_namespace("04.1", "solution")["my_huber"]).passed
+
+    def no_half(p, t, d):
         r = (p - t).abs()
-        return torch.where(r <= d, 0.5 * r**2, d * (r - 0.5 * d)).mean()
+        return torch.where(r <= d, r**2, d * (r - 0.5 * d)).mean()
 
-    lecture04.check_huber_loss(good)
-    lecture04.check_huber_loss(lambda p, t, d: F.huber_loss(p, t, delta=d))
-    with pytest.raises(AssertionError, match="smooth_l1"):
-        lecture04.check_huber_loss(lambda p, t, d: F.smooth_l1_loss(p, t, beta=d))
-    with pytest.raises(AssertionError, match="0.5"):
-        lecture04.check_huber_loss(lambda p, t, d: torch.where((p - t).abs() <= d, (p - t) ** 2,
-                                                               d * ((p - t).abs() - 0.5 * d)).mean())
-    with pytest.raises(AssertionError, match="summed"):
-        lecture04.check_huber_loss(lambda p, t, d: F.huber_loss(p, t, delta=d, reduction="sum"))
+    def no_offset(p, t, d):
+        r = (p - t).abs()
+        return torch.where(r <= d, 0.5 * r**2, d * r).mean()
+
+    def swapped(p, t, d):
+        r = (p - t).abs()
+        return torch.where(r > d, 0.5 * r**2, d * (r - 0.5 * d)).mean()
+
+    def per_sample(p, t, d):
+        return F.huber_loss(p, t, delta=d, reduction="none")
+
+    assert "smooth_l1_loss" in grade("04.1", lambda p, t, d: F.smooth_l1_loss(p, t, beta=d)).message
+    assert "dropped the 0.5" in grade("04.1", no_half).message
+    assert "do not meet" in grade("04.1", no_offset).message
+    assert "swapped" in grade("04.1", swapped).message
+    assert "summed" in grade("04.1", lambda p, t, d: F.huber_loss(p, t, delta=d, reduction="sum")).message
+    assert "one number" in grade("04.1", per_sample).message
 
 
-def test_cross_entropy_checker():
-    lecture04.check_cross_entropy(lambda z, y: -torch.log_softmax(z, 1)[torch.arange(len(y)), y].mean())
+def test_04_1_package_call_is_refused():
+    def calls_the_package(p, t, d):
+        return F.huber_loss(p, t, delta=d)
+
+    out = grade("04.1", calls_the_package)
+    assert out.status == "wrong" and "write the formula yourself" in out.message
+
+
+def test_04_2(exercise_namespace):
+    assert grade("04.2", exercise_namespace("04.2", "learner")["my_cross_entropy"]).status == "not attempted"
+    assert grade("04.2", exercise_namespace("04.2", "solution")["my_cross_entropy"]).passed
 
     def naive(z, y):
         p = torch.exp(z) / torch.exp(z).sum(1, keepdim=True)
         return -torch.log(p[torch.arange(len(y)), y]).mean()
 
-    with pytest.raises(AssertionError, match="overflow"):
-        lecture04.check_cross_entropy(naive)
-    with pytest.raises(AssertionError, match="sign"):
-        lecture04.check_cross_entropy(lambda z, y: torch.log_softmax(z, 1)[torch.arange(len(y)), y].mean())
-    with pytest.raises(AssertionError, match="dim=1"):
-        lecture04.check_cross_entropy(lambda z, y: -torch.log_softmax(z, 0)[torch.arange(len(y)), y].mean())
+    def wrong_sign(z, y):
+        m = z.max(1, keepdim=True).values
+        return -(m.squeeze(1) + torch.log(torch.exp(z - m).sum(1)) - z[torch.arange(len(y)), y]).mean()
+
+    def no_log(z, y):
+        m = z.max(1, keepdim=True).values
+        p = torch.exp(z - m) / torch.exp(z - m).sum(1, keepdim=True)
+        return -p[torch.arange(len(y)), y].mean()
+
+    def over_samples(z, y):
+        m = z.max(0, keepdim=True).values
+        lse = m + torch.log(torch.exp(z - m).sum(0, keepdim=True))
+        return -(z - lse)[torch.arange(len(y)), y].mean()
+
+    def calls_the_package(z, y):
+        return F.cross_entropy(z, y)
+
+    assert "overflow" in grade("04.2", naive).message
+    assert "sign is wrong" in grade("04.2", wrong_sign).message
+    assert "forgot the log" in grade("04.2", no_log).message
+    assert "dim=1" in grade("04.2", over_samples).message
+    assert "log-sum-exp trick yourself" in grade("04.2", calls_the_package).message
 
 
-def test_hinge_checker():
-    lecture04.check_hinge_loss(lambda s, y, m: torch.relu(m - y * s).mean())
-    with pytest.raises(AssertionError, match="hinge"):
-        lecture04.check_hinge_loss(lambda s, y, m: (m - y * s).mean())
-    with pytest.raises(AssertionError, match="label is missing"):
-        lecture04.check_hinge_loss(lambda s, y, m: torch.relu(m - s).mean())
-    with pytest.raises(AssertionError, match="squared"):
-        lecture04.check_hinge_loss(lambda s, y, m: (torch.relu(m - y * s) ** 2).mean())
+def test_04_3(exercise_namespace):
+    assert grade("04.3", exercise_namespace("04.3", "learner")["my_hinge"]).status == "not attempted"
+    assert grade("04.3", exercise_namespace("04.3", "solution")["my_hinge"]).passed
+    assert "hinge [.]_+ is missing" in grade("04.3", lambda s, y, m: (m - y * s).mean()).message
+    assert "label is missing" in grade("04.3", lambda s, y, m: torch.relu(m - s).mean()).message
+    assert "wrong sign" in grade("04.3", lambda s, y, m: torch.relu(-m - y * s).mean()).message
+    assert "squared" in grade("04.3", lambda s, y, m: (torch.relu(m - y * s) ** 2).mean()).message
+    assert "summed" in grade("04.3", lambda s, y, m: torch.relu(m - y * s).sum()).message
+
+
+def _fake_results():
+    g = torch.Generator().manual_seed(0)
+    spread_mse = torch.tensor([6.0, 1.0, 0.5] + [0.1] * 13)
+    spread_ce = torch.linspace(3.0, 0.5, 16)
+    return {("mse", "mnist"): {"z": torch.randn(60, 16, generator=g) * spread_mse + 4.0, "p1": 0.55},
+            ("cross_entropy", "mnist"): {"z": torch.randn(60, 16, generator=g) * spread_ce + 4.0, "p1": 0.91}}
+
+
+def test_04_4(exercise_namespace):
+    results = _fake_results()
+    learner = exercise_namespace("04.4", "learner", results=results, d0="mnist")
+    assert grade("04.4", learner["my_prediction"], learner["my_dims"], results, "mnist").status == "not attempted"
+    sol = exercise_namespace("04.4", "solution", results=results, d0="mnist")
+    out = grade("04.4", sol["my_prediction"], sol["my_dims"], results, "mnist")
+    assert out.passed and "off by" in out.message
+    true = {k: lecture04.reference_dims_for_variance(results[k, "mnist"]["z"]) for k in ("mse", "cross_entropy")}
+    guess = {"mse": 0.5, "cross_entropy": 0.9}
+    assert "[0, 1]" in grade("04.4", {"mse": 55, "cross_entropy": 0.9}, true, results, "mnist").message
+    assert "dict" in grade("04.4", 0.5, true, results, "mnist").message
+    short = dict(true, cross_entropy=true["cross_entropy"] - 1)
+    assert "one short" in grade("04.4", guess, short, results, "mnist").message
+    variants = lecture04._dims_variants(results["mse", "mnist"]["z"])
+    assert variants["not centred"] != true["mse"]  # the fake embedding is off-centre on purpose
+    assert "centre the embedding" in grade("04.4", guess, dict(true, mse=variants["not centred"]), results,
+                                           "mnist").message
+    s = torch.linalg.svdvals(results["mse", "mnist"]["z"] - results["mse", "mnist"]["z"].mean(0))
+    k_sv = int((s.cumsum(0) / s.sum() < 0.9).sum()) + 1
+    assert k_sv != true["mse"]
+    assert "SQUARED singular" in grade("04.4", guess, dict(true, mse=k_sv), results, "mnist").message
