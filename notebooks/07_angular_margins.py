@@ -50,7 +50,8 @@ assert best[1] < 0.25 and best[16] > 0.99
 # %% [markdown]
 # ## 2. Three margins
 #
-# For the **target** class $y$ the logit is made harder to win; the other classes keep $s\cos\theta_j$:
+# For the **target** class $y$ the logit is made harder to win; the other classes keep $s\cos\theta_j$ (SphereFace, which
+# has no scale: $\lVert x\rVert\cos\theta_j$):
 #
 # | head | target logit | margin acts on |
 # |---|---|---|
@@ -395,20 +396,72 @@ display(embedding_lab)
 #
 # ## Exercises
 #
-# 1. **CosFace by hand.** `my_cosface(x, W, labels, s, m)` returning the logits; check with `check_cosface_logits` (it
-#    recognises a missing scale, a margin on every class, and un-normalised vectors).
-# 2. **Margins in 2-D.** Re-run section 3 with ArcFace margins 0.0, 0.2 and 0.4. What happens to the arc width and
-#    the accuracy? Why can 10 classes not all get a margin of 0.6 rad in 2-D?
-# 3. **Margin warm-up.** Train ArcFace with $s = 64$, $m = 1.2$ but raise the margin linearly from 0 over the first
-#    epoch (set `head.margin` in an `on_epoch_end` or per-step callback). In quick mode, does it close the gap
-#    to $m = 0.5$ of section 5? Watch the loss curve: does it still work as a progress bar?
+# Each exercise asks you to write a few lines in the cell below it; the `check(...)` at the end of the cell says
+# ✓ (right), ✗ (and what looks wrong) or ○ (not attempted yet). Stuck? `hint("07.1")` gives a hint, and another
+# one each time you call it. `show_solution("07.1")` prints the solution, for when you decide to look.
+#
+# 1. **CosFace by hand.** Write `my_cosface(x, W, labels, s, m)`, the training logits of CosFace for features `x`
+#    (N, D) and class weights `W` (C, D, one row per class, not normalised), without `dmlcourse.heads`.
+# 2. **SphereFace by hand.** Write `my_sphereface(x, W, labels, m)`: $\lVert x\rVert\,\psi(\theta_y)$ for the target
+#    class, $\lVert x\rVert\cos\theta_j$ for the others, with the piecewise $\psi$ of section 2 (no annealing).
+# 3. **Predict, then explain: how large can a margin be in 2-D?** Section 3 gave 10 classes an ArcFace margin of
+#    0.2 rad on the circle. Guess the largest margin that all 10 classes can have in 2-D. Then explain it with three
+#    numbers: that largest margin for 10 evenly spaced class weights, the room (in degrees) a point has on each side
+#    of its class weight at $m = 0.6$ rad, and the smallest angle between two class weights of section 3's trained
+#    ArcFace head.
+# 4. **Explore (no check).** Re-run section 3 with ArcFace margins 0.0, 0.2 and 0.4 (change `LOW_D`): what happens
+#    to the arc width and the accuracy? Then train ArcFace with $s = 64$, $m = 1.2$ but raise the margin linearly
+#    from 0 over the first epoch (set `head.margin` in a per-step callback). In quick mode, does it close the gap to
+#    $m = 0.5$ of section 5? Does the loss curve work as a progress bar then?
 
 # %%
-from dmlcourse.exercises.lecture07 import check_cosface_logits
+from dmlcourse.exercises import check, hint, show_solution
 
+# %% exercise="07.1"
 def my_cosface(x, W, labels, s, m):
+    """Return the (N, C) logits s (cos θ_y - m) for the target class labels[i] of row i, s cos θ_j for the others;
+    θ_j is the angle between x[i] and the row W[j]."""
+    ### BEGIN SOLUTION
     cos = torch.nn.functional.normalize(x, dim=1) @ torch.nn.functional.normalize(W, dim=1).T
-    cos[torch.arange(len(labels)), labels] -= m
+    cos[torch.arange(len(labels)), labels] -= m      # the margin: target class only
     return s * cos
+    ### END SOLUTION
 
-check_cosface_logits(my_cosface)     # replace with your own version
+
+check("07.1", my_cosface)
+
+# %% exercise="07.2"
+def my_sphereface(x, W, labels, m):
+    """Return the (N, C) logits ||x|| ψ(θ_y) for the target class labels[i] of row i, ||x|| cos θ_j for the others;
+    ψ(θ) = (-1)^k cos(mθ) - 2k on [kπ/m, (k+1)π/m], k = 0 .. m-1. The rows of W are normalised, x is not."""
+    ### BEGIN SOLUTION
+    norm = x.norm(dim=1, keepdim=True)
+    cos = torch.nn.functional.normalize(x, dim=1) @ torch.nn.functional.normalize(W, dim=1).T
+    rows = torch.arange(len(labels))
+    theta = torch.acos(cos[rows, labels].clamp(-1, 1))
+    k = torch.floor(theta * m / math.pi).clamp(max=m - 1)
+    psi = (1 - 2 * (k % 2)) * torch.cos(m * theta) - 2 * k
+    logits = norm * cos
+    logits[rows, labels] = norm[:, 0] * psi
+    return logits
+    ### END SOLUTION
+
+
+check("07.2", my_sphereface)
+
+# %% exercise="07.3"
+W_arc = class_weights(flat["arcface"][1])  # (10, 2): the class weights of section 3's ArcFace head (m = 0.2)
+my_prediction = None  # your guess: the largest margin (radians) all 10 classes can have in 2-D
+my_max_margin = None  # that margin, for 10 evenly spaced class weights
+my_room_deg = None  # at m = 0.6 rad: how far (degrees) a point may stray from its class weight and keep the margin
+my_smallest_gap = None  # the smallest angle (radians) between two class weights of W_arc
+### BEGIN SOLUTION
+my_prediction = 0.5
+my_max_margin = 2 * math.pi / 10  # a point ON its weight (θ_y = 0) needs m < θ_neighbour = 2π/10
+my_room_deg = math.degrees((2 * math.pi / 10 - 0.6) / 2)  # φ + m < 2π/10 - φ
+cos_w = W_arc @ W_arc.T
+cos_w.fill_diagonal_(-1.0)  # not a weight with itself
+my_smallest_gap = torch.acos(cos_w.max().clamp(-1, 1)).item()
+### END SOLUTION
+
+check("07.3", my_prediction, my_max_margin, my_room_deg, my_smallest_gap, W_arc)

@@ -680,30 +680,69 @@ assert all(r > 0.1 for r in rho_dul.values())
 #
 # ## Exercises
 #
-# 1. **The MLS by hand.** Write `my_mls(mu1, var1, mu2, var2)` for (N, D) tensors; `check_mls` recognises a sign error, a
-#    missing log term, a missing constant, the official code's form, and dividing by each variance separately.
-# 2. **Fusion.** Write `my_fuse(mu, var)` for K observations (K, D); `check_fusion` recognises plain averaging and
-#    weighting by the variance instead of the precision.
-# 3. **DUL's regulariser.** Write `my_kl(mu, log_var)`; `check_kl` recognises a missing 1/2, a missing −1 and swapped terms.
-#    Then retrain DUL with `KL_WEIGHT = 0` and `KL_WEIGHT = 1`: what happens to the variances and to the rank
-#    correlations of section 7?
-# 4. **Without bad training images.** Train the PFE head on the *clean* training images only. Do the rank correlations
-#    of section 3 survive? What does that say about the data PFE needs?
+# Each exercise asks you to write a few lines in the cell below it; the `check(...)` at the end of the cell says
+# ✓ (right), ✗ (and what looks wrong) or ○ (not attempted yet). Stuck? `hint("08.1")` gives a hint, and another
+# one each time you call it. `show_solution("08.1")` prints the solution, for when you decide to look.
+#
+# 1. **The MLS by hand.** Write `my_mls(mu1, var1, mu2, var2)`: the mutual likelihood score of each pair of rows of
+#    (N, D) means and variances, without `dmlcourse.uncertainty`.
+# 2. **Fusion by hand.** Write `my_fuse(mu, var)`: the precision-weighted fusion of $K$ observations (K, D) of one
+#    class into one Gaussian (D,), as in section 5.
+# 3. **DUL's regulariser by hand.** Write `my_kl(mu, log_var)`: $\mathrm{KL}(\mathcal N(\mu, \sigma^2)\,\Vert\,\mathcal N(0, I))$
+#    for each row, from log-variances.
+# 4. **Predict, then explain: when does uncertainty score higher?** In section 2's plot ($D = 1$, $\sigma_2^2 = 0.01$),
+#    the curve of an uncertain input ($\sigma_1^2 = 10$) starts far below the curve of a certain one
+#    ($\sigma_1^2 = 0.01$) and ends above it. Guess the distance $\lvert\mu_1 - \mu_2\rvert$ where they cross, before you
+#    look at the plot again. Then compute it exactly from the MLS formula.
+# 5. **Explore (no check).** Retrain DUL with `KL_WEIGHT = 0` and `KL_WEIGHT = 1`: what happens to the variances and
+#    to the rank correlations of section 7? Train the PFE head on the *clean* training images only: do the rank
+#    correlations of section 3 survive, and what does that say about the data PFE needs?
 
 # %%
-from dmlcourse.exercises.lecture08 import check_fusion, check_kl, check_mls
+from dmlcourse.exercises import check, hint, show_solution
 
+# %% exercise="08.1"
 def my_mls(mu1, var1, mu2, var2):
-    v = var1 + var2
+    """Return the (N,) mutual likelihood scores of the rows of (N, D) means mu1, mu2 and VARIANCES var1, var2:
+    -1/2 sum_l [(mu1 - mu2)^2 / (var1 + var2) + log(var1 + var2)] - (D/2) log(2 pi)."""
+    ### BEGIN SOLUTION
+    v = var1 + var2  # the variance of z1 - z2
     return -0.5 * ((mu1 - mu2) ** 2 / v + torch.log(v)).sum(1) - 0.5 * mu1.shape[1] * math.log(2 * math.pi)
+    ### END SOLUTION
 
+
+check("08.1", my_mls)
+
+# %% exercise="08.2"
 def my_fuse(mu, var):
+    """Return (mu_f, var_f), each (D,): the product of the K Gaussians given by the rows of mu and var (K, D),
+    normalised: 1/var_f = sum_k 1/var_k and mu_f = var_f sum_k mu_k / var_k."""
+    ### BEGIN SOLUTION
     precision = 1 / var
-    return (precision * mu).sum(0) / precision.sum(0), 1 / precision.sum(0)
+    var_f = 1 / precision.sum(0)
+    return var_f * (precision * mu).sum(0), var_f
+    ### END SOLUTION
 
+
+check("08.2", my_fuse)
+
+# %% exercise="08.3"
 def my_kl(mu, log_var):
+    """Return the (N,) values KL(N(mu, diag exp(log_var)) || N(0, I)), one per row of the (N, D) inputs."""
+    ### BEGIN SOLUTION
     return 0.5 * (mu ** 2 + log_var.exp() - log_var - 1).sum(1)
+    ### END SOLUTION
 
-check_mls(my_mls)          # replace with your own versions
-check_fusion(my_fuse)
-check_kl(my_kl)
+
+check("08.3", my_kl)
+
+# %% exercise="08.4"
+my_prediction = None  # your guess: the |mu1 - mu2| where the sigma1^2 = 10 curve overtakes the sigma1^2 = 0.01 one
+my_crossing = None  # that distance, exactly, from the MLS formula (D = 1, sigma2^2 = 0.01)
+### BEGIN SOLUTION
+my_prediction = 1.0
+a, b = float(var_grid[0]) + 0.01, float(var_grid[-1]) + 0.01  # the two variances of z1 - z2
+my_crossing = math.sqrt(math.log(b / a) / (1 / a - 1 / b))  # d^2/a + log a = d^2/b + log b
+### END SOLUTION
+
+check("08.4", my_prediction, my_crossing, dist, S)
