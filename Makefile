@@ -1,7 +1,8 @@
 # dmlcourse — two commands:
 #   make lab    install into .venv, copy the learner notebooks into my-notebooks/ (never
 #               overwriting your work) and open JupyterLab there
-#   make test   install into .venv and run the unit tests and every notebook (nbval)
+#   make test   install into .venv and run the unit tests and every notebook (nbval), and the
+#               browser tests (make test-browser) where Debian's chromium is installed
 #
 # For instructors and maintainers:
 #   make solutions   the solution versions of the notebooks, in solutions/
@@ -29,10 +30,11 @@ ifneq ($(wildcard $(SHARED_DATA)/mnist),)
 endif
 
 LEARNER_DIR ?= my-notebooks
+CHROMIUM ?= /usr/bin/chromium
 COURSE := $(PY) scripts/course.py
 NBVAL := $(PY) -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env --nbval-cell-timeout=900 --durations=0
 
-.PHONY: site lab edit solutions test install unit notebooks lint bench bench-quick clean-cache mini-data
+.PHONY: site lab edit solutions test test-browser install unit notebooks lint bench bench-quick clean-cache mini-data
 
 # Jupyter refuses to run as root unless told (containers, CI machines).
 LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
@@ -54,6 +56,8 @@ edit: install
 	$(VENV)/bin/jupyter lab $(LAB_FLAGS) --ServerApp.root_dir="$(CURDIR)/notebooks"
 
 test: install lint unit notebooks bench-quick
+	@if [ -x "$(CHROMIUM)" ]; then $(MAKE) --no-print-directory test-browser; \
+	else echo "browser tests skipped: no Chromium (apt-get install chromium)"; fi
 	@echo "make test: all checks passed"
 
 install: $(STAMP)
@@ -71,7 +75,13 @@ lint: install
 	$(COURSE) check
 
 unit: install
-	DMLCOURSE_QUICK=$${DMLCOURSE_QUICK:-1} $(PY) -m pytest -p no:cacheprovider tests
+	DMLCOURSE_QUICK=$${DMLCOURSE_QUICK:-1} $(PY) -m pytest -p no:cacheprovider --ignore=tests/browser tests
+
+# Every notebook in JupyterLab in a real (headless) Chromium: Run All, then the figures and widgets as
+# the browser shows them (tests/browser/; screenshots in build/browser-shots/). Needs Debian's chromium.
+test-browser: install
+	DMLCOURSE_QUICK=$${DMLCOURSE_QUICK:-1} DMLCOURSE_CHROMIUM="$(CHROMIUM)" \
+		$(PY) -m pytest -p no:cacheprovider -v --durations=10 tests/browser
 
 # Both versions of every notebook: the solutions (every check passes, every claim asserted), then the
 # learner versions (they run to the end with the stubs; the cache makes their training nearly free).

@@ -277,11 +277,12 @@ def scale_explorer(scale: float = 16.0, *, num_classes: int = 10, references=(1.
     fig.add_trace(go.Scatter(x=deg, y=[], mode="lines", name="chosen s", line=dict(width=4, color="black")))
     fig.update_layout(height=360, width=620, xaxis_title="angle θ to the true class weight (degrees)",
                       yaxis_title="softmax probability of the true class", margin=dict(l=10, r=10, t=40, b=10))
-    slider = W.FloatLogSlider(value=scale, base=10, min=0, max=2, step=0.05, description="scale s")
+    # powers of two (1 .. 128, half steps): 16 on a base-10 grid came back from the browser as 15.85
+    slider = W.FloatLogSlider(value=scale, base=2, min=0, max=7, step=0.5, description="scale s")
 
     def update(change=None):
         with fig.batch_update():
-            fig.data[-1].y = true_class_probability(theta, slider.value, num_classes).numpy()
+            fig.data[-1].update(x=deg, y=true_class_probability(theta, slider.value, num_classes).numpy())
             fig.layout.title = f"s = {slider.value:.1f}: p(true | θ = 0) = " \
                                f"{float(true_class_probability(torch.tensor(0.0), slider.value, num_classes)):.3f}"
 
@@ -315,20 +316,22 @@ def margin_explorer(*, sphere_m: int = 4, cos_m: float = 0.35, arc_m: float = 0.
     base.update_yaxes(title_text="θ2 (degrees)", range=[0, 180], row=1, col=2)
     base.update_layout(height=400, width=950, margin=dict(l=10, r=10, t=40, b=10))
     fig = go.FigureWidget(base)
-    sphere = W.IntSlider(value=sphere_m, min=1, max=6, description="SphereFace m")
-    cos = W.FloatSlider(value=cos_m, min=0.0, max=0.8, step=0.05, description="CosFace m")
-    arc = W.FloatSlider(value=arc_m, min=0.0, max=1.2, step=0.05, description="ArcFace m (rad)")
+    style = {"description_width": "initial"}
+    sphere = W.IntSlider(value=sphere_m, min=1, max=6, description="SphereFace m", style=style)
+    cos = W.FloatSlider(value=cos_m, min=0.0, max=0.8, step=0.05, description="CosFace m", style=style)
+    # max 1.25, not 1.2: on 0..1.2 the browser's slider turns 0.5 into 0.5000000000000001
+    arc = W.FloatSlider(value=arc_m, min=0.0, max=1.25, step=0.05, description="ArcFace m (rad)", style=style)
 
     def update(change=None):
         curves = target_logit_curves(theta, sphere_m=sphere.value, cos_m=cos.value, arc_m=arc.value)
         bounds = decision_boundaries(theta, sphere_m=sphere.value, cos_m=cos.value, arc_m=arc.value)
-        with fig.batch_update():
-            for k, (name, y) in enumerate(curves.items()):
-                fig.data[k].y = y.numpy()
-                fig.data[k].name = name
-            for k, y in enumerate(bounds.values()):
-                fig.data[4 + 2 * k].y = torch.rad2deg(y).numpy()
-                fig.data[5 + 2 * k].x = torch.rad2deg(y).numpy()   # class 2: the mirror image
+        # no batch_update: one that sets y on some traces and x on others makes the browser drop the other
+        # coordinate (plotted against the point index); trace by trace, each update carries all it changes
+        for k, (name, y) in enumerate(curves.items()):
+            fig.data[k].update(x=deg, y=y.numpy(), name=name)
+        for k, y in enumerate(bounds.values()):
+            fig.data[4 + 2 * k].update(x=deg, y=torch.rad2deg(y).numpy())
+            fig.data[5 + 2 * k].update(x=torch.rad2deg(y).numpy(), y=deg)   # class 2: the mirror image
 
     for w in (sphere, cos, arc):
         w.observe(update, names="value")

@@ -186,21 +186,30 @@ class NCA:
         return self.L_.T @ self.L_
 
 
-def unit_ball_explorer(points=None, *, eig1: float = 1.0, eig2: float = 0.25, angle: float = 30.0):
+def unit_ball_explorer(points=None, *, eig1: float = 1.0, eig2: float = 0.1, angle: float = 30.0):
     """Widget: the unit ball {x : ||x||_W = 1} (an ellipse) of W = R diag(l1, l2) R^T, with
     sliders for the eigenvalues and the rotation; a query point (black) and its nearest
-    neighbour under W (circled). Attributes: ``eig1``, ``eig2``, ``angle``, ``figure``, ``state``."""
+    neighbour under W (circled). Attributes: ``eig1``, ``eig2``, ``angle``, ``figure``, ``state``.
+
+    The default points lie on a ring around the query, so the nearest one changes with W.
+    Eigenvalues are shown exactly at the powers of ten and their 20th roots (0.01, 0.1, 1, 10, ...)
+    and the rotation in whole degrees: a value off that grid is snapped by the browser."""
     import ipywidgets as W_
     import plotly.graph_objects as go
 
-    if points is None:
-        points = torch.randn(25, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    if points is None:  # 16 points on a ring of radius 1.2-2.4: each direction has its own nearest point
+        g = torch.Generator().manual_seed(0)
+        a = torch.arange(16, dtype=torch.float64) * (2 * math.pi / 16) + 0.3 * torch.rand(16, generator=g, dtype=torch.float64)
+        r = 1.2 + 1.2 * torch.rand(16, generator=g, dtype=torch.float64)
+        points = torch.stack([r * torch.cos(a), r * torch.sin(a)], dim=1)
     pts = torch.as_tensor(points, dtype=torch.float64)
     query = torch.zeros(1, 2, dtype=torch.float64)
     t = torch.linspace(0, 2 * math.pi, 200, dtype=torch.float64)
-    s1 = W_.FloatLogSlider(value=eig1, base=10, min=-2, max=1, step=0.05, description="eigenvalue 1")
-    s2 = W_.FloatLogSlider(value=eig2, base=10, min=-2, max=1, step=0.05, description="eigenvalue 2")
-    ang = W_.FloatSlider(value=angle, min=0, max=180, step=5, description="rotation °")
+    style = {"description_width": "initial"}
+    s1 = W_.FloatLogSlider(value=eig1, base=10, min=-2, max=1, step=0.05, description="eigenvalue 1", style=style)
+    s2 = W_.FloatLogSlider(value=eig2, base=10, min=-2, max=1, step=0.05, description="eigenvalue 2", style=style)
+    # whole degrees: a FloatSlider's 30 comes back from the browser as 29.999999999999996
+    ang = W_.IntSlider(value=round(angle), min=0, max=180, step=5, description="rotation °", style=style)
     fig = go.FigureWidget()
     fig.add_trace(go.Scatter(x=[], y=[], mode="lines", name="||x||_W = 1", line=dict(color="#1f77b4")))
     fig.add_trace(go.Scatter(x=pts[:, 0].numpy(), y=pts[:, 1].numpy(), mode="markers", name="points",
@@ -225,10 +234,10 @@ def unit_ball_explorer(points=None, *, eig1: float = 1.0, eig2: float = 0.25, an
         d = mahalanobis_distance(pts, query.expand_as(pts), Wm)
         k = int(torch.argmin(d))
         box_state["nearest"] = k
-        with fig.batch_update():
-            fig.data[0].x, fig.data[0].y = ell[:, 0].numpy(), ell[:, 1].numpy()
-            fig.data[3].x, fig.data[3].y = [pts[k, 0].item()], [pts[k, 1].item()]
-            fig.layout.title = f"W eigenvalues {s1.value:.2f}, {s2.value:.2f}; nearest point: #{k}"
+        # no batch_update (see heads.margin_explorer: the browser loses what one trace's update leaves out)
+        fig.data[0].x, fig.data[0].y = ell[:, 0].numpy(), ell[:, 1].numpy()
+        fig.data[3].x, fig.data[3].y = [pts[k, 0].item()], [pts[k, 1].item()]
+        fig.layout.title = f"W eigenvalues {s1.value:.2f}, {s2.value:.2f}; nearest point: #{k}"
 
     for w in (s1, s2, ang):
         w.observe(update, names="value")

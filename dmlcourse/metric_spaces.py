@@ -187,14 +187,16 @@ def triangle_explorer(points=((0.0, 0.0), (1.0, 0.2), (2.0, 0.0)), distance: str
         raise ValueError(f"distance={distance!r} is not allowed; choose one of {sorted(DISTANCE_FUNCTIONS)}.")
     names = ("x", "y", "z")
     sliders = {}
+    # 0..4 (not -3..3): the browser's slider turns 0.2 on -3..3 into 0.20000000000000018 (and sends
+    # it back); from 0, every multiple of 0.05 survives its round trip exactly
     for (px, py), nm in zip(points, names):
-        sliders[nm + "1"] = W.FloatSlider(value=px, min=-3, max=3, step=0.05, description=f"{nm}₁")
-        sliders[nm + "2"] = W.FloatSlider(value=py, min=-3, max=3, step=0.05, description=f"{nm}₂")
+        sliders[nm + "1"] = W.FloatSlider(value=px, min=0, max=4, step=0.05, description=f"{nm}₁")
+        sliders[nm + "2"] = W.FloatSlider(value=py, min=0, max=4, step=0.05, description=f"{nm}₂")
     dropdown = W.Dropdown(options=list(DISTANCE_FUNCTIONS), value=distance, description="distance")
     readout = W.HTML()
     fig = go.FigureWidget(go.Scatter(x=[], y=[], mode="lines+markers+text", text=[], textposition="top center",
                                      marker=dict(size=12), line=dict(color="#888")))
-    fig.update_layout(height=380, width=420, xaxis_range=[-3.3, 3.3], yaxis_range=[-3.3, 3.3],
+    fig.update_layout(height=380, width=420, xaxis_range=[-0.3, 4.3], yaxis_range=[-0.3, 4.3],
                       yaxis_scaleanchor="x", margin=dict(l=10, r=10, t=40, b=10))
 
     def update(change=None):

@@ -422,8 +422,9 @@ def mining_explorer(z: torch.Tensor, labels: torch.Tensor, *, margin: float = 0.
     for name, color in (("positives", "#2ca02c"), ("negatives", "#d62728"), ("anchor", "black"),
                         ("mined positive", "#2ca02c"), ("mined negative", "#d62728")):
         mined = name.startswith("mined")
+        # an open symbol is stroked with marker.color (a transparent one drew nothing, in the legend too)
         fig.add_trace(go.Scatter(x=[], y=[], mode="markers", name=name, text=[],
-                                 marker=dict(color="rgba(0,0,0,0)" if mined else color, size=14 if mined else 7,
+                                 marker=dict(color=color, size=14 if mined else 7,
                                              symbol="circle-open" if mined else "circle",
                                              line=dict(width=2.5 if mined else 0, color=color))))
     fig.update_layout(height=380, width=700, xaxis_title=f"{distance} distance to the anchor", yaxis_title="class",
@@ -444,20 +445,20 @@ def mining_explorer(z: torch.Tensor, labels: torch.Tensor, *, margin: float = 0.
         neg = labels != labels[i]
         ys = labels.float() + 0.15 * (torch.rand(len(z), generator=torch.Generator().manual_seed(1)) - 0.5)
         mp, mn = torch.unique(p[sel]), torch.unique(n[sel])
-        with fig.batch_update():
-            for k, mask in enumerate((pos, neg)):
-                fig.data[k].x, fig.data[k].y = d[i][mask].numpy(), ys[mask].numpy()
-                fig.data[k].text = [names[j] for j in torch.nonzero(mask).flatten().tolist()]
-            fig.data[2].x, fig.data[2].y = [0.0], [ys[i].item()]
-            fig.data[3].x, fig.data[3].y = d[i][mp].numpy(), ys[mp].numpy()
-            fig.data[4].x, fig.data[4].y = d[i][mn].numpy(), ys[mn].numpy()
-            fig.layout.title = f"anchor {i} (class {names[i]}), miner {m}"
-            shapes = []
-            if m == "batch_semi_hard" and len(mp):
-                for j in mp.tolist()[:1]:
-                    shapes.append(dict(type="rect", x0=d[i, j].item(), x1=d[i, j].item() + margin, y0=-0.5,
-                                       y1=float(labels.max()) + 0.5, fillcolor="orange", opacity=0.15, line_width=0))
-            fig.layout.shapes = shapes
+        # no batch_update (see heads.margin_explorer: the browser loses what one trace's update leaves out)
+        for k, mask in enumerate((pos, neg)):
+            fig.data[k].x, fig.data[k].y = d[i][mask].numpy(), ys[mask].numpy()
+            fig.data[k].text = [names[j] for j in torch.nonzero(mask).flatten().tolist()]
+        fig.data[2].x, fig.data[2].y = [0.0], [ys[i].item()]
+        fig.data[3].x, fig.data[3].y = d[i][mp].numpy(), ys[mp].numpy()
+        fig.data[4].x, fig.data[4].y = d[i][mn].numpy(), ys[mn].numpy()
+        fig.layout.title = f"anchor {i} (class {names[i]}), miner {m}"
+        shapes = []
+        if m == "batch_semi_hard" and len(mp):
+            for j in mp.tolist()[:1]:
+                shapes.append(dict(type="rect", x0=d[i, j].item(), x1=d[i, j].item() + margin, y0=-0.5,
+                                   y1=float(labels.max()) + 0.5, fillcolor="orange", opacity=0.15, line_width=0))
+        fig.layout.shapes = shapes
         readout.value = (f"{int(sel.sum())} triplets for this anchor: {len(mp)} distinct positive(s), "
                          f"{len(mn)} distinct negative(s)")
 

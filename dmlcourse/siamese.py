@@ -185,26 +185,29 @@ def triplet_margin_explorer(d_ap=None, d_an=None, *, margin: float = 0.2, d_max:
     import plotly.graph_objects as go
 
     margin = check_float("margin", margin, min_value=0.0)
+    m_max = d_max / 2  # the slider's range
+    if d_ap is not None:  # the axes fit the triplets (at most d_max): 0-0.4 of a 0-2 square showed nothing
+        d_max = min(d_max, 1.1 * float(torch.quantile(torch.cat([d_ap, d_an]).float(), 0.99)))
     grid = torch.linspace(0, d_max, 81)
     fig = go.FigureWidget()
     fig.add_trace(go.Heatmap(x=grid.numpy(), y=grid.numpy(), z=loss_surface(grid, grid, margin).numpy(),
-                             colorscale="Viridis", colorbar=dict(title="loss"), zmin=0, zmax=d_max + 1))
-    fig.add_trace(go.Scatter(x=[0, d_max], y=[margin, d_max + margin], mode="lines",
-                             line=dict(color="white", dash="dash"), name="d(a,n) = d(a,p) + m"))
+                             colorscale="Viridis", colorbar=dict(title="loss"), zmin=0, zmax=d_max + m_max))
+    fig.add_trace(go.Scatter(x=[0, d_max], y=[margin, d_max + margin], mode="lines",   # seen on white too
+                             line=dict(color="#ff7f0e", dash="dash", width=2), name="d(a,n) = d(a,p) + m"))
     if d_ap is not None:
         fig.add_trace(go.Scattergl(x=d_ap.numpy(), y=d_an.numpy(), mode="markers", name="triplets",
                                    marker=dict(size=3, color="red", opacity=0.4)))
     fig.update_layout(height=420, width=560, xaxis_title="d(a, p)", yaxis_title="d(a, n)",
                       xaxis_range=[0, d_max], yaxis_range=[0, d_max], margin=dict(l=10, r=10, t=30, b=10),
                       legend=dict(x=0.02, y=0.98))
-    slider = W.FloatSlider(value=margin, min=0.0, max=d_max / 2, step=0.05, description="margin m")
+    slider = W.FloatSlider(value=margin, min=0.0, max=m_max, step=0.01, description="margin m")
     readout = W.HTML()
 
     def update(change=None):
         m = slider.value
-        with fig.batch_update():
-            fig.data[0].z = loss_surface(grid, grid, m).numpy()
-            fig.data[1].y = [m, d_max + m]
+        # no batch_update (see heads.margin_explorer: the browser loses what one trace's update leaves out)
+        fig.data[0].z = loss_surface(grid, grid, m).numpy()
+        fig.data[1].y = [m, d_max + m]
         if d_ap is not None:
             active = (d_ap - d_an + m > 0).float().mean().item()
             readout.value = f"<b>{100 * active:.1f}%</b> of the {len(d_ap)} triplets are active at m = {m:.2f}"
@@ -240,10 +243,14 @@ def histogram_browser(per_epoch: list, *, bins: int = 40, title: str = "pair dis
 
     def update(change=None):
         sim, dis = per_epoch[slider.value]
-        with fig.batch_update():
-            fig.data[0].x = sim.numpy()
-            fig.data[1].x = dis.numpy()
-            fig.layout.title = f"{title} — epoch {slider.value}" + (" (before training)" if slider.value == 0 else "")
+        top = max(float(torch.cat([sim, dis]).max()), 1e-6)  # this epoch's range: epoch 0 may sit below 0.22
+        # no batch_update (see heads.margin_explorer: the browser loses what one trace's update leaves out)
+        fig.data[0].x = sim.numpy()
+        fig.data[1].x = dis.numpy()
+        for tr in fig.data:
+            tr.xbins = dict(start=0, end=top, size=top / bins)
+        fig.layout.xaxis.range = [0, 1.02 * top]
+        fig.layout.title = f"{title} — epoch {slider.value}" + (" (before training)" if slider.value == 0 else "")
 
     slider.observe(update, names="value")
     update()

@@ -361,24 +361,27 @@ def mls_explorer(mu1: float = 0.0, var1: float = 0.5, mu2: float = 1.0, var2: fl
     base.add_trace(go.Bar(x=["attention", "penalty", "constant", "MLS"], y=[0, 0, 0, 0], showlegend=False,
                           marker_color=["#9467bd", "#d62728", "#7f7f7f", "#000000"]), row=1, col=2)
     base.update_xaxes(title_text="z (one embedding dimension)", row=1, col=1)
-    base.update_yaxes(range=[-8, 3], row=1, col=2)
     base.update_layout(height=380, width=950, margin=dict(l=10, r=10, t=50, b=10))
     fig = go.FigureWidget(base)
     s_mu1 = W.FloatSlider(value=mu1, min=-4, max=4, step=0.1, description="μ1")
     s_mu2 = W.FloatSlider(value=mu2, min=-4, max=4, step=0.1, description="μ2")
-    s_var1 = W.FloatLogSlider(value=var1, base=10, min=-2, max=1, step=0.05, description="σ1²")
-    s_var2 = W.FloatLogSlider(value=var2, base=10, min=-2, max=1, step=0.05, description="σ2²")
+    # powers of two (1/64 .. 4, half steps): 0.5 on a base-10 grid came back from the browser as 0.501
+    s_var1 = W.FloatLogSlider(value=var1, base=2, min=-6, max=2, step=0.5, description="σ1²")
+    s_var2 = W.FloatLogSlider(value=var2, base=2, min=-6, max=2, step=0.5, description="σ2²")
 
     def update(change=None):
         m1, v1, m2, v2 = s_mu1.value, s_var1.value, s_mu2.value, s_var2.value
         p1 = torch.exp(-0.5 * (z - m1) ** 2 / v1) / math.sqrt(2 * math.pi * v1)
         p2 = torch.exp(-0.5 * (z - m2) ** 2 / v2) / math.sqrt(2 * math.pi * v2)
         t = mls_terms(*(torch.tensor([[v]], dtype=torch.float64) for v in (m1, v1, m2, v2)))
-        with fig.batch_update():
-            fig.data[0].y, fig.data[1].y, fig.data[2].y = p1.numpy(), p2.numpy(), (p1 * p2).numpy()
-            fig.data[3].y = [t[k].item() for k in ("attention", "penalty", "constant", "total")]
-            fig.layout.title = (f"MLS = {t['total'].item():.3f}   (attention {t['attention'].item():.3f}, "
-                                f"penalty {t['penalty'].item():.3f})")
+        # no batch_update (see heads.margin_explorer: the browser loses what one trace's update leaves out)
+        fig.data[0].y, fig.data[1].y, fig.data[2].y = p1.numpy(), p2.numpy(), (p1 * p2).numpy()
+        bars = [t[k].item() for k in ("attention", "penalty", "constant", "total")]
+        fig.data[3].y, fig.data[3].text = bars, [f"{b:.2f}" for b in bars]
+        lo, hi = min(bars + [0.0]), max(bars + [0.0])   # the bars' own range: -8.9 and -399 differ
+        fig.layout.yaxis2.range = [lo - 0.15 * (hi - lo) - 0.5, hi + 0.15 * (hi - lo) + 0.5]
+        fig.layout.title = (f"MLS = {t['total'].item():.3f}   (attention {t['attention'].item():.3f}, "
+                            f"penalty {t['penalty'].item():.3f})")
 
     for w in (s_mu1, s_var1, s_mu2, s_var2):
         w.observe(update, names="value")

@@ -182,3 +182,23 @@ def test_widgets_update_their_figures():
     assert box.figure.data[3].y[0] < arc_before[0] and "1" in box.figure.data[3].name
     assert torch.tensor(box.figure.data[10].y[10]).item() == pytest.approx(
         math.degrees(math.pi * 10 / 360 + 1.0), rel=1e-4)
+
+
+def test_explorers_survive_the_browsers_slider_round_trip():
+    # a slider value off noUiSlider's grid comes back from the browser changed (16 -> 15.85, 0.5 ->
+    # 0.5000000000000001) and overwrites what the cell set; tests/browser checks the real thing
+    from tests.browser.nouislider import snapped
+
+    assert snapped(heads.scale_explorer(16.0)) == {}
+    assert snapped(heads.margin_explorer()) == {}
+
+
+def test_margin_explorer_sets_x_and_y_of_every_trace():
+    # the browser drops a trace's x when one batch_update sets only y on it and only x on another
+    box = heads.margin_explorer()
+    box.cos.value = 0.5
+    for tr in box.figure.data:
+        assert len(tr.x) == len(tr.y) == 361
+    softmax = box.figure.data[4]
+    assert list(softmax.x) == pytest.approx(list(softmax.y))   # softmax: the diagonal θ1 = θ2
+    assert all(w.style.description_width == "initial" for w in (box.sphere, box.cos, box.arc))

@@ -130,3 +130,20 @@ def test_nca_probabilities_and_sklearn_objective_against_a_loop():
         assert p[i].item() == pytest.approx(sum(w[j] for j in range(10) if y[j] == y[i]) / sum(w), rel=1e-10)
     assert mahalanobis.sklearn_nca_objective(L, x, y).item() == pytest.approx(p.sum().item())
     assert mahalanobis.nca_linear_loss(L, x, y).item() == pytest.approx((-p.log()).mean().item())
+
+
+def test_unit_ball_explorer_defaults_change_the_nearest_and_survive_the_browser():
+    from tests.browser.nouislider import snapped
+
+    box = mahalanobis.unit_ball_explorer()
+    assert snapped(box) == {}
+    box2 = mahalanobis.unit_ball_explorer(eig1=10.0, eig2=0.01, angle=30.0)
+    assert snapped(box2) == {}
+    seen = set()
+    for e1 in (0.01, 0.1, 1.0, 10.0):
+        for e2 in (0.01, 0.1, 1.0, 10.0):
+            for a in (0, 45, 90, 135):
+                box.eig1.value, box.eig2.value, box.angle.value = e1, e2, a
+                seen.add(box.state["nearest"])
+    assert len(seen) >= 4   # "the nearest point changes as W does"
+    assert box.eig1.style.description_width == "initial"

@@ -84,3 +84,11 @@ def test_pairwise_matches_the_row_wise_functions():
 def test_manhattan_and_chebyshev_are_metrics():
     for fn in (ms.manhattan, ms.chebyshev):
         assert ms.check_axioms(fn, _points(n=15)).is_metric
+
+
+def test_triangle_explorer_survives_the_browser():
+    from tests.browser.nouislider import snapped
+
+    box = ms.triangle_explorer(((0.0, 0.0), (1.0, 0.2), (2.0, 0.0)), distance="squared euclidean")
+    assert snapped(box) == {}   # y2 = 0.2 stayed 0.2, not 0.20000000000000018
+    assert "VIOLATED" in box.figure.layout.title.text

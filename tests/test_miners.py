@@ -294,3 +294,12 @@ def test_batch_all_loss_value_and_gradient_match_listed_triplets(seed, n, classe
     expect.backward()
     got.backward()
     assert torch.allclose(za.grad, zb.grad, rtol=1e-9, atol=1e-12)
+
+
+def test_mining_explorer_circles_are_drawn():
+    # open symbols are stroked with marker.color: a transparent one made the mined circles invisible
+    z, y = _batch(0, 24, 4, dim=3)
+    box = miners.mining_explorer(z.float(), y)
+    for tr in box.figure.data[3:]:
+        assert tr.marker.symbol == "circle-open" and tr.marker.color not in (None, "rgba(0,0,0,0)")
+        assert tr.marker.line.width > 0

@@ -81,3 +81,14 @@ def test_pair_distances_split_by_label():
     z = torch.tensor([[0.0], [0.0], [3.0], [3.0]])
     sim, dis = siamese.pair_distances(z, torch.tensor([0, 0, 1, 1]))
     assert torch.all(sim == 0) and torch.all(dis == 3)
+
+
+def test_explorers_fit_their_data():
+    d_ap, d_an = torch.rand(200) * 0.3, torch.rand(200) * 0.4
+    box = siamese.triplet_margin_explorer(d_ap, d_an, margin=0.2)
+    assert max(box.figure.layout.xaxis.range) < 0.5   # the triplets fill the square
+    assert box.figure.data[1].line.color != "white"   # the legend's line shows on white
+    per_epoch = [(torch.rand(50) * 0.2, torch.rand(50) * 0.2), (torch.rand(50) * 3, torch.rand(50) * 3)]
+    box = siamese.histogram_browser(per_epoch)
+    box.slider.value = 0
+    assert box.figure.layout.xaxis.range[1] < 0.25 and box.figure.data[0].xbins.size < 0.01

@@ -281,3 +281,14 @@ def test_harmonic_variance_value_and_bad_input():
     assert torch.allclose(U.harmonic_variance(var), torch.tensor([2 / (1 + 0.25), 2.0], dtype=torch.float64))
     with pytest.raises(ValueError, match="var must hold variances > 0"):
         U.harmonic_variance(torch.tensor([[1.0, 0.0]]))
+
+
+def test_mls_explorer_defaults_survive_the_browser_and_bars_fit():
+    from tests.browser.nouislider import snapped
+
+    box = U.mls_explorer()
+    assert snapped(box) == {}
+    assert "penalty 0.000" in box.figure.layout.title.text or "penalty -0.000" in box.figure.layout.title.text
+    box.var1.value, box.var2.value, box.mu2.value = 2.0 ** -6, 2.0 ** -6, 4.0
+    mls = box.figure.data[3].y[-1]
+    assert mls < -100 and box.figure.layout.yaxis2.range[0] < mls   # the bar is not cut at -8
