@@ -27,7 +27,9 @@ import warnings
 import torch
 from torch import nn
 
-from ._validate import check_choice, check_float, check_int, check_tensor
+from .core.linalg import pca as pca_components  # the SVD of the centred data (02_mahalanobis)
+from .core.validate import check_choice, check_float, check_int, check_tensor
+from .runtime import get_device, seed_everything
 
 # --------------------------------------------------------------------------- autoencoders
 
@@ -176,8 +178,6 @@ def train_autoencoder(model: nn.Module, x: torch.Tensor, *, epochs: int = 10, ba
     noise_std = check_float("noise_std", noise_std, min_value=0.0)
     if not (hasattr(model, "encode") and hasattr(model, "decode")):
         raise TypeError(f"model must have encode and decode methods, got {type(model).__name__}.")
-    from .runtime import get_device, seed_everything
-
     device = torch.device(device) if device is not None else get_device(verbose=False)
     g = seed_everything(seed)
     model.to(device).train()
@@ -329,10 +329,6 @@ def collapsed_decoder(model: LinearAutoencoder) -> torch.Tensor:
 def pca(x: torch.Tensor, p: int):
     """PCA by the SVD of the centred data. Returns (mean (d,), components (p, d) with
     orthonormal rows, largest variance first, explained variances (p,))."""
-    from .mahalanobis import (
-        pca as pca_components,  # the SVD of the centred data, taught in 02_mahalanobis
-    )
-
     check_tensor("x", x, ndim=2, floating=True)
     p = check_int("p", p, min_value=1, max_value=min(x.shape))
     mean, comps = pca_components(x, p)

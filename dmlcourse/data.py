@@ -3,8 +3,8 @@
 Taught in 00_start_here.
 
 * ``load(name, split, size)`` returns uint8 images (N, 28, 28), int64 labels and
-  the class names.  ``size="mini"`` reads the class-balanced subset bundled in
-  ``data/mini/`` (no network ever); ``size="full"`` reads the four official IDX
+  the class names.  ``size="mini"`` reads the class-balanced subset shipped inside
+  the package, ``dmlcourse/datasets/mini/`` (no network ever); ``size="full"`` reads the four official IDX
   files from the data folder and downloads missing ones from the official
   mirrors, verified against the official MD5 and written atomically.
 * ``ClassBalancedBatchSampler`` draws P classes x K samples per batch (what the
@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
-import tempfile
 import urllib.error
 import urllib.request
 from functools import lru_cache
@@ -27,11 +25,15 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ._validate import check_choice, check_int, check_tensor
+from tqdm.auto import tqdm
 
-DATASETS = ("mnist", "fashion-mnist")
-SPLITS = ("train", "test")
-SIZES = ("mini", "full")
+from .core.io import atomic_write
+from .core.paths import DATASETS, FILES, SIZES, SPLITS, data_dir, default_size, mini_dir
+from .core.validate import check_choice, check_images_labels, check_int, check_tensor
+
+__all__ = ["DATASETS", "SPLITS", "SIZES", "FILES", "CLASS_NAMES", "PIXEL_STATS", "MINI_DIR", "Split",
+           "DataError", "data_dir", "default_size", "load", "to_float", "balanced_subset", "parse_idx",
+           "read_idx", "md5sum", "download_file", "ClassBalancedBatchSampler", "DeviceLoader"]
 
 CLASS_NAMES = {
     "mnist": tuple(str(i) for i in range(10)),
@@ -44,10 +46,6 @@ CLASS_NAMES = {
 # Mean and standard deviation of the training pixels (in [0, 1]).
 PIXEL_STATS = {"mnist": (0.1307, 0.3081), "fashion-mnist": (0.2860, 0.3530)}
 
-FILES = {
-    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
-}
 EXPECTED_COUNT = {"train": 60_000, "test": 10_000}
 
 # Official MD5 of the official .gz files (as published with the datasets).
@@ -74,8 +72,7 @@ MIRRORS = {
     ],
 }
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-MINI_DIR = REPO_ROOT / "data" / "mini"
+MINI_DIR = mini_dir()  # the bundled mini data (package data, found with importlib.resources)
 
 
 class Split(NamedTuple):
@@ -88,16 +85,6 @@ class Split(NamedTuple):
 
 class DataError(RuntimeError):
     """A data file is missing, corrupt or could not be downloaded."""
-
-
-def data_dir() -> Path:
-    """The folder holding the full datasets: ``$DMLCOURSE_DATA_DIR`` or ``<repo>/data``.
-
-    It holds one sub-folder per dataset (``mnist/``, ``fashion-mnist/``) with the
-    four official ``.gz`` files each.
-    """
-    env = os.environ.get("DMLCOURSE_DATA_DIR")
-    return Path(env).expanduser() if env else REPO_ROOT / "data"
 
 
 def load(name: str, split: str = "train", size: str = "mini", *, download: bool = True) -> Split:
@@ -235,8 +222,8 @@ def _read_pair(image_file: str, label_file: str, expected: int | None):
 def _missing_message(name, split, size, folder) -> str:
     files = ", ".join(FILES[split])
     if size == "mini":
-        return (f"The bundled mini data is missing from {folder} ({files}). "
-                "Rebuild it with `python scripts/make_mini.py` from the full files.")
+        return (f"The bundled mini data is missing from {folder} ({files}). Reinstall dmlcourse, "
+                "or rebuild it with `python scripts/make_mini.py` from the full files in a clone.")
     return (
         f"The full {name} {split} files are missing and could not be downloaded. Put {files} "
         f"(the official .gz files) into {folder}/ or point DMLCOURSE_DATA_DIR to a folder that holds "
@@ -256,37 +243,27 @@ def download_file(url: str, dest, md5: str | None = None, *, timeout: float = 30
     """Download ``url`` to ``dest`` atomically: a temporary file in the same folder,
     checked against ``md5``, then renamed. A failed or interrupted download leaves
     nothing at ``dest``."""
-    from tqdm.auto import tqdm
-
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        h = hashlib.md5()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-            total = resp.headers.get("Content-Length")
-            total = int(total) if total and total.isdigit() else None
-            got = 0
-            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress,
-                      leave=False) as bar:
-                while True:
-                    chunk = resp.read(1 << 16)
-                    if not chunk:
-                        break
-                    out.write(chunk)
-                    h.update(chunk)
-                    got += len(chunk)
-                    bar.update(len(chunk))
-            if total is not None and got != total:
-                raise DataError(f"{url}: connection closed after {got} of {total} bytes.")
+    h = hashlib.md5()
+    with atomic_write(dest, suffix=".part") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+        total = resp.headers.get("Content-Length")
+        total = int(total) if total and total.isdigit() else None
+        got = 0
+        with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress,
+                  leave=False) as bar:
+            while True:
+                chunk = resp.read(1 << 16)
+                if not chunk:
+                    break
+                out.write(chunk)
+                h.update(chunk)
+                got += len(chunk)
+                bar.update(len(chunk))
+        if total is not None and got != total:
+            raise DataError(f"{url}: connection closed after {got} of {total} bytes.")
         if md5 is not None and h.hexdigest() != md5:
             raise DataError(f"{url}: MD5 {h.hexdigest()} does not match the official {md5}.")
-        os.replace(tmp, dest)
-        return dest
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    return dest
 
 
 def _ensure_files(name: str, split: str, folder: Path) -> None:
@@ -389,12 +366,7 @@ class DeviceLoader:
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 128,
                  device=None, sampler: ClassBalancedBatchSampler | None = None, shuffle: bool = True,
                  drop_last: bool = False, name: str | None = None, seed: int = 0):
-        check_tensor("images", images)
-        check_tensor("labels", labels, ndim=1)
-        if len(images) != len(labels):
-            raise ValueError(f"images has {len(images)} entries but labels has {len(labels)}; they must match.")
-        if len(images) == 0:
-            raise ValueError("images is empty; a loader needs at least one sample.")
+        check_images_labels(images, labels)
         self.batch_size = check_int("batch_size", batch_size, min_value=1)
         device = torch.device(device) if device is not None else images.device
         x = to_float(images, name) if images.dtype == torch.uint8 else images.float()
@@ -425,19 +397,3 @@ class DeviceLoader:
             if self.drop_last and len(idx) < self.batch_size:
                 break
             yield self.images[idx], self.labels[idx]
-
-
-def default_size(device=None) -> str:
-    """The data size a notebook uses by default: ``$DMLCOURSE_SIZE`` if set; else
-    "mini" in quick mode or on a CPU (a 2-core laptop trains the mini set in
-    seconds) and "full" on a GPU."""
-    from .runtime import is_quick
-
-    env = os.environ.get("DMLCOURSE_SIZE")
-    if env:
-        return check_choice("DMLCOURSE_SIZE", env, SIZES)
-    if is_quick():
-        return "mini"
-    device = torch.device(device) if device is not None else torch.device(
-        "cuda" if torch.cuda.is_available() else "cpu")
-    return "mini" if device.type == "cpu" else "full"

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._validate import check_float, check_int, check_tensor
+from .core.validate import check_float, check_int, check_tensor
 
 # acos is clamped to [-1 + EPS, 1 - EPS]: its derivative -1/sqrt(1 - c^2) is infinite at +-1.
 ACOS_EPS = 1e-6

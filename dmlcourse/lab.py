@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from . import data, heads, miners, models, siamese
-from ._validate import check_choice, check_float, check_int
+from .core.validate import check_choice, check_float, check_int
 from .metrics import evaluate
 from .plots import PALETTE, image_to_data_uri, project_2d
 from .runtime import get_device, seed_everything

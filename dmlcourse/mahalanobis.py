@@ -17,7 +17,10 @@ import math
 
 import torch
 
-from ._validate import check_float, check_int, check_tensor
+from .core.distances import DISTANCES, pairwise_distance
+from .core.linalg import pca  # the one PCA (notebooks call it as mahalanobis.pca)
+from .core.reduction import REDUCTIONS, reduce_terms
+from .core.validate import check_choice, check_embeddings_labels, check_float, check_int, check_tensor
 
 
 def mahalanobis_distance(x: torch.Tensor, y: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
@@ -70,16 +73,6 @@ def whitening(x: torch.Tensor, *, shrinkage: float = 1e-3) -> torch.Tensor:
     return psd_sqrt(covariance_metric(x, shrinkage=shrinkage))
 
 
-def pca(x: torch.Tensor, n_components: int):
-    """Principal components of x (N, D): returns ``(mean, components)`` with components (k, D),
-    orthonormal rows, largest variance first; project with ``(x - mean) @ components.T``."""
-    check_tensor("x", x, ndim=2, floating=True)
-    n_components = check_int("n_components", n_components, min_value=1, max_value=min(x.shape))
-    mean = x.mean(0)
-    _, _, vt = torch.linalg.svd(x - mean, full_matrices=False)
-    return mean, vt[:n_components]
-
-
 def lda(x: torch.Tensor, labels: torch.Tensor, n_components: int | None = None, *, shrinkage: float = 1e-3):
     """Fisher's linear discriminant: the rows of L maximise between-class scatter over
     within-class scatter (generalised eigenvectors of (S_b, S_w)). Returns L (k, D)
@@ -105,11 +98,46 @@ def lda(x: torch.Tensor, labels: torch.Tensor, n_components: int | None = None, 
     return (Sw_inv_half @ V[:, torch.argsort(ev, descending=True)[:k]]).T.to(x.dtype)
 
 
+def nca_loss(z: torch.Tensor, labels: torch.Tensor, *, variant: str = "goldberger",
+             distance: str = "squared_euclidean", scale: float = 1.0, reduction: str = "mean"):
+    """NCA over the mini-batch.
+
+    variant="goldberger" (Goldberger et al. 2005): point i picks neighbour j with
+        p_ij = exp(-s d_ij) / sum_{k != i} exp(-s d_ik); the term for i is
+        -log sum_{j in class(i), j != i} p_ij. Points with no other member of
+        their class in the batch contribute no term.
+    variant="negatives_only" (the lecture's eq. 14): for every anchor-positive
+        pair (i, j), -log[ exp(-s d_ij) / sum_{k not in class(i)} exp(-s d_ik) ];
+        the positive is not in its own denominator, so a term can be negative.
+    """
+    check_embeddings_labels(z, labels, name="z")
+    check_choice("variant", variant, ("goldberger", "negatives_only"))
+    check_choice("distance", distance, DISTANCES)
+    check_choice("reduction", reduction, REDUCTIONS)
+    scale = check_float("scale", scale, min_value=0.0, strict_min=True)
+    n = z.shape[0]
+    logits = -scale * pairwise_distance(z, distance=distance)
+    same = labels[:, None] == labels[None, :]
+    eye = torch.eye(n, dtype=torch.bool, device=z.device)
+    pos = same & ~eye
+    neg = ~same
+    neg_inf = torch.finfo(logits.dtype).min
+    if variant == "goldberger":
+        has_pos = pos.any(1)
+        log_den = torch.logsumexp(logits.masked_fill(eye, neg_inf), dim=1)
+        log_num = torch.logsumexp(logits.masked_fill(~pos, neg_inf), dim=1)
+        terms = (log_den - log_num)[has_pos]
+    else:
+        has_neg = neg.any(1)
+        log_den = torch.logsumexp(logits.masked_fill(~neg, neg_inf), dim=1)
+        ii, jj = torch.nonzero(pos & has_neg[:, None], as_tuple=True)
+        terms = log_den[ii] - logits[ii, jj]
+    return reduce_terms(terms, reduction, anchor=z)
+
+
 def nca_linear_loss(L: torch.Tensor, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """NCA's objective for a linear map L: the mean over i of -log p_i, with
     p_i = sum_{j in class(i), j != i} softmax_j(-||L x_i - L x_j||^2)."""
-    from .losses import nca_loss
-
     return nca_loss(x @ L.T, labels)
 
 
@@ -159,8 +187,8 @@ class NCA:
         g = torch.Generator().manual_seed(self.seed)
         xd = x.float()
         if self.init == "pca":
-            _, _, vt = torch.linalg.svd(xd - xd.mean(0), full_matrices=False)
-            L0 = vt[:k] / (xd @ vt[:k].T).std() * 0.5  # unit-ish scale
+            _, comps = pca(xd, min(k, *xd.shape))
+            L0 = comps / (xd @ comps.T).std() * 0.5  # unit-ish scale
         elif self.init == "identity":
             L0 = torch.eye(k, d) / xd.std()
         else:

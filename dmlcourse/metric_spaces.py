@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ._validate import check_choice, check_embeddings_labels, check_float, check_int, check_tensor
-from .distances import pairwise_distance
+from .core.validate import check_choice, check_embeddings_labels, check_float, check_int, check_tensor
+from .core.distances import pairwise_distance
 
 
 def euclidean(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -71,7 +71,7 @@ def pairwise(x: torch.Tensor, y: torch.Tensor, distance: str = "euclidean") -> t
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"x has {x.shape[1]} dimensions but y has {y.shape[1]}; they must match.")
     shared = {"euclidean": "euclidean", "squared euclidean": "squared_euclidean", "cosine (1 - cos)": "cosine"}
-    if distance in shared:        # the distances of the losses (dmlcourse.distances, taught in 05_siamese_triplet)
+    if distance in shared:        # the distances of the losses (dmlcourse.core.distances)
         return pairwise_distance(x, y, shared[distance])
     return torch.cdist(x, y, p={"manhattan": 1.0, "chebyshev": float("inf")}[distance])
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import torch
 
-from ._validate import check_choice, check_embeddings_labels, check_int
-from .distances import DISTANCES, pairwise_distance
+from .core.validate import check_choice, check_embeddings_labels, check_int
+from .core.distances import DISTANCES, pairwise_distance
 
 CHUNK = 512
 

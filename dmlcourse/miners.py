@@ -25,8 +25,10 @@ from typing import NamedTuple
 
 import torch
 
-from ._validate import check_choice, check_embeddings_labels, check_float
-from .distances import DISTANCES, pairwise_distance
+from .core.distances import DISTANCES, pairwise_distance
+from .core.reduction import REDUCTIONS, reduce_terms
+from .core.validate import check_choice, check_embeddings_labels, check_float
+from .losses import easy_positive_loss, triplet_loss
 
 CHUNK_ELEMENTS = 1 << 24  # at most ~16M entries per intermediate tensor
 
@@ -240,8 +242,6 @@ class MinedTripletLoss(torch.nn.Module):
     def __init__(self, miner="batch_hard", margin: float = 0.2, *, distance: str = "euclidean",
                  reduction: str = "mean", semi_hard_margin: bool = True, ep_scale: float = 10.0, seed: int = 0):
         super().__init__()
-        from .losses import REDUCTIONS
-
         self.margin = check_float("margin", margin, min_value=0.0)
         self.distance = check_choice("distance", distance, DISTANCES)
         self.reduction = check_choice("reduction", reduction, REDUCTIONS)
@@ -263,16 +263,12 @@ class MinedTripletLoss(torch.nn.Module):
         return MINERS[m](z, labels, distance=self.distance)
 
     def forward(self, z, labels):
-        from .losses import easy_positive_loss, triplet_loss
-
         if self.miner == "easy_positive":
             return {"loss": easy_positive_loss(z, labels, scale=self.ep_scale, reduction=self.reduction)}
         a, p, n = self.mine(z, labels)
         if len(a) == 0:
             return {"loss": z.sum() * 0.0, "active_fraction": 0.0, "triplets": 0.0}
         terms = triplet_loss(z[a], z[p], z[n], self.margin, self.distance, "none")
-        from .losses import reduce_terms
-
         return {"loss": reduce_terms(terms, self.reduction, anchor=z),
                 "active_fraction": (terms > 0).float().mean().item(), "triplets": float(len(a))}
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._validate import check_int
+from .core.validate import check_int
+from .data import to_float
 
 
 def _as_images(x: torch.Tensor) -> torch.Tensor:
@@ -94,8 +95,6 @@ def embed(model: nn.Module, images: torch.Tensor, *, batch_size: int = 1024, dev
     """Embeddings of ``images`` (uint8 or float) in eval mode, without gradients,
     returned on the CPU. ``name`` standardises uint8 images with that dataset's
     statistics (as the trainer does)."""
-    from .data import to_float
-
     batch_size = check_int("batch_size", batch_size, min_value=1)
     if device is None:
         p = next(model.parameters(), None)

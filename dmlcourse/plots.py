@@ -18,7 +18,8 @@ import warnings
 import numpy as np
 import torch
 
-from ._validate import check_choice, check_float, check_int
+from .core.linalg import pca
+from .core.validate import check_choice, check_float, check_int
 
 PALETTE = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
@@ -31,9 +32,7 @@ def _numpy(x):
 
 
 def pca_2d(embeddings) -> np.ndarray:
-    """The first two principal components (``dmlcourse.mahalanobis.pca``, taught in 02_mahalanobis)."""
-    from .mahalanobis import pca
-
+    """The first two principal components (the package's one PCA, :func:`dmlcourse.core.linalg.pca`)."""
     x = torch.as_tensor(_numpy(embeddings), dtype=torch.float64)
     if x.shape[1] == 1:
         return np.c_[(x[:, 0] - x[:, 0].mean()).numpy(), np.zeros(len(x))]

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._validate import check_choice, check_float, check_int, check_tensor
+from .core.validate import check_choice, check_float, check_int, check_tensor
 
 REDUCTIONS = ("mean", "sum", "none")
 

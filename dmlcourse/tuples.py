@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from ._validate import check_float, check_int, check_tensor
+from .core.validate import check_float, check_int, check_tensor
 
 
 def _generator(seed):

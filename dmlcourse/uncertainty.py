@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._validate import check_choice, check_float, check_int, check_tensor
+from .core.validate import check_choice, check_float, check_int, check_tensor
 
 LOG_2PI = math.log(2 * math.pi)
 DEGRADATIONS = ("blur", "occlusion", "noise", "contrast")

@@ -17,7 +17,8 @@ from typing import NamedTuple
 
 import torch
 
-from ._validate import check_float, check_int, check_tensor
+from .core.validate import check_float, check_int, check_tensor
+from .tuples import make_pairs
 
 
 class ROC(NamedTuple):
@@ -89,8 +90,6 @@ def pair_scores(z: torch.Tensor, i: torch.Tensor, j: torch.Tensor, similarity: s
 
 def verification_pairs(labels: torch.Tensor, n_pairs: int = 20000, *, seed: int = 0):
     """Balanced genuine/impostor pairs (i, j, same) from labels (half of each), seeded."""
-    from .tuples import make_pairs
-
     n_pairs = check_int("n_pairs", n_pairs, min_value=2)
     i, j, dissimilar = make_pairs(labels, n_pairs, positive_fraction=0.5, seed=seed)
     return i, j, dissimilar == 0

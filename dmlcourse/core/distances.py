@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from ._validate import check_choice, check_tensor
+from .validate import check_choice, check_tensor
 
 DISTANCES = ("euclidean", "squared_euclidean", "cosine")
 

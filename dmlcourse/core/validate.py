@@ -78,3 +78,16 @@ def check_embeddings_labels(embeddings, labels, *, name: str = "embeddings", lab
             "they must match."
         )
     return embeddings, labels
+
+
+def check_images_labels(images, labels, *, why: str = "a loader needs at least one sample") -> tuple:
+    """Check a non-empty image tensor and its (N,) labels, one label per image."""
+    check_tensor("images", images)
+    check_tensor("labels", labels, ndim=1)
+    if len(images) != len(labels):
+        raise ValueError(
+            f"images has {len(images)} entries but labels has {len(labels)}; they must match."
+        )
+    if len(images) == 0:
+        raise ValueError(f"images is empty; {why}.")
+    return images, labels
