@@ -83,7 +83,7 @@ def main():
     if args.quick:
         spec = dict(size="mini", epochs=2, probe_per_class=20, train_per_class=100, network="mlp")
     elif gpu:
-        spec = dict(size="full" if lab._full_available() else "mini", epochs=10, probe_per_class=200,
+        spec = dict(size="full" if full_data_available() else "mini", epochs=10, probe_per_class=200,
                     train_per_class=None, network="cnn")
     else:
         spec = dict(size="mini", epochs=5, probe_per_class=100, train_per_class=None, network="mlp")

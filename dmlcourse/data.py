@@ -24,7 +24,6 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-
 from tqdm.auto import tqdm
 
 from .core.io import atomic_write

@@ -20,7 +20,13 @@ import torch
 from .core.distances import DISTANCES, pairwise_distance
 from .core.linalg import pca  # the one PCA (notebooks call it as mahalanobis.pca)
 from .core.reduction import REDUCTIONS, reduce_terms
-from .core.validate import check_choice, check_embeddings_labels, check_float, check_int, check_tensor
+from .core.validate import (
+    check_choice,
+    check_embeddings_labels,
+    check_float,
+    check_int,
+    check_tensor,
+)
 
 
 def mahalanobis_distance(x: torch.Tensor, y: torch.Tensor, W: torch.Tensor) -> torch.Tensor:

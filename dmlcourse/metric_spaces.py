@@ -20,8 +20,14 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .core.validate import check_choice, check_embeddings_labels, check_float, check_int, check_tensor
 from .core.distances import pairwise_distance
+from .core.validate import (
+    check_choice,
+    check_embeddings_labels,
+    check_float,
+    check_int,
+    check_tensor,
+)
 
 
 def euclidean(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import torch
 
-from .core.validate import check_choice, check_embeddings_labels, check_int
 from .core.distances import DISTANCES, pairwise_distance
+from .core.validate import check_choice, check_embeddings_labels, check_int
 
 CHUNK = 512
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import torch
 
-from .core.validate import check_embeddings_labels, check_int, check_tensor
 from .core.distances import DISTANCES, pairwise_distance
+from .core.validate import check_embeddings_labels, check_int, check_tensor
 
 
 def split_by_classes(images: torch.Tensor, labels: torch.Tensor, seen_classes):

@@ -21,8 +21,8 @@ import copy
 import torch
 from torch import nn
 
-from .core.validate import check_choice, check_float, check_int
 from .core.distances import pairwise_distance
+from .core.validate import check_choice, check_float, check_int
 from .losses import contrastive_loss, nca_loss, reduce_terms, triplet_loss
 
 

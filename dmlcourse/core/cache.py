@@ -43,13 +43,14 @@ def cache_path(name: str, config: dict) -> Path:
 
 
 def cached(name: str, config: dict, compute: Callable[[], object], *, refresh: bool = False,
-           check: Callable[[object], object] | None = None):
+           check: Callable[[object], object] | None = None, warn_partial: bool = True):
     """Return the cached result for (name, config), or ``compute()`` it and store it.
 
     ``compute`` returns anything ``torch.save`` can write (tensors, dicts, state dicts).
     ``check(result)`` (optional) turns a loaded file into the result, or raises if the
     file is not what ``config`` describes; it is then recomputed.
-    A result whose history (or that itself) is ``interrupted`` is returned but not stored.
+    A result whose history (or that itself) is ``interrupted`` is returned but not stored
+    (with a warning unless ``warn_partial=False``: the Lab reports stops itself).
     """
     path = cache_path(name, config)
     if path.exists() and not refresh:
@@ -63,7 +64,8 @@ def cached(name: str, config: dict, compute: Callable[[], object], *, refresh: b
     result = compute()
     history = result.get("history") if isinstance(result, dict) else result
     if getattr(history, "interrupted", False):
-        warnings.warn(f"{name}: training stopped early, so the result is not cached.", stacklevel=2)
+        if warn_partial:
+            warnings.warn(f"{name}: training stopped early, so the result is not cached.", stacklevel=2)
         return result
     atomic_torch_save(result, path)
     return result
