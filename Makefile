@@ -21,7 +21,7 @@ ifneq ($(wildcard $(SHARED_DATA)/mnist),)
   export DMLCOURSE_DATA_DIR ?= $(SHARED_DATA)
 endif
 
-.PHONY: lab test install unit notebooks lint bench bench-quick clean-cache mini-data
+.PHONY: lab test install unit notebooks lint bench bench-quick clean-cache mini-data wheel-test
 
 # Jupyter refuses to run as root unless told (containers, CI machines).
 LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
@@ -58,6 +58,10 @@ bench: install
 
 bench-quick: install
 	$(PY) benchmarks/run.py --quick
+
+# build the wheel, install it outside the clone and use it (tests/test_packaging.py)
+wheel-test: install
+	$(PY) -m pytest -p no:cacheprovider -m slow tests/test_packaging.py
 
 mini-data: install
 	$(PY) scripts/make_mini.py

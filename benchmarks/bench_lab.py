@@ -28,11 +28,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from machine import describe, machine_info  # noqa: E402
+from machine import describe, machine_info
 
-from dmlcourse import lab, plots, runtime  # noqa: E402
+from dmlcourse import lab, plots, runtime
+from dmlcourse.core.paths import default_size
 
 
 def first_umap_seconds() -> float:
@@ -83,7 +82,7 @@ def main():
     if args.quick:
         spec = dict(size="mini", epochs=2, probe_per_class=20, train_per_class=100, network="mlp")
     elif gpu:
-        spec = dict(size="full" if full_data_available() else "mini", epochs=10, probe_per_class=200,
+        spec = dict(size=default_size(device, download=False), epochs=10, probe_per_class=200,
                     train_per_class=None, network="cnn")
     else:
         spec = dict(size="mini", epochs=5, probe_per_class=100, train_per_class=None, network="mlp")

@@ -19,8 +19,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from machine import describe, machine_info  # noqa: E402
+from machine import describe, machine_info
 
 
 def run_notebook(path: Path, quick: bool, keep: Path | None) -> tuple[float, bool]:

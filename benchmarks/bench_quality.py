@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
+from common import evaluate, load_pair
+from machine import describe, machine_info
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import default_size, evaluate, load_pair  # noqa: E402
-from machine import describe, machine_info  # noqa: E402
-
-from dmlcourse import heads, losses, miners, models, runtime, train  # noqa: E402
+from dmlcourse import heads, losses, miners, models, runtime, train
+from dmlcourse.core.paths import default_size
 
 FLOORS = {"mnist": 0.9691, "fashion-mnist": 0.8567}
 
@@ -50,7 +48,7 @@ def main():
     ap.add_argument("--datasets", nargs="+", default=["mnist", "fashion-mnist"])
     args = ap.parse_args()
     device = runtime.get_device(verbose=False)
-    size = default_size(device)
+    size = default_size(device, download=False)
     budget = 2.0 if args.quick else args.budget
     chosen = configs()
     if args.quick:

@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from machine import describe, machine_info  # noqa: E402
+from machine import describe, machine_info
 
-from dmlcourse import data, losses, models, runtime  # noqa: E402
+from dmlcourse import data, losses, models, runtime
 
 
 def time_steps(device, images, labels, *, batch_size, steps, channels_last=False, amp=False, warmup=3):

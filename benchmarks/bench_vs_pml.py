@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
+from common import evaluate, load_pair
+from machine import describe, machine_info
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import default_size, evaluate, load_pair  # noqa: E402
-from machine import describe, machine_info  # noqa: E402
-
-from dmlcourse import data, miners, models, runtime, train  # noqa: E402
+from dmlcourse import data, miners, models, runtime, train
+from dmlcourse.core.paths import default_size
 
 
 def ours(x, y, dataset, epochs, device):
@@ -76,7 +74,7 @@ def main():
     ap.add_argument("--datasets", nargs="+", default=["mnist", "fashion-mnist"])
     args = ap.parse_args()
     device = runtime.get_device(verbose=False)
-    size = default_size(device)
+    size = default_size(device, download=False)
     epochs = 1 if args.quick else args.epochs
     datasets = args.datasets[:1] if args.quick else args.datasets
     print(f"ours vs pytorch-metric-learning, {epochs} epoch(s) of {size} data on {device} -- {describe()}")

@@ -17,8 +17,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from machine import describe  # noqa: E402
+from machine import describe
 
 
 def main() -> int:
