@@ -9,11 +9,13 @@ working directory outside the clone, with ``sys.path`` = [the installed wheel, t
 site-packages for torch & co.]. The test asserts that ``dmlcourse`` was imported from the wheel.
 """
 
+import re
 import shutil
 import subprocess
 import sys
 import sysconfig
 import textwrap
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -77,3 +79,23 @@ def test_wheel_installs_and_runs_outside_the_clone(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "WHEEL-OK" in out.stdout
+
+
+def _requirements(specs):
+    out = {}
+    for spec in specs:
+        m = re.match(r"\s*([A-Za-z0-9_.-]+)\s*(.*)", spec)
+        name = m.group(1).lower().replace("_", "-")
+        out[{"pytorch": "torch"}.get(name, name)] = m.group(2).replace(" ", "")
+    return out
+
+
+def test_environment_yml_matches_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = _requirements(project["dependencies"] + project["optional-dependencies"]["dev"])
+    text = (ROOT / "environment.yml").read_text()
+    section = text.split("dependencies:", 1)[1]
+    deps = [ln.strip()[2:] for ln in section.splitlines() if re.match(r"\s+- [A-Za-z]", ln) and "-e ." not in ln]
+    conda = _requirements(deps)
+    conda.pop("python"), conda.pop("pip")
+    assert conda == wanted

@@ -30,12 +30,13 @@ def cache_path(name: str, config: dict) -> Path:
     ``name`` may hold one "/" to group files in a sub-folder (``"lab/run"``)."""
     parts = name.split("/") if isinstance(name, str) else [name]
     ok = 1 <= len(parts) <= 2 and all(
-        isinstance(p, str) and p and all(c.isalnum() or c in "-_." for c in p) for p in parts
+        isinstance(p, str) and p[:1].isalnum() and all(c.isalnum() or c in "-_." for c in p)
+        for p in parts
     )
     if not ok:
         raise ValueError(
-            f"name={name!r} must be a non-empty string of letters, digits, '-', '_' or '.' "
-            "(at most one '/')."
+            f"name={name!r} must be a non-empty string of letters, digits, '-', '_' or '.' that "
+            "starts with a letter or digit (at most one '/')."
         )
     key = json.dumps({"config": config, "quick": is_quick()}, sort_keys=True, default=str)
     digest = hashlib.sha1(key.encode()).hexdigest()[:16]
