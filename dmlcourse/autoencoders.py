@@ -31,6 +31,9 @@ from .core.linalg import pca as pca_components  # the SVD of the centred data (0
 from .core.validate import check_choice, check_float, check_int, check_tensor
 from .runtime import get_device, seed_everything
 
+# Heavy and needed only for pictures, widgets or fitting, so imported inside the
+# functions that use them: scikit-learn.
+
 # --------------------------------------------------------------------------- autoencoders
 
 

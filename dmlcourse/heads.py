@@ -31,6 +31,9 @@ from torch.nn import functional as F
 
 from .core.validate import check_float, check_int, check_tensor
 
+# Heavy and needed only for pictures, widgets or fitting, so imported inside the
+# functions that use them: ipywidgets, plotly.
+
 # acos is clamped to [-1 + EPS, 1 - EPS]: its derivative -1/sqrt(1 - c^2) is infinite at +-1.
 ACOS_EPS = 1e-6
 

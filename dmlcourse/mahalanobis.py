@@ -9,6 +9,9 @@ W is learning L. Three ways to choose it:
 * ``covariance_metric``: W = Sigma^-1, the classical Mahalanobis distance (whitening);
 * ``LDA``: Fisher's discriminant directions (implemented here, not scikit-learn's);
 * ``NCA``: neighbourhood components analysis, L trained by gradient descent in PyTorch.
+
+``nca_loss`` — NCA over a mini-batch of embeddings — lives here, with NCA; the first notebook
+trains with it already and lecture 05 lists it with the other losses (``losses.nca_loss``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ from .core.validate import (
     check_int,
     check_tensor,
 )
+
+# Heavy and needed only for pictures, widgets or fitting, so imported inside the
+# functions that use them: ipywidgets, plotly.
 
 
 def mahalanobis_distance(x: torch.Tensor, y: torch.Tensor, W: torch.Tensor) -> torch.Tensor:

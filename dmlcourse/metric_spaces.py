@@ -29,6 +29,9 @@ from .core.validate import (
     check_tensor,
 )
 
+# Heavy and needed only for pictures, widgets or fitting, so imported inside the
+# functions that use them: ipywidgets, plotly.
+
 
 def euclidean(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Row-wise ||u - v||."""

@@ -30,6 +30,9 @@ from .core.reduction import REDUCTIONS, reduce_terms
 from .core.validate import check_choice, check_embeddings_labels, check_float
 from .losses import easy_positive_loss, triplet_loss
 
+# Heavy and needed only for pictures, widgets or fitting, so imported inside the
+# functions that use them: ipywidgets, plotly.
+
 CHUNK_ELEMENTS = 1 << 24  # at most ~16M entries per intermediate tensor
 
 

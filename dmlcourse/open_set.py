@@ -18,6 +18,9 @@ import torch
 from .core.distances import DISTANCES, pairwise_distance
 from .core.validate import check_embeddings_labels, check_int, check_tensor
 
+# Heavy and needed only for pictures, widgets or fitting, so imported inside the
+# functions that use them: matplotlib, scikit-learn.
+
 
 def split_by_classes(images: torch.Tensor, labels: torch.Tensor, seen_classes):
     """Split a dataset into the seen classes and the held-out (unseen) ones.

@@ -21,6 +21,9 @@ import torch
 from .core.linalg import pca
 from .core.validate import check_choice, check_float, check_int
 
+# Heavy and needed only for pictures, widgets or fitting, so imported inside the
+# functions that use them: Pillow, ipywidgets, matplotlib, plotly, umap.
+
 PALETTE = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",

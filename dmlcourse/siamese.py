@@ -25,6 +25,9 @@ from .core.distances import pairwise_distance
 from .core.validate import check_choice, check_float, check_int
 from .losses import contrastive_loss, nca_loss, reduce_terms, triplet_loss
 
+# Heavy and needed only for pictures, widgets or fitting, so imported inside the
+# functions that use them: ipywidgets, plotly.
+
 
 class SharedSiamese(nn.Module):
     """One sub-network applied to every element of a tuple: ``forward(x1, x2, ...)``."""

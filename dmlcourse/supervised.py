@@ -28,6 +28,9 @@ from torch.nn import functional as F
 
 from .core.validate import check_choice, check_float, check_int, check_tensor
 
+# Heavy and needed only for pictures, widgets or fitting, so imported inside the
+# functions that use them: matplotlib.
+
 REDUCTIONS = ("mean", "sum", "none")
 
 

@@ -36,6 +36,9 @@ from .metrics import evaluate
 from .models import embed
 from .runtime import get_device, seed_everything
 
+# Heavy and needed only for pictures, widgets or fitting, so imported inside the
+# functions that use them: matplotlib.
+
 
 @dataclass
 class History:

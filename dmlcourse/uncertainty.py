@@ -30,6 +30,9 @@ from torch.nn import functional as F
 
 from .core.validate import check_choice, check_float, check_int, check_tensor
 
+# Heavy and needed only for pictures, widgets or fitting, so imported inside the
+# functions that use them: ipywidgets, plotly.
+
 LOG_2PI = math.log(2 * math.pi)
 DEGRADATIONS = ("blur", "occlusion", "noise", "contrast")
 

@@ -43,6 +43,9 @@ from .config import (
 from .layouts import interpolate, warm_up_umap
 from .runner import LabRun, lab_cache_dir
 
+# Heavy and needed only for pictures, widgets or fitting, so imported inside the
+# functions that use them: IPython, ipywidgets, plotly.
+
 
 def _fmt(v, digits=3) -> str:
     return "–" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.{digits}f}"
