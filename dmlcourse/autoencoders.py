@@ -45,7 +45,21 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(1) if x.ndim > 2 else x
 
 
-class Autoencoder(nn.Module):
+class _EncoderDecoder(nn.Module):
+    """What every autoencoder here shares: ``encode`` (defined by each), ``decode`` with
+    ``self.decoder``, ``forward`` = the code, ``reconstruct`` = decode(encode(x))."""
+
+    def decode(self, code: torch.Tensor) -> torch.Tensor:
+        return self.decoder(code)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode(x)
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+
+class Autoencoder(_EncoderDecoder):
     """Encoder E: R^d -> R^p and decoder D: R^p -> R^d.
 
     Parameters
@@ -104,15 +118,6 @@ class Autoencoder(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.code_act(self.encoder(_flat(x)))
-
-    def decode(self, code: torch.Tensor) -> torch.Tensor:
-        return self.decoder(code)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encode(x)
-
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x))
 
 
 def weight_penalty(model: nn.Module) -> torch.Tensor:
@@ -274,7 +279,7 @@ def copy_gain(model: nn.Module, x: torch.Tensor, *, directions: torch.Tensor | N
 # --------------------------------------------------------------------------- linear AE and PCA
 
 
-class LinearAutoencoder(nn.Module):
+class LinearAutoencoder(_EncoderDecoder):
     """Stacked linear layers without activations or biases (feed it centred data).
 
     ``encoder_dims`` lists the widths from the input to the code, e.g. (784, 128, 16):
@@ -296,15 +301,6 @@ class LinearAutoencoder(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(_flat(x))
-
-    def decode(self, code: torch.Tensor) -> torch.Tensor:
-        return self.decoder(code)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encode(x)
-
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x))
 
 
 def _product(layers) -> torch.Tensor:
