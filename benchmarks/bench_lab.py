@@ -26,12 +26,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
 from machine import describe, machine_info
 
 from dmlcourse import lab, plots, runtime
 from dmlcourse.core.paths import default_size
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def first_umap_seconds() -> float:

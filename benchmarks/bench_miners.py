@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
 from machine import describe, machine_info
 
 from dmlcourse import losses, miners, runtime
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def timeit(fn, repeat):

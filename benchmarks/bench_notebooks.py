@@ -18,8 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
 from machine import describe, machine_info
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_notebook(path: Path, quick: bool, keep: Path | None) -> tuple[float, bool]:

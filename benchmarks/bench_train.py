@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
 from machine import describe, machine_info
 
 from dmlcourse import data, losses, models, runtime
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def time_steps(device, images, labels, *, batch_size, steps, channels_last=False, amp=False, warmup=3):

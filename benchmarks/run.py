@@ -16,8 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
 from machine import describe
+
+HERE = Path(__file__).resolve().parent
 
 
 def main() -> int:
