@@ -4,7 +4,8 @@ Taught in 00_start_here.
 
 * ``load(name, split, size)`` returns uint8 images (N, 28, 28), int64 labels and
   the class names.  ``size="mini"`` reads the class-balanced subset shipped inside
-  the package, ``dmlcourse/datasets/mini/`` (no network ever); ``size="full"`` reads the four official IDX
+  the package, ``dmlcourse/datasets/mini/`` (no network ever); ``size="full"`` reads the four
+  official IDX
   files from the data folder and downloads missing ones from the official
   mirrors, verified against the official MD5 and written atomically.
 * ``ClassBalancedBatchSampler`` draws P classes x K samples per batch (what the
@@ -30,15 +31,42 @@ from .core.io import atomic_write
 from .core.paths import DATASETS, FILES, SIZES, SPLITS, data_dir, default_size, mini_dir
 from .core.validate import check_choice, check_images_labels, check_int, check_tensor
 
-__all__ = ["DATASETS", "SPLITS", "SIZES", "FILES", "CLASS_NAMES", "PIXEL_STATS", "MINI_DIR", "Split",
-           "DataError", "data_dir", "default_size", "load", "to_float", "balanced_subset", "parse_idx",
-           "read_idx", "md5sum", "download_file", "ClassBalancedBatchSampler", "DeviceLoader"]
+__all__ = [
+    "DATASETS",
+    "SPLITS",
+    "SIZES",
+    "FILES",
+    "CLASS_NAMES",
+    "PIXEL_STATS",
+    "MINI_DIR",
+    "Split",
+    "DataError",
+    "data_dir",
+    "default_size",
+    "load",
+    "to_float",
+    "balanced_subset",
+    "parse_idx",
+    "read_idx",
+    "md5sum",
+    "download_file",
+    "ClassBalancedBatchSampler",
+    "DeviceLoader",
+]
 
 CLASS_NAMES = {
     "mnist": tuple(str(i) for i in range(10)),
     "fashion-mnist": (
-        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
     ),
 }
 
@@ -118,7 +146,11 @@ def load(name: str, split: str = "train", size: str = "mini", *, download: bool 
         if not f.exists():
             raise DataError(_missing_message(name, split, size, folder))
     images, labels = _read_pair(str(image_file), str(label_file), expected)
-    return Split(torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64)), CLASS_NAMES[name])
+    return Split(
+        torch.from_numpy(images.copy()),
+        torch.from_numpy(labels.astype(np.int64)),
+        CLASS_NAMES[name],
+    )
 
 
 def to_float(images: torch.Tensor, name: str | None = None) -> torch.Tensor:
@@ -128,7 +160,9 @@ def to_float(images: torch.Tensor, name: str | None = None) -> torch.Tensor:
     if images.ndim == 3:
         images = images.unsqueeze(1)
     if images.ndim != 4:
-        raise ValueError(f"images must have shape (N, 28, 28) or (N, 1, 28, 28), got {tuple(images.shape)}.")
+        raise ValueError(
+            f"images must have shape (N, 28, 28) or (N, 1, 28, 28), got {tuple(images.shape)}."
+        )
     x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
     if name is not None:
         check_choice("name", name, DATASETS)
@@ -155,6 +189,7 @@ def balanced_subset(labels: torch.Tensor, per_class: int, *, seed: int = 0) -> t
 # IDX files: validated by content, never a bare reshape traceback
 # ----------------------------------------------------------------------------------------------
 
+
 def parse_idx(raw: bytes, filename: str = "<bytes>") -> np.ndarray:
     """Parse the bytes of an IDX file (already decompressed), checking magic, dims and length."""
     if len(raw) < 4:
@@ -166,17 +201,20 @@ def parse_idx(raw: bytes, filename: str = "<bytes>") -> np.ndarray:
         )
     ndim = raw[3]
     if ndim not in (1, 3):
-        raise DataError(f"{filename}: IDX file with {ndim} dimensions; expected 1 (labels) or 3 (images).")
+        raise DataError(
+            f"{filename}: IDX file with {ndim} dimensions; expected 1 (labels) or 3 (images)."
+        )
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise DataError(f"{filename}: truncated header ({len(raw)} bytes).")
-    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     if ndim == 3 and dims[1:] != (28, 28):
         raise DataError(f"{filename}: images are {dims[1]}x{dims[2]}, expected 28x28.")
     expected = header + int(np.prod(dims))
     if len(raw) != expected:
         raise DataError(
-            f"{filename}: {len(raw)} bytes after decompression, expected {expected} for dimensions {dims}; "
+            f"{filename}: {len(raw)} bytes after decompression, expected {expected} for dimensions "
+            f"{dims}; "
             "the file is truncated or corrupt. Delete it and load again."
         )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
@@ -191,8 +229,10 @@ def read_idx(path) -> np.ndarray:
         if raw[:2] == b"\x1f\x8b":
             raw = gzip.decompress(raw)
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise DataError(f"{path}: cannot be read as a gzip file ({exc}); the file is truncated or corrupt. "
-                        "Delete it and load again.") from None
+        raise DataError(
+            f"{path}: cannot be read as a gzip file ({exc}); the file is truncated or corrupt. "
+            "Delete it and load again."
+        ) from None
     return parse_idx(raw, str(path))
 
 
@@ -204,11 +244,15 @@ def _read_pair(image_file: str, label_file: str, expected: int | None):
     if labels.ndim != 1:
         raise DataError(f"{label_file}: expected a label file (1 dimension), got {labels.ndim}.")
     if len(images) != len(labels):
-        raise DataError(f"{image_file} has {len(images)} images but {label_file} has {len(labels)} labels.")
+        raise DataError(
+            f"{image_file} has {len(images)} images but {label_file} has {len(labels)} labels."
+        )
     if labels.size and labels.max() > 9:
         raise DataError(f"{label_file}: label {int(labels.max())} out of range 0..9.")
     if expected is not None and len(labels) != expected:
-        raise DataError(f"{label_file}: {len(labels)} samples, expected {expected} for the official split.")
+        raise DataError(
+            f"{label_file}: {len(labels)} samples, expected {expected} for the official split."
+        )
     images.setflags(write=False)
     labels.setflags(write=False)
     return images, labels
@@ -218,14 +262,18 @@ def _read_pair(image_file: str, label_file: str, expected: int | None):
 # Download: official mirrors, MD5 check, atomic write
 # ----------------------------------------------------------------------------------------------
 
+
 def _missing_message(name, split, size, folder) -> str:
     files = ", ".join(FILES[split])
     if size == "mini":
-        return (f"The bundled mini data is missing from {folder} ({files}). Reinstall dmlcourse, "
-                "or rebuild it with `python scripts/make_mini.py` from the full files in a clone.")
+        return (
+            f"The bundled mini data is missing from {folder} ({files}). Reinstall dmlcourse, "
+            "or rebuild it with `python scripts/make_mini.py` from the full files in a clone."
+        )
     return (
         f"The full {name} {split} files are missing and could not be downloaded. Put {files} "
-        f"(the official .gz files) into {folder}/ or point DMLCOURSE_DATA_DIR to a folder that holds "
+        f"(the official .gz files) into {folder}/ or point DMLCOURSE_DATA_DIR to a folder that "
+        "holds "
         f"a '{name}/' sub-folder with them. size='mini' works offline."
     )
 
@@ -238,18 +286,29 @@ def md5sum(path) -> str:
     return h.hexdigest()
 
 
-def download_file(url: str, dest, md5: str | None = None, *, timeout: float = 30.0, progress: bool = True) -> Path:
+def download_file(
+    url: str, dest, md5: str | None = None, *, timeout: float = 30.0, progress: bool = True
+) -> Path:
     """Download ``url`` to ``dest`` atomically: a temporary file in the same folder,
     checked against ``md5``, then renamed. A failed or interrupted download leaves
     nothing at ``dest``."""
     dest = Path(dest)
     h = hashlib.md5()
-    with atomic_write(dest, suffix=".part") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+    with (
+        atomic_write(dest, suffix=".part") as out,
+        urllib.request.urlopen(url, timeout=timeout) as resp,
+    ):
         total = resp.headers.get("Content-Length")
         total = int(total) if total and total.isdigit() else None
         got = 0
-        with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress,
-                  leave=False) as bar:
+        with tqdm(
+            total=total,
+            unit="B",
+            unit_scale=True,
+            desc=dest.name,
+            disable=not progress,
+            leave=False,
+        ) as bar:
             while True:
                 chunk = resp.read(1 << 16)
                 if not chunk:
@@ -280,12 +339,15 @@ def _ensure_files(name: str, split: str, folder: Path) -> None:
             except Exception as exc:  # http.client.IncompleteRead and friends
                 errors.append(f"{mirror}{fname}: {type(exc).__name__}: {exc}")
         else:
-            raise DataError(_missing_message(name, split, "full", folder) + "\nTried:\n  " + "\n  ".join(errors))
+            raise DataError(
+                _missing_message(name, split, "full", folder) + "\nTried:\n  " + "\n  ".join(errors)
+            )
 
 
 # ----------------------------------------------------------------------------------------------
 # Batching
 # ----------------------------------------------------------------------------------------------
+
 
 class ClassBalancedBatchSampler:
     """Batches of P classes x K samples (``classes_per_batch`` x ``samples_per_class``).
@@ -298,8 +360,14 @@ class ClassBalancedBatchSampler:
     is always the same. Yields LongTensors of indices. Taught in 06_mining_sampling.
     """
 
-    def __init__(self, labels: torch.Tensor, classes_per_batch: int = 8, samples_per_class: int = 4,
-                 *, seed: int = 0):
+    def __init__(
+        self,
+        labels: torch.Tensor,
+        classes_per_batch: int = 8,
+        samples_per_class: int = 4,
+        *,
+        seed: int = 0,
+    ):
         check_tensor("labels", labels, ndim=1)
         self.labels = labels.detach().cpu().long()
         self.classes = torch.unique(self.labels)
@@ -307,7 +375,9 @@ class ClassBalancedBatchSampler:
         self.P = check_int("classes_per_batch", classes_per_batch, min_value=1)
         self.K = check_int("samples_per_class", samples_per_class, min_value=1)
         if self.P > n_classes:
-            raise ValueError(f"classes_per_batch={self.P} but the labels have only {n_classes} classes.")
+            raise ValueError(
+                f"classes_per_batch={self.P} but the labels have only {n_classes} classes."
+            )
         self.seed = check_int("seed", seed, min_value=0)
         self.epoch = 0
         self._by_class = [torch.nonzero(self.labels == c).flatten() for c in self.classes]
@@ -341,7 +411,9 @@ class ClassBalancedBatchSampler:
         for _ in range(self._len):
             remaining = torch.tensor([len(gr) for gr in groups], dtype=torch.float)
             # classes with the most groups left first, ties broken at random
-            order = torch.argsort(remaining + torch.rand(n_classes, generator=g) * 0.5, descending=True)
+            order = torch.argsort(
+                remaining + torch.rand(n_classes, generator=g) * 0.5, descending=True
+            )
             batch = []
             for c in order[: self.P].tolist():
                 if groups[c]:
@@ -362,9 +434,19 @@ class DeviceLoader:
     (``shuffle=True``) or in order. Taught in 00_start_here.
     """
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 128,
-                 device=None, sampler: ClassBalancedBatchSampler | None = None, shuffle: bool = True,
-                 drop_last: bool = False, name: str | None = None, seed: int = 0):
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        batch_size: int = 128,
+        device=None,
+        sampler: ClassBalancedBatchSampler | None = None,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        name: str | None = None,
+        seed: int = 0,
+    ):
         check_images_labels(images, labels)
         self.batch_size = check_int("batch_size", batch_size, min_value=1)
         device = torch.device(device) if device is not None else images.device
@@ -392,7 +474,7 @@ class DeviceLoader:
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
         order = order.to(self.images.device)
         for start in range(0, n, self.batch_size):
-            idx = order[start: start + self.batch_size]
+            idx = order[start : start + self.batch_size]
             if self.drop_last and len(idx) < self.batch_size:
                 break
             yield self.images[idx], self.labels[idx]

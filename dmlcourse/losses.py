@@ -29,11 +29,21 @@ def _check_pair(z1, z2, name1="z1", name2="z2"):
     check_tensor(name1, z1, ndim=2, floating=True)
     check_tensor(name2, z2, ndim=2, floating=True)
     if z1.shape != z2.shape:
-        raise ValueError(f"{name1} has shape {tuple(z1.shape)} but {name2} has {tuple(z2.shape)}; they must match.")
+        raise ValueError(
+            f"{name1} has shape {tuple(z1.shape)} but {name2} has {tuple(z2.shape)}; they must "
+            "match."
+        )
 
 
-def contrastive_loss(z1: torch.Tensor, z2: torch.Tensor, dissimilar: torch.Tensor, margin: float = 1.0,
-                     distance: str = "squared_euclidean", reduction: str = "mean", form: str = "lecture"):
+def contrastive_loss(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    dissimilar: torch.Tensor,
+    margin: float = 1.0,
+    distance: str = "squared_euclidean",
+    reduction: str = "mean",
+    form: str = "lecture",
+):
     """Contrastive loss over pairs (z1[i], z2[i]); ``dissimilar[i]`` is y_i (1 = dissimilar).
 
     form="lecture" (eq. 11):  (1 - y) d + y [m - d]_+
@@ -44,7 +54,10 @@ def contrastive_loss(z1: torch.Tensor, z2: torch.Tensor, dissimilar: torch.Tenso
     _check_pair(z1, z2)
     check_tensor("dissimilar", dissimilar, ndim=1)
     if dissimilar.shape[0] != z1.shape[0]:
-        raise ValueError(f"dissimilar has {dissimilar.shape[0]} entries but z1 has {z1.shape[0]} rows; they must match.")
+        raise ValueError(
+            f"dissimilar has {dissimilar.shape[0]} entries but z1 has {z1.shape[0]} rows; they "
+            "must match."
+        )
     if dissimilar.numel() and not torch.all((dissimilar == 0) | (dissimilar == 1)):
         raise ValueError("dissimilar must hold only 0 (similar pair) and 1 (dissimilar pair).")
     margin = check_float("margin", margin, min_value=0.0)
@@ -60,31 +73,51 @@ def contrastive_loss(z1: torch.Tensor, z2: torch.Tensor, dissimilar: torch.Tenso
     return reduce_terms(terms, reduction, anchor=z1)
 
 
-def triplet_loss(za: torch.Tensor, zp: torch.Tensor, zn: torch.Tensor, margin: float = 0.2,
-                 distance: str = "euclidean", reduction: str = "mean"):
+def triplet_loss(
+    za: torch.Tensor,
+    zp: torch.Tensor,
+    zn: torch.Tensor,
+    margin: float = 0.2,
+    distance: str = "euclidean",
+    reduction: str = "mean",
+):
     """Triplet loss (eq. 12): [d(a, p) - d(a, n) + m]_+ for each row."""
     _check_pair(za, zp, "za", "zp")
     _check_pair(za, zn, "za", "zn")
     margin = check_float("margin", margin, min_value=0.0)
     check_choice("distance", distance, DISTANCES)
     check_choice("reduction", reduction, REDUCTIONS)
-    terms = torch.relu(paired_distance(za, zp, distance) - paired_distance(za, zn, distance) + margin)
+    terms = torch.relu(
+        paired_distance(za, zp, distance) - paired_distance(za, zn, distance) + margin
+    )
     return reduce_terms(terms, reduction, anchor=za)
 
 
-def triplet_loss_from_indices(z: torch.Tensor, a, p, n, margin: float = 0.2, distance: str = "euclidean",
-                              reduction: str = "mean"):
+def triplet_loss_from_indices(
+    z: torch.Tensor,
+    a,
+    p,
+    n,
+    margin: float = 0.2,
+    distance: str = "euclidean",
+    reduction: str = "mean",
+):
     """Triplet loss on the triplets (z[a], z[p], z[n]) that a miner returned."""
     check_tensor("z", z, ndim=2, floating=True)
     for nm, t in (("a", a), ("p", p), ("n", n)):
         check_tensor(nm, t, ndim=1)
     if not (len(a) == len(p) == len(n)):
         raise ValueError(f"a, p and n must have the same length, got {len(a)}, {len(p)}, {len(n)}.")
-    return triplet_loss(z[a], z[p], z[n], margin, distance, reduction) if len(a) else reduce_terms(
-        z.new_zeros(0), reduction, anchor=z)
+    return (
+        triplet_loss(z[a], z[p], z[n], margin, distance, reduction)
+        if len(a)
+        else reduce_terms(z.new_zeros(0), reduction, anchor=z)
+    )
 
 
-def easy_positive_loss(z: torch.Tensor, labels: torch.Tensor, *, scale: float = 1.0, reduction: str = "mean"):
+def easy_positive_loss(
+    z: torch.Tensor, labels: torch.Tensor, *, scale: float = 1.0, reduction: str = "mean"
+):
     """Easy-positive loss (Xuan, Stylianou & Pless, 2020; the lecture's eq. 19).
 
     Taught in 06_mining_sampling.
@@ -115,8 +148,14 @@ def easy_positive_loss(z: torch.Tensor, labels: torch.Tensor, *, scale: float = 
     return reduce_terms(terms, reduction, anchor=z)
 
 
-def batch_all_triplet_loss(z: torch.Tensor, labels: torch.Tensor, margin: float = 0.2, *,
-                           distance: str = "euclidean", reduction: str = "mean_nonzero"):
+def batch_all_triplet_loss(
+    z: torch.Tensor,
+    labels: torch.Tensor,
+    margin: float = 0.2,
+    *,
+    distance: str = "euclidean",
+    reduction: str = "mean_nonzero",
+):
     """The triplet loss over every valid triplet of the batch (eq. 15) without listing them.
 
     Taught in 06_mining_sampling.

@@ -41,10 +41,14 @@ def mahalanobis_distance(x: torch.Tensor, y: torch.Tensor, W: torch.Tensor) -> t
     check_tensor("y", y, floating=True)
     check_tensor("W", W, ndim=2, floating=True)
     if x.shape != y.shape:
-        raise ValueError(f"x has shape {tuple(x.shape)} but y has {tuple(y.shape)}; they must match.")
+        raise ValueError(
+            f"x has shape {tuple(x.shape)} but y has {tuple(y.shape)}; they must match."
+        )
     d = x.shape[-1]
     if W.shape != (d, d):
-        raise ValueError(f"W must have shape ({d}, {d}) for {d}-dimensional points, got {tuple(W.shape)}.")
+        raise ValueError(
+            f"W must have shape ({d}, {d}) for {d}-dimensional points, got {tuple(W.shape)}."
+        )
     check_psd(W)
     diff = x - y
     return torch.sqrt(torch.einsum("...i,ij,...j->...", diff, W.to(diff.dtype), diff).clamp_min(0))
@@ -56,8 +60,10 @@ def check_psd(W: torch.Tensor, *, tol: float = 1e-8) -> None:
         raise ValueError("W must be symmetric.")
     smallest = torch.linalg.eigvalsh(W.double()).min().item()
     if smallest < -tol * max(1.0, W.abs().max().item()):
-        raise ValueError(f"W must be positive semi-definite; its smallest eigenvalue is {smallest:.3g}, "
-                         "so some 'squared distances' would be negative.")
+        raise ValueError(
+            f"W must be positive semi-definite; its smallest eigenvalue is {smallest:.3g}, "
+            "so some 'squared distances' would be negative."
+        )
 
 
 def covariance_metric(x: torch.Tensor, *, shrinkage: float = 1e-3) -> torch.Tensor:
@@ -85,7 +91,13 @@ def whitening(x: torch.Tensor, *, shrinkage: float = 1e-3) -> torch.Tensor:
     return psd_sqrt(covariance_metric(x, shrinkage=shrinkage))
 
 
-def lda(x: torch.Tensor, labels: torch.Tensor, n_components: int | None = None, *, shrinkage: float = 1e-3):
+def lda(
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    n_components: int | None = None,
+    *,
+    shrinkage: float = 1e-3,
+):
     """Fisher's linear discriminant: the rows of L maximise between-class scatter over
     within-class scatter (generalised eigenvectors of (S_b, S_w)). Returns L (k, D)
     with k = n_components (default: classes - 1); W = L^T L."""
@@ -110,8 +122,15 @@ def lda(x: torch.Tensor, labels: torch.Tensor, n_components: int | None = None, 
     return (Sw_inv_half @ V[:, torch.argsort(ev, descending=True)[:k]]).T.to(x.dtype)
 
 
-def nca_loss(z: torch.Tensor, labels: torch.Tensor, *, variant: str = "goldberger",
-             distance: str = "squared_euclidean", scale: float = 1.0, reduction: str = "mean"):
+def nca_loss(
+    z: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    variant: str = "goldberger",
+    distance: str = "squared_euclidean",
+    scale: float = 1.0,
+    reduction: str = "mean",
+):
     """NCA over the mini-batch.
 
     variant="goldberger" (Goldberger et al. 2005): point i picks neighbour j with
@@ -181,8 +200,16 @@ class NCA:
     of the same class. ``transform(x)`` returns x L^T; ``W`` = L^T L.
     """
 
-    def __init__(self, n_components: int | None = None, *, max_iter: int = 200, lr: float = 0.01,
-                 batch_size: int | None = 1024, init: str = "pca", seed: int = 0):
+    def __init__(
+        self,
+        n_components: int | None = None,
+        *,
+        max_iter: int = 200,
+        lr: float = 0.01,
+        batch_size: int | None = 1024,
+        init: str = "pca",
+        seed: int = 0,
+    ):
         self.n_components = n_components
         self.max_iter = check_int("max_iter", max_iter, min_value=1)
         self.lr = check_float("lr", lr, min_value=0.0, strict_min=True)
@@ -229,7 +256,8 @@ class NCA:
 def unit_ball_explorer(points=None, *, eig1: float = 1.0, eig2: float = 0.25, angle: float = 30.0):
     """Widget: the unit ball {x : ||x||_W = 1} (an ellipse) of W = R diag(l1, l2) R^T, with
     sliders for the eigenvalues and the rotation; a query point (black) and its nearest
-    neighbour under W (circled). Attributes: ``eig1``, ``eig2``, ``angle``, ``figure``, ``state``."""
+    neighbour under W (circled). Attributes: ``eig1``, ``eig2``, ``angle``, ``figure``,
+    ``state``."""
     import ipywidgets as W_
     import plotly.graph_objects as go
 
@@ -238,29 +266,63 @@ def unit_ball_explorer(points=None, *, eig1: float = 1.0, eig2: float = 0.25, an
     pts = torch.as_tensor(points, dtype=torch.float64)
     query = torch.zeros(1, 2, dtype=torch.float64)
     t = torch.linspace(0, 2 * math.pi, 200, dtype=torch.float64)
-    s1 = W_.FloatLogSlider(value=eig1, base=10, min=-2, max=1, step=0.05, description="eigenvalue 1")
-    s2 = W_.FloatLogSlider(value=eig2, base=10, min=-2, max=1, step=0.05, description="eigenvalue 2")
+    s1 = W_.FloatLogSlider(
+        value=eig1, base=10, min=-2, max=1, step=0.05, description="eigenvalue 1"
+    )
+    s2 = W_.FloatLogSlider(
+        value=eig2, base=10, min=-2, max=1, step=0.05, description="eigenvalue 2"
+    )
     ang = W_.FloatSlider(value=angle, min=0, max=180, step=5, description="rotation °")
     fig = go.FigureWidget()
-    fig.add_trace(go.Scatter(x=[], y=[], mode="lines", name="||x||_W = 1", line=dict(color="#1f77b4")))
-    fig.add_trace(go.Scatter(x=pts[:, 0].numpy(), y=pts[:, 1].numpy(), mode="markers", name="points",
-                             marker=dict(color="#7f7f7f", size=7)))
-    fig.add_trace(go.Scatter(x=[0.0], y=[0.0], mode="markers", name="query", marker=dict(color="black", size=10)))
-    fig.add_trace(go.Scatter(x=[], y=[], mode="markers", name="nearest under W",
-                             marker=dict(size=16, color="rgba(0,0,0,0)", line=dict(width=3, color="#d62728"))))
-    fig.update_layout(height=420, width=470, xaxis_range=[-3, 3], yaxis_range=[-3, 3], yaxis_scaleanchor="x",
-                      margin=dict(l=10, r=10, t=40, b=10))
+    fig.add_trace(
+        go.Scatter(x=[], y=[], mode="lines", name="||x||_W = 1", line=dict(color="#1f77b4"))
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=pts[:, 0].numpy(),
+            y=pts[:, 1].numpy(),
+            mode="markers",
+            name="points",
+            marker=dict(color="#7f7f7f", size=7),
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[0.0], y=[0.0], mode="markers", name="query", marker=dict(color="black", size=10)
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[],
+            y=[],
+            mode="markers",
+            name="nearest under W",
+            marker=dict(size=16, color="rgba(0,0,0,0)", line=dict(width=3, color="#d62728")),
+        )
+    )
+    fig.update_layout(
+        height=420,
+        width=470,
+        xaxis_range=[-3, 3],
+        yaxis_range=[-3, 3],
+        yaxis_scaleanchor="x",
+        margin=dict(l=10, r=10, t=40, b=10),
+    )
     box_state = {}
 
     def matrix():
         a = math.radians(ang.value)
-        R = torch.tensor([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]], dtype=torch.float64)
+        R = torch.tensor(
+            [[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]], dtype=torch.float64
+        )
         return R @ torch.diag(torch.tensor([s1.value, s2.value], dtype=torch.float64)) @ R.T, R
 
     def update(change=None):
         Wm, R = matrix()
         # ||x||_W = 1  <=>  x = R diag(1/sqrt(l)) (cos t, sin t)
-        circle = torch.stack([torch.cos(t) / math.sqrt(s1.value), torch.sin(t) / math.sqrt(s2.value)])
+        circle = torch.stack(
+            [torch.cos(t) / math.sqrt(s1.value), torch.sin(t) / math.sqrt(s2.value)]
+        )
         ell = (R @ circle).T
         d = mahalanobis_distance(pts, query.expand_as(pts), Wm)
         k = int(torch.argmin(d))

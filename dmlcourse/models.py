@@ -22,7 +22,10 @@ def _as_images(x: torch.Tensor) -> torch.Tensor:
     elif x.ndim == 3:
         x = x.unsqueeze(1)
     if x.ndim != 4:
-        raise ValueError(f"expected images of shape (N, 1, 28, 28), (N, 28, 28) or (N, 784); got {tuple(x.shape)}.")
+        raise ValueError(
+            "expected images of shape (N, 1, 28, 28), (N, 28, 28) or (N, 784); got "
+            f"{tuple(x.shape)}."
+        )
     return x.float()
 
 
@@ -44,13 +47,20 @@ class SmallCNN(nn.Module):
         self.normalize = bool(normalize)
 
         def block(cin, cout):
-            return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+            return [
+                nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True),
+            ]
 
         self.features = nn.Sequential(
-            *block(1, width), nn.MaxPool2d(2),
-            *block(width, 2 * width), nn.MaxPool2d(2),
+            *block(1, width),
+            nn.MaxPool2d(2),
+            *block(width, 2 * width),
+            nn.MaxPool2d(2),
             *block(2 * width, 4 * width),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
         )
         self.feature_dim = 4 * width
         self.head = nn.Linear(self.feature_dim, self.embedding_dim)
@@ -71,7 +81,13 @@ class MLP(nn.Module):
     normalize : bool, default False
     """
 
-    def __init__(self, embedding_dim: int = 64, hidden=(256,), in_features: int = 784, normalize: bool = False):
+    def __init__(
+        self,
+        embedding_dim: int = 64,
+        hidden=(256,),
+        in_features: int = 784,
+        normalize: bool = False,
+    ):
         super().__init__()
         self.embedding_dim = check_int("embedding_dim", embedding_dim, min_value=1)
         in_features = check_int("in_features", in_features, min_value=1)
@@ -90,8 +106,14 @@ class MLP(nn.Module):
 
 
 @torch.no_grad()
-def embed(model: nn.Module, images: torch.Tensor, *, batch_size: int = 1024, device=None,
-          name: str | None = None) -> torch.Tensor:
+def embed(
+    model: nn.Module,
+    images: torch.Tensor,
+    *,
+    batch_size: int = 1024,
+    device=None,
+    name: str | None = None,
+) -> torch.Tensor:
     """Embeddings of ``images`` (uint8 or float) in eval mode, without gradients,
     returned on the CPU. ``name`` standardises uint8 images with that dataset's
     statistics (as the trainer does)."""
@@ -104,7 +126,7 @@ def embed(model: nn.Module, images: torch.Tensor, *, batch_size: int = 1024, dev
     out = []
     try:
         for s in range(0, len(images), batch_size):
-            x = images[s:s + batch_size]
+            x = images[s : s + batch_size]
             x = to_float(x, name) if x.dtype == torch.uint8 else x
             out.append(model(x.to(device)).float().cpu())
     finally:

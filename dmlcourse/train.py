@@ -91,13 +91,17 @@ class History:
         import matplotlib.pyplot as plt
 
         has_metrics = any("precision_at_1" in m for m in self.epoch_metrics)
-        fig, axes = plt.subplots(1, 2 if has_metrics else 1, figsize=(10 if has_metrics else 5, 3.2), squeeze=False)
+        fig, axes = plt.subplots(
+            1, 2 if has_metrics else 1, figsize=(10 if has_metrics else 5, 3.2), squeeze=False
+        )
         ax = axes[0, 0]
         loss = torch.tensor(self.step_loss, dtype=torch.float)
         ax.plot(loss.numpy(), lw=0.6, alpha=0.4, label="step")
         if len(loss) >= smooth > 1:
             running = torch.nn.functional.avg_pool1d(loss[None, None], smooth, 1).flatten()
-            ax.plot(range(smooth - 1, len(loss)), running.numpy(), lw=1.5, label=f"mean of {smooth}")
+            ax.plot(
+                range(smooth - 1, len(loss)), running.numpy(), lw=1.5, label=f"mean of {smooth}"
+            )
         ax.set(xlabel="step", ylabel="loss", title="training loss")
         ax.legend(frameon=False)
         if has_metrics:
@@ -105,14 +109,23 @@ class History:
             ep = [m["epoch"] for m in self.epoch_metrics]
             for name in ("precision_at_1", "map_at_r"):
                 ax.plot(ep, self.metric(name), marker="o", label=name)
-            ax.set(xlabel="epoch", ylim=(0, 1.02), title="retrieval on the evaluation set", xticks=ep)
+            ax.set(
+                xlabel="epoch", ylim=(0, 1.02), title="retrieval on the evaluation set", xticks=ep
+            )
             ax.legend(frameon=False)
         fig.tight_layout()
         return fig
 
 
-def fit_epoch(model: nn.Module, loss_fn: Callable, batches, optimizer, *,
-              history: History | None = None, on_step: Callable | None = None) -> float:
+def fit_epoch(
+    model: nn.Module,
+    loss_fn: Callable,
+    batches,
+    optimizer,
+    *,
+    history: History | None = None,
+    on_step: Callable | None = None,
+) -> float:
     """One epoch: for every batch, embed it, compute the loss, back-propagate, step.
 
     ``loss_fn(embeddings, labels)`` returns a scalar, or a dict with a "loss" entry and other
@@ -140,10 +153,18 @@ class TrainingMonitor:
     rules (a non-finite loss, ``max_steps``, ``should_stop()``) and the per-epoch record
     (evaluation, probe snapshot, ``on_epoch_end(history)``)."""
 
-    def __init__(self, history: History, total: int, *, progress: bool = True,
-                 max_steps: int | None = None, should_stop: Callable[[], bool] | None = None,
-                 on_epoch_end: Callable | None = None, embed_probe: Callable | None = None,
-                 evaluate_epoch: Callable | None = None):
+    def __init__(
+        self,
+        history: History,
+        total: int,
+        *,
+        progress: bool = True,
+        max_steps: int | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        on_epoch_end: Callable | None = None,
+        embed_probe: Callable | None = None,
+        evaluate_epoch: Callable | None = None,
+    ):
         self.history, self.total = history, total
         self.max_steps, self.should_stop, self.on_epoch_end = max_steps, should_stop, on_epoch_end
         self.embed_probe, self.evaluate_epoch = embed_probe, evaluate_epoch
@@ -162,12 +183,16 @@ class TrainingMonitor:
             self.bar.set_postfix(epoch=self.epoch + 1, loss=f"{value:.4f}")
         if not math.isfinite(value):
             self.diverged = self.finished = h.interrupted = True
-            h.message = (f"the loss became {value} at step {self.step} (epoch {self.epoch + 1}); "
-                         "training stopped. Try a smaller learning rate or margin.")
+            h.message = (
+                f"the loss became {value} at step {self.step} (epoch {self.epoch + 1}); "
+                "training stopped. Try a smaller learning rate or margin."
+            )
             warnings.warn(h.message, RuntimeWarning, stacklevel=4)
             return True
         max_steps, should_stop = self.max_steps, self.should_stop
-        if (max_steps is not None and self.step >= max_steps) or (should_stop is not None and should_stop()):
+        if (max_steps is not None and self.step >= max_steps) or (
+            should_stop is not None and should_stop()
+        ):
             h.interrupted = max_steps is None or self.step < self.total
             if should_stop is not None and h.interrupted:
                 h.message = f"stopped on request after {self.step} steps."
@@ -194,8 +219,10 @@ class TrainingMonitor:
     def interrupted(self) -> None:
         h = self.history
         h.interrupted = True
-        h.message = (f"interrupted after {self.step} steps ({h.epochs_done} full epochs); "
-                     "the model and this history keep what was trained.")
+        h.message = (
+            f"interrupted after {self.step} steps ({h.epochs_done} full epochs); "
+            "the model and this history keep what was trained."
+        )
         print("dmlcourse:", h.message)
 
 
@@ -212,15 +239,17 @@ def _check_data(images, labels, eval_data, probe) -> None:
             raise ValueError("eval_data must hold at least 2 images with one label each.")
 
 
-def class_balanced_sampler(labels: torch.Tensor, batch_size: int, samples_per_class: int, *,
-                           seed: int = 0) -> ClassBalancedBatchSampler:
+def class_balanced_sampler(
+    labels: torch.Tensor, batch_size: int, samples_per_class: int, *, seed: int = 0
+) -> ClassBalancedBatchSampler:
     """P x K batches for ``train(..., samples_per_class=K)``: P = batch_size // K classes."""
     check_tensor("labels", labels, ndim=1)
     k = check_int("samples_per_class", samples_per_class, min_value=1)
     p = batch_size // k
     if p < 2:
         raise ValueError(
-            f"batch_size={batch_size} is smaller than P x K = 2 x {k}: a class-balanced batch needs "
+            f"batch_size={batch_size} is smaller than P x K = 2 x {k}: a class-balanced batch "
+            "needs "
             f"at least 2 classes of samples_per_class={k}. Use batch_size >= {2 * k}."
         )
     if batch_size % k:
@@ -292,30 +321,53 @@ def train(
         loss_fn.to(device)
         params += [p for p in loss_fn.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    loader = DeviceLoader(images, labels, batch_size=batch_size, device=device, sampler=sampler,
-                          name=name, seed=seed)
+    loader = DeviceLoader(
+        images, labels, batch_size=batch_size, device=device, sampler=sampler, name=name, seed=seed
+    )
 
     h = history if history is not None else History()
-    h.config = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
-                "samples_per_class": samples_per_class, "name": name, "seed": seed,
-                "device": str(device)}
+    h.config = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "samples_per_class": samples_per_class,
+        "name": name,
+        "seed": seed,
+        "device": str(device),
+    }
     if probe_labels is not None:
         h.probe_labels = probe_labels.detach().cpu()
     embed_probe = None if probe is None else (lambda: embed(model, probe, device=device, name=name))
     if embed_probe is not None and not h.snapshots:
         h.snapshots.append(embed_probe())
-    evaluate_epoch = None if eval_data is None else (
-        lambda: evaluate(embed(model, eval_data[0], device=device, name=name), eval_data[1].cpu()))
+    evaluate_epoch = (
+        None
+        if eval_data is None
+        else (
+            lambda: evaluate(
+                embed(model, eval_data[0], device=device, name=name), eval_data[1].cpu()
+            )
+        )
+    )
 
     total = epochs * len(loader) if max_steps is None else min(max_steps, epochs * len(loader))
-    monitor = TrainingMonitor(h, total, progress=progress, max_steps=max_steps,
-                              should_stop=should_stop, on_epoch_end=on_epoch_end,
-                              embed_probe=embed_probe, evaluate_epoch=evaluate_epoch)
+    monitor = TrainingMonitor(
+        h,
+        total,
+        progress=progress,
+        max_steps=max_steps,
+        should_stop=should_stop,
+        on_epoch_end=on_epoch_end,
+        embed_probe=embed_probe,
+        evaluate_epoch=evaluate_epoch,
+    )
     try:
         for _ in range(epochs):
             start = time.perf_counter()
-            mean_loss = fit_epoch(model, loss_fn, loader, optimizer, history=h,
-                                  on_step=monitor.after_step)
+            mean_loss = fit_epoch(
+                model, loss_fn, loader, optimizer, history=h, on_step=monitor.after_step
+            )
             monitor.after_epoch(mean_loss, time.perf_counter() - start)
             if monitor.finished:
                 break

@@ -1,6 +1,6 @@
 """Remove outputs and execution counts from notebooks (they are committed clean).
 
-    python scripts/strip_outputs.py notebooks/*.ipynb
+python scripts/strip_outputs.py notebooks/*.ipynb
 """
 
 import json

@@ -29,9 +29,15 @@ MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 
 
 def _lecture(name: str) -> int | None:
-    """The module's lecture: the first ``Taught in NN_`` of its docstring (None for core and top)."""
+    """The module's lecture: the first ``Taught in NN_`` of its docstring (None for core and
+    top)."""
     parts = name.split(".")
-    if len(parts) > 1 and parts[1] in ("core", *TOP) or name == "dmlcourse" or parts[-1] == "datasets":
+    if (
+        len(parts) > 1
+        and parts[1] in ("core", *TOP)
+        or name == "dmlcourse"
+        or parts[-1] == "datasets"
+    ):
         return None
     doc = ast.get_docstring(ast.parse(MODULES[name].read_text())) or ""
     m = re.search(r"Taught in (\d\d)_", doc)
@@ -48,8 +54,12 @@ def _imports(name: str):
     path = MODULES[name]
     tree = ast.parse(path.read_text())
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
-    in_function = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
-                   for n in ast.walk(f)}
+    in_function = {
+        id(n)
+        for f in ast.walk(tree)
+        if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+        for n in ast.walk(f)
+    }
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
@@ -61,7 +71,10 @@ def _imports(name: str):
             else:
                 module = node.module or ""
             # "from . import x" imports the sub-module x
-            targets = [f"{module}.{a.name}" if f"{module}.{a.name}" in MODULES else module for a in node.names]
+            targets = [
+                f"{module}.{a.name}" if f"{module}.{a.name}" in MODULES else module
+                for a in node.names
+            ]
         else:
             continue
         for target in targets:
@@ -76,8 +89,11 @@ def test_every_lecture_module_names_its_lecture():
 
 @pytest.mark.parametrize("name", sorted(n for n in MODULES if LECTURE[n] is not None))
 def test_no_lecture_module_imports_a_later_lecture(name):
-    later = [(t, line, LECTURE[t]) for t, line, _ in _imports(name)
-             if t in LECTURE and LECTURE[t] is not None and LECTURE[t] > LECTURE[name]]
+    later = [
+        (t, line, LECTURE[t])
+        for t, line, _ in _imports(name)
+        if t in LECTURE and LECTURE[t] is not None and LECTURE[t] > LECTURE[name]
+    ]
     assert not later, f"{name} (lecture {LECTURE[name]:02d}) imports later lectures: {later}"
     top = [t for t, _, _ in _imports(name) if t.split(".")[1:2] and t.split(".")[1] in TOP]
     assert not top, f"{name} imports the top layer: {top}"
@@ -85,14 +101,21 @@ def test_no_lecture_module_imports_a_later_lecture(name):
 
 @pytest.mark.parametrize("name", sorted(n for n in MODULES if n.startswith("dmlcourse.core")))
 def test_core_imports_no_lecture_module(name):
-    bad = [t for t, _, _ in _imports(name) if t.startswith("dmlcourse") and not t.startswith("dmlcourse.core")]
+    bad = [
+        t
+        for t, _, _ in _imports(name)
+        if t.startswith("dmlcourse") and not t.startswith("dmlcourse.core")
+    ]
     assert not bad, f"{name} is core and must import only core, got {bad}"
 
 
 @pytest.mark.parametrize("name", sorted(n for n in MODULES if ".exercises" not in n))
 def test_imports_inside_functions_are_only_heavy_optional_libraries(name):
-    inside = [(t, line) for t, line, in_function in _imports(name)
-              if in_function and t.split(".")[0] not in HEAVY]
+    inside = [
+        (t, line)
+        for t, line, in_function in _imports(name)
+        if in_function and t.split(".")[0] not in HEAVY
+    ]
     assert not inside, f"{name}: move these imports to the top of the file: {inside}"
 
 
@@ -102,6 +125,8 @@ def test_the_checker_sees_a_violation(tmp_path, monkeypatch):
     path = tmp_path / "runtime.py"
     path.write_text(fake.read_text() + "\n\ndef late():\n    from .miners import MINERS\n")
     monkeypatch.setitem(MODULES, "dmlcourse.runtime", path)
-    found = [(t, inside) for t, _, inside in _imports("dmlcourse.runtime") if t == "dmlcourse.miners"]
+    found = [
+        (t, inside) for t, _, inside in _imports("dmlcourse.runtime") if t == "dmlcourse.miners"
+    ]
     assert found == [("dmlcourse.miners", True)]
     assert LECTURE["dmlcourse.miners"] > LECTURE["dmlcourse.runtime"]

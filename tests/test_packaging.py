@@ -63,20 +63,57 @@ def _copy_source(dest: Path) -> Path:
 def test_wheel_installs_and_runs_outside_the_clone(tmp_path):
     src = _copy_source(tmp_path / "src")
     wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "-w", str(wheels), "--no-deps",
-                    "--no-build-isolation", "-q"], check=True, cwd=tmp_path)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(src),
+            "-w",
+            str(wheels),
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+        ],
+        check=True,
+        cwd=tmp_path,
+    )
     (wheel,) = wheels.glob("dmlcourse-*.whl")
     site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(site), "-q",
-                    str(wheel)], check=True, cwd=tmp_path)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--target",
+            str(site),
+            "-q",
+            str(wheel),
+        ],
+        check=True,
+        cwd=tmp_path,
+    )
     for sub in ("core", "lab", "exercises", "datasets/mini/mnist", "datasets/mini/fashion-mnist"):
         assert (site / "dmlcourse" / sub).is_dir(), f"{sub} is missing from the wheel"
     xdg = tmp_path / "xdg"
     script = SCRIPT.format(site=str(site), deps=sysconfig.get_paths()["purelib"], xdg=str(xdg))
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "XDG_CACHE_HOME": str(xdg),
-           "DMLCOURSE_QUICK": "1"}
-    out = subprocess.run([sys.executable, "-S", "-c", script], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=300)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "XDG_CACHE_HOME": str(xdg),
+        "DMLCOURSE_QUICK": "1",
+    }
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "WHEEL-OK" in out.stdout
 
@@ -95,7 +132,11 @@ def test_environment_yml_matches_pyproject():
     wanted = _requirements(project["dependencies"] + project["optional-dependencies"]["dev"])
     text = (ROOT / "environment.yml").read_text()
     section = text.split("dependencies:", 1)[1]
-    deps = [ln.strip()[2:] for ln in section.splitlines() if re.match(r"\s+- [A-Za-z]", ln) and "-e ." not in ln]
+    deps = [
+        ln.strip()[2:]
+        for ln in section.splitlines()
+        if re.match(r"\s+- [A-Za-z]", ln) and "-e ." not in ln
+    ]
     conda = _requirements(deps)
     conda.pop("python"), conda.pop("pip")
     assert conda == wanted

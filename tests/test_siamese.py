@@ -22,13 +22,16 @@ def test_copies_and_shared_network_give_the_same_outputs_and_update():
             losses.contrastive_loss(*z, y, 1.0).backward()
         opt_a.step()
         copies.step(opt_b)
-    for p_shared, p0, p1 in zip(shared.parameters(), copies.branches[0].parameters(), copies.branches[1].parameters()):
+    for p_shared, p0, p1 in zip(
+        shared.parameters(), copies.branches[0].parameters(), copies.branches[1].parameters()
+    ):
         assert torch.allclose(p_shared, p0, atol=1e-6) and torch.equal(p0, p1)
     assert siamese.parameter_bytes(copies) == 2 * siamese.parameter_bytes(shared)
 
 
 def test_naive_copies_without_summing_would_differ():
-    """The gradient of a shared weight is the SUM over its uses: updating with one copy's gradient is wrong."""
+    """The gradient of a shared weight is the SUM over its uses: updating with one copy's gradient
+    is wrong."""
     torch.manual_seed(1)
     net = torch.nn.Linear(3, 2)
     x1, x2 = torch.randn(5, 3), torch.randn(5, 3)

@@ -43,8 +43,15 @@ def cache_path(name: str, config: dict) -> Path:
     return cache_dir().joinpath(*parts[:-1], f"{parts[-1]}-{digest}.pt")
 
 
-def cached(name: str, config: dict, compute: Callable[[], object], *, refresh: bool = False,
-           check: Callable[[object], object] | None = None, warn_partial: bool = True):
+def cached(
+    name: str,
+    config: dict,
+    compute: Callable[[], object],
+    *,
+    refresh: bool = False,
+    check: Callable[[object], object] | None = None,
+    warn_partial: bool = True,
+):
     """Return the cached result for (name, config), or ``compute()`` it and store it.
 
     ``compute`` returns anything ``torch.save`` can write (tensors, dicts, state dicts).
@@ -66,7 +73,9 @@ def cached(name: str, config: dict, compute: Callable[[], object], *, refresh: b
     history = result.get("history") if isinstance(result, dict) else result
     if getattr(history, "interrupted", False):
         if warn_partial:
-            warnings.warn(f"{name}: training stopped early, so the result is not cached.", stacklevel=2)
+            warnings.warn(
+                f"{name}: training stopped early, so the result is not cached.", stacklevel=2
+            )
         return result
     atomic_torch_save(result, path)
     return result

@@ -24,10 +24,14 @@ SQRT_EPS = 1e-12
 def safe_sqrt(d2: torch.Tensor) -> torch.Tensor:
     """sqrt that is exactly 0 at 0 with a zero (not NaN/inf) gradient there."""
     mask = d2 > SQRT_EPS
-    return torch.where(mask, torch.sqrt(torch.where(mask, d2, torch.ones_like(d2))), torch.zeros_like(d2))
+    return torch.where(
+        mask, torch.sqrt(torch.where(mask, d2, torch.ones_like(d2))), torch.zeros_like(d2)
+    )
 
 
-def pairwise_distance(x: torch.Tensor, y: torch.Tensor | None = None, distance: str = "euclidean") -> torch.Tensor:
+def pairwise_distance(
+    x: torch.Tensor, y: torch.Tensor | None = None, distance: str = "euclidean"
+) -> torch.Tensor:
     """All distances between the rows of ``x`` (N, D) and ``y`` (M, D): an (N, M) matrix.
 
     ``y=None`` means ``y = x`` (the diagonal is then exactly 0).
@@ -42,7 +46,9 @@ def pairwise_distance(x: torch.Tensor, y: torch.Tensor | None = None, distance: 
     else:
         check_tensor("y", y, ndim=2, floating=True)
         if y.shape[1] != x.shape[1]:
-            raise ValueError(f"x has {x.shape[1]} dimensions but y has {y.shape[1]}; they must match.")
+            raise ValueError(
+                f"x has {x.shape[1]} dimensions but y has {y.shape[1]}; they must match."
+            )
     if distance == "cosine":
         xn = torch.nn.functional.normalize(x, dim=1, eps=1e-12)
         yn = xn if same else torch.nn.functional.normalize(y, dim=1, eps=1e-12)
@@ -63,7 +69,9 @@ def paired_distance(x: torch.Tensor, y: torch.Tensor, distance: str = "euclidean
     check_tensor("x", x, ndim=2, floating=True)
     check_tensor("y", y, ndim=2, floating=True)
     if x.shape != y.shape:
-        raise ValueError(f"x has shape {tuple(x.shape)} but y has {tuple(y.shape)}; they must match.")
+        raise ValueError(
+            f"x has shape {tuple(x.shape)} but y has {tuple(y.shape)}; they must match."
+        )
     if distance == "cosine":
         return 1.0 - torch.nn.functional.cosine_similarity(x, y, dim=1, eps=1e-12)
     d2 = ((x - y) ** 2).sum(1)

@@ -17,7 +17,9 @@ from .validate import check_choice
 REDUCTIONS = ("mean", "sum", "mean_nonzero", "none")
 
 
-def reduce_terms(terms: torch.Tensor, reduction: str = "mean", *, anchor: torch.Tensor | None = None) -> torch.Tensor:
+def reduce_terms(
+    terms: torch.Tensor, reduction: str = "mean", *, anchor: torch.Tensor | None = None
+) -> torch.Tensor:
     """Reduce a vector of per-pair/per-triplet loss terms.
 
     ``anchor`` is any tensor in the graph used to build a zero when ``terms`` is

@@ -1,4 +1,5 @@
-"""The Embedding Lab: change the loss, the miner and the margin, train, and watch the embedding move.
+"""The Embedding Lab: change the loss, the miner and the margin, train, and watch the embedding
+move.
 
 Taught in 05_siamese_triplet (losses), 06_mining_sampling (miners) and 07_angular_margins (heads).
 
@@ -49,9 +50,35 @@ from .runner import (
 from .widget import EmbeddingLab
 
 __all__ = [
-    "ANGULAR", "EMBEDDING_DIMS", "HEAD_LOSSES", "LAYOUTS", "LOSSES", "MARGINS", "METRIC_LOSSES", "MINERS",
-    "NETWORKS", "LabConfig", "distance_for", "uses_margin", "uses_miner", "chain_layouts", "interpolate",
-    "next_layout", "procrustes_align", "umap_layout", "warm_up_umap", "DIVERGENCE", "INACTIVE_STEPS",
-    "LabRun", "LabRunner", "lab_cache_dir", "load_split", "make_loss", "make_model", "probe_set", "run_lab",
-    "run_path", "EmbeddingLab",
+    "ANGULAR",
+    "EMBEDDING_DIMS",
+    "HEAD_LOSSES",
+    "LAYOUTS",
+    "LOSSES",
+    "MARGINS",
+    "METRIC_LOSSES",
+    "MINERS",
+    "NETWORKS",
+    "LabConfig",
+    "distance_for",
+    "uses_margin",
+    "uses_miner",
+    "chain_layouts",
+    "interpolate",
+    "next_layout",
+    "procrustes_align",
+    "umap_layout",
+    "warm_up_umap",
+    "DIVERGENCE",
+    "INACTIVE_STEPS",
+    "LabRun",
+    "LabRunner",
+    "lab_cache_dir",
+    "load_split",
+    "make_loss",
+    "make_model",
+    "probe_set",
+    "run_lab",
+    "run_path",
+    "EmbeddingLab",
 ]

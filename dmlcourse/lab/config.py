@@ -19,9 +19,14 @@ LOSSES = METRIC_LOSSES + HEAD_LOSSES
 MINERS = tuple(miners.MINERS)
 NETWORKS = ("mlp", "cnn")
 EMBEDDING_DIMS = (2, 8, 16, 32, 64, 128)
-LAYOUTS = ("chain", "procrustes", "pca")  # how the epochs' pictures are aligned (layouts.next_layout)
+LAYOUTS = (
+    "chain",
+    "procrustes",
+    "pca",
+)  # how the epochs' pictures are aligned (layouts.next_layout)
 
-# margin slider per loss: (min, max, step, default). SphereFace's margin is the integer m of cos(m theta).
+# margin slider per loss: (min, max, step, default). SphereFace's margin is the integer m of cos(m
+# theta).
 MARGINS = {
     "contrastive": (0.0, 2.0, 0.05, 1.0),
     "triplet": (0.0, 1.0, 0.01, 0.2),
@@ -38,7 +43,8 @@ def uses_miner(loss: str) -> bool:
 
 
 def uses_margin(loss: str, miner: str | None = None) -> bool:
-    """Losses with a margin; the easy-positive "miner" replaces the hinge by a softmax, so it has none."""
+    """Losses with a margin; the easy-positive "miner" replaces the hinge by a softmax, so it has
+    none."""
     return loss in MARGINS and not (loss == "triplet" and miner == "easy_positive")
 
 
@@ -69,7 +75,8 @@ class LabConfig:
     samples_per_class: int = 16
     train_per_class: int | None = None  # None: every training image of ``size``
     probe_per_class: int = 100
-    layout: str = "chain"  # how epochs' pictures are aligned: "chain", "procrustes" or "pca" (see next_layout)
+    # how epochs' pictures are aligned: "chain", "procrustes" or "pca" (see next_layout)
+    layout: str = "chain"
 
     def normalized(self) -> "LabConfig":
         """Check every field and blank the ones that do not apply to the loss."""
@@ -91,16 +98,30 @@ class LabConfig:
         if miner is not None:
             check_choice("miner", miner, MINERS)
         elif uses_miner(self.loss):
-            raise ValueError("miner=None is not allowed with loss='triplet'; choose one of " f"{sorted(MINERS)}.")
+            raise ValueError(
+                f"miner=None is not allowed with loss='triplet'; choose one of {sorted(MINERS)}."
+            )
         margin = None
         if uses_margin(self.loss, miner):
             lo, hi, _, default = MARGINS[self.loss]
-            margin = default if self.margin is None else check_float("margin", self.margin, min_value=0.0)
+            margin = (
+                default
+                if self.margin is None
+                else check_float("margin", self.margin, min_value=0.0)
+            )
             if self.loss == "sphereface":
-                margin = float(check_int("margin", int(round(margin)), min_value=1, max_value=int(hi)))
+                margin = float(
+                    check_int("margin", int(round(margin)), min_value=1, max_value=int(hi))
+                )
         return replace(self, miner=miner, margin=margin, lr=float(self.lr))
 
     def label(self) -> str:
         c = self.normalized()
-        parts = [c.loss] + ([c.miner] if c.miner else []) + ([f"m={c.margin:g}"] if c.margin is not None else [])
-        return " · ".join(parts + [f"d={c.embedding_dim}", f"lr={c.lr:g}", f"{c.epochs} ep", f"seed {c.seed}"])
+        parts = (
+            [c.loss]
+            + ([c.miner] if c.miner else [])
+            + ([f"m={c.margin:g}"] if c.margin is not None else [])
+        )
+        return " · ".join(
+            parts + [f"d={c.embedding_dim}", f"lr={c.lr:g}", f"{c.epochs} ep", f"seed {c.seed}"]
+        )

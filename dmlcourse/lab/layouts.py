@@ -18,15 +18,32 @@ from ..plots import pca_2d, project_2d
 from .config import ANGULAR, LAYOUTS
 
 
-def umap_layout(x, *, init=None, n_epochs: int | None = None, seed: int = 0, n_neighbors: int = 15,
-                min_dist: float = 0.1, learning_rate: float = 1.0) -> np.ndarray:
-    """UMAP of (N, D) points, float32: :func:`dmlcourse.plots.project_2d` (taught in 00_start_here), which
+def umap_layout(
+    x,
+    *,
+    init=None,
+    n_epochs: int | None = None,
+    seed: int = 0,
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    learning_rate: float = 1.0,
+) -> np.ndarray:
+    """UMAP of (N, D) points, float32: :func:`dmlcourse.plots.project_2d` (taught in 00_start_here),
+    which
     hands UMAP the exact distance matrix for N < 4096."""
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or len(x) < 3:
         raise ValueError(f"x must be an (N, D) array with N >= 3, got shape {x.shape}.")
-    return project_2d(x, "umap", init=init, n_epochs=n_epochs, seed=seed, n_neighbors=n_neighbors,
-                      min_dist=min_dist, learning_rate=learning_rate).astype(np.float32)
+    return project_2d(
+        x,
+        "umap",
+        init=init,
+        n_epochs=n_epochs,
+        seed=seed,
+        n_neighbors=n_neighbors,
+        min_dist=min_dist,
+        learning_rate=learning_rate,
+    ).astype(np.float32)
 
 
 def procrustes_align(xy: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -36,7 +53,7 @@ def procrustes_align(xy: np.ndarray, reference: np.ndarray) -> np.ndarray:
     a0, b0 = a - ma, b - mb
     u, s, vt = np.linalg.svd(a0.T @ b0)
     r = u @ vt
-    scale = s.sum() / max((a0 ** 2).sum(), 1e-12)
+    scale = s.sum() / max((a0**2).sum(), 1e-12)
     return (scale * a0 @ r + mb).astype(np.float32)
 
 
@@ -47,16 +64,28 @@ def _prepare(z: torch.Tensor, loss: str) -> np.ndarray:
     return z.numpy()
 
 
-def next_layout(z: torch.Tensor, previous: np.ndarray | None, *, loss: str = "triplet", method: str = "chain",
-                seed: int = 0, n_epochs_first: int = 200, n_epochs_next: int = 50,
-                learning_rate_next: float = 0.1) -> np.ndarray:
+def next_layout(
+    z: torch.Tensor,
+    previous: np.ndarray | None,
+    *,
+    loss: str = "triplet",
+    method: str = "chain",
+    seed: int = 0,
+    n_epochs_first: int = 200,
+    n_epochs_next: int = 50,
+    learning_rate_next: float = 0.1,
+) -> np.ndarray:
     """The layout of one snapshot, aligned with the previous one.
 
-    method="chain" (default): UMAP started from ``previous`` with a small step size (``learning_rate_next``)
-        and few optimisation epochs, then shifted and scaled back onto ``previous`` (UMAP rescales its
+    method="chain" (default): UMAP started from ``previous`` with a small step size
+    (``learning_rate_next``)
+        and few optimisation epochs, then shifted and scaled back onto ``previous`` (UMAP rescales
+        its
         starting layout). Measured on 1,000 MNIST probe points (benchmarks/bench_lab.py): the same
-        embedding laid out again moves by 6% of the picture's radius (100 UMAP epochs at UMAP's default
-        step 1.0: 23%), and the 2-D nearest neighbours agree with the classes as well as a fresh UMAP's;
+        embedding laid out again moves by 6% of the picture's radius (100 UMAP epochs at UMAP's
+        default
+        step 1.0: 23%), and the 2-D nearest neighbours agree with the classes as well as a fresh
+        UMAP's;
     method="procrustes": an independent UMAP, then rotated/scaled onto ``previous``;
     method="pca": PCA, sign-aligned with the previous layout (instant, no UMAP).
     """
@@ -69,12 +98,16 @@ def next_layout(z: torch.Tensor, previous: np.ndarray | None, *, loss: str = "tr
         return umap_layout(x, n_epochs=n_epochs_first, seed=seed)
     if method == "chain":
         # UMAP rescales its init into a [0, 10] box; the Procrustes step undoes that shift and scale
-        xy = umap_layout(x, init=previous, n_epochs=n_epochs_next, seed=seed, learning_rate=learning_rate_next)
+        xy = umap_layout(
+            x, init=previous, n_epochs=n_epochs_next, seed=seed, learning_rate=learning_rate_next
+        )
         return procrustes_align(xy, previous)
     return procrustes_align(umap_layout(x, n_epochs=n_epochs_first, seed=seed), previous)
 
 
-def chain_layouts(snapshots, *, loss: str = "triplet", method: str = "chain", seed: int = 0) -> np.ndarray:
+def chain_layouts(
+    snapshots, *, loss: str = "triplet", method: str = "chain", seed: int = 0
+) -> np.ndarray:
     """Aligned layouts of a sequence of snapshots, (T, N, 2)."""
     out, prev = [], None
     for z in snapshots:
@@ -95,7 +128,9 @@ _WARM = {"thread": None, "seconds": None}
 
 
 def warm_up_umap(background: bool = True):
-    """Compile UMAP's numba functions once per process (the first call takes ~10 s; later ones do not)."""
+    """Compile UMAP's numba functions once per process (the first call takes ~10 s; later ones do
+    not)."""
+
     def work():
         t0 = time.perf_counter()
         x = np.random.default_rng(0).normal(size=(40, 4))

@@ -33,7 +33,9 @@ from .config import MARGINS, LabConfig, distance_for
 from .layouts import next_layout
 
 CACHE_NAME = "lab/run"  # runs are files <cache dir>/lab/run-<hash of the configuration>.pt
-INACTIVE_STEPS = 20  # this many steps in a row (at most one epoch) without an active triplet/pair end the run
+INACTIVE_STEPS = (
+    20  # this many steps in a row (at most one epoch) without an active triplet/pair end the run
+)
 DIVERGENCE = 1e3  # a step loss this many times the initial one (or NaN) ends the run: it diverged
 
 
@@ -70,7 +72,8 @@ class LabRun:
         return [m.get(name, float("nan")) for m in self.probe_metrics]
 
     def active_fraction(self) -> list:
-        """Mean fraction of active triplets (or pairs) per epoch; empty if the loss does not log it."""
+        """Mean fraction of active triplets (or pairs) per epoch; empty if the loss does not log
+        it."""
         return [m["active_fraction"] for m in self.epoch_metrics if "active_fraction" in m]
 
 
@@ -80,7 +83,8 @@ _DATA: dict = {}
 
 
 def load_split(dataset: str, split: str, size: str):
-    """``data.load``, kept in memory for the session (the Lab loads the same splits again and again)."""
+    """``data.load``, kept in memory for the session (the Lab loads the same splits again and
+    again)."""
     key = (dataset, split, size)
     if key not in _DATA:
         _DATA[key] = data.load(dataset, split, size)
@@ -95,7 +99,8 @@ def probe_set(dataset: str, size: str = "mini", per_class: int = 100, *, seed: i
 
 
 def make_model(config: LabConfig) -> torch.nn.Module:
-    """The network of a run (seeded by ``config.seed``): an MLP (fast on a CPU) or the course's SmallCNN.
+    """The network of a run (seeded by ``config.seed``): an MLP (fast on a CPU) or the course's
+    SmallCNN.
     The triplet loss works on L2-normalised embeddings, as in lectures 5 and 6."""
     c = config.normalized()
     seed_everything(c.seed)
@@ -122,6 +127,7 @@ def make_loss(config: LabConfig, num_classes: int = 10) -> torch.nn.Module:
 
 # --------------------------------------------------------------------------- one run
 
+
 def lab_cache_dir() -> Path:
     """Where lab runs are cached: ``<cache dir>/lab`` (safe to delete)."""
     return cache_dir() / "lab"
@@ -140,9 +146,15 @@ class LabRunner:
     layouts and metrics so far, the count of steps without an active triplet, why it stopped.
     """
 
-    def __init__(self, config: LabConfig, *, device=None, should_stop: Callable[[], bool] | None = None,
-                 on_step: Callable[[int, int], None] | None = None,
-                 on_epoch: Callable[[LabRun], None] | None = None):
+    def __init__(
+        self,
+        config: LabConfig,
+        *,
+        device=None,
+        should_stop: Callable[[], bool] | None = None,
+        on_step: Callable[[int, int], None] | None = None,
+        on_epoch: Callable[[LabRun], None] | None = None,
+    ):
         c = self.config = config.normalized()
         self.device = torch.device(device) if device is not None else get_device(verbose=False)
         self.should_stop, self.on_step, self.on_epoch = should_stop, on_step, on_epoch
@@ -153,14 +165,18 @@ class LabRunner:
             self.x_train, self.y_train = tr.images[keep], tr.labels[keep]
         else:
             self.x_train, self.y_train = tr.images, tr.labels
-        self.probe_index, self.probe_images, self.probe_labels = probe_set(c.dataset, c.size, c.probe_per_class)
+        self.probe_index, self.probe_images, self.probe_labels = probe_set(
+            c.dataset, c.size, c.probe_per_class
+        )
         self.k = min(c.samples_per_class, c.batch_size // 2)
         self.batch_size = (c.batch_size // self.k) * self.k
         self.model = make_model(c)
         self.loss_fn = make_loss(c, num_classes=int(self.y_train.max()) + 1)
         self.distance = distance_for(c.loss)
         n_classes = len(torch.unique(self.y_train))
-        sampler = data.ClassBalancedBatchSampler(self.y_train, min(self.batch_size // self.k, n_classes), self.k)
+        sampler = data.ClassBalancedBatchSampler(
+            self.y_train, min(self.batch_size // self.k, n_classes), self.k
+        )
         self.total = c.epochs * len(sampler)
         self.patience = max(1, min(INACTIVE_STEPS, self.total // c.epochs))
 
@@ -188,12 +204,20 @@ class LabRunner:
     def partial(self) -> LabRun:
         """The run so far (what the widget shows after every epoch)."""
         h = self.history
-        return LabRun(config=asdict(self.config), probe_index=self.probe_index, probe_labels=self.probe_labels,
-                      snapshots=torch.stack(h.snapshots[:len(self.layouts)]), layouts=np.stack(self.layouts),
-                      probe_metrics=list(self.probe_metrics), step_loss=list(h.step_loss),
-                      step_info={k: list(v) for k, v in h.step_info.items()},
-                      epoch_metrics=list(h.epoch_metrics), interrupted=h.interrupted, message=h.message,
-                      seconds=dict(self.seconds))
+        return LabRun(
+            config=asdict(self.config),
+            probe_index=self.probe_index,
+            probe_labels=self.probe_labels,
+            snapshots=torch.stack(h.snapshots[: len(self.layouts)]),
+            layouts=np.stack(self.layouts),
+            probe_metrics=list(self.probe_metrics),
+            step_loss=list(h.step_loss),
+            step_info={k: list(v) for k, v in h.step_info.items()},
+            epoch_metrics=list(h.epoch_metrics),
+            interrupted=h.interrupted,
+            message=h.message,
+            seconds=dict(self.seconds),
+        )
 
     def _stop(self, reason: str, *, failed: bool) -> bool:
         self.reason, self.failed = reason, failed
@@ -205,21 +229,33 @@ class LabRunner:
         step = len(h.step_loss)
         if self.on_step is not None:
             self.on_step(step, self.total)
-        value, initial = h.step_loss[-1], h.step_loss[0]  # initial: the loss of the untrained network
+        value, initial = (
+            h.step_loss[-1],
+            h.step_loss[0],
+        )  # initial: the loss of the untrained network
         if value > DIVERGENCE * max(1.0, abs(initial)):
-            return self._stop(f"the loss exploded from {initial:.3g} to {value:.3g} at step {step}: training "
-                              "diverged. Try a smaller learning rate. The picture shows the network where it "
-                              "stopped.", failed=True)
+            return self._stop(
+                f"the loss exploded from {initial:.3g} to {value:.3g} at step {step}: training "
+                "diverged. Try a smaller learning rate. The picture shows the network where it "
+                "stopped.",
+                failed=True,
+            )
         active = h.step_info.get("active_fraction")
         if active is not None and len(active) == step:
             self.inactive = self.inactive + 1 if active[-1] == 0 else 0
             if self.inactive >= self.patience:
-                return self._stop(f"no triplet or pair was active for {self.patience} steps in a row (step "
-                                  f"{step}): the loss is 0, so nothing is learned. Change the margin or the "
-                                  "miner (semi-hard needs a margin > 0).", failed=True)
+                return self._stop(
+                    f"no triplet or pair was active for {self.patience} steps in a row (step "
+                    f"{step}): the loss is 0, so nothing is learned. Change the margin or the "
+                    "miner (semi-hard needs a margin > 0).",
+                    failed=True,
+                )
         if self.should_stop is not None and self.should_stop():
-            return self._stop(f"stopped on request after {step} of {self.total} steps; the result keeps what "
-                              "was trained.", failed=False)
+            return self._stop(
+                f"stopped on request after {step} of {self.total} steps; the result keeps what "
+                "was trained.",
+                failed=False,
+            )
         return False
 
     def epoch_end(self, h: History) -> None:
@@ -243,20 +279,39 @@ class LabRunner:
         threads = torch.get_num_threads()
         try:
             if device.type == "cpu":
-                # a small network on a (shared) CPU: one thread is faster than two that wait for each other
+                # a small network on a (shared) CPU: one thread is faster than two that wait for
+                # each other
                 torch.set_num_threads(1)
-            h.snapshots.append(models.embed(self.model.to(device), self.probe_images, device=device,
-                                            name=c.dataset))
+            h.snapshots.append(
+                models.embed(
+                    self.model.to(device), self.probe_images, device=device, name=c.dataset
+                )
+            )
             self.add_snapshot(h.snapshots[0])
             if self.on_epoch is not None:
                 self.on_epoch(self.partial())
             self.t_epoch = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
-                train_loop(self.model, self.loss_fn, self.x_train, self.y_train, epochs=c.epochs,
-                           batch_size=self.batch_size, lr=c.lr, samples_per_class=self.k, name=c.dataset,
-                           probe=self.probe_images, probe_labels=self.probe_labels, device=device, seed=c.seed,
-                           progress=False, should_stop=self.stop_now, on_epoch_end=self.epoch_end, history=h)
+                train_loop(
+                    self.model,
+                    self.loss_fn,
+                    self.x_train,
+                    self.y_train,
+                    epochs=c.epochs,
+                    batch_size=self.batch_size,
+                    lr=c.lr,
+                    samples_per_class=self.k,
+                    name=c.dataset,
+                    probe=self.probe_images,
+                    probe_labels=self.probe_labels,
+                    device=device,
+                    seed=c.seed,
+                    progress=False,
+                    should_stop=self.stop_now,
+                    on_epoch_end=self.epoch_end,
+                    history=h,
+                )
         finally:
             torch.set_num_threads(threads)
         if self.reason:
@@ -264,8 +319,10 @@ class LabRunner:
         elif h.interrupted and "loss became" in h.message:
             self.failed = True
             value = h.message.split("; ")[0].replace("the loss became ", "")
-            h.message = (f"the loss became NaN or infinite ({value}): training diverged. Try a smaller "
-                         "learning rate. The epochs finished before are shown.")
+            h.message = (
+                f"the loss became NaN or infinite ({value}): training diverged. Try a smaller "
+                "learning rate. The epochs finished before are shown."
+            )
         self.seconds["total"] = time.perf_counter() - self.t_start
         run = self.partial()
         run.failed = self.failed
@@ -274,20 +331,30 @@ class LabRunner:
 
 def _from_cache(config: dict):
     """The ``check`` for :func:`cached`: a stored run of exactly this configuration."""
+
     def check(stored) -> LabRun:
         if not isinstance(stored, LabRun) or stored.config != config:
             raise ValueError("the file holds another configuration")
         stored.from_cache = True
         return stored
+
     return check
 
 
-def run_lab(config: LabConfig, *, use_cache: bool = True, device=None, should_stop: Callable[[], bool] | None = None,
-            on_step: Callable[[int, int], None] | None = None,
-            on_epoch: Callable[[LabRun], None] | None = None) -> LabRun:
-    """Train ``config`` (or load it from the cache, ``from_cache`` set) and lay out its probe snapshots.
+def run_lab(
+    config: LabConfig,
+    *,
+    use_cache: bool = True,
+    device=None,
+    should_stop: Callable[[], bool] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+    on_epoch: Callable[[LabRun], None] | None = None,
+) -> LabRun:
+    """Train ``config`` (or load it from the cache, ``from_cache`` set) and lay out its probe
+    snapshots.
 
-    should_stop : called after every step; True ends training after that step (what was trained is kept).
+    should_stop : called after every step; True ends training after that step (what was trained is
+    kept).
     on_step(step, total) : progress; on_epoch(partial_run) : after every epoch (for live display).
     use_cache=False trains even if the run is cached (and stores the new run).
     A run that stops early (stop request, NaN loss, nothing active) is returned with ``interrupted``
@@ -299,6 +366,10 @@ def run_lab(config: LabConfig, *, use_cache: bool = True, device=None, should_st
     key = asdict(c)
 
     def compute() -> LabRun:
-        return LabRunner(c, device=device, should_stop=should_stop, on_step=on_step, on_epoch=on_epoch).run()
+        return LabRunner(
+            c, device=device, should_stop=should_stop, on_step=on_step, on_epoch=on_epoch
+        ).run()
 
-    return cached(CACHE_NAME, key, compute, refresh=not use_cache, check=_from_cache(key), warn_partial=False)
+    return cached(
+        CACHE_NAME, key, compute, refresh=not use_cache, check=_from_cache(key), warn_partial=False
+    )

@@ -59,40 +59,66 @@ class EmbeddingLab:
     losses, miners : the choices offered (default: all of them); the first is preselected.
     dataset, size, margin, embedding_dim, epochs, lr, seed, network : initial control values
         (size and network default to "mini"/"mlp" on a CPU and "full"/"cnn" on a GPU).
-    train_per_class : None (default) trains on every image of the size; an int takes a class-balanced subset.
+    train_per_class : None (default) trains on every image of the size; an int takes a
+    class-balanced subset.
     probe_per_class : probe images per class (100: 1,000 points).
-    layout : how the epochs' 2-D pictures are aligned: "chain" (default; each epoch's UMAP starts from the
-        previous layout), "procrustes" (independent UMAPs, rotated onto each other) or "pca" (instant).
-    background : train in a background thread (default) so the notebook stays responsive; False trains
+    layout : how the epochs' 2-D pictures are aligned: "chain" (default; each epoch's UMAP starts
+    from the
+        previous layout), "procrustes" (independent UMAPs, rotated onto each other) or "pca"
+        (instant).
+    background : train in a background thread (default) so the notebook stays responsive; False
+    trains
         inside ``train_button.click()`` (headless tests, quick-mode notebooks).
     warm_up : compile UMAP's numba code in a background thread when the lab opens.
 
-    While a run trains on the CPU, torch in this Python process uses one thread (a small network on a shared
+    While a run trains on the CPU, torch in this Python process uses one thread (a small network on
+    a shared
     CPU trains faster that way); the previous thread count is restored when the run ends.
 
-    Attributes for scripts and tests: the controls (``dataset``, ``size``, ``loss``, ``miner``, ``margin``,
-    ``embedding_dim``, ``epochs``, ``lr``, ``seed``, ``network``), ``train_button``, ``stop_button``,
-    ``keep_button``, ``progress``, ``status``, ``figure`` (the scatter), ``curves``, ``epoch`` (slider),
-    ``play``, ``run`` (the run shown), ``kept`` (pinned runs), ``table`` (their metrics), ``wait()``.
+    Attributes for scripts and tests: the controls (``dataset``, ``size``, ``loss``, ``miner``,
+    ``margin``,
+    ``embedding_dim``, ``epochs``, ``lr``, ``seed``, ``network``), ``train_button``,
+    ``stop_button``,
+    ``keep_button``, ``progress``, ``status``, ``figure`` (the scatter), ``curves``, ``epoch``
+    (slider),
+    ``play``, ``run`` (the run shown), ``kept`` (pinned runs), ``table`` (their metrics),
+    ``wait()``.
     """
 
-    def __init__(self, losses=None, miners=None, *, dataset: str = "mnist", size: str | None = None,
-                 margin: float | None = None, embedding_dim: int = 32, epochs: int = 5, lr: float = 2e-3,
-                 seed: int = 0, network: str | None = None, train_per_class: int | None = None,
-                 probe_per_class: int = 100, layout: str = "chain", background: bool = True, warm_up: bool = True,
-                 device=None):
+    def __init__(
+        self,
+        losses=None,
+        miners=None,
+        *,
+        dataset: str = "mnist",
+        size: str | None = None,
+        margin: float | None = None,
+        embedding_dim: int = 32,
+        epochs: int = 5,
+        lr: float = 2e-3,
+        seed: int = 0,
+        network: str | None = None,
+        train_per_class: int | None = None,
+        probe_per_class: int = 100,
+        layout: str = "chain",
+        background: bool = True,
+        warm_up: bool = True,
+        device=None,
+    ):
         import ipywidgets as W
 
         losses = list(LOSSES if losses is None else losses)
         miner_names = list(MINERS if miners is None else miners)
         if not losses:
-            raise ValueError("losses is empty; give at least one of " f"{list(LOSSES)}.")
+            raise ValueError(f"losses is empty; give at least one of {list(LOSSES)}.")
         for name in losses:
             check_choice("losses[i]", name, LOSSES)
         for name in miner_names:
             check_choice("miners[i]", name, MINERS)
         if "triplet" in losses and not miner_names:
-            raise ValueError("miners is empty but losses contains 'triplet'; give at least one miner.")
+            raise ValueError(
+                "miners is empty but losses contains 'triplet'; give at least one miner."
+            )
         # the ranges of the controls (a dropdown, sliders) on top of what a run accepts
         check_choice("embedding_dim", embedding_dim, EMBEDDING_DIMS)
         check_int("epochs", epochs, min_value=1, max_value=30)
@@ -104,13 +130,28 @@ class EmbeddingLab:
         network = network or ("cnn" if gpu else "mlp")
         # everything else is checked by LabConfig, the one place a run's settings are validated
         # (the margin is not checked here: its slider clamps it to the range of the loss shown)
-        preselected = "batch_semi_hard" if "batch_semi_hard" in miner_names else (miner_names or [None])[0]
-        first = LabConfig(dataset=dataset, size=size, loss=losses[0], miner=preselected,
-                          embedding_dim=embedding_dim, epochs=epochs, lr=lr, seed=seed,
-                          network=network, train_per_class=train_per_class,
-                          probe_per_class=probe_per_class, layout=layout).normalized()
-        self._fixed = dict(train_per_class=first.train_per_class, probe_per_class=first.probe_per_class,
-                           layout=first.layout)
+        preselected = (
+            "batch_semi_hard" if "batch_semi_hard" in miner_names else (miner_names or [None])[0]
+        )
+        first = LabConfig(
+            dataset=dataset,
+            size=size,
+            loss=losses[0],
+            miner=preselected,
+            embedding_dim=embedding_dim,
+            epochs=epochs,
+            lr=lr,
+            seed=seed,
+            network=network,
+            train_per_class=train_per_class,
+            probe_per_class=probe_per_class,
+            layout=layout,
+        ).normalized()
+        self._fixed = dict(
+            train_per_class=first.train_per_class,
+            probe_per_class=first.probe_per_class,
+            layout=first.layout,
+        )
         self.background = bool(background)
         self.run: LabRun | None = None
         self.kept: list[LabRun] = []
@@ -121,42 +162,98 @@ class EmbeddingLab:
         self.runs_started = 0
 
         style = dict(description_width="initial")
-        self.dataset = W.Dropdown(options=list(DATASETS), value=dataset, description="dataset", style=style)
+        self.dataset = W.Dropdown(
+            options=list(DATASETS), value=dataset, description="dataset", style=style
+        )
         self.size = W.Dropdown(options=list(SIZES), value=size, description="size", style=style)
-        self.network = W.Dropdown(options=list(NETWORKS), value=network, description="network", style=style)
+        self.network = W.Dropdown(
+            options=list(NETWORKS), value=network, description="network", style=style
+        )
         self.loss = W.Dropdown(options=losses, value=losses[0], description="loss", style=style)
-        self.miner = W.Dropdown(options=miner_names or ["batch_semi_hard"], value=preselected or "batch_semi_hard",
-                                description="miner", style=style)
-        self.margin = W.FloatSlider(value=0.2, min=0.0, max=1.0, step=0.01, description="margin",
-                                    continuous_update=False, style=style)
-        self.embedding_dim = W.Dropdown(options=list(EMBEDDING_DIMS), value=embedding_dim,
-                                        description="embedding size", style=style)
-        self.epochs = W.IntSlider(value=epochs, min=1, max=30, description="epochs", continuous_update=False,
-                                  style=style)
-        self.lr = W.FloatLogSlider(value=lr, base=10, min=-5, max=2, step=0.1, description="learning rate",
-                                   readout_format=".1e", continuous_update=False, style=style)
-        self.seed = W.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="seed", style=style,
-                                     layout=W.Layout(width="150px"))
+        self.miner = W.Dropdown(
+            options=miner_names or ["batch_semi_hard"],
+            value=preselected or "batch_semi_hard",
+            description="miner",
+            style=style,
+        )
+        self.margin = W.FloatSlider(
+            value=0.2,
+            min=0.0,
+            max=1.0,
+            step=0.01,
+            description="margin",
+            continuous_update=False,
+            style=style,
+        )
+        self.embedding_dim = W.Dropdown(
+            options=list(EMBEDDING_DIMS),
+            value=embedding_dim,
+            description="embedding size",
+            style=style,
+        )
+        self.epochs = W.IntSlider(
+            value=epochs, min=1, max=30, description="epochs", continuous_update=False, style=style
+        )
+        self.lr = W.FloatLogSlider(
+            value=lr,
+            base=10,
+            min=-5,
+            max=2,
+            step=0.1,
+            description="learning rate",
+            readout_format=".1e",
+            continuous_update=False,
+            style=style,
+        )
+        self.seed = W.BoundedIntText(
+            value=seed,
+            min=0,
+            max=2**31 - 1,
+            description="seed",
+            style=style,
+            layout=W.Layout(width="150px"),
+        )
         self.train_button = W.Button(description="Train", button_style="primary", icon="play")
         self.stop_button = W.Button(description="Stop", icon="stop", disabled=True)
         self.keep_button = W.Button(description="Keep this run", icon="thumb-tack", disabled=True)
         self.clear_button = W.Button(description="Clear kept runs", disabled=True)
-        self.progress = W.IntProgress(value=0, min=0, max=1, description="", layout=W.Layout(width="260px"))
+        self.progress = W.IntProgress(
+            value=0, min=0, max=1, description="", layout=W.Layout(width="260px")
+        )
         self.status = W.HTML("Choose a configuration and press <b>Train</b>.")
-        self.where = W.HTML(f"<small>Runs are cached in <code>{html.escape(str(lab_cache_dir()))}</code> "
-                            "(safe to delete).</small>")
+        self.where = W.HTML(
+            f"<small>Runs are cached in <code>{html.escape(str(lab_cache_dir()))}</code> "
+            "(safe to delete).</small>"
+        )
 
         self.figure = self._scatter_figure(height=460)
         self.preview = W.HTML("<i>hover over a point</i>", layout=W.Layout(width="130px"))
-        self.epoch = W.FloatSlider(value=0, min=0, max=1, step=0.1, description="epoch", readout_format=".1f",
-                                   layout=W.Layout(width="420px"))
+        self.epoch = W.FloatSlider(
+            value=0,
+            min=0,
+            max=1,
+            step=0.1,
+            description="epoch",
+            readout_format=".1f",
+            layout=W.Layout(width="420px"),
+        )
         self.play = W.Play(value=0, min=0, max=10, step=1, interval=80, description="play")
         self.curves = self._curves_figure()
         self.kept_box = W.HBox([], layout=W.Layout(flex_flow="row wrap"))
         self.table = W.HTML("")
 
-        self._controls = [self.dataset, self.size, self.network, self.loss, self.miner, self.margin,
-                          self.embedding_dim, self.epochs, self.lr, self.seed]
+        self._controls = [
+            self.dataset,
+            self.size,
+            self.network,
+            self.loss,
+            self.miner,
+            self.margin,
+            self.embedding_dim,
+            self.epochs,
+            self.lr,
+            self.seed,
+        ]
         self.loss.observe(self._on_loss, names="value")
         self.miner.observe(self._sync_enabled, names="value")
         for w in self._controls:
@@ -172,18 +269,33 @@ class EmbeddingLab:
             self.margin.value = margin
 
         row = lambda ws: W.HBox(ws, layout=W.Layout(flex_flow="row wrap"))  # noqa: E731
-        self.widget = W.VBox([
-            W.HTML("<h3 style='margin:0'>Embedding Lab</h3>"),
-            row([self.dataset, self.size, self.network, self.loss, self.miner]),
-            row([self.margin, self.embedding_dim, self.epochs, self.lr, self.seed]),
-            row([self.train_button, self.stop_button, self.progress, self.keep_button, self.clear_button]),
-            self.status, self.where,
-            W.HBox([self.figure, self.preview]),
-            W.HBox([self.play, self.epoch]),
-            self.curves,
-            W.HTML("<b>Kept runs</b> (same probe set; press <i>Keep this run</i> to add the run shown)"),
-            self.kept_box, self.table,
-        ])
+        self.widget = W.VBox(
+            [
+                W.HTML("<h3 style='margin:0'>Embedding Lab</h3>"),
+                row([self.dataset, self.size, self.network, self.loss, self.miner]),
+                row([self.margin, self.embedding_dim, self.epochs, self.lr, self.seed]),
+                row(
+                    [
+                        self.train_button,
+                        self.stop_button,
+                        self.progress,
+                        self.keep_button,
+                        self.clear_button,
+                    ]
+                ),
+                self.status,
+                self.where,
+                W.HBox([self.figure, self.preview]),
+                W.HBox([self.play, self.epoch]),
+                self.curves,
+                W.HTML(
+                    "<b>Kept runs</b> (same probe set; press <i>Keep this run</i> to add the run "
+                    "shown)"
+                ),
+                self.kept_box,
+                self.table,
+            ]
+        )
         if warm_up:
             warm_up_umap(background=True)
 
@@ -199,18 +311,27 @@ class EmbeddingLab:
     # ---- controls
     def config(self) -> LabConfig:
         """The configuration the controls describe now."""
-        return LabConfig(dataset=self.dataset.value, size=self.size.value, loss=self.loss.value,
-                         miner=self.miner.value, margin=float(self.margin.value),
-                         embedding_dim=int(self.embedding_dim.value), epochs=int(self.epochs.value),
-                         lr=float(self.lr.value), seed=int(self.seed.value), network=self.network.value,
-                         **self._fixed).normalized()
+        return LabConfig(
+            dataset=self.dataset.value,
+            size=self.size.value,
+            loss=self.loss.value,
+            miner=self.miner.value,
+            margin=float(self.margin.value),
+            embedding_dim=int(self.embedding_dim.value),
+            epochs=int(self.epochs.value),
+            lr=float(self.lr.value),
+            seed=int(self.seed.value),
+            network=self.network.value,
+            **self._fixed,
+        ).normalized()
 
     def _on_loss(self, change):
         loss = change["new"]
         if loss in MARGINS:
             lo, hi, step, default = MARGINS[loss]
             m = self.margin
-            # widen first so that no intermediate state is invalid, then set the range, then the value
+            # widen first so that no intermediate state is invalid, then set the range, then the
+            # value
             m.min, m.max = min(m.min, lo), max(m.max, hi)
             m.value = default
             m.min, m.max, m.step = lo, hi, step
@@ -225,8 +346,11 @@ class EmbeddingLab:
     def _on_control(self, _change):
         running = self._running_config  # read once: the training thread may reset it meanwhile
         if self._lock.locked() and running is not None and self.config() != running:
-            self._set_status("Training <b>" + html.escape(running.label()) + "</b>; the changed "
-                             "settings apply to the next run.", "info")
+            self._set_status(
+                "Training <b>" + html.escape(running.label()) + "</b>; the changed "
+                "settings apply to the next run.",
+                "info",
+            )
 
     def _set_status(self, text: str, kind: str = "info"):
         color = {"info": "#333", "ok": "#1a7f37", "warn": "#9a6700", "error": "#cf222e"}[kind]
@@ -234,11 +358,14 @@ class EmbeddingLab:
 
     # ---- training
     def train(self):
-        """What the Train button does. A second press while a run trains is ignored (with a note)."""
+        """What the Train button does. A second press while a run trains is ignored (with a
+        note)."""
         if not self._lock.acquire(blocking=False):
             running = self._running_config  # read once: the training thread may reset it meanwhile
             what = html.escape(running.label()) if running is not None else "a run"
-            self._set_status("Already training " + what + ": press <b>Stop</b> first, or wait.", "warn")
+            self._set_status(
+                "Already training " + what + ": press <b>Stop</b> first, or wait.", "warn"
+            )
             return None
         try:
             cfg = self.config()
@@ -253,14 +380,17 @@ class EmbeddingLab:
         self.stop_button.disabled = False
         self.progress.value, self.progress.bar_style = 0, ""
         if self.background:
-            self._thread = threading.Thread(target=self._job, args=(cfg,), daemon=True, name="dmlcourse-lab")
+            self._thread = threading.Thread(
+                target=self._job, args=(cfg,), daemon=True, name="dmlcourse-lab"
+            )
             self._thread.start()
             return self._thread
         self._job(cfg)
         return None
 
     def stop(self):
-        """What the Stop button does: training ends after the current step and keeps what was trained."""
+        """What the Stop button does: training ends after the current step and keeps what was
+        trained."""
         self._stop.set()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -288,13 +418,23 @@ class EmbeddingLab:
                 self._show(partial, follow=True, rebuild=not first["shown"])
                 first["shown"] = True
 
-            run = runner.run_lab(cfg, device=self.device, should_stop=self._stop.is_set, on_step=on_step,
-                                 on_epoch=on_epoch)
+            run = runner.run_lab(
+                cfg,
+                device=self.device,
+                should_stop=self._stop.is_set,
+                on_step=on_step,
+                on_epoch=on_epoch,
+            )
             self._show(run)
             self._report(cfg, run, time.perf_counter() - t0)
-        except Exception as exc:  # the widget must stay usable: report, never raise into the event loop
-            self._set_status(f"<b>{html.escape(cfg.label())}</b> failed: {html.escape(type(exc).__name__)}: "
-                             f"{html.escape(str(exc))}", "error")
+        except (
+            Exception
+        ) as exc:  # the widget must stay usable: report, never raise into the event loop
+            self._set_status(
+                f"<b>{html.escape(cfg.label())}</b> failed: {html.escape(type(exc).__name__)}: "
+                f"{html.escape(str(exc))}",
+                "error",
+            )
             self.progress.bar_style = "danger"
         finally:
             self.train_button.disabled = False
@@ -310,17 +450,23 @@ class EmbeddingLab:
             self.progress.max, self.progress.value = 1, 1
         elif run.interrupted:
             bad = run.failed
-            self._set_status(f"<b>{label}</b>: {html.escape(run.message)}", "error" if bad else "warn")
+            self._set_status(
+                f"<b>{label}</b>: {html.escape(run.message)}", "error" if bad else "warn"
+            )
             self.progress.bar_style = "danger" if bad else "warning"
         else:
             s = run.seconds
-            self._set_status(f"<b>{label}</b>: trained in {seconds:.1f} s (training {s.get('train', 0):.1f} s, "
-                             f"UMAP layouts {s.get('layout', 0):.1f} s); saved in the cache.", "ok")
+            self._set_status(
+                f"<b>{label}</b>: trained in {seconds:.1f} s (training {s.get('train', 0):.1f} s, "
+                f"UMAP layouts {s.get('layout', 0):.1f} s); saved in the cache.",
+                "ok",
+            )
             self.progress.bar_style = "success"
 
     # ---- figures
     def _scatter_figure(self, height=460, width=None, title="", showlegend=True, run_of=None):
-        """An empty scatter with one trace per class; hovering shows the image of ``run_of()``'s probe point."""
+        """An empty scatter with one trace per class; hovering shows the image of ``run_of()``'s
+        probe point."""
         import plotly.graph_objects as go
 
         run_of = run_of or (lambda: self.run)
@@ -331,30 +477,63 @@ class EmbeddingLab:
 
         fig = go.FigureWidget()
         for c in range(10):
-            fig.add_trace(go.Scattergl(x=[], y=[], mode="markers", name=str(c), customdata=[],
-                                       marker=dict(size=5, color=PALETTE[c], opacity=0.8),
-                                       hovertemplate="%{text}<extra></extra>", text=[]))
+            fig.add_trace(
+                go.Scattergl(
+                    x=[],
+                    y=[],
+                    mode="markers",
+                    name=str(c),
+                    customdata=[],
+                    marker=dict(size=5, color=PALETTE[c], opacity=0.8),
+                    hovertemplate="%{text}<extra></extra>",
+                    text=[],
+                )
+            )
             fig.data[-1].on_hover(hover)
             fig.data[-1].on_click(hover)
-        fig.update_layout(height=height, width=width, title=title, showlegend=showlegend,
-                          margin=dict(l=10, r=10, t=40, b=10), legend=dict(itemsizing="constant"),
-                          xaxis=dict(showticklabels=False, zeroline=False),
-                          yaxis=dict(showticklabels=False, zeroline=False, scaleanchor="x"))
+        fig.update_layout(
+            height=height,
+            width=width,
+            title=title,
+            showlegend=showlegend,
+            margin=dict(l=10, r=10, t=40, b=10),
+            legend=dict(itemsizing="constant"),
+            xaxis=dict(showticklabels=False, zeroline=False),
+            yaxis=dict(showticklabels=False, zeroline=False, scaleanchor="x"),
+        )
         return fig
 
     def _curves_figure(self):
         import plotly.graph_objects as go
         from plotly.subplots import make_subplots
 
-        fig = go.FigureWidget(make_subplots(rows=1, cols=3, subplot_titles=(
-            "training loss per step", "probe-set retrieval per epoch", "active triplets / pairs per epoch")))
-        fig.add_trace(go.Scatter(x=[], y=[], mode="lines", name="loss", line=dict(width=1, color="#999")), 1, 1)
-        fig.add_trace(go.Scatter(x=[], y=[], mode="lines", name="loss (mean of 10)", line=dict(color="#000")),
-                      1, 1)
+        fig = go.FigureWidget(
+            make_subplots(
+                rows=1,
+                cols=3,
+                subplot_titles=(
+                    "training loss per step",
+                    "probe-set retrieval per epoch",
+                    "active triplets / pairs per epoch",
+                ),
+            )
+        )
+        fig.add_trace(
+            go.Scatter(x=[], y=[], mode="lines", name="loss", line=dict(width=1, color="#999")),
+            1,
+            1,
+        )
+        fig.add_trace(
+            go.Scatter(x=[], y=[], mode="lines", name="loss (mean of 10)", line=dict(color="#000")),
+            1,
+            1,
+        )
         fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name="Precision@1"), 1, 2)
         fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name="MAP@R"), 1, 2)
         fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name="active fraction"), 1, 3)
-        fig.update_layout(height=280, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
+        fig.update_layout(
+            height=280, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25)
+        )
         fig.update_xaxes(title_text="step", row=1, col=1)
         fig.update_xaxes(title_text="epoch", row=1, col=2)
         fig.update_xaxes(title_text="epoch", row=1, col=3)
@@ -396,15 +575,20 @@ class EmbeddingLab:
         self.keep_button.disabled = False
 
     def show_epoch(self, t: float):
-        """Draw every figure at (fractional) epoch ``t`` (what the slider and the play button do)."""
+        """Draw every figure at (fractional) epoch ``t`` (what the slider and the play button
+        do)."""
         if self.run is None:
             return
         t = float(t)
         run = self.run
         m = run.probe_metrics[min(int(round(t)), run.epochs_done)]
-        self._fill(self.figure, run, interpolate(run.layouts, t),
-                   f"epoch {t:.1f} of {run.epochs_done} · P@1 {_fmt(m.get('precision_at_1'))} · "
-                   f"MAP@R {_fmt(m.get('map_at_r'))}")
+        self._fill(
+            self.figure,
+            run,
+            interpolate(run.layouts, t),
+            f"epoch {t:.1f} of {run.epochs_done} · P@1 {_fmt(m.get('precision_at_1'))} · "
+            f"MAP@R {_fmt(m.get('map_at_r'))}",
+        )
         for fig, kept in zip(self.kept_box.children, self.kept):
             tk = min(t, kept.epochs_done)
             fig_title = f"{LabConfig(**kept.config).label()}<br>epoch {tk:.1f}"
@@ -422,20 +606,23 @@ class EmbeddingLab:
         with self.curves.batch_update():
             d = self.curves.data
             d[0].x, d[0].y = steps, loss
-            d[1].x, d[1].y = steps[len(steps) - len(smooth):], smooth
+            d[1].x, d[1].y = steps[len(steps) - len(smooth) :], smooth
             d[2].x, d[2].y = ep, run.metric("precision_at_1")
             d[3].x, d[3].y = ep, run.metric("map_at_r")
             d[4].x, d[4].y = list(range(1, len(act) + 1)), act
 
     def show_probe(self, i: int, run: LabRun | None = None):
-        """Show probe image ``i`` of ``run`` (default: the run shown) beside the scatter (what hovering
+        """Show probe image ``i`` of ``run`` (default: the run shown) beside the scatter (what
+        hovering
         or clicking a point does)."""
         run = run or self.run
         te = runner.load_split(run.config["dataset"], "test", run.config["size"])
         j = int(run.probe_index[i])
         lab = int(run.probe_labels[i])
-        self.preview.value = (f"<img src='{image_to_data_uri(te.images[j])}' width='112'/><br>"
-                              f"<b>{html.escape(self._class_names(run)[lab])}</b><br>test image {j}")
+        self.preview.value = (
+            f"<img src='{image_to_data_uri(te.images[j])}' width='112'/><br>"
+            f"<b>{html.escape(self._class_names(run)[lab])}</b><br>test image {j}"
+        )
 
     # ---- comparing runs
     def keep(self):
@@ -466,13 +653,23 @@ class EmbeddingLab:
         for r in self.kept:
             c = r.config
             act = r.active_fraction()
-            rows.append({"loss": c["loss"], "miner": c["miner"] or "–",
-                         "margin": "–" if c["margin"] is None else f"{c['margin']:g}",
-                         "dim": c["embedding_dim"], "lr": f"{c['lr']:g}", "seed": c["seed"],
-                         "epochs": r.epochs_done, "P@1": r.metric("precision_at_1")[-1],
-                         "MAP@R": r.metric("map_at_r")[-1],
-                         "active (last epoch)": act[-1] if act else None,
-                         "note": "stopped early" if r.interrupted else ("cached" if r.from_cache else "")})
+            rows.append(
+                {
+                    "loss": c["loss"],
+                    "miner": c["miner"] or "–",
+                    "margin": "–" if c["margin"] is None else f"{c['margin']:g}",
+                    "dim": c["embedding_dim"],
+                    "lr": f"{c['lr']:g}",
+                    "seed": c["seed"],
+                    "epochs": r.epochs_done,
+                    "P@1": r.metric("precision_at_1")[-1],
+                    "MAP@R": r.metric("map_at_r")[-1],
+                    "active (last epoch)": act[-1] if act else None,
+                    "note": "stopped early"
+                    if r.interrupted
+                    else ("cached" if r.from_cache else ""),
+                }
+            )
         return rows
 
     def metrics_table(self) -> str:
@@ -482,7 +679,9 @@ class EmbeddingLab:
         head = "".join(f"<th style='padding:2px 8px'>{html.escape(k)}</th>" for k in rows[0])
         body = ""
         for r in rows:
-            cells = "".join(f"<td style='padding:2px 8px'>{_fmt(v) if isinstance(v, float) or v is None else html.escape(str(v))}</td>"  # noqa: E501
-                            for v in r.values())
+            cells = "".join(
+                f"<td style='padding:2px 8px'>{_fmt(v) if isinstance(v, float) or v is None else html.escape(str(v))}</td>"  # noqa: E501
+                for v in r.values()
+            )
             body += f"<tr>{cells}</tr>"
         return f"<table><tr>{head}</tr>{body}</table>"

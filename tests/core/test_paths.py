@@ -26,8 +26,12 @@ def test_locate_prefers_the_environment_then_the_clone_then_the_user_cache(tmp_p
 def test_mini_data_is_package_data():
     assert paths.mini_dir() == data.MINI_DIR
     assert data.MINI_DIR.parent.parent.name == "dmlcourse"
-    assert all((data.MINI_DIR / n / f).exists() for n in paths.DATASETS for s in paths.SPLITS
-               for f in paths.FILES[s])
+    assert all(
+        (data.MINI_DIR / n / f).exists()
+        for n in paths.DATASETS
+        for s in paths.SPLITS
+        for f in paths.FILES[s]
+    )
 
 
 def test_one_size_policy(tmp_path, monkeypatch):

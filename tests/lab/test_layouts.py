@@ -16,18 +16,23 @@ def test_procrustes_align_matches_scipy():
     ours = lab.procrustes_align(moved, ref)
     a0, b0 = moved - moved.mean(0), ref - ref.mean(0)
     r, s = orthogonal_procrustes(a0, b0)
-    theirs = (s / (a0 ** 2).sum()) * a0 @ r + ref.mean(0)
+    theirs = (s / (a0**2).sum()) * a0 @ r + ref.mean(0)
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
     assert np.abs(ours - ref).max() < 0.1
 
 
 def test_chained_umap_keeps_unmoved_points_in_place():
-    """The alignment the lab uses: an embedding that did not change gives (nearly) the same picture."""
+    """The alignment the lab uses: an embedding that did not change gives (nearly) the same
+    picture."""
     rng = np.random.default_rng(0)
-    z = torch.tensor(np.concatenate([rng.normal(c * 4, 1, size=(30, 8)) for c in range(3)]), dtype=torch.float)
+    z = torch.tensor(
+        np.concatenate([rng.normal(c * 4, 1, size=(30, 8)) for c in range(3)]), dtype=torch.float
+    )
     first = lab.next_layout(z, None, seed=0)
     again = lab.next_layout(z, first, seed=0)
-    fresh = lab.next_layout(z, first, seed=1, method="procrustes")  # a new UMAP, rotated onto the first
+    fresh = lab.next_layout(
+        z, first, seed=1, method="procrustes"
+    )  # a new UMAP, rotated onto the first
     spread = np.linalg.norm(first - first.mean(0), axis=1).mean()
     moved_chain = np.linalg.norm(again - first, axis=1).mean() / spread
     moved_fresh = np.linalg.norm(fresh - first, axis=1).mean() / spread
@@ -37,7 +42,9 @@ def test_chained_umap_keeps_unmoved_points_in_place():
 def test_interpolate():
     layouts = np.arange(12, dtype=np.float32).reshape(3, 2, 2)
     np.testing.assert_array_equal(lab.interpolate(layouts, 1), layouts[1])
-    np.testing.assert_allclose(lab.interpolate(layouts, 0.25), 0.75 * layouts[0] + 0.25 * layouts[1])
+    np.testing.assert_allclose(
+        lab.interpolate(layouts, 0.25), 0.75 * layouts[0] + 0.25 * layouts[1]
+    )
     np.testing.assert_array_equal(lab.interpolate(layouts, 9), layouts[2])
     with np.testing.assert_raises(ValueError):
         lab.next_layout(torch.zeros(20, 4), None, method="tsne")

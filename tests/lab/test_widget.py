@@ -47,7 +47,9 @@ def test_train_shows_frames_metrics_and_writes_the_cache(_cache):
     # halfway between two epochs every point sits halfway between its two positions
     box.epoch.value = 1.5
     idx, xy = _trace_points(box.figure)
-    np.testing.assert_allclose(xy, 0.5 * (run.layouts[1] + run.layouts[2])[idx], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        xy, 0.5 * (run.layouts[1] + run.layouts[2])[idx], rtol=1e-5, atol=1e-5
+    )
     box.play.value = 5  # the play button drives the slider (10 frames per epoch)
     assert box.epoch.value == pytest.approx(0.5)
     # metrics: Precision@1 of the probe set = leave-one-out 1-NN accuracy (scikit-learn)
@@ -58,7 +60,7 @@ def test_train_shows_frames_metrics_and_writes_the_cache(_cache):
     assert len(run.epoch_metrics) == 2 and len(run.active_fraction()) == 2
     steps = [m["steps"] for m in run.epoch_metrics]
     af = run.step_info["active_fraction"]
-    assert run.active_fraction()[0] == pytest.approx(np.mean(af[:steps[0]]))
+    assert run.active_fraction()[0] == pytest.approx(np.mean(af[: steps[0]]))
     assert list(box.curves.data[0].y) == pytest.approx(run.step_loss)
     assert list(box.curves.data[2].y) == pytest.approx(run.metric("precision_at_1"))
     # the cache file holds this configuration and nothing else was written
@@ -165,7 +167,7 @@ def test_absurd_learning_rate_ends_with_a_message():
 def test_nan_loss_ends_with_a_message(monkeypatch):
     class NaNLoss(torch.nn.Module):
         def forward(self, z, labels):
-            return (z.sum() * float("nan"))
+            return z.sum() * float("nan")
 
     monkeypatch.setattr(runner, "make_loss", lambda config, num_classes=10: NaNLoss())
     box = _lab(losses=["nca"])
@@ -185,9 +187,16 @@ def test_no_active_triplet_ends_with_a_message():
 
 def test_disabled_controls_follow_the_loss():
     box = _lab()
-    expected = {"contrastive": (True, False), "triplet": (False, False), "nca": (True, True),
-                "softmax": (True, True), "normface": (True, True), "sphereface": (True, False),
-                "cosface": (True, False), "arcface": (True, False)}
+    expected = {
+        "contrastive": (True, False),
+        "triplet": (False, False),
+        "nca": (True, True),
+        "softmax": (True, True),
+        "normface": (True, True),
+        "sphereface": (True, False),
+        "cosface": (True, False),
+        "arcface": (True, False),
+    }
     for loss, (miner_off, margin_off) in expected.items():
         box.loss.value = loss
         assert (box.miner.disabled, box.margin.disabled) == (miner_off, margin_off), loss
@@ -219,7 +228,8 @@ def test_keep_runs_side_by_side_with_a_table():
         idx, xy = _trace_points(fig)
         np.testing.assert_allclose(xy, run.layouts[1][idx], rtol=1e-5, atol=1e-5)
         np.testing.assert_array_equal(run.probe_index, box.kept[0].probe_index)
-    # hovering a kept run's point shows that run's image (its own dataset), through plotly's callback
+    # hovering a kept run's point shows that run's image (its own dataset), through plotly's
+    # callback
     from plotly.callbacks import Points
 
     box.dataset.value = "fashion-mnist"
@@ -235,7 +245,8 @@ def test_keep_runs_side_by_side_with_a_table():
 
 
 def test_widget_refuses_a_bad_setting_when_it_is_created():
-    """The widget checks its settings through LabConfig at construction, not when Train is pressed."""
+    """The widget checks its settings through LabConfig at construction, not when Train is
+    pressed."""
     with pytest.raises(ValueError, match="losses"):
         lab.EmbeddingLab(losses=["bogus"], warm_up=False)
     with pytest.raises(ValueError, match="embedding_dim=5"):
