@@ -1,12 +1,19 @@
 # dmlcourse — two commands:
-#   make lab    install into .venv and open JupyterLab on the course
+#   make lab    install into .venv, copy the learner notebooks into my-notebooks/ (never
+#               overwriting your work) and open JupyterLab there
 #   make test   install into .venv and run the unit tests and every notebook (nbval)
+#
+# For instructors and maintainers:
+#   make solutions   the solution versions of the notebooks, in solutions/
+#   make edit        JupyterLab on the sources (notebooks/NN_name.py, opened as notebooks by jupytext)
+#   make site        the course as a static website, build/site/index.html
 #
 # Variables you may set:
 #   PYTHON=python3.12       the interpreter that creates .venv (3.11 or newer)
 #   TORCH_SPEC=torch==2.13.0
 #   TORCH_INDEX=https://download.pytorch.org/whl/cu128   a CUDA (or .../cpu) build of torch
 #   DMLCOURSE_QUICK=0       run the notebooks at full strength in `make test`
+#   LEARNER_DIR=my-notebooks   where `make lab` keeps your own copies
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -21,14 +28,30 @@ ifneq ($(wildcard $(SHARED_DATA)/mnist),)
   export DMLCOURSE_DATA_DIR ?= $(SHARED_DATA)
 endif
 
-.PHONY: lab test install unit notebooks lint bench bench-quick clean-cache mini-data wheel-test
+LEARNER_DIR ?= my-notebooks
+COURSE := $(PY) scripts/course.py
+NBVAL := $(PY) -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env --nbval-cell-timeout=900 --durations=0
+
+.PHONY: site lab edit solutions test install unit notebooks lint bench bench-quick clean-cache mini-data wheel-test
 
 # Jupyter refuses to run as root unless told (containers, CI machines).
 LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 lab: install
-	$(VENV)/bin/jupyter lab $(LAB_FLAGS) --ServerApp.root_dir="$(CURDIR)" \
-		--LabApp.default_url=/lab/tree/notebooks/00_start_here.ipynb
+	$(COURSE) lab "$(LEARNER_DIR)"
+	$(VENV)/bin/jupyter lab $(LAB_FLAGS) --ServerApp.root_dir="$(abspath $(LEARNER_DIR))" \
+		--LabApp.default_url=/lab/tree/00_start_here.ipynb
+
+solutions: install
+	$(COURSE) build solution solutions
+
+# The course as a static website in build/site/ (executed: full mode on a GPU, quick mode otherwise).
+# SITE_FLAGS="--only 00 05" for some lectures, "--solutions" for the instructors' build.
+site: install
+	$(PY) scripts/site.py $(SITE_FLAGS)
+
+edit: install
+	$(VENV)/bin/jupyter lab $(LAB_FLAGS) --ServerApp.root_dir="$(CURDIR)/notebooks"
 
 test: install lint unit notebooks bench-quick
 	@echo "make test: all checks passed"
@@ -45,13 +68,19 @@ $(STAMP): pyproject.toml
 
 lint: install
 	$(VENV)/bin/ruff check dmlcourse tests notebooks benchmarks scripts
+	$(COURSE) check
 
 unit: install
 	DMLCOURSE_QUICK=$${DMLCOURSE_QUICK:-1} $(PY) -m pytest -p no:cacheprovider tests
 
+# Both versions of every notebook: the solutions (every check passes, every claim asserted), then the
+# learner versions (they run to the end with the stubs; the cache makes their training nearly free).
 notebooks: install
-	DMLCOURSE_QUICK=$${DMLCOURSE_QUICK:-1} $(PY) -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env \
-		--nbval-cell-timeout=900 --durations=0 notebooks
+	rm -rf build/notebooks
+	$(COURSE) build solution build/notebooks/solution
+	$(COURSE) build learner build/notebooks/learner
+	DMLCOURSE_QUICK=$${DMLCOURSE_QUICK:-1} DMLCOURSE_EXERCISES_STRICT=1 $(NBVAL) build/notebooks/solution
+	DMLCOURSE_QUICK=$${DMLCOURSE_QUICK:-1} $(NBVAL) build/notebooks/learner
 
 bench: install
 	$(PY) benchmarks/run.py

@@ -67,7 +67,11 @@ def main():
     ap.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 00 05")
     ap.add_argument("--keep", type=Path, help="folder for the executed notebooks")
     args = ap.parse_args()
-    notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    built = ROOT / "build" / "bench-notebooks"  # solution versions, built from notebooks/NN_name.py
+    course = str(ROOT / "scripts" / "course.py")
+    subprocess.run([sys.executable, course, "build", "solution", str(built)],
+                   check=True, capture_output=True)
+    notebooks = sorted(built.glob("*.ipynb"))
     modes = args.modes
     if args.quick:
         notebooks, modes = [p for p in notebooks if p.name.startswith("00")], ["quick"]

@@ -26,8 +26,16 @@ notebook needs):
     verification  ROC, EER, TAR at FAR                   (07_angular_margins)
     uncertainty  PFE, mutual likelihood score, DUL       (08_uncertainty_pfe)
     lab        the Embedding Lab: config, runner, layouts, widget  (05, 06, 07)
-    exercises  check functions for each notebook's exercises
+    exercises  each notebook's exercises: check, hint, show_solution
+    site       the static website's stand-ins for widgets (make site)
     core       validate, io, cache, paths, distances, reduction, linalg  (used by all)
 """
 
+import os as _os
+
 __version__ = "0.1.0"
+
+if _os.environ.get("DMLCOURSE_SITE") == "1":  # building the static site: see dmlcourse/site.py
+    from . import site as _site
+
+    _site.enable()

@@ -15,8 +15,12 @@ Taught in 03_autoencoders.
   the tools that show it spans the PCA subspace: :func:`collapsed_encoder`,
   :func:`collapsed_decoder`, :func:`pca`, :func:`principal_angles`,
   :func:`reconstruction_error`.
+* :class:`VariationalAutoencoder` (an inferential autoencoder): the encoder gives a Gaussian
+  q(f | x) = N(mu(x), diag sigma^2(x)); training samples a code with :func:`reparameterize`
+  and adds beta x :func:`gaussian_kl` (q against the prior N(0, I)) to the reconstruction
+  error; the embedding is mu(x). Lecture 08's DUL reuses the same two functions.
 * Lifting: :func:`make_circles`, :func:`make_xor`, :func:`random_relu_features`,
-  :func:`linear_accuracy`.
+  :func:`linear_accuracy`; the kernel view: :func:`rbf_kernel_pca`.
 """
 
 from __future__ import annotations
@@ -136,6 +140,93 @@ class Autoencoder(_EncoderDecoder):
         return self.code_act(self.encoder(_flat(x)))
 
 
+def gaussian_kl(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """KL( N(mu, diag(exp(log_var))) || N(0, I) ) per sample:
+    1/2 sum_l (mu_l^2 + var_l - log var_l - 1). (N, D) -> (N,).
+
+    Taught in 03_autoencoders (the VAE); 08_uncertainty_pfe's DUL uses it again."""
+    check_tensor("mu", mu, floating=True)
+    check_tensor("log_var", log_var, floating=True)
+    if mu.shape != log_var.shape:
+        raise ValueError(
+            f"mu has shape {tuple(mu.shape)} but log_var has {tuple(log_var.shape)}; "
+            "they must match."
+        )
+    return 0.5 * (mu**2 + log_var.exp() - log_var - 1).sum(-1)
+
+
+def reparameterize(
+    mu: torch.Tensor, log_var: torch.Tensor, generator: torch.Generator | None = None
+):
+    """z = mu + sigma * eps with eps ~ N(0, I): a sample whose gradient flows to mu and log_var.
+    A ``generator`` (CPU) draws eps on the CPU, so a seeded run is the same on every device."""
+    eps = torch.randn(
+        mu.shape,
+        generator=generator,
+        dtype=mu.dtype,
+        device="cpu" if generator is not None else mu.device,
+    )
+    return mu + torch.exp(0.5 * log_var) * eps.to(mu.device)
+
+
+class VariationalAutoencoder(Autoencoder):
+    """A VAE: the encoder outputs mu(x) and log sigma^2(x) of q(f | x) = N(mu, diag sigma^2).
+
+    Same parameters as :class:`Autoencoder` (MLP kinds only), plus ``beta`` (default 1.0), the
+    weight of the KL term in :func:`vae_objective`. ``model(x)`` and ``encode(x)`` return mu(x),
+    the embedding; :meth:`encode_distribution` returns (mu, log_var); ``decode(f)`` maps any code,
+    e.g. a draw from the prior N(0, I), to an image.
+    """
+
+    def __init__(
+        self,
+        code_dim: int = 16,
+        hidden=(256,),
+        in_features: int = 784,
+        activation: str = "relu",
+        beta: float = 1.0,
+    ):
+        super().__init__(code_dim, hidden, in_features, "mlp", activation)
+        self.beta = check_float("beta", beta, min_value=0.0)
+        last = self.encoder[-1]
+        self.encoder[-1] = nn.Linear(last.in_features, 2 * self.code_dim)  # mu and log sigma^2
+
+    def encode_distribution(self, x: torch.Tensor):
+        mu, log_var = self.encoder(_flat(x)).chunk(2, dim=1)
+        return mu, log_var.clamp(-12.0, 8.0)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode_distribution(x)[0]
+
+
+def vae_objective(
+    model: VariationalAutoencoder,
+    clean: torch.Tensor,
+    noisy: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """mean_i ||x_i - D(f_i)||^2 + beta * KL(q(f | x_i) || N(0, I)), with f_i = mu + sigma * eps.
+
+    The squared error is the negative log-likelihood of a Gaussian decoder of fixed variance
+    (up to constants), so beta sets how much the code may carry: beta = 0 is a plain (noisy-code)
+    autoencoder, a large beta pushes every q(f | x) to the prior."""
+    mu, log_var = model.encode_distribution(clean if noisy is None else noisy)
+    code = reparameterize(mu, log_var, generator)
+    x = _flat(clean)
+    return (x - model.decode(code)).pow(2).sum(1).mean() + model.beta * gaussian_kl(
+        mu, log_var
+    ).mean()
+
+
+@torch.no_grad()
+def sample_from_prior(model: VariationalAutoencoder, n: int = 16, *, seed: int = 0) -> torch.Tensor:
+    """Decode ``n`` codes drawn from the prior N(0, I): (n, d) on the CPU."""
+    n = check_int("n", n, min_value=1)
+    g = torch.Generator().manual_seed(int(seed))
+    code = torch.randn(n, model.code_dim, generator=g).to(next(model.parameters()).device)
+    return model.decode(code).cpu()
+
+
 def weight_penalty(model: nn.Module) -> torch.Tensor:
     """Omega(theta) = sum of squared weights of every weight matrix / kernel (biases excluded)."""
     terms = [
@@ -217,6 +308,8 @@ def train_autoencoder(
 ) -> list:
     """Train ``model`` (anything with ``encode``/``decode``) to reconstruct ``x`` (N, d) floats.
 
+    A :class:`VariationalAutoencoder` is trained with :func:`vae_objective` (its ``beta``).
+
     With ``noise_std > 0`` the input is corrupted by Gaussian noise and the target is the
     clean x: a denoising autoencoder. ``full_batch=True`` uses the whole data set at every
     step (``epochs`` is then the number of steps). Adam; returns the loss of every step.
@@ -248,15 +341,18 @@ def train_autoencoder(
             for idx in order.split(len(data) if full_batch else batch_size):
                 clean = data[idx.to(device)]
                 noisy = add_noise(clean, noise_std, generator=g) if noise_std > 0 else clean
-                code = model.encode(noisy)
-                loss = autoencoder_objective(
-                    clean,
-                    model.decode(code),
-                    code,
-                    model,
-                    weight_decay=weight_decay,
-                    code_penalty=code_penalty,
-                )
+                if isinstance(model, VariationalAutoencoder):
+                    loss = vae_objective(model, clean, noisy, generator=g)
+                else:
+                    code = model.encode(noisy)
+                    loss = autoencoder_objective(
+                        clean,
+                        model.decode(code),
+                        code,
+                        model,
+                        weight_decay=weight_decay,
+                        code_penalty=code_penalty,
+                    )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -504,6 +600,37 @@ def random_relu_features(
     w = scale * torch.randn(width, x.shape[1], generator=g, dtype=x.dtype)
     b = scale * (2 * torch.rand(width, generator=g, dtype=x.dtype) - 1)
     return torch.relu(x @ w.T.to(x.device) + b.to(x.device))
+
+
+def rbf_kernel_pca(
+    x: torch.Tensor, n_components: int = 2, *, gamma: float = 1.0, x_new: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Kernel PCA with the RBF kernel k(x, y) = exp(-gamma ||x - y||^2): lifting done implicitly.
+
+    The kernel is an inner product phi(x).phi(y) of an (infinite-dimensional) feature map phi;
+    kernel PCA is PCA of phi(x), computed from the centred kernel matrix
+    K_c = (I - 1/n) K (I - 1/n) = V diag(lambda) V^T: the coordinates of x_i on the j-th axis
+    are sqrt(lambda_j) V_ij. ``x_new`` (optional) is projected on the axes learned from ``x``.
+    Returns (n, n_components) (or (len(x_new), n_components)); signs of the axes are arbitrary
+    (as in scikit-learn's ``KernelPCA``).
+    """
+    check_tensor("x", x, ndim=2, floating=True)
+    n_components = check_int("n_components", n_components, min_value=1, max_value=len(x))
+    gamma = check_float("gamma", gamma, min_value=0.0, strict_min=True)
+    x = x.double()
+    n = len(x)
+    k = torch.exp(-gamma * torch.cdist(x, x).pow(2))
+    ones = torch.full((n, n), 1.0 / n, dtype=x.dtype)
+    kc = k - ones @ k - k @ ones + ones @ k @ ones
+    lam, v = torch.linalg.eigh(kc)
+    lam, v = lam.flip(0)[:n_components].clamp_min(0.0), v.flip(1)[:, :n_components]
+    if x_new is None:
+        return (v * lam.sqrt()).float()
+    check_tensor("x_new", x_new, ndim=2, floating=True)
+    kn = torch.exp(-gamma * torch.cdist(x_new.double(), x).pow(2))
+    ones_new = torch.full((len(x_new), n), 1.0 / n, dtype=x.dtype)
+    kn_c = kn - ones_new @ k - kn @ ones + ones_new @ k @ ones
+    return (kn_c @ v / lam.sqrt().clamp_min(1e-12)).float()
 
 
 def linear_accuracy(x: torch.Tensor, y: torch.Tensor) -> float:

@@ -17,6 +17,12 @@ Rules shared by all miners
   Python loop over anchors (large batches are processed in chunks of rows).
 * Mining looks at distances only; it never back-propagates (indices carry no
   gradient), so it runs under ``torch.no_grad()``.
+* Ties: where two candidates are at exactly the same distance, the one with the
+  smaller index wins (``argmin``/``argmax`` return the first); a margin test such
+  as semi-hard's ``d(a,p) < d(a,n) < d(a,p) + m`` is strict on both sides.
+* Half precision: distances of float16/bfloat16 embeddings are computed in float32
+  (``distances.pairwise_distance``), so the choices agree with float64's except
+  where two distances differ by less than float32's round-off.
 """
 
 from __future__ import annotations
@@ -241,6 +247,132 @@ def random_triplets(
     return a.to(z.device), p.to(z.device), n.to(z.device)
 
 
+class BayesianUpdating:
+    """Triplet sampling by Bayesian updating (Sikaroudi, Ghojogh, Karray, Crowley & Tizhoosh, 2021).
+
+    The fourth family of triplet sampling: positives and negatives are drawn *stochastically
+    from the distributions of the classes*, not picked among the batch's points. Each class's
+    embeddings are modelled as a Gaussian N(mu_c, Sigma_c) with a conjugate Normal-Inverse-Wishart
+    prior NIW(mu_0, kappa_0, Psi_0, nu_0). Every batch updates the posterior of the classes it
+    contains, the previous posterior acting as the prior (batch-incremental): for the n points
+    of class c in the batch, with mean xbar and scatter S = sum (x - xbar)(x - xbar)^T,
+
+        kappa_n = kappa_0 + n          nu_n = nu_0 + n
+        mu_n    = (kappa_0 mu_0 + n xbar) / kappa_n
+        Psi_n   = Psi_0 + S + (kappa_0 n / kappa_n) (xbar - mu_0)(xbar - mu_0)^T
+
+    and the class's covariance estimate is the posterior mean Psi_n / (nu_n - p - 1).
+    For every anchor (a point with another point of its class and one of another class in
+    the batch), one point is drawn from N(mu, Sigma) of its own class and one from a uniformly
+    chosen other class seen in the batch.
+
+    Calling the sampler on a batch returns index tensors ``(a, p, n)`` like every miner: each
+    drawn point is represented by the batch member of that class nearest to it (the loss then
+    back-propagates through real embeddings). :meth:`draw` returns the drawn points themselves,
+    as the paper uses them. ``decay`` < 1 fades old batches (kappa, nu and Psi shrink by it
+    before each update) for embeddings that move while training; ``decay=1`` is the paper's rule.
+    State lives in the sampler: use one per training run. Seeded by ``seed``.
+    """
+
+    def __init__(
+        self, *, kappa0: float = 1.0, prior_var: float = 1.0, decay: float = 1.0, seed: int = 0
+    ):
+        self.kappa0 = check_float("kappa0", kappa0, min_value=0.0, strict_min=True)
+        self.prior_var = check_float("prior_var", prior_var, min_value=0.0, strict_min=True)
+        self.decay = check_float("decay", decay, min_value=0.0, max_value=1.0, strict_min=True)
+        self.generator = torch.Generator().manual_seed(int(seed))
+        self.classes: dict[int, tuple] = {}  # label -> (mu, kappa, Psi, nu), float64 on the CPU
+
+    def _prior(self, p: int):
+        nu0 = (
+            p + 2.0
+        )  # the smallest integer nu0 with a finite mean covariance: E[Sigma] = Psi0 / (nu0 - p - 1)
+        return (
+            torch.zeros(p, dtype=torch.float64),
+            self.kappa0,
+            self.prior_var * torch.eye(p, dtype=torch.float64),
+            nu0,
+        )
+
+    @torch.no_grad()
+    def update(self, z: torch.Tensor, labels: torch.Tensor) -> None:
+        """One batch-incremental Bayesian update of every class present in the batch."""
+        check_embeddings_labels(z, labels, name="z")
+        x = z.detach().double().cpu()
+        lab = labels.detach().cpu()
+        p = x.shape[1]
+        for c in lab.unique().tolist():
+            xc = x[lab == c]
+            n = len(xc)
+            mu0, k0, psi0, nu0 = self.classes.get(c) or self._prior(p)
+            if c in self.classes and self.decay < 1.0:
+                k0, nu0, psi0 = k0 * self.decay, nu0 * self.decay, psi0 * self.decay
+                nu0 = max(nu0, p + 1.0 + 1e-3)  # keep the mean covariance finite
+            xbar = xc.mean(0)
+            scatter = (xc - xbar).T @ (xc - xbar)
+            kn, nun = k0 + n, nu0 + n
+            mun = (k0 * mu0 + n * xbar) / kn
+            dev = (xbar - mu0)[:, None]
+            psin = psi0 + scatter + (k0 * n / kn) * (dev @ dev.T)
+            self.classes[c] = (mun, kn, psin, nun)
+
+    def mean_and_covariance(self, c: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The posterior mean of mu_c and of Sigma_c (float64)."""
+        if c not in self.classes:
+            raise KeyError(f"class {c} has not been seen yet; seen: {sorted(self.classes)}")
+        mu, _, psi, nu = self.classes[c]
+        return mu, psi / (nu - psi.shape[0] - 1)
+
+    @torch.no_grad()
+    def draw(self, z: torch.Tensor, labels: torch.Tensor):
+        """Update with the batch, then draw.
+
+        Returns ``(anchors, positive_points, negative_points, negative_labels)``."""
+        self.update(z, labels)
+        lab = labels.detach().cpu()
+        same = lab[:, None] == lab[None, :]
+        pos = same & ~torch.eye(len(lab), dtype=torch.bool)
+        a = torch.nonzero(pos.any(1) & (~same).any(1)).flatten()
+        classes = lab.unique()
+        if len(a) == 0:
+            e = torch.empty(0, z.shape[1], dtype=torch.float64)
+            return a, e, e, torch.empty(0, dtype=torch.long)
+        # a uniformly chosen other class (among those in the batch) for each anchor
+        others = (classes[None, :] != lab[a][:, None]).float()
+        neg_class = classes[torch.multinomial(others, 1, generator=self.generator).flatten()]
+        factors = {}
+        for c in classes.tolist():
+            mu, cov = self.mean_and_covariance(c)
+            jitter = 1e-9 * cov.diagonal().mean().clamp_min(1e-12)
+            factors[c] = (
+                mu,
+                torch.linalg.cholesky(cov + jitter * torch.eye(len(mu), dtype=cov.dtype)),
+            )
+        eps = torch.randn(2, len(a), z.shape[1], generator=self.generator, dtype=torch.float64)
+        mus = torch.stack(
+            [factors[c][0] for c in lab[a].tolist()] + [factors[c][0] for c in neg_class.tolist()]
+        )
+        chols = torch.stack(
+            [factors[c][1] for c in lab[a].tolist()] + [factors[c][1] for c in neg_class.tolist()]
+        )
+        points = mus + (chols @ eps.reshape(-1, z.shape[1], 1)).squeeze(-1)
+        return a, points[: len(a)], points[len(a) :], neg_class
+
+    @torch.no_grad()
+    def __call__(self, z: torch.Tensor, labels: torch.Tensor):
+        a, pos_pts, neg_pts, neg_class = self.draw(z, labels)
+        if len(a) == 0:
+            return _empty(z.device)
+        x = z.detach().double().cpu()
+        lab = labels.detach().cpu()
+        to_pos = torch.cdist(pos_pts, x).masked_fill(lab[None, :] != lab[a][:, None], float("inf"))
+        to_pos[torch.arange(len(a)), a] = float("inf")  # the anchor is not its own positive
+        to_neg = torch.cdist(neg_pts, x).masked_fill(
+            lab[None, :] != neg_class[:, None], float("inf")
+        )
+        return a.to(z.device), to_pos.argmin(1).to(z.device), to_neg.argmin(1).to(z.device)
+
+
 MINERS = {
     "batch_all": batch_all,
     "batch_hard": batch_hard,
@@ -249,6 +381,9 @@ MINERS = {
     "distance_weighted": distance_weighted,
     "random": random_triplets,
 }
+# Every name MinedTripletLoss accepts: the stateless miners above, and the sampler that keeps
+# each class's posterior across batches (one instance per training run).
+MINER_NAMES = (*MINERS, "bayesian_updating")
 
 
 # --------------------------------------------------------------------------- training with a miner
@@ -279,14 +414,17 @@ class MinedTripletLoss(torch.nn.Module):
         self.distance = check_choice("distance", distance, DISTANCES)
         self.reduction = check_choice("reduction", reduction, REDUCTIONS)
         if isinstance(miner, str):
-            check_choice("miner", miner, tuple(MINERS))
+            check_choice("miner", miner, MINER_NAMES)
         self.miner = miner
         self.semi_hard_margin = semi_hard_margin
         self.ep_scale = ep_scale
         self.generator = torch.Generator().manual_seed(seed)
+        self.sampler = BayesianUpdating(seed=seed) if miner == "bayesian_updating" else None
 
     def mine(self, z, labels):
         m = self.miner
+        if self.sampler is not None:
+            return self.sampler(z, labels)
         if callable(m):
             return m(z, labels)
         if m in ("random", "distance_weighted"):

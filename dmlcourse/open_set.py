@@ -9,6 +9,9 @@ Taught in 01_metric_spaces.
   with the normalised mutual information (``nmi``, written here from its definition).
 * ``class_spread``: how compact each class is compared with how far apart the classes are
   (separable versus discriminative features).
+* Applications beyond retrieval: ``knn_distance_scores`` and ``auroc`` (out-of-distribution
+  detection: an input far from every training embedding is flagged), ``nearest_class_mean`` and
+  ``few_shot_accuracy`` (classes never trained on, recognised from a few labelled examples).
 """
 
 from __future__ import annotations
@@ -174,3 +177,74 @@ def retrieval_grid(
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------- beyond retrieval
+
+
+def knn_distance_scores(
+    queries: torch.Tensor, reference: torch.Tensor, k: int = 1, *, distance: str = "euclidean"
+) -> torch.Tensor:
+    """Out-of-distribution score of each query: its distance to the k-th nearest reference embedding
+    (the training set). Larger = less like anything seen in training. (N,)"""
+    check_tensor("queries", queries, ndim=2, floating=True)
+    check_tensor("reference", reference, ndim=2, floating=True)
+    k = check_int("k", k, min_value=1, max_value=len(reference))
+    d = pairwise_distance(queries, reference, distance)
+    return torch.topk(d, k, dim=1, largest=False, sorted=True).values[:, -1]
+
+
+def auroc(scores_in: torch.Tensor, scores_out: torch.Tensor) -> float:
+    """Area under the ROC curve for telling ``scores_out`` (positives, e.g. out-of-distribution)
+    from ``scores_in``: the probability that a random positive scores higher than a random
+    negative, ties counting one half (the Mann-Whitney U statistic / (n_in n_out))."""
+    check_tensor("scores_in", scores_in, ndim=1)
+    check_tensor("scores_out", scores_out, ndim=1)
+    if len(scores_in) == 0 or len(scores_out) == 0:
+        raise ValueError(
+            f"both score sets must be non-empty; got {len(scores_in)} and {len(scores_out)}."
+        )
+    a, b = scores_out.double(), scores_in.double()
+    greater = (a[:, None] > b[None, :]).double().sum()
+    ties = (a[:, None] == b[None, :]).double().sum()
+    return ((greater + 0.5 * ties) / (len(a) * len(b))).item()
+
+
+def nearest_class_mean(
+    support: torch.Tensor, support_labels: torch.Tensor, queries: torch.Tensor
+) -> torch.Tensor:
+    """Classify each query by the nearest class mean of the support set (Euclidean).
+    Returns labels (N,)."""
+    check_embeddings_labels(support, support_labels, name="support")
+    check_tensor("queries", queries, ndim=2, floating=True)
+    classes = torch.unique(support_labels)
+    means = torch.stack([support[support_labels == c].mean(0) for c in classes])
+    return classes[pairwise_distance(queries, means).argmin(1)]
+
+
+def few_shot_accuracy(
+    embeddings: torch.Tensor, labels: torch.Tensor, shots: int, *, episodes: int = 20, seed: int = 0
+) -> tuple[float, float]:
+    """Mean and standard deviation over ``episodes`` of nearest-class-mean accuracy when each class
+    has ``shots`` labelled examples (drawn at random) and every other example is a query."""
+    check_embeddings_labels(embeddings, labels, name="embeddings")
+    shots = check_int("shots", shots, min_value=1)
+    episodes = check_int("episodes", episodes, min_value=1)
+    classes = torch.unique(labels)
+    smallest = min(int((labels == c).sum()) for c in classes)
+    if shots >= smallest:
+        raise ValueError(
+            f"shots={shots} leaves no query in the smallest class ({smallest} examples); "
+            f"use shots < {smallest}."
+        )
+    g = torch.Generator().manual_seed(int(seed))
+    accs = []
+    for _ in range(episodes):
+        support = torch.zeros(len(labels), dtype=torch.bool)
+        for c in classes:
+            idx = torch.nonzero(labels == c).flatten()
+            support[idx[torch.randperm(len(idx), generator=g)[:shots]]] = True
+        pred = nearest_class_mean(embeddings[support], labels[support], embeddings[~support])
+        accs.append((pred == labels[~support]).double().mean())
+    accs = torch.stack(accs)
+    return accs.mean().item(), (accs.std().item() if episodes > 1 else 0.0)

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .autoencoders import gaussian_kl, reparameterize
 from .core.validate import check_choice, check_float, check_int, check_tensor
 
 # Heavy and needed only for pictures, widgets or fitting, so imported inside the
@@ -317,25 +318,8 @@ class DULNet(nn.Module):
         return self.mu(f), self.log_var(f)
 
 
-def dul_kl(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
-    """KL( N(mu, diag(exp(log_var))) || N(0, I) ) per sample:
-    1/2 sum_l (mu_l^2 + var_l - log var_l - 1). (N, D) -> (N,)."""
-    check_tensor("mu", mu, floating=True)
-    check_tensor("log_var", log_var, floating=True)
-    if mu.shape != log_var.shape:
-        raise ValueError(
-            f"mu has shape {tuple(mu.shape)} but log_var has {tuple(log_var.shape)}; they must "
-            "match."
-        )
-    return 0.5 * (mu**2 + log_var.exp() - log_var - 1).sum(-1)
-
-
-def reparameterize(
-    mu: torch.Tensor, log_var: torch.Tensor, generator: torch.Generator | None = None
-):
-    """z = mu + sigma * eps with eps ~ N(0, I): a sample whose gradient flows to mu and log_var."""
-    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-    return mu + torch.exp(0.5 * log_var) * eps
+# The VAE's two building blocks (taught in 03_autoencoders), reused by DUL.
+dul_kl = gaussian_kl
 
 
 class DULLoss(nn.Module):

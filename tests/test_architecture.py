@@ -4,7 +4,7 @@
                      distances, reductions, the one PCA: imports no lecture module
     lecture modules  one per lecture (the first lecture named in "Taught in" of the module's
                      docstring); none imports a module of a later lecture
-    lab/, exercises/ on top: may import anything
+    lab/, exercises/, site on top: may import anything
 
 Imports sit at the top of a file; inside a function only the heavy optional libraries below.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "dmlcourse"
-TOP = ("lab", "exercises")  # sub-packages above every lecture
+TOP = ("lab", "exercises", "site")  # above every lecture
 HEAVY = {"matplotlib", "plotly", "ipywidgets", "umap", "PIL", "IPython", "sklearn"}
 
 

@@ -6,6 +6,11 @@ Taught in 01_metric_spaces (the axioms) and 05_siamese_triplet (the losses).
 * ``"euclidean"``          ||x - y||
 * ``"squared_euclidean"``  ||x - y||^2  (not a metric: the triangle inequality fails)
 * ``"cosine"``             1 - cos(x, y) (not a metric either)
+
+Half precision: float16 and bfloat16 inputs are widened to float32 (and autocast is
+switched off inside), so the distances are float32. In float16, ||x||^2 + ||y||^2 - 2 x.y
+cancels catastrophically for near points: two unit vectors 1 degree apart would be at
+distance 0 instead of 0.01745, and every miner would misread them.
 """
 
 from __future__ import annotations
@@ -29,6 +34,14 @@ def safe_sqrt(d2: torch.Tensor) -> torch.Tensor:
     )
 
 
+HALF = (torch.float16, torch.bfloat16)
+
+
+def widen(t: torch.Tensor) -> torch.Tensor:
+    """float16/bfloat16 -> float32 (differentiable); other dtypes unchanged."""
+    return t.float() if t.dtype in HALF else t
+
+
 def pairwise_distance(
     x: torch.Tensor, y: torch.Tensor | None = None, distance: str = "euclidean"
 ) -> torch.Tensor:
@@ -36,19 +49,25 @@ def pairwise_distance(
 
     ``y=None`` means ``y = x`` (the diagonal is then exactly 0).
     The squared Euclidean distance is computed as ||x||^2 + ||y||^2 - 2 x.y,
-    clamped at 0 against round-off.
+    clamped at 0 against round-off; half-precision inputs are computed in float32.
     """
     check_choice("distance", distance, DISTANCES)
     check_tensor("x", x, ndim=2, floating=True)
     same = y is None
-    if same:
-        y = x
-    else:
+    if not same:
         check_tensor("y", y, ndim=2, floating=True)
         if y.shape[1] != x.shape[1]:
             raise ValueError(
                 f"x has {x.shape[1]} dimensions but y has {y.shape[1]}; they must match."
             )
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return _pairwise(widen(x), None if same else widen(y), distance)
+
+
+def _pairwise(x: torch.Tensor, y: torch.Tensor | None, distance: str) -> torch.Tensor:
+    same = y is None
+    if same:
+        y = x
     if distance == "cosine":
         xn = torch.nn.functional.normalize(x, dim=1, eps=1e-12)
         yn = xn if same else torch.nn.functional.normalize(y, dim=1, eps=1e-12)
@@ -72,6 +91,7 @@ def paired_distance(x: torch.Tensor, y: torch.Tensor, distance: str = "euclidean
         raise ValueError(
             f"x has shape {tuple(x.shape)} but y has {tuple(y.shape)}; they must match."
         )
+    x, y = widen(x), widen(y)
     if distance == "cosine":
         return 1.0 - torch.nn.functional.cosine_similarity(x, y, dim=1, eps=1e-12)
     d2 = ((x - y) ** 2).sum(1)

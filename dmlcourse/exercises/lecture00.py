@@ -1,32 +1,133 @@
-"""Check functions for the exercises of 00_start_here."""
+"""Exercises of 00_start_here.
+
+The references here are brute-force loops written from the definitions, independent of
+``dmlcourse.metrics`` (which the notebook teaches and the learner must not call).
+"""
 
 from __future__ import annotations
 
 import torch
 
-from .. import metrics
+from . import exercise
 
 
-def check_precision_at_1(fn) -> None:
-    """Check your ``fn(embeddings, labels) -> float`` (Precision@1, self excluded)
-    against ``dmlcourse.metrics.precision_at_1`` on random data."""
-    for seed in range(3):
+def _brute_neighbours(z: torch.Tensor) -> list[list[int]]:
+    """For each point, the other points sorted by Euclidean distance (float64, a plain loop)."""
+    z = z.double()
+    out = []
+    for i in range(len(z)):
+        d = [(float(((z[i] - z[j]) ** 2).sum().sqrt()), j) for j in range(len(z)) if j != i]
+        out.append([j for _, j in sorted(d)])
+    return out
+
+
+def reference_precision_at_1(z: torch.Tensor, y: torch.Tensor) -> float:
+    nb = _brute_neighbours(z)
+    return sum(int(y[nb[i][0]] == y[i]) for i in range(len(z))) / len(z)
+
+
+def reference_r_precision(z: torch.Tensor, y: torch.Tensor) -> float:
+    nb = _brute_neighbours(z)
+    scores = []
+    for i in range(len(z)):
+        r = int((y == y[i]).sum()) - 1
+        if r > 0:
+            scores.append(sum(int(y[j] == y[i]) for j in nb[i][:r]) / r)
+    return sum(scores) / len(scores)
+
+
+def _problems(n: int = 3, size: int = 60):
+    for seed in range(n):
         g = torch.Generator().manual_seed(seed)
-        z = torch.randn(200, 5, generator=g)
-        y = torch.randint(0, 4, (200,), generator=g)
-        ours, yours = metrics.precision_at_1(z, y), float(fn(z, y))
-        if abs(yours - 1.0) < 1e-9 and ours < 0.9:
-            raise AssertionError("you get 1.0: did you forget to exclude each point from its own neighbours?")
-        if abs(ours - yours) > 1e-6:
-            raise AssertionError(f"seed {seed}: expected {ours:.4f}, your function gave {yours:.4f}.")
-    print("precision_at_1: correct on 3 random problems.")
+        z = torch.randn(size, 4, generator=g)
+        y = torch.randint(0, 4, (size,), generator=g)
+        z = z + 0.8 * torch.nn.functional.one_hot(y, 4).float()  # some structure, so the score is not ~ chance
+        yield seed, z, y
 
 
-def check_embedding_dim_experiment(results: dict) -> None:
-    """``results`` maps embedding sizes to Precision@1; check it covers 2 and 32."""
-    if not isinstance(results, dict) or not {2, 32} <= set(results):
-        raise AssertionError("results must be a dict with at least the keys 2 and 32.")
-    if not all(0.0 <= float(v) <= 1.0 for v in results.values()):
-        raise AssertionError("Precision@1 values lie in [0, 1].")
-    best = max(results, key=results.get)
-    print(f"ok: the best embedding size here is {best} (P@1 {results[best]:.3f}).")
+def _as_float(value, name: str) -> float:
+    if isinstance(value, torch.Tensor) and value.numel() != 1:
+        raise AssertionError(f"{name} returned a tensor of shape {tuple(value.shape)}; return one number "
+                             "(the mean over all points), e.g. with .mean().item().")
+    return float(value)
+
+
+@exercise("00.1", "Precision@1 by hand", writes="my_precision_at_1",
+          hints=["Compute all pairwise distances at once: torch.cdist(embeddings, embeddings) is N x N.",
+                 "A point is at distance 0 from itself: set the diagonal to +inf (d.fill_diagonal_) "
+                 "before looking for the nearest.",
+                 "d.argmin(1) gives each point's nearest neighbour; compare labels[nearest] with labels "
+                 "and take the mean."],
+          mistakes=["the point itself counted as its own neighbour -> 1.0",
+                    "argmax instead of argmin (farthest point)",
+                    "returns per-point hits instead of their mean"])
+def check_precision_at_1(fn) -> str:
+    """``fn(embeddings, labels) -> float``: the fraction of points whose nearest other point shares the label."""
+    for seed, z, y in _problems():
+        yours = _as_float(fn(z.clone(), y.clone()), "my_precision_at_1")
+        ours = reference_precision_at_1(z, y)
+        if abs(yours - 1.0) < 1e-9 and ours < 0.99:
+            raise AssertionError("you get 1.0: each point is its own nearest neighbour (distance 0). "
+                                 "Exclude it, e.g. set the diagonal of the distance matrix to +inf.")
+        if abs(yours - ours) > 1e-6:
+            nb = _brute_neighbours(z)
+            far = sum(int(y[nb[i][-1]] == y[i]) for i in range(len(z))) / len(z)
+            if abs(yours - far) < 1e-6:
+                raise AssertionError("you take the FARTHEST point (argmax); the nearest is the smallest distance.")
+            raise AssertionError(f"on a random problem (seed {seed}, {len(z)} points) the Precision@1 is "
+                                 f"{ours:.4f}; your function gave {yours:.4f}.")
+    return "the same as a brute-force loop on 3 random problems."
+
+
+@exercise("00.2", "R-precision by hand", writes="my_r_precision",
+          hints=["For a query i, R is the number of OTHER points of its class: (labels == labels[i]).sum() - 1.",
+                 "Sort each row of the distance matrix (self excluded) and look at the first R entries: "
+                 "which fraction has the query's label?",
+                 "Average that fraction over all queries that have R > 0."],
+          mistakes=["R counts the query itself", "the query is its own first neighbour"])
+def check_r_precision(fn) -> str:
+    """``fn(embeddings, labels) -> float``: mean over queries of the same-class fraction among the R nearest."""
+    for seed, z, y in _problems():
+        yours = _as_float(fn(z.clone(), y.clone()), "my_r_precision")
+        ours = reference_r_precision(z, y)
+        if abs(yours - ours) <= 1e-6:
+            continue
+        nb_self = [[i] + row for i, row in enumerate(_brute_neighbours(z))]
+        r_of = [int((y == y[i]).sum()) - 1 for i in range(len(z))]
+        with_self = sum(sum(int(y[j] == y[i]) for j in nb_self[i][:r]) / r for i, r in enumerate(r_of)) / len(z)
+        r_plus = sum(sum(int(y[j] == y[i]) for j in nb_self[i][1:r + 2]) / (r + 1)
+                     for i, r in enumerate(r_of)) / len(z)
+        if abs(yours - with_self) < 1e-6:
+            raise AssertionError("the query is counted among its own R nearest: exclude it (distance 0 to itself).")
+        if abs(yours - r_plus) < 1e-6:
+            raise AssertionError("R should count the OTHER points of the query's class (class size minus one).")
+        raise AssertionError(f"seed {seed}: R-precision is {ours:.4f}; your function gave {yours:.4f}.")
+    return "the same as a brute-force loop on 3 random problems."
+
+
+@exercise("00.3", "Predict, then explain: Precision@1 against MAP@R", writes="my_prediction and my_mean_r",
+          hints=["A prediction is a guess: any number in [0, 1] for each metric is accepted; write it BEFORE "
+                 "looking at the table above again.",
+                 "MAP@R looks at the R nearest neighbours of each query. How large is R here? Count, for each "
+                 "test image, the other test images of its class.",
+                 "my_mean_r = ((y_test[:, None] == y_test[None, :]).sum(1) - 1).float().mean().item()"])
+def check_prediction(prediction, results, mean_r, labels) -> str:
+    """``prediction``: {"p1": ..., "map_r": ...} guessed for raw pixels; ``mean_r``: the average R of the test set."""
+    if not isinstance(prediction, dict) or not {"p1", "map_r"} <= set(prediction):
+        raise AssertionError('my_prediction must be a dict {"p1": <number>, "map_r": <number>}.')
+    for k in ("p1", "map_r"):
+        if not 0.0 <= float(prediction[k]) <= 1.0:
+            raise AssertionError(f"my_prediction[{k!r}] = {prediction[k]}: both metrics lie in [0, 1].")
+    p1, map_r = results["raw pixels (784-d)"]
+    counts = torch.bincount(torch.as_tensor(labels))
+    true_r = float(((counts * (counts - 1)).sum() / counts.sum()).item())
+    if abs(float(mean_r) - true_r) > 1e-6:
+        if abs(float(mean_r) - (true_r + 1)) < 1e-6:
+            raise AssertionError(f"{float(mean_r):.1f} counts each query in its own R; R counts the OTHER "
+                                 "images of its class.")
+        raise AssertionError(f"the average R of this test set is not {float(mean_r):.2f}; count, for each test "
+                             "image, the other test images with its label.")
+    off = abs(float(prediction["p1"]) - p1), abs(float(prediction["map_r"]) - map_r)
+    return (f"raw pixels measured P@1 {p1:.3f}, MAP@R {map_r:.3f} (your guesses were off by {off[0]:.2f} and "
+            f"{off[1]:.2f}). With R = {true_r:.0f} neighbours to find per query, MAP@R asks for the whole class "
+            "to be close; P@1 asks for one neighbour. That is why pixels pass the first test and fail the second.")

@@ -1,25 +1,18 @@
-"""Build notebooks/04_supervised_losses.ipynb."""
-import nbformat as nbf
+# %% [markdown]
+# # 04 · Supervised losses give an embedding: MSE, MAE, Huber, KL, hinge, cross-entropy
+#
+# Lecture 3 learned an embedding without labels and found it no better than PCA for retrieval. Now we *use* the
+# labels, in the simplest possible way: train a classifier. The classifier's **last** layer makes the decision, and
+# the layer **before** it (the penultimate layer) is a learned representation. We use it as the embedding.
+#
+# Which loss trains the classifier matters a great deal for the embedding. In this notebook you will:
+# 1. build the network: backbone → embedding $f(x) \in \mathbb{R}^p$ → last layer $f_o(x)$;
+# 2. write each loss of the lecture from its formula, check it against PyTorch, and plot it;
+# 3. train with each loss on the same data and compare the embeddings honestly (Precision@1, MAP@R, UMAP). This
+#    includes the lecture's single-output regression set-up and the two-class hinge;
+# 4. look at a 2-D penultimate layer trained with cross-entropy: **separable**, but not **compact**.
 
-cells = []
-md = lambda s: cells.append(nbf.v4.new_markdown_cell(s.strip()))
-code = lambda s: cells.append(nbf.v4.new_code_cell(s.strip()))
-
-md(r"""
-# 04 · Supervised losses give an embedding: MSE, MAE, Huber, KL, hinge, cross-entropy
-
-Lecture 3 learned an embedding without labels and found it no better than PCA for retrieval. Now we *use* the
-labels, in the simplest possible way: train a classifier. The classifier's **last** layer makes the decision, and
-the layer **before** it (the penultimate layer) is a learned representation. We use it as the embedding.
-
-Which loss trains the classifier matters a great deal for the embedding. In this notebook you will:
-1. build the network: backbone → embedding $f(x) \in \mathbb{R}^p$ → last layer $f_o(x)$;
-2. write each loss of the lecture from its formula, check it against PyTorch, and plot it;
-3. train with each loss on the same data and compare the embeddings honestly (Precision@1, MAP@R, UMAP). This
-   includes the lecture's single-output regression set-up and the two-class hinge;
-4. look at a 2-D penultimate layer trained with cross-entropy: **separable**, but not **compact**.
-""")
-code(r"""
+# %%
 # Setup: imports, seed, device, data size, quick mode
 import torch
 from dmlcourse import data, metrics, models, plots, runtime, train
@@ -28,6 +21,7 @@ device = runtime.get_device()         # CUDA, then Apple MPS, then CPU
 SIZE = data.default_size(device)      # "mini" on CPU or in quick mode, "full" on a GPU
 runtime.seed_everything(0)
 
+# %%
 import inspect
 import matplotlib.pyplot as plt
 from torch.nn import functional as F
@@ -45,53 +39,52 @@ def split(dataset):
     keep = data.balanced_subset(tr.labels, TRAIN_PER_CLASS) if TRAIN_PER_CLASS else torch.arange(len(tr.labels))
     tkeep = data.balanced_subset(te.labels, TEST_PER_CLASS)
     return tr.images[keep], tr.labels[keep], te.images[tkeep], te.labels[tkeep]
-""")
 
-md(r"""
-## 1. The classifier and its embedding
 
-The backbone can be any network, fully connected or convolutional. We use `models.MLP` (784 → 256 → $p$ = 32). Its
-output is the embedding $f(x)$. One fully connected layer maps $f(x)$ to the output $f_o(x)$: $c$ numbers for
-cross-entropy, or a **single** number for the lecture's regression set-up. `SupervisedLoss` holds that last layer
-and the loss. The training loop (`train.train`) therefore trains both, and it evaluates and embeds with the backbone
-alone. Retrieval uses the embedding, never the outputs.
-""")
-code(r"""
+# %% [markdown]
+# ## 1. The classifier and its embedding
+#
+# The backbone can be any network, fully connected or convolutional. We use `models.MLP` (784 → 256 → $p$ = 32). Its
+# output is the embedding $f(x)$. One fully connected layer maps $f(x)$ to the output $f_o(x)$: $c$ numbers for
+# cross-entropy, or a **single** number for the lecture's regression set-up. `SupervisedLoss` holds that last layer
+# and the loss. The training loop (`train.train`) therefore trains both, and it evaluates and embeds with the backbone
+# alone. Retrieval uses the embedding, never the outputs.
+
+# %%
 print(inspect.getsource(supervised.SupervisedLoss.forward))
 print(inspect.getsource(supervised.Classifier))
-""")
 
-md(r"""
-## 2. The losses, from their formulas
+# %% [markdown]
+# ## 2. The losses, from their formulas
+#
+# Write $r = f_o(x) - y$ for the residual of a single-output network. The lecture averages or sums over the batch; we
+# average.
+#
+# | loss | per sample | behaviour |
+# |---|---|---|
+# | MSE | $r^2$ | smooth; large residuals (outliers) dominate |
+# | MAE | $\lvert r \rvert$ | robust to outliers; the gradient is $\pm 1$ everywhere, with a kink at 0 |
+# | Huber ($\delta$) | $\tfrac12 r^2$ if $\lvert r\rvert \le \delta$, else $\delta(\lvert r\rvert - \tfrac12\delta)$ | MSE near 0, MAE far away; value and slope continuous |
+# | hinge ($m$), $y \in \{-1, +1\}$ | $[m - y\, f_o(x)]_+$ | zero once the sign is right **with margin** $m$ |
+# | cross-entropy, $c$ outputs | $-\log \operatorname{softmax}(f_o(x))_y$ | never exactly zero; keeps pushing the true class up |
+# | KL divergence | $\sum_l t_l \log(t_l / q_l)$ | compares the predicted distribution $q$ with a target distribution $t$ |
+#
+# Two remarks where the lecture is loose:
+#
+# * **MAE is not differentiable at 0**, and frameworks do *not* compute derivatives numerically. Autograd computes
+#   exact derivatives and uses a *subgradient* at the kink: $\operatorname{sign}(0) = 0$ in PyTorch. The tests check
+#   that our MAE gives the same gradient as `F.l1_loss`.
+# * **The direction of KL.** The lecture writes $\mathrm{KL}(\text{prediction} \,\|\, \text{label})$
+#   $= \sum f \log(f/y)$. With one-hot labels, $y_l = 0$ for every wrong class while the softmax output is never 0,
+#   so this is $+\infty$. The usable direction is $\mathrm{KL}(t \,\|\, q)$ with the target $t$ first (it is
+#   `F.kl_div`'s). With a one-hot $t$ it equals cross-entropy exactly. It only differs when the targets are soft,
+#   for example smoothed labels or a teacher's probabilities.
 
-Write $r = f_o(x) - y$ for the residual of a single-output network. The lecture averages or sums over the batch; we
-average.
-
-| loss | per sample | behaviour |
-|---|---|---|
-| MSE | $r^2$ | smooth; large residuals (outliers) dominate |
-| MAE | $\lvert r \rvert$ | robust to outliers; the gradient is $\pm 1$ everywhere, with a kink at 0 |
-| Huber ($\delta$) | $\tfrac12 r^2$ if $\lvert r\rvert \le \delta$, else $\delta(\lvert r\rvert - \tfrac12\delta)$ | MSE near 0, MAE far away; value and slope continuous |
-| hinge ($m$), $y \in \{-1, +1\}$ | $[m - y\, f_o(x)]_+$ | zero once the sign is right **with margin** $m$ |
-| cross-entropy, $c$ outputs | $-\log \operatorname{softmax}(f_o(x))_y$ | never exactly zero; keeps pushing the true class up |
-| KL divergence | $\sum_l t_l \log(t_l / q_l)$ | compares the predicted distribution $q$ with a target distribution $t$ |
-
-Two remarks where the lecture is loose:
-
-* **MAE is not differentiable at 0**, and frameworks do *not* compute derivatives numerically. Autograd computes
-  exact derivatives and uses a *subgradient* at the kink: $\operatorname{sign}(0) = 0$ in PyTorch. The tests check
-  that our MAE gives the same gradient as `F.l1_loss`.
-* **The direction of KL.** The lecture writes $\mathrm{KL}(\text{prediction} \,\|\, \text{label})$
-  $= \sum f \log(f/y)$. With one-hot labels, $y_l = 0$ for every wrong class while the softmax output is never 0,
-  so this is $+\infty$. The usable direction is $\mathrm{KL}(t \,\|\, q)$ with the target $t$ first (it is
-  `F.kl_div`'s). With a one-hot $t$ it equals cross-entropy exactly. It only differs when the targets are soft,
-  for example smoothed labels or a teacher's probabilities.
-""")
-code(r"""
+# %%
 for fn in (supervised.huber_loss, supervised.hinge_loss, supervised.log_softmax, supervised.cross_entropy):
     print(inspect.getsource(fn))
-""")
-code(r"""
+
+# %%
 g = torch.Generator().manual_seed(0)
 pred, target = 3 * torch.randn(1000, generator=g), torch.randn(1000, generator=g)
 logits, labels = 4 * torch.randn(1000, 10, generator=g), torch.randint(0, 10, (1000,), generator=g)
@@ -115,35 +108,35 @@ assert abs(supervised.kl_divergence(logits, one_hot).item() - F.cross_entropy(lo
 reverse = (torch.softmax(logits, 1) * (torch.log_softmax(logits, 1) - torch.log(one_hot))).sum(1).mean()
 print(f"KL(one-hot || q) = cross-entropy = {F.cross_entropy(logits, labels):.4f};  the lecture's KL(q || one-hot) = {reverse}")
 assert torch.isinf(reverse)
-""")
-md(r"""
-PyTorch has no two-class hinge with labels $\pm 1$ under that name. `F.hinge_embedding_loss` is a different loss,
-for distances. The multi-class margin loss with the two logits $(-f/2, f/2)$ reduces to it, up to the factor 2
-(it averages over the classes). Cross-entropy with two classes, as a function of the logit margin
-$z_y - z_{\text{other}}$, is $\log(1 + e^{-\text{margin}})$, a smooth cousin of the hinge. Here are the losses and their
-gradients (autograd):
-""")
-code(r"""
+
+# %% [markdown]
+# PyTorch has no two-class hinge with labels $\pm 1$ under that name. `F.hinge_embedding_loss` is a different loss,
+# for distances. The multi-class margin loss with the two logits $(-f/2, f/2)$ reduces to it, up to the factor 2
+# (it averages over the classes). Cross-entropy with two classes, as a function of the logit margin
+# $z_y - z_{\text{other}}$, is $\log(1 + e^{-\text{margin}})$, a smooth cousin of the hinge. Here are the losses and their
+# gradients (autograd):
+
+# %%
 fig = supervised.plot_losses(delta=1.0, margin=1.0)
-""")
-md(r"""
-Read the right panel. MSE's gradient grows with the residual, so one far-off sample can dominate a batch. MAE and the
-hinge push with a constant force. The hinge stops completely once the margin is reached, while cross-entropy never
-quite stops.
 
-## 3. Train with each loss, compare the embeddings
+# %% [markdown]
+# Read the right panel. MSE's gradient grows with the residual, so one far-off sample can dominate a batch. MAE and the
+# hinge push with a constant force. The hinge stops completely once the margin is reached, while cross-entropy never
+# quite stops.
+#
+# ## 3. Train with each loss, compare the embeddings
+#
+# The same backbone, data, epochs and learning rate for every loss:
+#
+# * **cross-entropy** over $c = 10$ outputs;
+# * **KL** over 10 outputs against *smoothed* labels (0.9 on the true class, the rest spread out). With one-hot targets
+#   it would be cross-entropy again;
+# * **MSE, MAE, Huber** with **one output neuron** that predicts the class index $0, 1, \dots, 9$ as a number. This is
+#   the lecture's single-output set-up.
+#
+# Runs are cached: running the notebook again loads them.
 
-The same backbone, data, epochs and learning rate for every loss:
-
-* **cross-entropy** over $c = 10$ outputs;
-* **KL** over 10 outputs against *smoothed* labels (0.9 on the true class, the rest spread out). With one-hot targets
-  it would be cross-entropy again;
-* **MSE, MAE, Huber** with **one output neuron** that predicts the class index $0, 1, \dots, 9$ as a number. This is
-  the lecture's single-output set-up.
-
-Runs are cached: running the notebook again loads them.
-""")
-code(r"""
+# %%
 LOSSES = ["cross_entropy", "kl", "mse", "mae", "huber"]
 
 
@@ -175,8 +168,8 @@ def run(loss, dataset, emb=EMB, hidden=(256,), classes=None, epochs=EPOCHS, **kw
 
 
 results = {(l, d): run(l, d) for d in DATASETS for l in LOSSES}
-""")
-code(r"""
+
+# %%
 raw = {}
 for d in DATASETS:
     xt, yt = split(d)[2:]
@@ -199,21 +192,22 @@ for d in DATASETS:
         assert ce["p1"] > results[l, d]["p1"] + 0.05, (l, d)
         assert ce["map_r"] > results[l, d]["map_r"], (l, d)
         assert ce["accuracy"] > results[l, d]["accuracy"], (l, d)   # rounding one output classifies poorly too
-""")
-md(r"""
-**Why is single-output regression a poor embedding?** The last layer is a single dot product $w^\top f(x) + b$.
-The only thing the loss rewards is moving $f(x)$ along the one direction $w$, to the position of the class index.
-Two consequences:
 
-* it invents an **order and a distance between classes**: "4" must lie between "3" and "5", and "0" must be far
-  from "9". Images of 4 that are ambiguous with 9 get pulled to 6.5, the class in between. The network's
-  class accuracy (rounding the output) is poor for the same reason;
-* the embedding has little reason to use its other 31 dimensions. We measure this below as the share of variance
-  along the first principal direction of the test embeddings.
 
-With $c$ outputs and cross-entropy, each class has its own direction and no order among classes is assumed.
-""")
-code(r"""
+# %% [markdown]
+# **Why is single-output regression a poor embedding?** The last layer is a single dot product $w^\top f(x) + b$.
+# The only thing the loss rewards is moving $f(x)$ along the one direction $w$, to the position of the class index.
+# Two consequences:
+#
+# * it invents an **order and a distance between classes**: "4" must lie between "3" and "5", and "0" must be far
+#   from "9". Images of 4 that are ambiguous with 9 get pulled to 6.5, the class in between. The network's
+#   class accuracy (rounding the output) is poor for the same reason;
+# * the embedding has little reason to use its other 31 dimensions. We measure this below as the share of variance
+#   along the first principal direction of the test embeddings.
+#
+# With $c$ outputs and cross-entropy, each class has its own direction and no order among classes is assumed.
+
+# %%
 def top_pc_share(z):
     s = torch.linalg.svdvals(z - z.mean(0)) ** 2
     return (s[0] / s.sum()).item()
@@ -233,8 +227,8 @@ for ax, l in zip(axes, ("mse", "cross_entropy")):
     ax.set(xlabel="true class", ylabel="predicted class index" if l == "mse" else "argmax class (jittered)",
            title=f"{names[l]}, {d0}")
 fig.tight_layout()
-""")
-code(r"""
+
+# %%
 fig, axes = plt.subplots(len(DATASETS), len(LOSSES), figsize=(3.3 * len(LOSSES), 3.6 * len(DATASETS)), squeeze=False)
 for row, d in enumerate(DATASETS):
     for col, l in enumerate(LOSSES):
@@ -245,16 +239,16 @@ for row, d in enumerate(DATASETS):
     axes[row, -1].legend(markerscale=3, fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5), frameon=False)
 fig.suptitle("UMAP of the penultimate-layer embeddings (test set)")
 fig.tight_layout()
-""")
-md(r"""
-In the regression embeddings, neighbouring class *indices* blend into each other along a curve. The
-cross-entropy and KL embeddings form separate islands.
 
-### The two-class hinge
-The hinge needs labels $\pm 1$, so it is a two-class loss. We keep only the digits 3 and 5 (which are easy to
-confuse), train a single output with the hinge ($m = 1$), and compare with two-output cross-entropy on the same subset.
-""")
-code(r"""
+# %% [markdown]
+# In the regression embeddings, neighbouring class *indices* blend into each other along a curve. The
+# cross-entropy and KL embeddings form separate islands.
+#
+# ### The two-class hinge
+# The hinge needs labels $\pm 1$, so it is a two-class loss. We keep only the digits 3 and 5 (which are easy to
+# confuse), train a single output with the hinge ($m = 1$), and compare with two-output cross-entropy on the same subset.
+
+# %%
 two = {l: run(l, DATASETS[0], classes=(3, 5)) for l in ("hinge", "cross_entropy")}
 for l, r in two.items():
     print(f"{l:<14} 3 vs 5: accuracy {r['accuracy']:.3f}, P@1 {r['p1']:.3f}, MAP@R {r['map_r']:.3f}")
@@ -269,15 +263,14 @@ plt.axvline(1, color="r", ls="--", label="margin m = 1: no loss to the right")
 plt.xlabel("y f(x) on the test set"); plt.ylabel("count"); plt.legend(frameon=False); plt.tight_layout()
 print(f"test points beyond the margin: {(margins >= 1).float().mean():.2f}, misclassified: {(margins < 0).float().mean():.3f}")
 assert (margins >= 1).float().mean() > 0.5
-""")
 
-md(r"""
-## 4. Separable is not the same as discriminative
+# %% [markdown]
+# ## 4. Separable is not the same as discriminative
+#
+# Give the penultimate layer **two** dimensions and we can look at it directly. The backbone is 784 → 256 → 64 → 2, and
+# the classifier is the usual linear layer to 10 logits with cross-entropy.
 
-Give the penultimate layer **two** dimensions and we can look at it directly. The backbone is 784 → 256 → 64 → 2, and
-the classifier is the usual linear layer to 10 logits with cross-entropy.
-""")
-code(r"""
+# %%
 r2 = run("cross_entropy", DATASETS[0], emb=2, hidden=(256, 64), epochs=2 * EPOCHS)
 z2, y2 = r2["z"], r2["labels"]
 stats = supervised.norm_and_angle_stats(z2, y2)
@@ -296,46 +289,46 @@ fig.tight_layout()
 
 assert r2["accuracy"] > 0.7                          # separable: a linear classifier gets most of it right
 assert stats["radius_cv"] > 0.2                      # not compact: each class stretches out along its ray
-""")
-md(r"""
-The classes fan out as **wedges from the origin**. With a linear last layer, the logit of class $j$ is
-$W_j^\top f(x) + b_j$. Making a sample *more* confidently "class $j$" is easiest by moving it further out along
-$W_j$, so each class stretches along its ray. Its samples spread widely in radius while staying in their angle. The classes are
-**separable** (a line between two wedges classifies well). They are not **compact**: two images of the same digit
-can lie much further apart than images of two different digits near the origin. For nearest-neighbour retrieval
-that is what matters.
 
-Two fixes, both later in the course:
-* **lecture 5** trains on distances directly: pull same-class pairs together and push different-class pairs apart
-  by a margin. That makes the classes compact;
-* **lecture 7** (angular margins) normalises the embeddings and the class weights. The radius then stops mattering,
-  and it demands a *margin in angle* between classes.
+# %% [markdown]
+# The classes fan out as **wedges from the origin**. With a linear last layer, the logit of class $j$ is
+# $W_j^\top f(x) + b_j$. Making a sample *more* confidently "class $j$" is easiest by moving it further out along
+# $W_j$, so each class stretches along its ray. Its samples spread widely in radius while staying in their angle. The classes are
+# **separable** (a line between two wedges classifies well). They are not **compact**: two images of the same digit
+# can lie much further apart than images of two different digits near the origin. For nearest-neighbour retrieval
+# that is what matters.
+#
+# Two fixes, both later in the course:
+# * **lecture 5** trains on distances directly: pull same-class pairs together and push different-class pairs apart
+#   by a margin. That makes the classes compact;
+# * **lecture 7** (angular margins) normalises the embeddings and the class weights. The radius then stops mattering,
+#   and it demands a *margin in angle* between classes.
+#
+# ## Summary
+#
+# - A classifier's penultimate layer is an embedding. Retrieval uses it, not the outputs.
+# - Each loss of the lecture fits in a few lines and matches PyTorch's built-in: MSE (`mse_loss`), MAE (`l1_loss`),
+#   Huber (`huber_loss`; not `smooth_l1_loss`, which is Huber divided by $\delta$), KL (`kl_div` with the target first),
+#   hinge (2 × `multi_margin_loss` on $(-f/2, f/2)$) and cross-entropy (`cross_entropy`).
+# - The lecture's $\mathrm{KL}(\text{prediction}\,\|\,\text{one-hot})$ is infinite; $\mathrm{KL}(\text{one-hot}\,\|\,
+#   \text{prediction})$ is cross-entropy.
+# - **Regressing the class index** with one output (MSE, MAE or Huber) invents an order among classes and wastes
+#   the embedding's dimensions. Cross-entropy over $c$ outputs gives a much better embedding (Precision@1 and MAP@R).
+# - Cross-entropy makes classes **separable, not compact**: radial wedges. That motivates the metric losses of
+#   lecture 5 and the angular margins of lecture 7.
+#
+# ## Exercises
+#
+# 1. **Huber.** Write `my_huber(pred, target, delta)` (mean over samples). Check it with `check_huber_loss`. It
+#    recognises the missing ½, the missing $-\tfrac12\delta$, and `smooth_l1_loss`'s scaling.
+# 2. **Cross-entropy that does not overflow.** Write `my_cross_entropy(logits, labels)` (mean). Check it with
+#    `check_cross_entropy`, which also feeds logits of size 1000.
+# 3. **Two-class hinge.** Write `my_hinge(scores, y, margin)` with $y \in \{-1, +1\}$. Check it with `check_hinge_loss`.
+# 4. **Regression with one-hot targets.** Train MSE on **10** outputs against one-hot targets (no softmax). Is the
+#    embedding closer to cross-entropy or to single-output MSE? What does that say about where the problem of
+#    the single-output set-up lies?
 
-## Summary
-
-- A classifier's penultimate layer is an embedding. Retrieval uses it, not the outputs.
-- Each loss of the lecture fits in a few lines and matches PyTorch's built-in: MSE (`mse_loss`), MAE (`l1_loss`),
-  Huber (`huber_loss`; not `smooth_l1_loss`, which is Huber divided by $\delta$), KL (`kl_div` with the target first),
-  hinge (2 × `multi_margin_loss` on $(-f/2, f/2)$) and cross-entropy (`cross_entropy`).
-- The lecture's $\mathrm{KL}(\text{prediction}\,\|\,\text{one-hot})$ is infinite; $\mathrm{KL}(\text{one-hot}\,\|\,
-  \text{prediction})$ is cross-entropy.
-- **Regressing the class index** with one output (MSE, MAE or Huber) invents an order among classes and wastes
-  the embedding's dimensions. Cross-entropy over $c$ outputs gives a much better embedding (Precision@1 and MAP@R).
-- Cross-entropy makes classes **separable, not compact**: radial wedges. That motivates the metric losses of
-  lecture 5 and the angular margins of lecture 7.
-
-## Exercises
-
-1. **Huber.** Write `my_huber(pred, target, delta)` (mean over samples). Check it with `check_huber_loss`. It
-   recognises the missing ½, the missing $-\tfrac12\delta$, and `smooth_l1_loss`'s scaling.
-2. **Cross-entropy that does not overflow.** Write `my_cross_entropy(logits, labels)` (mean). Check it with
-   `check_cross_entropy`, which also feeds logits of size 1000.
-3. **Two-class hinge.** Write `my_hinge(scores, y, margin)` with $y \in \{-1, +1\}$. Check it with `check_hinge_loss`.
-4. **Regression with one-hot targets.** Train MSE on **10** outputs against one-hot targets (no softmax). Is the
-   embedding closer to cross-entropy or to single-output MSE? What does that say about where the problem of
-   the single-output set-up lies?
-""")
-code(r"""
+# %%
 from dmlcourse.exercises.lecture04 import check_cross_entropy, check_hinge_loss, check_huber_loss
 
 
@@ -355,10 +348,3 @@ def my_hinge(scores, y, margin):
 check_huber_loss(my_huber)               # replace these with your own versions
 check_cross_entropy(my_cross_entropy)
 check_hinge_loss(my_hinge)
-""")
-
-nb = nbf.v4.new_notebook(cells=cells)
-nb.metadata = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-               "language_info": {"name": "python"}}
-nbf.write(nb, "notebooks/04_supervised_losses.ipynb")
-print("wrote notebooks/04_supervised_losses.ipynb")

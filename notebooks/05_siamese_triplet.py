@@ -1,25 +1,18 @@
-"""Build notebooks/05_siamese_triplet.ipynb."""
-import nbformat as nbf
+# %% [markdown]
+# # 05 · Siamese and triplet networks: contrastive, triplet and NCA losses
+#
+# Lectures 3 and 4 learned embeddings *indirectly*: by reconstructing the input or by classifying it. This lecture
+# trains the embedding **directly on distances**. The network sees two or three images at a time and is told only
+# *"these two are alike"* or *"this one is closer to that one than to the other"*. The loss then moves the
+# embeddings so that the distances tell the truth.
+#
+# What you will see:
+# 1. the Siamese network, and why "sharing weights" has two implementations that are exactly the same;
+# 2. pairs and triplets built from labels, and positives built **without** labels, by augmentation;
+# 3. the contrastive loss (two forms), the triplet loss and the NCA loss, each with its geometry;
+# 4. all three trained on MNIST and Fashion-MNIST, compared honestly.
 
-cells = []
-md = lambda s: cells.append(nbf.v4.new_markdown_cell(s.strip()))
-code = lambda s: cells.append(nbf.v4.new_code_cell(s.strip()))
-
-md(r"""
-# 05 · Siamese and triplet networks: contrastive, triplet and NCA losses
-
-Lectures 3 and 4 learned embeddings *indirectly*: by reconstructing the input or by classifying it. This lecture
-trains the embedding **directly on distances**. The network sees two or three images at a time and is told only
-*"these two are alike"* or *"this one is closer to that one than to the other"*. The loss then moves the
-embeddings so that the distances tell the truth.
-
-What you will see:
-1. the Siamese network, and why "sharing weights" has two implementations that are exactly the same;
-2. pairs and triplets built from labels, and positives built **without** labels, by augmentation;
-3. the contrastive loss (two forms), the triplet loss and the NCA loss, each with its geometry;
-4. all three trained on MNIST and Fashion-MNIST, compared honestly.
-""")
-code(r"""
+# %%
 # Setup: imports, seed, device, data size, quick mode
 import torch
 from dmlcourse import data, metrics, models, plots, runtime, train
@@ -28,6 +21,7 @@ device = runtime.get_device()         # CUDA, then Apple MPS, then CPU
 SIZE = data.default_size(device)      # "mini" on CPU or in quick mode, "full" on a GPU
 runtime.seed_everything(0)
 
+# %%
 import inspect
 import matplotlib.pyplot as plt
 from dmlcourse import cache, losses, siamese, tuples
@@ -35,29 +29,28 @@ from dmlcourse import cache, losses, siamese, tuples
 TRAIN_PER_CLASS = runtime.quick(None, 300)   # None = every training image of SIZE
 TEST_PER_CLASS = runtime.quick(200, 100)
 EPOCHS = runtime.quick(8, 2)
-""")
 
-md(r"""
-## 1. A Siamese network is one network used several times
+# %% [markdown]
+# ## 1. A Siamese network is one network used several times
+#
+# A Siamese network has two (or three) *sub-networks* $f_\theta$ with **the same weights** $\theta$. Each image of a
+# pair goes through "its" sub-network, and the loss looks at the distance $d(f_\theta(x^1), f_\theta(x^2))$.
+#
+# The lecture mentions two ways to build it:
+#
+# * **copies in memory** — $k$ separate sub-networks whose weights are kept equal: after each update the new weights
+#   are copied into every copy;
+# * **one sub-network applied $k$ times** — nothing to keep in sync.
+#
+# There is one subtlety in the first version. Because $\theta$ is *one* parameter used $k$ times, its gradient is the
+# **sum** of the gradients that reach each copy:
+# $\nabla_\theta L = \sum_{b=1}^{k} \nabla_{\theta_b} L$. Updating with one copy's gradient and copying that around
+# would be a different (wrong) algorithm. `SiameseCopies.step` sums first, updates once, then copies:
 
-A Siamese network has two (or three) *sub-networks* $f_\theta$ with **the same weights** $\theta$. Each image of a
-pair goes through "its" sub-network, and the loss looks at the distance $d(f_\theta(x^1), f_\theta(x^2))$.
-
-The lecture mentions two ways to build it:
-
-* **copies in memory** — $k$ separate sub-networks whose weights are kept equal: after each update the new weights
-  are copied into every copy;
-* **one sub-network applied $k$ times** — nothing to keep in sync.
-
-There is one subtlety in the first version. Because $\theta$ is *one* parameter used $k$ times, its gradient is the
-**sum** of the gradients that reach each copy:
-$\nabla_\theta L = \sum_{b=1}^{k} \nabla_{\theta_b} L$. Updating with one copy's gradient and copying that around
-would be a different (wrong) algorithm. `SiameseCopies.step` sums first, updates once, then copies:
-""")
-code(r"""
+# %%
 print(inspect.getsource(siamese.SiameseCopies.step))
-""")
-code(r"""
+
+# %%
 runtime.seed_everything(0)
 net = models.SmallCNN(embedding_dim=16)
 shared = siamese.SharedSiamese(net).to(device)
@@ -88,63 +81,62 @@ print(f"\nparameters: one shared network {siamese.parameter_bytes(shared) / 1024
       f"two copies {siamese.parameter_bytes(copies) / 1024:.0f} KiB")
 print(f"gradients during the step: {grad_bytes[0] / 1024:.0f} KiB vs {grad_bytes[1] / 1024:.0f} KiB")
 assert siamese.parameter_bytes(copies) == 2 * siamese.parameter_bytes(shared)
-""")
-md(r"""
-Same outputs, same update — and the copies cost $k$ times the memory for parameters and gradients (the
-activations are the same either way: both versions push the same images through the same layers). That is why
-every modern implementation, this course's included, uses **one** network and simply calls it on each element
-of the tuple; "Siamese" then only describes how the loss is built.
 
-## 2. Tuples: from labels, and from augmentation
+# %% [markdown]
+# Same outputs, same update — and the copies cost $k$ times the memory for parameters and gradients (the
+# activations are the same either way: both versions push the same images through the same layers). That is why
+# every modern implementation, this course's included, uses **one** network and simply calls it on each element
+# of the tuple; "Siamese" then only describes how the loss is built.
+#
+# ## 2. Tuples: from labels, and from augmentation
+#
+# With labels, any two images of the same class make a *similar* pair ($y = 0$) and two images of different classes a
+# *dissimilar* pair ($y = 1$ — note the lecture's convention: $y$ marks **dis**similarity). A triplet is an anchor, a
+# positive of its class and a negative of another class.
 
-With labels, any two images of the same class make a *similar* pair ($y = 0$) and two images of different classes a
-*dissimilar* pair ($y = 1$ — note the lecture's convention: $y$ marks **dis**similarity). A triplet is an anchor, a
-positive of its class and a negative of another class.
-""")
-code(r"""
+# %%
 print(inspect.getsource(tuples.make_triplets))
 a, p, n = tuples.make_triplets(demo.labels, 8, seed=1)
 assert torch.all(demo.labels[a] == demo.labels[p]) and torch.all(demo.labels[a] != demo.labels[n])
 grid = torch.cat([demo.images[a], demo.images[p], demo.images[n]])
 plots.image_grid(grid, torch.cat([demo.labels[a], demo.labels[p], demo.labels[n]]), ncols=8,
                  title="triplets: anchors (top), positives (middle), negatives (bottom)");
-""")
-md(r"""
-**Without labels** we can still make a positive: a slightly shifted, rotated and noisy copy of the anchor shows the
-same object, so it should embed close to it. Every *other* image of the batch serves as a negative (most of them
-really are of another class). This is the idea behind self-supervised methods such as SimCLR; our augmentation is
-written in plain torch (an affine sampling grid), no torchvision needed.
-""")
-code(r"""
+
+# %% [markdown]
+# **Without labels** we can still make a positive: a slightly shifted, rotated and noisy copy of the anchor shows the
+# same object, so it should embed close to it. Every *other* image of the batch serves as a negative (most of them
+# really are of another class). This is the idea behind self-supervised methods such as SimCLR; our augmentation is
+# written in plain torch (an affine sampling grid), no torchvision needed.
+
+# %%
 v1, v2 = tuples.augmentation_pairs(demo.images[:10], seed=0, max_shift=3, max_rotation=15, noise=0.1)
 plots.image_grid(torch.cat([demo.images[:10], v1[:, 0], v2[:, 0]]), ncols=10,
                  title="originals (top) and two augmented views of each (no labels used)");
-""")
 
-md(r"""
-## 3. The three losses and their geometry
+# %% [markdown]
+# ## 3. The three losses and their geometry
+#
+# ### Contrastive loss
+# For a pair with distance $d = d(f(x^1), f(x^2))$ and $y = 1$ for dissimilar pairs, the lecture's eq. 11 is
+#
+# $$\ell = (1 - y)\, d + y\, [m - d]_+ ,$$
+#
+# pull similar pairs together, push dissimilar pairs out to the margin $m$ and then leave them alone.
+# The original paper (Hadsell, Chopra & LeCun, 2006) writes it with the Euclidean distance $D$ and **squares**:
+#
+# $$\ell_{\text{Hadsell}} = (1 - y)\,\tfrac12 D^2 + y\,\tfrac12 [m - D]_+^2 .$$
+#
+# The two are not the same function. Squaring changes the gradients: the pull on a similar pair is $D$ (weak when it
+# is already close) instead of a constant, and the push on a dissimilar pair fades smoothly to 0 as it reaches the
+# margin instead of stopping abruptly. `contrastive_loss(..., form="hadsell", distance="euclidean")` is the paper's
+# version; `form="lecture"` with its default `distance="squared_euclidean"` is eq. 11 with $d = D^2$ — then the
+# similar-pair term is $D^2$ (twice Hadsell's) but the dissimilar term $[m - D^2]_+$ has its margin on the *squared*
+# scale. Margins do not carry over between the two.
 
-### Contrastive loss
-For a pair with distance $d = d(f(x^1), f(x^2))$ and $y = 1$ for dissimilar pairs, the lecture's eq. 11 is
-
-$$\ell = (1 - y)\, d + y\, [m - d]_+ ,$$
-
-pull similar pairs together, push dissimilar pairs out to the margin $m$ and then leave them alone.
-The original paper (Hadsell, Chopra & LeCun, 2006) writes it with the Euclidean distance $D$ and **squares**:
-
-$$\ell_{\text{Hadsell}} = (1 - y)\,\tfrac12 D^2 + y\,\tfrac12 [m - D]_+^2 .$$
-
-The two are not the same function. Squaring changes the gradients: the pull on a similar pair is $D$ (weak when it
-is already close) instead of a constant, and the push on a dissimilar pair fades smoothly to 0 as it reaches the
-margin instead of stopping abruptly. `contrastive_loss(..., form="hadsell", distance="euclidean")` is the paper's
-version; `form="lecture"` with its default `distance="squared_euclidean"` is eq. 11 with $d = D^2$ — then the
-similar-pair term is $D^2$ (twice Hadsell's) but the dissimilar term $[m - D^2]_+$ has its margin on the *squared*
-scale. Margins do not carry over between the two.
-""")
-code(r"""
+# %%
 print(inspect.getsource(losses.contrastive_loss))
-""")
-code(r"""
+
+# %%
 D = torch.linspace(0, 2, 201, dtype=torch.float64, requires_grad=True)
 zeros = torch.zeros(201, 1, dtype=torch.float64)
 m = 1.0
@@ -170,20 +162,19 @@ near_margin = torch.argmin((D.detach() - 0.99).abs())
 assert curves["Hadsell", 1][1][near_margin].abs() < 0.02           # Hadsell's push fades out at the margin ...
 assert abs(curves["lecture, d = D", 1][1][near_margin] + 1) < 1e-9  # ... the lecture's stays at full strength
 assert torch.allclose(curves["lecture, d = D²", 0][0], 2 * curves["Hadsell", 0][0])
-""")
 
-md(r"""
-### Triplet loss
-A triplet only asks for an *order*: the positive must be closer than the negative, by a margin $m$ (eq. 12):
+# %% [markdown]
+# ### Triplet loss
+# A triplet only asks for an *order*: the positive must be closer than the negative, by a margin $m$ (eq. 12):
+#
+# $$\ell = [\, d(a,p) - d(a,n) + m \,]_+ .$$
+#
+# Below is the loss over the plane of $(d(a,p), d(a,n))$. Above the dashed line $d(a,n) = d(a,p) + m$ a triplet is
+# already satisfied and gives **zero** loss and zero gradient: it teaches nothing. The red dots are 2,000 random
+# triplets of test images under the *untrained* network (normalised embeddings). Move the margin and watch the
+# fraction of *active* triplets — the ones still producing a gradient.
 
-$$\ell = [\, d(a,p) - d(a,n) + m \,]_+ .$$
-
-Below is the loss over the plane of $(d(a,p), d(a,n))$. Above the dashed line $d(a,n) = d(a,p) + m$ a triplet is
-already satisfied and gives **zero** loss and zero gradient: it teaches nothing. The red dots are 2,000 random
-triplets of test images under the *untrained* network (normalised embeddings). Move the margin and watch the
-fraction of *active* triplets — the ones still producing a gradient.
-""")
-code(r"""
+# %%
 test = data.load("mnist", "test", "mini")
 runtime.seed_everything(0)
 untrained = models.SmallCNN(32, normalize=True)
@@ -193,26 +184,25 @@ d_ap = torch.linalg.norm(z_untrained[a] - z_untrained[p], dim=1)
 d_an = torch.linalg.norm(z_untrained[a] - z_untrained[n], dim=1)
 explorer = siamese.triplet_margin_explorer(d_ap, d_an, margin=0.2)
 explorer
-""")
-code(r"""
+
+# %%
 active = [(d_ap - d_an + m > 0).float().mean().item() for m in (0.0, 0.2, 0.5, 1.0)]
 print("active fraction at m = 0, 0.2, 0.5, 1.0:", [f"{a:.2f}" for a in active])
 assert active == sorted(active) and active[-1] > active[0]   # a larger margin keeps more triplets active
-""")
 
-md(r"""
-### NCA loss
-NCA (Goldberger et al., 2005) turns distances into a soft choice of neighbour. Point $i$ picks $j$ with probability
-$p_{ij} = \exp(-d_{ij}) / \sum_{k \ne i} \exp(-d_{ik})$ (squared Euclidean $d$), and the loss is
-$-\log \sum_{j \in \text{class}(i)} p_{ij}$: the chance that $i$ picks a neighbour of its own class.
+# %% [markdown]
+# ### NCA loss
+# NCA (Goldberger et al., 2005) turns distances into a soft choice of neighbour. Point $i$ picks $j$ with probability
+# $p_{ij} = \exp(-d_{ij}) / \sum_{k \ne i} \exp(-d_{ik})$ (squared Euclidean $d$), and the loss is
+# $-\log \sum_{j \in \text{class}(i)} p_{ij}$: the chance that $i$ picks a neighbour of its own class.
+#
+# The lecture's eq. 14 writes a different variant: for each anchor–positive pair, the positive alone in the
+# numerator and **only the negatives** in the denominator,
+# $-\log\big(e^{-d(a,p)} / \sum_{n} e^{-d(a,n)}\big)$. Because the positive is missing from the denominator this
+# is not the log of a probability: it is not bounded below by 0 and keeps rewarding larger gaps without end. The
+# `variant` argument selects either.
 
-The lecture's eq. 14 writes a different variant: for each anchor–positive pair, the positive alone in the
-numerator and **only the negatives** in the denominator,
-$-\log\big(e^{-d(a,p)} / \sum_{n} e^{-d(a,n)}\big)$. Because the positive is missing from the denominator this
-is not the log of a probability: it is not bounded below by 0 and keeps rewarding larger gaps without end. The
-`variant` argument selects either.
-""")
-code(r"""
+# %%
 g = torch.Generator().manual_seed(0)
 z_toy = torch.randn(12, 2, generator=g)
 labels_toy = torch.arange(12) % 3
@@ -224,24 +214,23 @@ for scale in (1.0, 10.0):
           f"eq.14 terms in [{ln.min():.2f}, {ln.max():.2f}]")
     assert lg.min() >= 0
 assert ln.min() < 0     # eq. 14 goes below zero: it is not a -log probability
-""")
 
-md(r"""
-## 4. Training with each loss
+# %% [markdown]
+# ## 4. Training with each loss
+#
+# The same network (`SmallCNN`, 32-d embedding), the same class-balanced batches (8 classes × 16 images), the same
+# epochs; only the loss changes. Batch versions of the losses (`siamese.make_batch_loss`):
+#
+# | loss | tuples from a batch of 128 | settings |
+# |---|---|---|
+# | contrastive | every pair (8,128 pairs) | eq. 11, Euclidean $d$, $m = 1$ |
+# | triplet | 4 random triplets per anchor (random sampling; lecture 6 mines them) | Euclidean $d$ on L2-normalised embeddings, $m = 0.2$ |
+# | NCA | the whole batch | Goldberger's form, squared Euclidean |
+#
+# After every epoch we store the distances of similar and dissimilar test pairs, to watch them separate. Runs are
+# cached on disk: running the notebook again loads them.
 
-The same network (`SmallCNN`, 32-d embedding), the same class-balanced batches (8 classes × 16 images), the same
-epochs; only the loss changes. Batch versions of the losses (`siamese.make_batch_loss`):
-
-| loss | tuples from a batch of 128 | settings |
-|---|---|---|
-| contrastive | every pair (8,128 pairs) | eq. 11, Euclidean $d$, $m = 1$ |
-| triplet | 4 random triplets per anchor (random sampling; lecture 6 mines them) | Euclidean $d$ on L2-normalised embeddings, $m = 0.2$ |
-| NCA | the whole batch | Goldberger's form, squared Euclidean |
-
-After every epoch we store the distances of similar and dissimilar test pairs, to watch them separate. Runs are
-cached on disk: running the notebook again loads them.
-""")
-code(r"""
+# %%
 SETTINGS = {
     "contrastive": (dict(margin=1.0, distance="euclidean"), False),
     "triplet": (dict(margin=0.2, distance="euclidean"), True),
@@ -273,8 +262,8 @@ def run(loss_name, dataset):
     return cache.cached(f"l05-{loss_name}-{dataset}", config, compute)
 
 results = {(l, d): run(l, d) for d in ("mnist", "fashion-mnist") for l in SETTINGS}
-""")
-code(r"""
+
+# %%
 raw = {}
 for d in ("mnist", "fashion-mnist"):
     r = results["nca", d]
@@ -290,21 +279,21 @@ for l in SETTINGS:
 
 for (l, d), r in results.items():   # every loss gathers the classes far better than raw pixels
     assert r["map_r"] > raw[d][1] + 0.05, (l, d)
-""")
-md(r"""
-Precision@1 is close for all three and close to raw pixels — the nearest neighbour is an easy test on these data.
-MAP@R separates them: it asks whether *all* images of a class come before the others.
-(In quick mode the runs are very short; run the notebook without `DMLCOURSE_QUICK` for the full-strength table.)
 
-### Distances separate during training
-The histograms of similar (green) and dissimilar (red) test-pair distances, one per epoch; drag the slider.
-""")
-code(r"""
+# %% [markdown]
+# Precision@1 is close for all three and close to raw pixels — the nearest neighbour is an easy test on these data.
+# MAP@R separates them: it asks whether *all* images of a class come before the others.
+# (In quick mode the runs are very short; run the notebook without `DMLCOURSE_QUICK` for the full-strength table.)
+#
+# ### Distances separate during training
+# The histograms of similar (green) and dissimilar (red) test-pair distances, one per epoch; drag the slider.
+
+# %%
 browser = siamese.histogram_browser(results["contrastive", "mnist"]["dists"],
                                     title="contrastive loss, MNIST test pairs")
 browser
-""")
-code(r"""
+
+# %%
 fig, axes = plt.subplots(1, 3, figsize=(13, 3))
 for ax, l in zip(axes, SETTINGS):
     dists = results[l, "mnist"]["dists"]
@@ -324,11 +313,11 @@ for l in SETTINGS:
     before, after = overlap(*results[l, "mnist"]["dists"][0]), overlap(*results[l, "mnist"]["dists"][-1])
     print(f"{l:<12} separation before {before:.2f}, after {after:.2f} (pooled std)")
     assert after > before
-""")
-md(r"""
-### The embeddings side by side
-""")
-code(r"""
+
+# %% [markdown]
+# ### The embeddings side by side
+
+# %%
 fig, axes = plt.subplots(2, 3, figsize=(13, 8.5))
 layouts = {}
 for row, d in enumerate(("mnist", "fashion-mnist")):
@@ -339,21 +328,21 @@ for row, d in enumerate(("mnist", "fashion-mnist")):
                          title=f"{l}, {d}: P@1 {r['p1']:.2f}, MAP@R {r['map_r']:.2f}")
     axes[row, 2].legend(markerscale=3, fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5), frameon=False)
 fig.tight_layout()
-""")
-code(r"""
+
+# %%
 r = results["triplet", "fashion-mnist"]
 plots.embedding_explorer(layouts["triplet", "fashion-mnist"], r["labels"], r["images"],
                          class_names=data.CLASS_NAMES["fashion-mnist"], title="triplet loss, Fashion-MNIST test")
-""")
 
-md(r"""
-## 5. No labels at all: positives by augmentation
 
-Now we drop the labels. Each batch of images becomes two augmented views; the two views of an image are the only
-positives, every other image is a negative. The NCA loss on normalised embeddings (with a scale, a *temperature*)
-does the rest — this is essentially SimCLR's NT-Xent loss. The training loop is short enough to write here:
-""")
-code(r"""
+# %% [markdown]
+# ## 5. No labels at all: positives by augmentation
+#
+# Now we drop the labels. Each batch of images becomes two augmented views; the two views of an image are the only
+# positives, every other image is a negative. The NCA loss on normalised embeddings (with a scale, a *temperature*)
+# does the rest — this is essentially SimCLR's NT-Xent loss. The training loop is short enough to write here:
+
+# %%
 def self_supervised(dataset, epochs, per_class, seed=0):
     tr = data.load(dataset, "train", SIZE)
     keep = data.balanced_subset(tr.labels, per_class) if per_class else torch.arange(len(tr.labels))
@@ -394,25 +383,25 @@ for d in ssl_results:   # without a single label, nearest neighbours improve ove
     assert s[0] > rnd[0], d
 mn = ssl_results["mnist"]
 assert mn["self-supervised"][1] > mn["random network"][1] + 0.05   # on MNIST whole classes gather too
-""")
-md(r"""
-Without a single label the network's nearest neighbours improve on its random start (the same weights before
-training) on both datasets. On MNIST whole classes gather too (MAP@R rises); on Fashion-MNIST a short run moves
-MAP@R little: shirts, pullovers and coats differ in ways that small shifts and rotations do not reveal, and
-self-supervised methods need stronger augmentations and much longer training. Labels (NCA) still help a lot — augmentation only teaches *which changes do not matter*, not which images belong together.
 
-## 6. The Embedding Lab
-The lab below trains one configuration at a time and shows a fixed set of test images (100 per class) after every
-epoch, laid out by UMAP; press ▶ to watch the points move from the random network to the trained one. Pick the
-loss, the margin, the embedding size; for the triplet loss also how triplets are chosen (`random` is this
-lecture's baseline, the others are lecture 6's miners). Controls that do not apply to a loss are greyed out.
-Hover over a point to see its image. "Keep this run" pins a result so that you can set two losses side by side.
+# %% [markdown]
+# Without a single label the network's nearest neighbours improve on its random start (the same weights before
+# training) on both datasets. On MNIST whole classes gather too (MAP@R rises); on Fashion-MNIST a short run moves
+# MAP@R little: shirts, pullovers and coats differ in ways that small shifts and rotations do not reveal, and
+# self-supervised methods need stronger augmentations and much longer training. Labels (NCA) still help a lot — augmentation only teaches *which changes do not matter*, not which images belong together.
+#
+# ## 6. The Embedding Lab
+# The lab below trains one configuration at a time and shows a fixed set of test images (100 per class) after every
+# epoch, laid out by UMAP; press ▶ to watch the points move from the random network to the trained one. Pick the
+# loss, the margin, the embedding size; for the triplet loss also how triplets are chosen (`random` is this
+# lecture's baseline, the others are lecture 6's miners). Controls that do not apply to a loss are greyed out.
+# Hover over a point to see its image. "Keep this run" pins a result so that you can set two losses side by side.
+#
+# Before you play: the cell trains the triplet loss with **random** triplets once. Watch the right-hand plot, the
+# fraction of triplets that still violate the margin: it falls epoch after epoch, because most random triplets
+# become easy. That is the motivation for lecture 6.
 
-Before you play: the cell trains the triplet loss with **random** triplets once. Watch the right-hand plot, the
-fraction of triplets that still violate the margin: it falls epoch after epoch, because most random triplets
-become easy. That is the motivation for lecture 6.
-""")
-code(r"""
+# %%
 from dmlcourse import lab
 
 embedding_lab = lab.EmbeddingLab(losses=["triplet", "contrastive", "nca"],
@@ -428,38 +417,38 @@ print(f"active triplets per epoch: {[round(a, 3) for a in active]}; Precision@1 
       f"{run.metric('precision_at_1')[0]:.3f} (untrained) -> {run.metric('precision_at_1')[-1]:.3f}")
 assert not run.failed and active[-1] < active[0]      # random triplets go silent as the embedding improves
 assert run.metric("precision_at_1")[-1] > run.metric("precision_at_1")[0]
+from IPython.display import display
 display(embedding_lab)
-""")
 
-md(r"""
-## Summary
+# %% [markdown]
+# ## Summary
+#
+# - A Siamese network is **one** network applied to every element of a pair or triplet. Keeping $k$ copies in sync
+#   gives the same result only if their gradients are **summed** — and costs $k$ times the parameter memory.
+# - Tuples come from labels (pairs, triplets) or, without labels, from augmentation (two views of one image).
+# - **Contrastive**: pulls similar pairs together and pushes dissimilar pairs out to a margin. The lecture's form
+#   and Hadsell's squared form differ in their gradients and in the scale of the margin.
+# - **Triplet**: only the order matters; once $d(a,n) > d(a,p) + m$ a triplet is silent. The margin decides how many
+#   triplets stay active — which is why lecture 6 is about *choosing* triplets.
+# - **NCA**: a soft nearest-neighbour classifier over the batch. Goldberger's form is a true $-\log$ probability;
+#   the lecture's eq. 14 (negatives only in the denominator) is not bounded below.
+# - `reduction`: the formulas *sum* over tuples; we usually take the **mean** so the learning rate does not depend on
+#   the batch size; `"mean_nonzero"` (pytorch-metric-learning's default) averages only the active terms, which keeps
+#   the loss from shrinking just because most triplets are already satisfied.
+#
+# ## Exercises
+#
+# 1. **Write the triplet loss.** `my_triplet(za, zp, zn, margin)` with the Euclidean distance and the mean over
+#    triplets; check it with `check_triplet_loss` — it names the usual mistakes (margin sign, missing hinge, squared
+#    distance, swapped roles).
+# 2. **Write the contrastive loss** of eq. 11 with the squared Euclidean distance; check it with
+#    `check_contrastive_loss`.
+# 3. **Margins.** Re-run section 4 with the triplet margin 0.05 and 1.0. What happens to the active fraction
+#    (`results[...]["history"].step_info["active_fraction"]`) and to MAP@R?
+# 4. **Mean or non-zero mean?** Train the triplet run with `reduction="mean_nonzero"` (pass it in `SETTINGS`). Plot
+#    both loss curves: why does one of them not go down even though the embedding improves?
 
-- A Siamese network is **one** network applied to every element of a pair or triplet. Keeping $k$ copies in sync
-  gives the same result only if their gradients are **summed** — and costs $k$ times the parameter memory.
-- Tuples come from labels (pairs, triplets) or, without labels, from augmentation (two views of one image).
-- **Contrastive**: pulls similar pairs together and pushes dissimilar pairs out to a margin. The lecture's form
-  and Hadsell's squared form differ in their gradients and in the scale of the margin.
-- **Triplet**: only the order matters; once $d(a,n) > d(a,p) + m$ a triplet is silent. The margin decides how many
-  triplets stay active — which is why lecture 6 is about *choosing* triplets.
-- **NCA**: a soft nearest-neighbour classifier over the batch. Goldberger's form is a true $-\log$ probability;
-  the lecture's eq. 14 (negatives only in the denominator) is not bounded below.
-- `reduction`: the formulas *sum* over tuples; we usually take the **mean** so the learning rate does not depend on
-  the batch size; `"mean_nonzero"` (pytorch-metric-learning's default) averages only the active terms, which keeps
-  the loss from shrinking just because most triplets are already satisfied.
-
-## Exercises
-
-1. **Write the triplet loss.** `my_triplet(za, zp, zn, margin)` with the Euclidean distance and the mean over
-   triplets; check it with `check_triplet_loss` — it names the usual mistakes (margin sign, missing hinge, squared
-   distance, swapped roles).
-2. **Write the contrastive loss** of eq. 11 with the squared Euclidean distance; check it with
-   `check_contrastive_loss`.
-3. **Margins.** Re-run section 4 with the triplet margin 0.05 and 1.0. What happens to the active fraction
-   (`results[...]["history"].step_info["active_fraction"]`) and to MAP@R?
-4. **Mean or non-zero mean?** Train the triplet run with `reduction="mean_nonzero"` (pass it in `SETTINGS`). Plot
-   both loss curves: why does one of them not go down even though the embedding improves?
-""")
-code(r"""
+# %%
 from dmlcourse.exercises.lecture05 import check_contrastive_loss, check_triplet_loss
 
 def my_triplet(za, zp, zn, margin):
@@ -468,10 +457,3 @@ def my_triplet(za, zp, zn, margin):
     return torch.relu(d_ap - d_an + margin).mean()
 
 check_triplet_loss(my_triplet)      # replace with your own version
-""")
-
-nb = nbf.v4.new_notebook(cells=cells)
-nb.metadata = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-               "language_info": {"name": "python"}}
-nbf.write(nb, "notebooks/05_siamese_triplet.ipynb")
-print("wrote notebooks/05_siamese_triplet.ipynb")

@@ -1,27 +1,20 @@
-"""Build notebooks/02_mahalanobis.ipynb."""
-import nbformat as nbf
+# %% [markdown]
+# # 02 · The Mahalanobis distance, and learning it
+#
+# Lecture 01 showed that the Euclidean distance on raw pixels is a poor judge of similarity, and that a learned
+# embedding does much better. Before deep networks, metric learning meant learning one matrix: the $W$ of a
+# **generalised Mahalanobis distance**. This lecture builds that idea from the ground up, because the deep version
+# (lectures 05–07) is the same idea with the matrix replaced by a network.
+#
+# What you will see:
+# 1. $\|x - y\|_W$, why $W$ must be positive semi-definite, $W = L^\top L$, and $W = \Sigma^{-1}$ (whitening);
+# 2. the unit ball of $\|\cdot\|_W$ — an ellipse you can turn and stretch;
+# 3. three ways to choose $W$: the covariance (no labels), Fisher's LDA, and NCA learned by gradient descent in
+#    PyTorch — checked against scikit-learn's `NeighborhoodComponentsAnalysis`;
+# 4. a kNN table on PCA-reduced MNIST and Fashion-MNIST;
+# 5. the bridge to deep metric learning: replace $L$ by a network, keep the loss.
 
-cells = []
-md = lambda s: cells.append(nbf.v4.new_markdown_cell(s.strip()))
-code = lambda s: cells.append(nbf.v4.new_code_cell(s.strip()))
-
-md(r"""
-# 02 · The Mahalanobis distance, and learning it
-
-Lecture 01 showed that the Euclidean distance on raw pixels is a poor judge of similarity, and that a learned
-embedding does much better. Before deep networks, metric learning meant learning one matrix: the $W$ of a
-**generalised Mahalanobis distance**. This lecture builds that idea from the ground up, because the deep version
-(lectures 05–07) is the same idea with the matrix replaced by a network.
-
-What you will see:
-1. $\|x - y\|_W$, why $W$ must be positive semi-definite, $W = L^\top L$, and $W = \Sigma^{-1}$ (whitening);
-2. the unit ball of $\|\cdot\|_W$ — an ellipse you can turn and stretch;
-3. three ways to choose $W$: the covariance (no labels), Fisher's LDA, and NCA learned by gradient descent in
-   PyTorch — checked against scikit-learn's `NeighborhoodComponentsAnalysis`;
-4. a kNN table on PCA-reduced MNIST and Fashion-MNIST;
-5. the bridge to deep metric learning: replace $L$ by a network, keep the loss.
-""")
-code(r"""
+# %%
 # Setup: imports, seed, device, data size, quick mode
 import torch
 from dmlcourse import data, metrics, models, plots, runtime, train
@@ -30,6 +23,7 @@ device = runtime.get_device()         # CUDA, then Apple MPS, then CPU
 SIZE = data.default_size(device)      # "mini" on CPU or in quick mode, "full" on a GPU
 runtime.seed_everything(0)
 
+# %%
 import inspect
 import time
 import warnings
@@ -46,19 +40,18 @@ PCA_DIM = 30
 RANK = 9                                    # rows of the learned L (= LDA's maximum, C - 1)
 NCA_STEPS = runtime.quick(400, 200)
 EPOCHS = runtime.quick(10, 4)               # the deep version in section 5
-""")
 
-md(r"""
-## 1. The generalised Mahalanobis distance
+# %% [markdown]
+# ## 1. The generalised Mahalanobis distance
+#
+# For a symmetric matrix $W$ (size $D \times D$),
+#
+# $$\|x - y\|_W = \sqrt{(x - y)^\top W (x - y)} .$$
+#
+# $W = I$ gives the Euclidean distance; a diagonal $W$ weighs each coordinate; a full $W$ also mixes them.
+# Our implementation, and a check against SciPy's:
 
-For a symmetric matrix $W$ (size $D \times D$),
-
-$$\|x - y\|_W = \sqrt{(x - y)^\top W (x - y)} .$$
-
-$W = I$ gives the Euclidean distance; a diagonal $W$ weighs each coordinate; a full $W$ also mixes them.
-Our implementation, and a check against SciPy's:
-""")
-code(r"""
+# %%
 print(inspect.getsource(mh.mahalanobis_distance).split('\"\"\"')[2])
 g = torch.Generator().manual_seed(0)
 A = torch.randn(5, 5, generator=g, dtype=torch.float64)
@@ -69,18 +62,18 @@ scipy = torch.tensor([scipy_mahalanobis(a.numpy(), b.numpy(), W.numpy()) for a, 
 print("ours :", ours.numpy().round(4))
 print("scipy:", scipy.numpy().round(4))
 assert torch.allclose(ours, scipy, rtol=1e-12)
-""")
-md(r"""
-(SciPy's argument is called `VI`, "the inverse of the covariance matrix", because its docs think of the classical
-case $W = \Sigma^{-1}$; any PSD matrix works.)
 
-### Why $W$ must be positive semi-definite
-$(x - y)^\top W (x - y)$ is a *squared* length, so it must be $\ge 0$ for every difference $v = x - y$: that is the
-definition of positive semi-definite, $v^\top W v \ge 0$ for all $v$ — equivalently, all eigenvalues of $W$ are
-$\ge 0$. With a negative eigenvalue, two points that differ along its eigenvector would have a negative squared
-distance, and the square root would not exist:
-""")
-code(r"""
+# %% [markdown]
+# (SciPy's argument is called `VI`, "the inverse of the covariance matrix", because its docs think of the classical
+# case $W = \Sigma^{-1}$; any PSD matrix works.)
+#
+# ### Why $W$ must be positive semi-definite
+# $(x - y)^\top W (x - y)$ is a *squared* length, so it must be $\ge 0$ for every difference $v = x - y$: that is the
+# definition of positive semi-definite, $v^\top W v \ge 0$ for all $v$ — equivalently, all eigenvalues of $W$ are
+# $\ge 0$. With a negative eigenvalue, two points that differ along its eigenvector would have a negative squared
+# distance, and the square root would not exist:
+
+# %%
 W_bad = torch.tensor([[1.0, 0.0], [0.0, -0.5]], dtype=torch.float64)
 v = torch.tensor([0.0, 1.0], dtype=torch.float64)        # the eigenvector of -0.5
 print("v^T W v =", (v @ W_bad @ v).item())
@@ -90,37 +83,37 @@ except ValueError as err:
     print("ValueError:", err)
     refused = True
 assert (v @ W_bad @ v) < 0 and refused
-""")
-md(r"""
-If some eigenvalues are exactly 0, $W$ is PSD but singular: directions in its null space are ignored, distinct
-points can be at distance 0, and $\|\cdot\|_W$ is a **pseudo-metric** (lecture 01 found such a pair).
 
-### $W = L^\top L$: a Mahalanobis distance is a Euclidean distance after a linear map
-Every PSD matrix factors as $W = L^\top L$ (for example $L = W^{1/2}$ from the eigen-decomposition, or a Cholesky
-factor). Then
+# %% [markdown]
+# If some eigenvalues are exactly 0, $W$ is PSD but singular: directions in its null space are ignored, distinct
+# points can be at distance 0, and $\|\cdot\|_W$ is a **pseudo-metric** (lecture 01 found such a pair).
+#
+# ### $W = L^\top L$: a Mahalanobis distance is a Euclidean distance after a linear map
+# Every PSD matrix factors as $W = L^\top L$ (for example $L = W^{1/2}$ from the eigen-decomposition, or a Cholesky
+# factor). Then
+#
+# $$\|x - y\|_W^2 = (x - y)^\top L^\top L (x - y) = \|L x - L y\|^2 ,$$
+#
+# so measuring with $W$ is the same as mapping every point through $L$ and measuring with the plain Euclidean
+# distance. **Learning $W$ is learning the linear map $L$.** If $L$ has $k < D$ rows, $W$ has rank $k$: the map also
+# reduces the dimension to $k$. And parametrising by $L$ makes $W$ PSD automatically — gradient descent on $L$ never
+# leaves the allowed set.
 
-$$\|x - y\|_W^2 = (x - y)^\top L^\top L (x - y) = \|L x - L y\|^2 ,$$
-
-so measuring with $W$ is the same as mapping every point through $L$ and measuring with the plain Euclidean
-distance. **Learning $W$ is learning the linear map $L$.** If $L$ has $k < D$ rows, $W$ has rank $k$: the map also
-reduces the dimension to $k$. And parametrising by $L$ makes $W$ PSD automatically — gradient descent on $L$ never
-leaves the allowed set.
-""")
-code(r"""
+# %%
 for name, L in (("symmetric square root W^(1/2)", mh.psd_sqrt(W)),
                 ("Cholesky factor", torch.linalg.cholesky(W + 1e-12 * torch.eye(5, dtype=torch.float64)).T)):
     after_map = torch.linalg.norm(x @ L.T - y @ L.T, dim=1)
     print(f"{name:<32} max |‖Lx - Ly‖ - ‖x - y‖_W| = {(after_map - ours).abs().max():.1e}")
     assert torch.allclose(after_map, ours, atol=1e-8)
-""")
-md(r"""
-### $W = \Sigma^{-1}$: the classical Mahalanobis distance, and whitening
-Mahalanobis' original distance uses the inverse covariance of the data, $W = \Sigma^{-1}$: a step along a direction
-in which the data vary a lot counts little, a step across the data's narrow direction counts a lot. Its $L$ is the
-**whitening** map $L = \Sigma^{-1/2}$: after it the data have identity covariance, and the Euclidean distance there is
-the Mahalanobis distance before.
-""")
-code(r"""
+
+# %% [markdown]
+# ### $W = \Sigma^{-1}$: the classical Mahalanobis distance, and whitening
+# Mahalanobis' original distance uses the inverse covariance of the data, $W = \Sigma^{-1}$: a step along a direction
+# in which the data vary a lot counts little, a step across the data's narrow direction counts a lot. Its $L$ is the
+# **whitening** map $L = \Sigma^{-1/2}$: after it the data have identity covariance, and the Euclidean distance there is
+# the Mahalanobis distance before.
+
+# %%
 g = torch.Generator().manual_seed(1)
 cloud = torch.randn(600, 2, generator=g, dtype=torch.float64) @ torch.tensor([[2.0, 0.0], [1.4, 0.5]]).double().T
 L_white = mh.whitening(cloud, shrinkage=0.0)
@@ -142,21 +135,20 @@ for ax, pts, ring, title in ((axes[0], cloud, ball, "data; the ellipse is ‖x �
     ax.set_aspect("equal")
     ax.set_title(title, fontsize=10)
 fig.tight_layout()
-""")
 
-md(r"""
-## 2. The unit ball of $\|\cdot\|_W$
+# %% [markdown]
+# ## 2. The unit ball of $\|\cdot\|_W$
+#
+# The set $\{x : \|x\|_W = 1\}$ is an ellipse whose axes are the eigenvectors of $W$, with half-lengths
+# $1/\sqrt{\lambda}$: a **large** eigenvalue makes distances along its direction **long**, so the ball is **short**
+# there. Turn and stretch $W$ with the sliders; the black point is a query and the red circle marks its nearest
+# neighbour under the current $W$ — it changes as $W$ does.
 
-The set $\{x : \|x\|_W = 1\}$ is an ellipse whose axes are the eigenvectors of $W$, with half-lengths
-$1/\sqrt{\lambda}$: a **large** eigenvalue makes distances along its direction **long**, so the ball is **short**
-there. Turn and stretch $W$ with the sliders; the black point is a query and the red circle marks its nearest
-neighbour under the current $W$ — it changes as $W$ does.
-""")
-code(r"""
+# %%
 ball = mh.unit_ball_explorer(eig1=1.0, eig2=0.25, angle=30.0)
 ball
-""")
-code(r"""
+
+# %%
 # driven from code, as the headless test does: stretching one direction changes the nearest neighbour
 before = ball.state["nearest"]
 ball.eig1.value, ball.eig2.value, ball.angle.value = 10.0, 0.01, 0.0
@@ -165,23 +157,23 @@ ball.eig1.value, ball.eig2.value = 0.01, 10.0
 after_y = ball.state["nearest"]
 print(f"nearest neighbour: {before} (start), {after_x} (x-axis stretched), {after_y} (y-axis stretched)")
 assert after_x != after_y
-""")
 
-md(r"""
-## 3. Choosing $W$ from data
 
-We now compare ways to pick $W$ on real data: MNIST and Fashion-MNIST images reduced to their first
-principal components (a linear method on 784 raw dimensions would be slow and noisy; PCA keeps most of the
-variance in 30). Each method yields an $L$; kNN then runs on $x \mapsto Lx$.
+# %% [markdown]
+# ## 3. Choosing $W$ from data
+#
+# We now compare ways to pick $W$ on real data: MNIST and Fashion-MNIST images reduced to their first
+# principal components (a linear method on 784 raw dimensions would be slow and noisy; PCA keeps most of the
+# variance in 30). Each method yields an $L$; kNN then runs on $x \mapsto Lx$.
+#
+# 1. **Euclidean** on the 30 PCA coordinates: $L = I$.
+# 2. **$\Sigma^{-1}$** (no labels): whiten the data. Every direction gets the same variance — including noisy ones.
+# 3. **LDA** (Fisher's linear discriminant, with labels): the rows of $L$ maximise the spread *between* class means
+#    relative to the spread *within* classes: the generalised eigenvectors of $(S_b, S_w)$, at most $C - 1 = 9$ of them.
+# 4. **NCA** (with labels, learned): below, with $L$ of 9 rows too, so that LDA, NCA and the first 9 PCA
+#    coordinates (the best *unsupervised* rank-9 choice) compete with the same number of dimensions.
 
-1. **Euclidean** on the 30 PCA coordinates: $L = I$.
-2. **$\Sigma^{-1}$** (no labels): whiten the data. Every direction gets the same variance — including noisy ones.
-3. **LDA** (Fisher's linear discriminant, with labels): the rows of $L$ maximise the spread *between* class means
-   relative to the spread *within* classes: the generalised eigenvectors of $(S_b, S_w)$, at most $C - 1 = 9$ of them.
-4. **NCA** (with labels, learned): below, with $L$ of 9 rows too, so that LDA, NCA and the first 9 PCA
-   coordinates (the best *unsupervised* rank-9 choice) compete with the same number of dimensions.
-""")
-code(r"""
+# %%
 def pca_split(dataset):
     tr, te = data.load(dataset, "train", SIZE), data.load(dataset, "test", SIZE)
     keep, tkeep = data.balanced_subset(tr.labels, TRAIN_PER_CLASS), data.balanced_subset(te.labels, TEST_PER_CLASS)
@@ -195,34 +187,33 @@ sets = {d: pca_split(d) for d in ("mnist", "fashion-mnist")}
 ptr, ytr = sets["mnist"][:2]
 print(f"{len(ytr)} training and {len(sets['mnist'][3])} test images per dataset, {PCA_DIM} PCA dimensions")
 print(inspect.getsource(mh.lda).split('\"\"\"')[2])
-""")
 
-md(r"""
-### Neighbourhood Components Analysis (Goldberger, Roweis, Hinton & Salakhutdinov, 2005)
-NCA asks directly for what kNN needs. Under the map $L$, point $i$ picks a random neighbour $j$ with probability
+# %% [markdown]
+# ### Neighbourhood Components Analysis (Goldberger, Roweis, Hinton & Salakhutdinov, 2005)
+# NCA asks directly for what kNN needs. Under the map $L$, point $i$ picks a random neighbour $j$ with probability
+#
+# $$p_{ij} = \frac{\exp(-\|L x_i - L x_j\|^2)}{\sum_{k \ne i} \exp(-\|L x_i - L x_k\|^2)}, \qquad p_{ii} = 0,$$
+#
+# a soft version of "the nearest neighbour". The probability that $i$'s neighbour has $i$'s class is
+# $p_i = \sum_{j:\, c_j = c_i} p_{ij}$. The paper offers two objectives:
+#
+# * maximise the expected number of correctly classified points, $\sum_i p_i$ — **scikit-learn's**
+#   `NeighborhoodComponentsAnalysis` does this (with L-BFGS, on the whole training set);
+# * maximise $\sum_i \log p_i$ — **ours**: we minimise the mean of $-\log p_i$ with Adam. It is the same formula as
+#   the deep NCA loss of lecture 05, applied to the linear embedding $z = Lx$:
 
-$$p_{ij} = \frac{\exp(-\|L x_i - L x_j\|^2)}{\sum_{k \ne i} \exp(-\|L x_i - L x_k\|^2)}, \qquad p_{ii} = 0,$$
-
-a soft version of "the nearest neighbour". The probability that $i$'s neighbour has $i$'s class is
-$p_i = \sum_{j:\, c_j = c_i} p_{ij}$. The paper offers two objectives:
-
-* maximise the expected number of correctly classified points, $\sum_i p_i$ — **scikit-learn's**
-  `NeighborhoodComponentsAnalysis` does this (with L-BFGS, on the whole training set);
-* maximise $\sum_i \log p_i$ — **ours**: we minimise the mean of $-\log p_i$ with Adam. It is the same formula as
-  the deep NCA loss of lecture 05, applied to the linear embedding $z = Lx$:
-""")
-code(r"""
+# %%
 print(inspect.getsource(mh.nca_linear_loss))
 src = inspect.getsource(losses.nca_loss)
 print(src[src.index("    n = z.shape[0]"):src.index("    else:")])
-""")
-md(r"""
-The two objectives agree on what is good but weigh points differently. $-\log p_i$ explodes as $p_i \to 0$: a
-point deep inside another class (an outlier, a mislabelled image) dominates the mean, and the optimiser works hard
-on it. $p_i$ is bounded by $[0, 1]$: such a hopeless point contributes almost nothing and is effectively given up.
-So the optima differ a little; the kNN accuracies should be close. Training ours:
-""")
-code(r"""
+
+# %% [markdown]
+# The two objectives agree on what is good but weigh points differently. $-\log p_i$ explodes as $p_i \to 0$: a
+# point deep inside another class (an outlier, a mislabelled image) dominates the mean, and the optimiser works hard
+# on it. $p_i$ is bounded by $[0, 1]$: such a hopeless point contributes almost nothing and is effectively given up.
+# So the optima differ a little; the kNN accuracies should be close. Training ours:
+
+# %%
 print(inspect.getsource(mh.NCA.fit).split("        L = L0")[1])
 
 def fit_both(dataset):
@@ -254,13 +245,13 @@ ax.legend(frameon=False)
 for d in sets:
     print(f"{d}: ours {nca[d]['seconds'][0]:.1f} s, scikit-learn {nca[d]['seconds'][1]:.1f} s")
     assert nca[d]["losses"][-1] < nca[d]["losses"][0]
-""")
-md(r"""
-Both objectives, evaluated for both solutions on the training set. Ours must reach the lower mean $-\log p_i$ — that
-is what it minimised. On $\sum_i p_i$ either may win: scikit-learn stops as soon as L-BFGS meets its tolerance, and
-driving every $-\log p_i$ down also pushes every $p_i$ up.
-""")
-code(r"""
+
+# %% [markdown]
+# Both objectives, evaluated for both solutions on the training set. Ours must reach the lower mean $-\log p_i$ — that
+# is what it minimised. On $\sum_i p_i$ either may win: scikit-learn stops as soon as L-BFGS meets its tolerance, and
+# driving every $-\log p_i$ down also pushes every $p_i$ up.
+
+# %%
 print(f"{'':<16}{'mean -log p_i (ours)':>22}{'sum p_i (scikit-learn)':>24}")
 for d in sets:
     ptr, ytr = sets[d][:2]
@@ -270,15 +261,14 @@ for d in sets:
               f"{mh.sklearn_nca_objective(L, ptr.double(), ytr).item():>24.1f}")
     ours_L, sk_L = nca[d]["L_ours"].double(), nca[d]["L_sklearn"].double()
     assert mh.nca_linear_loss(ours_L, ptr.double(), ytr) < mh.nca_linear_loss(sk_L, ptr.double(), ytr)
-""")
 
-md(r"""
-## 4. The kNN table
+# %% [markdown]
+# ## 4. The kNN table
+#
+# 1-nearest-neighbour accuracy on the test images (the training images are the reference set), for each choice of
+# $W = L^\top L$:
 
-1-nearest-neighbour accuracy on the test images (the training images are the reference set), for each choice of
-$W = L^\top L$:
-""")
-code(r"""
+# %%
 TOL = 0.04     # |ours - scikit-learn| allowed: an accuracy on 1,000 test images has a standard error of ~0.01
 
 def knn_acc(L, d):
@@ -311,30 +301,30 @@ for d in sets:
     assert abs(ours - table["LDA (ours), 9 dims", d]) < 0.05, d                 # LDA: the same range
     assert abs(ours - table["NCA scikit-learn (sum p), 9 dims", d]) <= TOL, d    # ours agrees with scikit-learn
     assert abs(ours - table["Euclidean, 30 dims (L = I)", d]) < 0.05, d          # roughly level with 30-D Euclidean
-""")
-md(r"""
-What the table says:
 
-* On the same 30 PCA coordinates, the learned full-rank $W = L^\top L$ (NCA, $L$ of size 30 × 30, started from the
-  PCA directions) is never worse than the plain Euclidean distance ($W = I$) and better overall. The gain is
-  small, from nothing to about one point depending on the dataset and the amount of training data: 30 PCA
-  coordinates of clean images are already a decent metric, and a linear map can only re-weight and rotate them.
-* With the same 9 dimensions, the learned $W$ (NCA) beats the Euclidean distance on the top 9 PCA coordinates
-  (the best unsupervised rank-9 choice) on both datasets, and LDA, also supervised, lands in the same range.
-* Our PyTorch NCA agrees with scikit-learn's within ±0.04 (an accuracy measured on 1,000 test images has a
-  standard error of about 0.01, and the two optimise different objectives with different optimisers and stopping
-  rules, so exact agreement is not expected).
-* Against the Euclidean distance on all 30 coordinates, a rank-9 NCA is roughly level: it keeps about the same
-  accuracy in a third of the dimensions (NCA can also overfit a small training set). The large gains come in
-  lectures 05–07, by making the map non-linear.
-* $\Sigma^{-1}$ uses no labels at all: it equalises the variance of every direction, which also amplifies the
-  low-variance, mostly-noise directions. Whether that helps depends on the data — it is a baseline, not a method.
-* LDA is fast and label-aware but keeps only 9 directions and assumes every class is one Gaussian blob with the
-  same covariance.
+# %% [markdown]
+# What the table says:
+#
+# * On the same 30 PCA coordinates, the learned full-rank $W = L^\top L$ (NCA, $L$ of size 30 × 30, started from the
+#   PCA directions) is never worse than the plain Euclidean distance ($W = I$) and better overall. The gain is
+#   small, from nothing to about one point depending on the dataset and the amount of training data: 30 PCA
+#   coordinates of clean images are already a decent metric, and a linear map can only re-weight and rotate them.
+# * With the same 9 dimensions, the learned $W$ (NCA) beats the Euclidean distance on the top 9 PCA coordinates
+#   (the best unsupervised rank-9 choice) on both datasets, and LDA, also supervised, lands in the same range.
+# * Our PyTorch NCA agrees with scikit-learn's within ±0.04 (an accuracy measured on 1,000 test images has a
+#   standard error of about 0.01, and the two optimise different objectives with different optimisers and stopping
+#   rules, so exact agreement is not expected).
+# * Against the Euclidean distance on all 30 coordinates, a rank-9 NCA is roughly level: it keeps about the same
+#   accuracy in a third of the dimensions (NCA can also overfit a small training set). The large gains come in
+#   lectures 05–07, by making the map non-linear.
+# * $\Sigma^{-1}$ uses no labels at all: it equalises the variance of every direction, which also amplifies the
+#   low-variance, mostly-noise directions. Whether that helps depends on the data — it is a baseline, not a method.
+# * LDA is fast and label-aware but keeps only 9 directions and assumes every class is one Gaussian blob with the
+#   same covariance.
+#
+# The extreme case makes the point visible: $L$ with two rows ($W$ of rank 2), a supervised 2-D map:
 
-The extreme case makes the point visible: $L$ with two rows ($W$ of rank 2), a supervised 2-D map:
-""")
-code(r"""
+# %%
 ptr, ytr, pte, yte = sets["mnist"][:4]
 nca2 = mh.NCA(2, max_iter=NCA_STEPS, lr=0.02, batch_size=500).fit(ptr, ytr)
 fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
@@ -346,21 +336,20 @@ acc2 = {"PCA": metrics.knn_accuracy(pte[:, :2], yte, ptr[:, :2], ytr), "NCA": me
     nca2.transform(pte), yte, nca2.transform(ptr), ytr)}
 print(f"1-NN accuracy in 2 dimensions: PCA {acc2['PCA']:.3f}, NCA {acc2['NCA']:.3f}")
 assert acc2["NCA"] > acc2["PCA"]
-""")
 
-md(r"""
-## 5. The bridge to deep metric learning
+# %% [markdown]
+# ## 5. The bridge to deep metric learning
+#
+# Everything above is linear: $z = Lx$. Keep the loss, replace $L$ by a neural network $f_\theta$:
+#
+# $$\min_L \; \frac1N \sum_i -\log p_i(Lx) \quad\longrightarrow\quad \min_\theta \; \frac1N \sum_i -\log p_i(f_\theta(x)) .$$
+#
+# That is deep metric learning. In code the change is one line: `nca_linear_loss(L, x, y)` is
+# `losses.nca_loss(x @ L.T, y)`, and the deep version is `losses.nca_loss(model(x), y)` — trained with the course's
+# training loop on mini-batches (the sum over $k$ then runs over the batch, not the whole set). A small MLP on the same
+# PCA inputs:
 
-Everything above is linear: $z = Lx$. Keep the loss, replace $L$ by a neural network $f_\theta$:
-
-$$\min_L \; \frac1N \sum_i -\log p_i(Lx) \quad\longrightarrow\quad \min_\theta \; \frac1N \sum_i -\log p_i(f_\theta(x)) .$$
-
-That is deep metric learning. In code the change is one line: `nca_linear_loss(L, x, y)` is
-`losses.nca_loss(x @ L.T, y)`, and the deep version is `losses.nca_loss(model(x), y)` — trained with the course's
-training loop on mini-batches (the sum over $k$ then runs over the batch, not the whole set). A small MLP on the same
-PCA inputs:
-""")
-code(r"""
+# %%
 ptr, ytr = sets["mnist"][:2]
 L_check = nca["mnist"]["L_ours"]
 assert torch.allclose(mh.nca_linear_loss(L_check, ptr, ytr), losses.nca_loss(ptr @ L_check.T, ytr))
@@ -381,36 +370,36 @@ for r in list(dict.fromkeys(r for r, _ in table)):
     print(f"{r:<36}{table[r, 'mnist']:>8.3f}{table[r, 'fashion-mnist']:>9.3f}")
 for d in sets:
     assert table["deep: MLP f(x), same NCA loss", d] > table["NCA ours (mean −log p), 9 dims", d] - 0.01, d
-""")
-md(r"""
-Even on these small, already-reduced inputs the MLP is at least level with the linear NCA, usually a few points
-better. A network pays off most when it sees the pixels themselves and can learn features no linear map can
-(convolutions, lecture 05 onwards), given enough data to fit it. The recipe is the point here: any loss written on distances between
-embeddings turns into a deep metric learning method by swapping the linear map for a network.
 
-## Summary
+# %% [markdown]
+# Even on these small, already-reduced inputs the MLP is at least level with the linear NCA, usually a few points
+# better. A network pays off most when it sees the pixels themselves and can learn features no linear map can
+# (convolutions, lecture 05 onwards), given enough data to fit it. The recipe is the point here: any loss written on distances between
+# embeddings turns into a deep metric learning method by swapping the linear map for a network.
+#
+# ## Summary
+#
+# - $\|x - y\|_W = \sqrt{(x-y)^\top W (x-y)}$ needs $W \succeq 0$ (otherwise "squared distances" go negative); a
+#   singular $W$ gives a pseudo-metric.
+# - $W = L^\top L$: the distance is Euclidean after the linear map $L$; learning $W$ means learning $L$, which keeps
+#   $W$ PSD automatically and, with fewer rows, reduces the dimension.
+# - $W = \Sigma^{-1}$ is the classical Mahalanobis distance, Euclidean after whitening; it uses no labels.
+# - LDA and NCA use labels. NCA maximises the chance that a soft nearest neighbour has the right class; scikit-learn
+#   maximises $\sum_i p_i$, we minimise the mean of $-\log p_i$ — they agree within a few points of kNN accuracy.
+# - Replacing $L$ by a network with the same loss is deep metric learning.
+#
+# ## Exercises
+#
+# 1. **The distance.** Write `my_mahalanobis(x, y, W)` (row-wise, no loops) and check it with `check_mahalanobis`
+#    (it spots a missing square root, $W^{-1}$ in place of $W$, an $N \times N$ result...).
+# 2. **The NCA loss.** Write `my_nca(L, x, labels)`, the mean of $-\log p_i$, and check value *and* gradient with
+#    `check_nca_loss` (it spots $p_{ii} \ne 0$, the unsquared distance, a sum instead of a mean, scikit-learn's objective).
+# 3. **Whitening.** Write `my_whitening(x)` returning $L$ with $L^\top L = \Sigma^{-1}$ (eigen-decomposition or
+#    Cholesky) and check it with `check_whitening`.
+# 4. **Scale matters.** NCA's $p_{ij}$ uses the distance without a temperature, so multiplying the data by 10 changes
+#    the problem. Re-run `fit_both` on `ptr * 10`: what happens to our loss at the start, and to the kNN accuracy?
 
-- $\|x - y\|_W = \sqrt{(x-y)^\top W (x-y)}$ needs $W \succeq 0$ (otherwise "squared distances" go negative); a
-  singular $W$ gives a pseudo-metric.
-- $W = L^\top L$: the distance is Euclidean after the linear map $L$; learning $W$ means learning $L$, which keeps
-  $W$ PSD automatically and, with fewer rows, reduces the dimension.
-- $W = \Sigma^{-1}$ is the classical Mahalanobis distance, Euclidean after whitening; it uses no labels.
-- LDA and NCA use labels. NCA maximises the chance that a soft nearest neighbour has the right class; scikit-learn
-  maximises $\sum_i p_i$, we minimise the mean of $-\log p_i$ — they agree within a few points of kNN accuracy.
-- Replacing $L$ by a network with the same loss is deep metric learning.
-
-## Exercises
-
-1. **The distance.** Write `my_mahalanobis(x, y, W)` (row-wise, no loops) and check it with `check_mahalanobis`
-   (it spots a missing square root, $W^{-1}$ in place of $W$, an $N \times N$ result...).
-2. **The NCA loss.** Write `my_nca(L, x, labels)`, the mean of $-\log p_i$, and check value *and* gradient with
-   `check_nca_loss` (it spots $p_{ii} \ne 0$, the unsquared distance, a sum instead of a mean, scikit-learn's objective).
-3. **Whitening.** Write `my_whitening(x)` returning $L$ with $L^\top L = \Sigma^{-1}$ (eigen-decomposition or
-   Cholesky) and check it with `check_whitening`.
-4. **Scale matters.** NCA's $p_{ij}$ uses the distance without a temperature, so multiplying the data by 10 changes
-   the problem. Re-run `fit_both` on `ptr * 10`: what happens to our loss at the start, and to the kNN accuracy?
-""")
-code(r"""
+# %%
 from dmlcourse.exercises.lecture02 import check_mahalanobis, check_nca_loss, check_whitening
 
 def my_mahalanobis(x, y, W):
@@ -426,10 +415,3 @@ def my_whitening(x):
 check_mahalanobis(my_mahalanobis)
 check_nca_loss(my_nca)
 check_whitening(my_whitening)
-""")
-
-nb = nbf.v4.new_notebook(cells=cells)
-nb.metadata = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-               "language_info": {"name": "python"}}
-nbf.write(nb, "notebooks/02_mahalanobis.ipynb")
-print("wrote notebooks/02_mahalanobis.ipynb")

@@ -1,25 +1,18 @@
-"""Build notebooks/08_uncertainty_pfe.ipynb."""
-import nbformat as nbf
+# %% [markdown]
+# # 08 · Uncertainty in embeddings: Probabilistic Face Embeddings (PFE) and Data Uncertainty Learning (DUL)
+#
+# Every embedding so far was a **point**: one vector per image, however good or bad the image. A sharp digit and a
+# smudge that could be a 3 or an 8 both get one confident-looking vector. This lecture gives each image a **Gaussian**
+# instead — a mean $\mu(x)$ (where the image probably belongs) and a variance $\sigma^2(x)$ per dimension (how sure we
+# are) — and measures what that buys:
+#
+# 1. why a point is not enough: degraded images land in confident but wrong places;
+# 2. the **mutual likelihood score** (MLS) that compares two Gaussians, with its *attention* and *penalty* terms;
+# 3. **PFE** (Shi & Jain, 2019): a variance head learned on top of a frozen embedding; uncertainty against
+#    degradation strength, verification, rejecting the most uncertain pairs, and fusing several images of one class;
+# 4. PFE's drawbacks, measured, and **DUL** (Chang et al., 2020), which learns mean and variance together.
 
-cells = []
-md = lambda s: cells.append(nbf.v4.new_markdown_cell(s.strip()))
-code = lambda s: cells.append(nbf.v4.new_code_cell(s.strip()))
-
-md(r"""
-# 08 · Uncertainty in embeddings: Probabilistic Face Embeddings (PFE) and Data Uncertainty Learning (DUL)
-
-Every embedding so far was a **point**: one vector per image, however good or bad the image. A sharp digit and a
-smudge that could be a 3 or an 8 both get one confident-looking vector. This lecture gives each image a **Gaussian**
-instead — a mean $\mu(x)$ (where the image probably belongs) and a variance $\sigma^2(x)$ per dimension (how sure we
-are) — and measures what that buys:
-
-1. why a point is not enough: degraded images land in confident but wrong places;
-2. the **mutual likelihood score** (MLS) that compares two Gaussians, with its *attention* and *penalty* terms;
-3. **PFE** (Shi & Jain, 2019): a variance head learned on top of a frozen embedding; uncertainty against
-   degradation strength, verification, rejecting the most uncertain pairs, and fusing several images of one class;
-4. PFE's drawbacks, measured, and **DUL** (Chang et al., 2020), which learns mean and variance together.
-""")
-code(r"""
+# %%
 # Setup: imports, seed, device, data size, quick mode
 import torch
 from dmlcourse import data, metrics, models, plots, runtime, train
@@ -28,6 +21,7 @@ device = runtime.get_device()         # CUDA, then Apple MPS, then CPU
 SIZE = data.default_size(device)      # "mini" on CPU or in quick mode, "full" on a GPU
 runtime.seed_everything(0)
 
+# %%
 import inspect, math, time
 import matplotlib.pyplot as plt
 from scipy.stats import spearmanr
@@ -41,15 +35,14 @@ PFE_EPOCHS = runtime.quick(40, 25)
 ARCH = runtime.quick("cnn", "mlp")           # quick mode uses an MLP backbone: same ideas, 10x less compute
 N_PAIRS = runtime.quick(20000, 6000)
 d0 = DATASETS[0]
-""")
 
-md(r"""
-## 1. Degradations, and why a point embedding is not enough
+# %% [markdown]
+# ## 1. Degradations, and why a point embedding is not enough
+#
+# Real inputs are often bad: blurred, partly hidden, noisy, washed out. `uncertainty.degrade` writes four such
+# degradations in torch, each with a **strength** in $[0, 1]$ (0 = untouched):
 
-Real inputs are often bad: blurred, partly hidden, noisy, washed out. `uncertainty.degrade` writes four such
-degradations in torch, each with a **strength** in $[0, 1]$ (0 = untouched):
-""")
-code(r"""
+# %%
 print(uncertainty.degrade.__doc__)
 demo = data.load("mnist", "test", "mini").images[:1]
 levels = [0.0, 0.25, 0.5, 0.75, 1.0]
@@ -62,15 +55,16 @@ for r, kind in enumerate(uncertainty.DEGRADATIONS):
             axes[r, c].set_title(f"strength {s:g}", fontsize=9)
     axes[r, 0].set_ylabel(kind, fontsize=9)
 fig.tight_layout()
-""")
-md(r"""
-**The training data.** Face datasets scraped from the web contain plenty of blurred, occluded, badly lit photos;
-MNIST and Fashion-MNIST contain almost none. A variance can only be learned from examples of low quality, so every
-model in this notebook trains on the training images **plus one degraded copy of each** (a random degradation at a
-random strength). First, a deterministic embedding, exactly as in lecture 7: a network and a CosFace head, then
-$\mu(x) = f(x)/\lVert f(x)\rVert$ compared by the cosine.
-""")
-code(r"""
+
+
+# %% [markdown]
+# **The training data.** Face datasets scraped from the web contain plenty of blurred, occluded, badly lit photos;
+# MNIST and Fashion-MNIST contain almost none. A variance can only be learned from examples of low quality, so every
+# model in this notebook trains on the training images **plus one degraded copy of each** (a random degradation at a
+# random strength). First, a deterministic embedding, exactly as in lecture 7: a network and a CosFace head, then
+# $\mu(x) = f(x)/\lVert f(x)\rVert$ compared by the cosine.
+
+# %%
 def make_net():
     return models.SmallCNN(64) if ARCH == "cnn" else models.MLP(64, hidden=(256, 256))
 
@@ -107,13 +101,14 @@ DET = {d: train_deterministic(d) for d in DATASETS}
 
 def mu_of(net, images, dataset):
     return torch.nn.functional.normalize(models.embed(net, images, name=dataset), dim=1)
-""")
-md(r"""
-Now degrade the test images and ask the deterministic embedding where they go. We classify each image by its
-nearest class centre (the mean $\mu$ of the clean test images of each class) and record the cosine to that centre —
-the only "confidence" a point embedding offers.
-""")
-code(r"""
+
+
+# %% [markdown]
+# Now degrade the test images and ask the deterministic embedding where they go. We classify each image by its
+# nearest class centre (the mean $\mu$ of the clean test images of each class) and record the cosine to that centre —
+# the only "confidence" a point embedding offers.
+
+# %%
 def sweep(dataset, embed_fn, strengths=levels):
     # embed_fn(images) -> dict of per-image tensors; one entry per (kind, strength)
     xt = SETS[dataset][2]
@@ -141,8 +136,8 @@ for d in DATASETS:
             row.append(f"{r['correct'].float().mean():.2f} ({wrong.median():.2f})" if len(wrong) else
                        f"{r['correct'].float().mean():.2f} (  - )")
         print(f"  {kind:<10}" + "  ".join(row))
-""")
-code(r"""
+
+# %%
 for d in DATASETS:
     clean = point[d]["occlusion", 0.0]
     right_cos = clean["cos"][clean["correct"]]
@@ -163,57 +158,56 @@ imgs = uncertainty.degrade(SETS[d0][2], "occlusion", 1.0, seed=7)[wrong]
 fig = plots.image_grid(imgs, r["pred"][wrong], title="occluded test digits, the class the point embedding chose")
 for ax, k in zip(fig.axes, wrong):
     ax.set_title(f"→ {int(r['pred'][k])}  cos {r['cos'][k]:.2f}\n(true {int(SETS[d0][3][k])})", fontsize=7)
-""")
-md(r"""
-These images sit **close to a wrong class centre**. On both datasets some of the wrong answers (the share is printed
-above) have a cosine above the 10th percentile of the correct clean answers. Whatever threshold we put on the cosine, a point embedding either keeps confident mistakes or rejects
-good images: a point carries no separate way of saying "this one is a guess".
-""")
 
-md(r"""
-## 2. The mutual likelihood score
+# %% [markdown]
+# These images sit **close to a wrong class centre**. On both datasets some of the wrong answers (the share is printed
+# above) have a cosine above the 10th percentile of the correct clean answers. Whatever threshold we put on the cosine, a point embedding either keeps confident mistakes or rejects
+# good images: a point carries no separate way of saying "this one is a guess".
 
-Let each image define a Gaussian over the latent code $z$: $p(z\mid x) = \mathcal N(z;\,\mu(x),\,\mathrm{diag}\,\sigma^2(x))$.
-Two images show the same class if they share the **same** latent code. The probability of that is the integral of the
-two densities along the diagonal $z_1 = z_2$:
-$p(z_1 = z_2) = \int p(z \mid x_1)\,p(z \mid x_2)\,dz$, and for Gaussians it has a closed form (the density of
-$z_1 - z_2 \sim \mathcal N(\mu_1 - \mu_2,\, \sigma_1^2 + \sigma_2^2)$ at 0). Its logarithm is the **MLS** (the lecture's eq. 3):
+# %% [markdown]
+# ## 2. The mutual likelihood score
+#
+# Let each image define a Gaussian over the latent code $z$: $p(z\mid x) = \mathcal N(z;\,\mu(x),\,\mathrm{diag}\,\sigma^2(x))$.
+# Two images show the same class if they share the **same** latent code. The probability of that is the integral of the
+# two densities along the diagonal $z_1 = z_2$:
+# $p(z_1 = z_2) = \int p(z \mid x_1)\,p(z \mid x_2)\,dz$, and for Gaussians it has a closed form (the density of
+# $z_1 - z_2 \sim \mathcal N(\mu_1 - \mu_2,\, \sigma_1^2 + \sigma_2^2)$ at 0). Its logarithm is the **MLS** (the lecture's eq. 3):
+#
+# $$s(x_1, x_2) = -\frac12\sum_{l=1}^{D}\left(\underbrace{\frac{(\mu_1^{(l)} - \mu_2^{(l)})^2}{\sigma_1^{2(l)} + \sigma_2^{2(l)}}}_{\text{attention}}
+# + \underbrace{\log\bigl(\sigma_1^{2(l)} + \sigma_2^{2(l)}\bigr)}_{\text{penalty}}\right) - \frac D2\log 2\pi .$$
+#
+# * **Attention**: a squared distance in which every dimension is divided by its joint variance — confident dimensions
+#   count more, uncertain ones are almost ignored.
+# * **Penalty**: uncertain dimensions lower the score *whatever the distance*.
+#
+# `mutual_likelihood_score` takes **variances** (or log-variances with `log_var=True`). A sum of positive variances
+# cannot underflow to 0, so $\log(\sigma_1^2 + \sigma_2^2)$ is safe; only if the sum overflows (or for log-variances) is it
+# computed as `logaddexp(log σ1², log σ2²)`, without forming the sum:
 
-$$s(x_1, x_2) = -\frac12\sum_{l=1}^{D}\left(\underbrace{\frac{(\mu_1^{(l)} - \mu_2^{(l)})^2}{\sigma_1^{2(l)} + \sigma_2^{2(l)}}}_{\text{attention}}
-+ \underbrace{\log\bigl(\sigma_1^{2(l)} + \sigma_2^{2(l)}\bigr)}_{\text{penalty}}\right) - \frac D2\log 2\pi .$$
-
-* **Attention**: a squared distance in which every dimension is divided by its joint variance — confident dimensions
-  count more, uncertain ones are almost ignored.
-* **Penalty**: uncertain dimensions lower the score *whatever the distance*.
-
-`mutual_likelihood_score` takes **variances** (or log-variances with `log_var=True`). A sum of positive variances
-cannot underflow to 0, so $\log(\sigma_1^2 + \sigma_2^2)$ is safe; only if the sum overflows (or for log-variances) is it
-computed as `logaddexp(log σ1², log σ2²)`, without forming the sum:
-""")
-code(r"""
+# %%
 print(inspect.getsource(uncertainty.mls_terms))
-""")
-md(r"""
-In one dimension, move the two means and variances. The green area is $\int p(z\mid x_1)p(z\mid x_2)dz = e^{\text{MLS}}$;
-the bars split the MLS into its terms.
-""")
-code(r"""
+
+# %% [markdown]
+# In one dimension, move the two means and variances. The green area is $\int p(z\mid x_1)p(z\mid x_2)dz = e^{\text{MLS}}$;
+# the bars split the MLS into its terms.
+
+# %%
 explorer = uncertainty.mls_explorer()
 explorer
-""")
-md(r"""
-The lecture states four things about the MLS. The first two are the attention and the penalty above. The other two
-need care:
 
-* *"If either input has a large uncertainty, MLS is low irrespective of the distance between the means."* As an
-  **upper bound** this is right: the attention term is never positive, so $s \le -\frac12\sum_l\log(2\pi(\sigma_1^{2(l)} + \sigma_2^{2(l)}))$,
-  a low ceiling when either variance is large. But "irrespective" hides the other half: for means that are **far
-  apart**, a large variance gives a *higher* score than small variances. Uncertainty does not punish a pair — it
-  flattens the score towards a middle value where distance no longer matters.
-* *"Only if both inputs have small uncertainties and their means are close can MLS be very high."* True, and it is
-  not bounded: the MLS is a log-density, it grows like $-\frac D2\log(\sigma_1^2 + \sigma_2^2)$ as the variances shrink.
-""")
-code(r"""
+# %% [markdown]
+# The lecture states four things about the MLS. The first two are the attention and the penalty above. The other two
+# need care:
+#
+# * *"If either input has a large uncertainty, MLS is low irrespective of the distance between the means."* As an
+#   **upper bound** this is right: the attention term is never positive, so $s \le -\frac12\sum_l\log(2\pi(\sigma_1^{2(l)} + \sigma_2^{2(l)}))$,
+#   a low ceiling when either variance is large. But "irrespective" hides the other half: for means that are **far
+#   apart**, a large variance gives a *higher* score than small variances. Uncertainty does not punish a pair — it
+#   flattens the score towards a middle value where distance no longer matters.
+# * *"Only if both inputs have small uncertainties and their means are close can MLS be very high."* True, and it is
+#   not bounded: the MLS is a log-density, it grows like $-\frac D2\log(\sigma_1^2 + \sigma_2^2)$ as the variances shrink.
+
+# %%
 dist = torch.linspace(0, 4, 41, dtype=torch.float64)
 var_grid = torch.tensor([0.01, 0.1, 1.0, 10.0], dtype=torch.float64)
 S = torch.stack([uncertainty.mutual_likelihood_score(dist[:, None], torch.full((41, 1), v, dtype=torch.float64),
@@ -235,30 +229,30 @@ tiny = [uncertainty.mutual_likelihood_score(torch.zeros(1, 1), torch.full((1, 1)
                                             torch.full((1, 1), v)).item() for v in (1e-2, 1e-4, 1e-8)]
 assert tiny[0] < tiny[1] < tiny[2] and tiny[2] > 7                  # unbounded as the variances shrink
 print("MLS of two identical points as the variance shrinks:", [round(t, 2) for t in tiny])
-""")
-md(r"""
-**The official PFE code** computes $\sum_l \bigl[(\mu_1 - \mu_2)^2/(\sigma_1^2 + \sigma_2^2) + \log(\sigma_1^2 + \sigma_2^2)\bigr]$
-— without the $\frac12$ and the constant — as a *negative* score. Its negative is $2s + D\log 2\pi$: an increasing affine
-map of the MLS, so every ranking, ROC curve and EER is the same. We check it on the real embeddings in section 4.
-""")
 
-md(r"""
-## 3. PFE: a variance learned on top of a frozen embedding
+# %% [markdown]
+# **The official PFE code** computes $\sum_l \bigl[(\mu_1 - \mu_2)^2/(\sigma_1^2 + \sigma_2^2) + \log(\sigma_1^2 + \sigma_2^2)\bigr]$
+# — without the $\frac12$ and the constant — as a *negative* score. Its negative is $2s + D\log 2\pi$: an increasing affine
+# map of the MLS, so every ranking, ROC curve and EER is the same. We check it on the real embeddings in section 4.
 
-PFE keeps the deterministic network **frozen**: its output, normalised, is the mean $\mu(x)$. A small head
-(FC–BN–ReLU–FC–BN, then $\gamma\,\cdot + \beta$) reads the backbone's features and predicts $\log\sigma^2(x)$. It is
-trained with the negative MLS of every same-class pair in the mini-batch:
-$\mathcal L = -\frac{1}{|\mathcal P|}\sum_{(i, j)\in\mathcal P} s(x_i, x_j)$. For a genuine pair at squared distance
-$d_l^2$ in dimension $l$, the loss is smallest at $\sigma_i^2 + \sigma_j^2 = d_l^2$: the head learns to predict how far an
-image usually lands from the other images of its class — far for bad images, close for good ones. The offset $\beta$
-starts at the best *constant* variance (half the mean squared gap of genuine pairs per dimension), so training
-only has to learn how the variance varies.
-""")
-code(r"""
+# %% [markdown]
+# ## 3. PFE: a variance learned on top of a frozen embedding
+#
+# PFE keeps the deterministic network **frozen**: its output, normalised, is the mean $\mu(x)$. A small head
+# (FC–BN–ReLU–FC–BN, then $\gamma\,\cdot + \beta$) reads the backbone's features and predicts $\log\sigma^2(x)$. It is
+# trained with the negative MLS of every same-class pair in the mini-batch:
+# $\mathcal L = -\frac{1}{|\mathcal P|}\sum_{(i, j)\in\mathcal P} s(x_i, x_j)$. For a genuine pair at squared distance
+# $d_l^2$ in dimension $l$, the loss is smallest at $\sigma_i^2 + \sigma_j^2 = d_l^2$: the head learns to predict how far an
+# image usually lands from the other images of its class — far for bad images, close for good ones. The offset $\beta$
+# starts at the best *constant* variance (half the mean squared gap of genuine pairs per dimension), so training
+# only has to learn how the variance varies.
+
+# %%
 print(inspect.getsource(uncertainty.pfe_loss))
 print(inspect.getsource(uncertainty.PFE.forward))
-""")
-code(r"""
+
+
+# %%
 def features_of(net, images, dataset):
     return models.embed(parts(net)[0], images, name=dataset)
 
@@ -299,22 +293,21 @@ for ax, d in zip(axes, DATASETS):
 fig.tight_layout()
 mu_check, _ = pfe_embed(d0, SETS[d0][2])
 assert torch.allclose(mu_check, mu_of(DET[d0], SETS[d0][2], d0), atol=1e-5)   # the mean IS the frozen embedding
-""")
-md(r"""
-### Uncertainty grows with the strength of every degradation
 
-One number per image: the harmonic mean of its $D$ variances (as in the PFE paper). For each dataset and degradation
-we embed the same test images at strengths 0 … 1 and compute Spearman's rank correlation between strength and
-uncertainty over all (image, strength) pairs.
-""")
-def _rho_cell(name, fn):
-    return rf"""
+
+# %% [markdown]
+# ### Uncertainty grows with the strength of every degradation
+#
+# One number per image: the harmonic mean of its $D$ variances (as in the PFE paper). For each dataset and degradation
+# we embed the same test images at strengths 0 … 1 and compute Spearman's rank correlation between strength and
+# uncertainty over all (image, strength) pairs.
+
+# %%
 def uncertainty_sweep(dataset, embed_var):
     return sweep(dataset, lambda imgs: uncertainty.harmonic_variance(embed_var(imgs)))
 
-{name} = {{d: uncertainty_sweep(d, lambda imgs, d=d: {fn}) for d in DATASETS}}
-"""
-code(_rho_cell("pfe_u", "pfe_embed(d, imgs)[1]") + r"""
+pfe_u = {d: uncertainty_sweep(d, lambda imgs, d=d: pfe_embed(d, imgs)[1]) for d in DATASETS}
+
 def rank_table(sw):
     return {(d, kind): spearmanr(torch.cat([torch.full_like(sw[d][kind, s], s) for s in levels]),
                                  torch.cat([sw[d][kind, s] for s in levels])).statistic
@@ -336,11 +329,11 @@ print("Spearman rank correlation, strength vs PFE uncertainty")
 for d in DATASETS:
     print(f"  {d:<14}" + "  ".join(f"{k} {rho_pfe[d, k]:+.2f}" for k in uncertainty.DEGRADATIONS))
 assert all(r > 0.1 for r in rho_pfe.values())
-""")
-md(r"""
-The most and least uncertain images of a degraded test set (each test image degraded by a random kind and strength):
-""")
-code(r"""
+
+# %% [markdown]
+# The most and least uncertain images of a degraded test set (each test image degraded by a random kind and strength):
+
+# %%
 for d in DATASETS:
     xdt, kinds, strengths = uncertainty.degrade_mixed(SETS[d][2], seed=3)
     u = uncertainty.harmonic_variance(pfe_embed(d, xdt)[1])
@@ -353,16 +346,15 @@ for d in DATASETS:
     lo, hi = strengths[order[:100]].mean().item(), strengths[order[-100:]].mean().item()
     print(f"{d}: mean strength of the 100 least uncertain {lo:.2f}, of the 100 most uncertain {hi:.2f}")
     assert hi > lo
-""")
 
-md(r"""
-## 4. Verification with degraded pairs
+# %% [markdown]
+# ## 4. Verification with degraded pairs
+#
+# Every test image is degraded (random kind, random strength in $[0, 1]$); pairs are half genuine, half impostor. We
+# score them by the cosine of the means (the deterministic system) and by the MLS (PFE), and compare EER and TAR at
+# FAR = 1%.
 
-Every test image is degraded (random kind, random strength in $[0, 1]$); pairs are half genuine, half impostor. We
-score them by the cosine of the means (the deterministic system) and by the MLS (PFE), and compare EER and TAR at
-FAR = 1%.
-""")
-code(r"""
+# %%
 VER = {}
 for d in DATASETS:
     xdt, kinds, strengths = uncertainty.degrade_mixed(SETS[d][2], seed=3)
@@ -391,8 +383,8 @@ for d in DATASETS:
     assert verification.tar_at_far(mls, same, 1e-2) > verification.tar_at_far(cos, same, 1e-2)
     assert verification.equal_error_rate(sc["official PFE form"], same) == \
         verification.equal_error_rate(sc["MLS (PFE)"], same)         # dropping the 1/2 and the constant: same ranking
-""")
-code(r"""
+
+# %%
 fig, axes = plt.subplots(1, len(DATASETS), figsize=(10, 3.6))
 for ax, d in zip(axes, DATASETS):
     for name in ("cosine on μ (deterministic)", "MLS (PFE)"):
@@ -401,20 +393,20 @@ for ax, d in zip(axes, DATASETS):
     ax.set(xscale="log", xlim=(1e-3, 1), xlabel="false accept rate", ylabel="true accept rate", title=f"{d}, degraded pairs")
     ax.legend(frameon=False, fontsize=8)
 fig.tight_layout()
-""")
-md(r"""
-The MLS verifies degraded pairs at least as well as the cosine and accepts more genuine pairs at a low false accept
-rate (TAR at FAR = 1%). How much it gains depends on the backbone: with the quick-mode MLP the EERs were about equal,
-with the CNN of full mode the MLS lowered the EER by 3–4 points in our runs. With a frozen mean the MLS can only
-re-weight dimensions and add the penalty. PFE also pays off in a second way: **knowing when not to decide**.
 
-### Risk-controlled verification
+# %% [markdown]
+# The MLS verifies degraded pairs at least as well as the cosine and accepts more genuine pairs at a low false accept
+# rate (TAR at FAR = 1%). How much it gains depends on the backbone: with the quick-mode MLP the EERs were about equal,
+# with the CNN of full mode the MLS lowered the EER by 3–4 points in our runs. With a frozen mean the MLS can only
+# re-weight dimensions and add the penalty. PFE also pays off in a second way: **knowing when not to decide**.
+#
+# ### Risk-controlled verification
+#
+# Give each pair an uncertainty (the larger of its two images' uncertainties), reject the most uncertain fraction, and
+# measure the accuracy of the cosine decisions on the pairs that remain, at one fixed threshold (the EER threshold on all
+# pairs). As a control, reject the same fraction at random.
 
-Give each pair an uncertainty (the larger of its two images' uncertainties), reject the most uncertain fraction, and
-measure the accuracy of the cosine decisions on the pairs that remain, at one fixed threshold (the EER threshold on all
-pairs). As a control, reject the same fraction at random.
-""")
-code(r"""
+# %%
 fractions = torch.linspace(0, 0.8, 9)
 RISK = {}
 for d in DATASETS:
@@ -447,20 +439,19 @@ for d in DATASETS:
     print(f"{d}: accuracy {acc_u[0]:.3f} on all pairs, {acc_u[4]:.3f} after rejecting 40% (random: {acc_r[4]:.3f}), "
           f"{acc_u[-1]:.3f} after rejecting 80%")
     assert acc_u[4] > acc_u[0] + 0.02 and acc_u[-1] > acc_u[4] and acc_u[4] > acc_r[4]
-""")
 
-md(r"""
-## 5. Fusing several images of one class
+# %% [markdown]
+# ## 5. Fusing several images of one class
+#
+# A *template* is a set of images of one identity (class). The usual way to compare templates is to average their
+# embeddings. With Gaussians there is a principled alternative: the product of the $K$ Gaussians is again a Gaussian,
+# with precisions adding up and the mean **weighted by precision**:
+# $$\frac{1}{\sigma_f^2} = \sum_k \frac{1}{\sigma_k^2}, \qquad \mu_f = \sigma_f^2\sum_k\frac{\mu_k}{\sigma_k^2},$$
+# so a sharp image outweighs a ruined one, and the fused template is more certain than any of its members.
+# Templates of $K = 4$ degraded test images; pairs of templates are compared by the cosine of the averaged $\mu$, the
+# cosine of the fused $\mu_f$, and the MLS of the fused Gaussians.
 
-A *template* is a set of images of one identity (class). The usual way to compare templates is to average their
-embeddings. With Gaussians there is a principled alternative: the product of the $K$ Gaussians is again a Gaussian,
-with precisions adding up and the mean **weighted by precision**:
-$$\frac{1}{\sigma_f^2} = \sum_k \frac{1}{\sigma_k^2}, \qquad \mu_f = \sigma_f^2\sum_k\frac{\mu_k}{\sigma_k^2},$$
-so a sharp image outweighs a ruined one, and the fused template is more certain than any of its members.
-Templates of $K = 4$ degraded test images; pairs of templates are compared by the cosine of the averaged $\mu$, the
-cosine of the fused $\mu_f$, and the MLS of the fused Gaussians.
-""")
-code(r"""
+# %%
 print(inspect.getsource(uncertainty.fuse))
 K, N_TEMPLATES = 4, runtime.quick(100, 40)
 FUSION = {}
@@ -487,24 +478,23 @@ print("EER gain of precision weighting over averaging:", {d: round(g, 4) for d, 
       " mean rank correlation of the variances:", {d: round(r, 2) for d, r in mean_rho.items()})
 best = max(DATASETS, key=mean_rho.get)
 assert min(FUSION[best]["fused μ, cosine"], FUSION[best]["fused Gaussians, MLS"]) < FUSION[best]["average μ, cosine"]
-""")
 
-md(r"""
-Fusion is only as good as the variances it weights by. On the dataset where PFE's uncertainty tracks image quality
-best (the larger rank correlations of section 3), fusion lowers the template EER against plain averaging. Where the
-variances are weak it can do worse than averaging — a noisy weight is worse than an equal one: in our runs that
-happened on Fashion-MNIST with the quick-mode MLP, while with the CNN of full mode fusion won on both datasets.
-""")
-md(r"""
-## 6. PFE's drawbacks, measured
+# %% [markdown]
+# Fusion is only as good as the variances it weights by. On the dataset where PFE's uncertainty tracks image quality
+# best (the larger rank correlations of section 3), fusion lowers the template EER against plain averaging. Where the
+# variances are weak it can do worse than averaging — a noisy weight is worse than an equal one: in our runs that
+# happened on Fashion-MNIST with the quick-mode MLP, while with the CNN of full mode fusion won on both datasets.
 
-The lecture's last slide names two.
+# %% [markdown]
+# ## 6. PFE's drawbacks, measured
+#
+# The lecture's last slide names two.
+#
+# **The mean is not learned.** PFE only adds a variance; $\mu$ is the frozen deterministic embedding. An image that
+# lands near the wrong class keeps landing there — PFE can at best flag it as uncertain. Retrieval with $\mu$ is therefore
+# *exactly* the deterministic model's; how many misplaced images get flagged is printed below:
 
-**The mean is not learned.** PFE only adds a variance; $\mu$ is the frozen deterministic embedding. An image that
-lands near the wrong class keeps landing there — PFE can at best flag it as uncertain. Retrieval with $\mu$ is therefore
-*exactly* the deterministic model's; how many misplaced images get flagged is printed below:
-""")
-code(r"""
+# %%
 for d in DATASETS:
     v, yt = VER[d], SETS[d][3]
     p1_det = metrics.precision_at_1(mu_of(DET[d], v["xdt"], d), yt, distance="cosine")
@@ -516,15 +506,15 @@ for d in DATASETS:
     print(f"{d}: P@1 on the degraded test set, deterministic {p1_det:.4f}, PFE's μ {p1_pfe:.4f}; "
           f"wrongly placed occluded images flagged (uncertainty above the 90th percentile of clean ones): {flagged:.0%}")
     assert abs(p1_pfe - p1_det) <= 1 / len(yt)
-""")
-md(r"""
-**Twice the storage, more compute per match.** A gallery stores $\mu$ and $\sigma^2$: $2D$ numbers per image instead of
-$D$. And the cosine of $N \times M$ normalised vectors is *one matrix product*, which BLAS runs at full speed, while the MLS
-divides every pair's squared differences by that pair's own variance sum and takes a logarithm — $N \cdot M \cdot D$
-separate operations. (The attention term can be expanded into matrix products only when the variances are shared by
-all images.) Timed on this machine:
-""")
-code(r"""
+
+# %% [markdown]
+# **Twice the storage, more compute per match.** A gallery stores $\mu$ and $\sigma^2$: $2D$ numbers per image instead of
+# $D$. And the cosine of $N \times M$ normalised vectors is *one matrix product*, which BLAS runs at full speed, while the MLS
+# divides every pair's squared differences by that pair's own variance sum and takes a logarithm — $N \cdot M \cdot D$
+# separate operations. (The attention term can be expanded into matrix products only when the variances are shared by
+# all images.) Timed on this machine:
+
+# %%
 N_GAL = runtime.quick(2000, 1000)
 g = torch.Generator().manual_seed(0)
 mu_g = torch.nn.functional.normalize(torch.randn(N_GAL, 64, generator=g), dim=1)
@@ -545,28 +535,27 @@ print(f"gallery of {N_GAL} embeddings, D = 64: storage {storage['point (μ)'] / 
 print(f"all {N_GAL}² scores: cosine {1e3 * t_cos:.1f} ms, MLS {1e3 * t_mls:.1f} ms "
       f"(x{t_mls / t_cos:.0f}; {1e9 * t_mls / N_GAL ** 2:.0f} ns per match against {1e9 * t_cos / N_GAL ** 2:.1f})")
 assert storage["Gaussian (μ, σ²)"] == 2 * storage["point (μ)"] and t_mls > 2 * t_cos
-""")
 
-md(r"""
-## 7. DUL: learning the mean and the variance together
+# %% [markdown]
+# ## 7. DUL: learning the mean and the variance together
+#
+# Data Uncertainty Learning (Chang et al., 2020) answers the first drawback. The network predicts $\mu(x)$ and
+# $\log\sigma^2(x)$ **from scratch**, and training uses a *sample* $z = \mu + \sigma \odot \varepsilon$,
+# $\varepsilon \sim \mathcal N(0, I)$ — the reparameterisation trick, so that gradients reach both $\mu$ and $\sigma$.
+# The classification head of lecture 7 (CosFace here) sees $z$. A noisy $z$ makes classification harder, so the network
+# wants $\sigma \to 0$; a KL term towards $\mathcal N(0, I)$ with weight $\lambda$ pulls the other way:
+# $$\mathcal L = \mathrm{CE}\bigl(\mathrm{head}(z), y\bigr) + \lambda\,\mathrm{KL}\bigl(\mathcal N(\mu, \sigma^2)\,\Vert\,\mathcal N(0, I)\bigr),\qquad
+# \mathrm{KL} = \tfrac12\sum_l\bigl(\mu_l^2 + \sigma_l^2 - \log\sigma_l^2 - 1\bigr).$$
+# The balance lets the variance grow exactly where the image is hard to classify anyway: on bad images, a large
+# $\sigma$ costs little cross-entropy and saves KL. The DUL paper adds a second argument: an image with a large $\sigma$
+# gives a noisy, weak training signal, so the class centres are shaped mostly by the clean images.
 
-Data Uncertainty Learning (Chang et al., 2020) answers the first drawback. The network predicts $\mu(x)$ and
-$\log\sigma^2(x)$ **from scratch**, and training uses a *sample* $z = \mu + \sigma \odot \varepsilon$,
-$\varepsilon \sim \mathcal N(0, I)$ — the reparameterisation trick, so that gradients reach both $\mu$ and $\sigma$.
-The classification head of lecture 7 (CosFace here) sees $z$. A noisy $z$ makes classification harder, so the network
-wants $\sigma \to 0$; a KL term towards $\mathcal N(0, I)$ with weight $\lambda$ pulls the other way:
-$$\mathcal L = \mathrm{CE}\bigl(\mathrm{head}(z), y\bigr) + \lambda\,\mathrm{KL}\bigl(\mathcal N(\mu, \sigma^2)\,\Vert\,\mathcal N(0, I)\bigr),\qquad
-\mathrm{KL} = \tfrac12\sum_l\bigl(\mu_l^2 + \sigma_l^2 - \log\sigma_l^2 - 1\bigr).$$
-The balance lets the variance grow exactly where the image is hard to classify anyway: on bad images, a large
-$\sigma$ costs little cross-entropy and saves KL. The DUL paper adds a second argument: an image with a large $\sigma$
-gives a noisy, weak training signal, so the class centres are shaped mostly by the clean images.
-""")
-code(r"""
+# %%
 print(inspect.getsource(uncertainty.DULLoss.forward))
 print(inspect.getsource(uncertainty.reparameterize))
 print(inspect.getsource(uncertainty.dul_kl))
-""")
-code(r"""
+
+# %%
 KL_WEIGHT = 0.01
 
 def train_dul(dataset):
@@ -600,14 +589,14 @@ def dul_embed(dataset, images):
 for d in DATASETS:
     h = DUL[d][1]
     print(f"{d}: DUL final cross-entropy {h.step_info['cross_entropy'][-1]:.3f}, KL {h.step_info['kl'][-1]:.1f}")
-""")
-md(r"""
-**Retrieval and verification**, on the same degraded test set and pairs. The CosFace head only sees the *direction*
-of $z$, so the uncertainty that matters is the noise relative to the length of the mean: we use $\sigma^2/\lVert\mu\rVert^2$
-(the variance of the direction, to first order) as DUL's variance on the sphere. DUL's $\mu$ is compared by the cosine
-(as in the DUL paper) and, for completeness, its Gaussians by the MLS.
-""")
-code(r"""
+
+# %% [markdown]
+# **Retrieval and verification**, on the same degraded test set and pairs. The CosFace head only sees the *direction*
+# of $z$, so the uncertainty that matters is the noise relative to the length of the mean: we use $\sigma^2/\lVert\mu\rVert^2$
+# (the variance of the direction, to first order) as DUL's variance on the sphere. DUL's $\mu$ is compared by the cosine
+# (as in the DUL paper) and, for completeness, its Gaussians by the MLS.
+
+# %%
 RETRIEVAL = {}
 for d in DATASETS:
     v, yt = VER[d], SETS[d][3]
@@ -630,25 +619,31 @@ for d in DATASETS:
         print(f"  {d:<14}{name:<15}" + "  ".join(f"{k} {x:.3f}" for k, x in RETRIEVAL[d, name].items()))
 print("\nverification on degraded pairs")
 ver_table(["cosine on μ (deterministic)", "MLS (PFE)", "cosine on μ (DUL)", "MLS (DUL)"])
-""")
-md(r"""
-Trained on the same images for the same epochs, DUL *can* move the mean, which PFE cannot. Whether that helps here
-depends on the run: in quick mode (MLP) DUL's mean retrieved degraded queries better (MAP@R) and verified them with a
-lower EER than the deterministic mean; in full mode (the CNN, 4 epochs on a CPU) DUL was still far from converged —
-sampling $z$ makes the classification task harder and slower to learn — and was worse. Scoring DUL's Gaussians with the
-MLS was worse than its own cosine in every run: DUL's variance was trained to regularise a classifier, not to score
-pairs, and our projection to the sphere is only approximate.
-""")
-code(r"""
+
+# %% [markdown]
+# Trained on the same images for the same epochs, DUL *can* move the mean, which PFE cannot. Whether that helps here
+# depends on the run: in quick mode (MLP) DUL's mean retrieved degraded queries better (MAP@R) and verified them with a
+# lower EER than the deterministic mean; in full mode (the CNN, 4 epochs on a CPU) DUL was still far from converged —
+# sampling $z$ makes the classification task harder and slower to learn — and was worse. Scoring DUL's Gaussians with the
+# MLS was worse than its own cosine in every run: DUL's variance was trained to regularise a classifier, not to score
+# pairs, and our projection to the sphere is only approximate.
+
+# %%
 for d in DATASETS:
     sc, same = VER[d]["scores"], VER[d]["same"]
     eer = {k: verification.equal_error_rate(sc[k], same) for k in sc}
     assert eer["MLS (DUL)"] > eer["cosine on μ (DUL)"]
-""")
-md(r"""
-And DUL's uncertainty against degradation strength, as in section 3:
-""")
-code(_rho_cell("dul_u", "dul_embed(d, imgs)[1]") + r"""
+
+
+# %% [markdown]
+# And DUL's uncertainty against degradation strength, as in section 3:
+
+# %%
+def uncertainty_sweep(dataset, embed_var):
+    return sweep(dataset, lambda imgs: uncertainty.harmonic_variance(embed_var(imgs)))
+
+dul_u = {d: uncertainty_sweep(d, lambda imgs, d=d: dul_embed(d, imgs)[1]) for d in DATASETS}
+
 rho_dul = rank_table(dul_u)
 plot_sweep(dul_u, rho_dul, "DUL")
 print("Spearman rank correlation, strength vs DUL uncertainty")
@@ -658,45 +653,44 @@ for d in DATASETS:
     mean_dul = sum(rho_dul[d, k] for k in uncertainty.DEGRADATIONS) / 4
     print(f"{d}: mean rank correlation, PFE {float(mean_rho[d]):.2f}, DUL {float(mean_dul):.2f}")
 assert all(r > 0.1 for r in rho_dul.values())
-""")
-md(r"""
-DUL's uncertainty rises with every degradation too (positive rank correlations). Whether more steeply than PFE's
-depended on the run: yes in quick mode, no in full mode, where PFE sat on a well-trained CNN and DUL had not converged.
-""")
 
-md(r"""
-## Summary
+# %% [markdown]
+# DUL's uncertainty rises with every degradation too (positive rank correlations). Whether more steeply than PFE's
+# depended on the run: yes in quick mode, no in full mode, where PFE sat on a well-trained CNN and DUL had not converged.
 
-- A point embedding has no way to say "I am not sure": degraded images land near a wrong class with the cosine of a
-  clean, correct one.
-- A probabilistic embedding gives every image a Gaussian. Two are compared by the **MLS**, the log-probability that
-  they share a latent code: an *attention* term (distance weighted by confidence) plus a *penalty* term (uncertainty
-  lowers the score). Uncertainty caps the score and flattens it — for far-apart means it even raises it — and the
-  score is unbounded above as both variances shrink. Dropping the $\frac12$ and the constant, as the official code does,
-  changes no ranking.
-- **PFE** learns only the variance, on a frozen embedding, with the negative MLS of genuine pairs. Its uncertainty
-  grows with every degradation (positive rank correlations), rejecting the most uncertain pairs raises verification
-  accuracy far more than rejecting at random, and the MLS accepts more genuine pairs than the cosine at a low false
-  accept rate. Precision-weighted fusion beats averaging where the variances track quality well.
-- Its drawbacks are real: the mean is unchanged (identical retrieval; some confidently misplaced images stay
-  unflagged), storage doubles and every match costs many times a cosine.
-- **DUL** learns mean and variance together (reparameterisation + KL to $\mathcal N(0, I)$). Its uncertainty also
-  tracks degradation; whether its mean beats the deterministic one depends on how well it is trained (better in our
-  quick runs, not yet converged and worse in the short full-mode CPU run), and its MLS is no better than its cosine.
+# %% [markdown]
+# ## Summary
+#
+# - A point embedding has no way to say "I am not sure": degraded images land near a wrong class with the cosine of a
+#   clean, correct one.
+# - A probabilistic embedding gives every image a Gaussian. Two are compared by the **MLS**, the log-probability that
+#   they share a latent code: an *attention* term (distance weighted by confidence) plus a *penalty* term (uncertainty
+#   lowers the score). Uncertainty caps the score and flattens it — for far-apart means it even raises it — and the
+#   score is unbounded above as both variances shrink. Dropping the $\frac12$ and the constant, as the official code does,
+#   changes no ranking.
+# - **PFE** learns only the variance, on a frozen embedding, with the negative MLS of genuine pairs. Its uncertainty
+#   grows with every degradation (positive rank correlations), rejecting the most uncertain pairs raises verification
+#   accuracy far more than rejecting at random, and the MLS accepts more genuine pairs than the cosine at a low false
+#   accept rate. Precision-weighted fusion beats averaging where the variances track quality well.
+# - Its drawbacks are real: the mean is unchanged (identical retrieval; some confidently misplaced images stay
+#   unflagged), storage doubles and every match costs many times a cosine.
+# - **DUL** learns mean and variance together (reparameterisation + KL to $\mathcal N(0, I)$). Its uncertainty also
+#   tracks degradation; whether its mean beats the deterministic one depends on how well it is trained (better in our
+#   quick runs, not yet converged and worse in the short full-mode CPU run), and its MLS is no better than its cosine.
+#
+# ## Exercises
+#
+# 1. **The MLS by hand.** Write `my_mls(mu1, var1, mu2, var2)` for (N, D) tensors; `check_mls` recognises a sign error, a
+#    missing log term, a missing constant, the official code's form, and dividing by each variance separately.
+# 2. **Fusion.** Write `my_fuse(mu, var)` for K observations (K, D); `check_fusion` recognises plain averaging and
+#    weighting by the variance instead of the precision.
+# 3. **DUL's regulariser.** Write `my_kl(mu, log_var)`; `check_kl` recognises a missing 1/2, a missing −1 and swapped terms.
+#    Then retrain DUL with `KL_WEIGHT = 0` and `KL_WEIGHT = 1`: what happens to the variances and to the rank
+#    correlations of section 7?
+# 4. **Without bad training images.** Train the PFE head on the *clean* training images only. Do the rank correlations
+#    of section 3 survive? What does that say about the data PFE needs?
 
-## Exercises
-
-1. **The MLS by hand.** Write `my_mls(mu1, var1, mu2, var2)` for (N, D) tensors; `check_mls` recognises a sign error, a
-   missing log term, a missing constant, the official code's form, and dividing by each variance separately.
-2. **Fusion.** Write `my_fuse(mu, var)` for K observations (K, D); `check_fusion` recognises plain averaging and
-   weighting by the variance instead of the precision.
-3. **DUL's regulariser.** Write `my_kl(mu, log_var)`; `check_kl` recognises a missing 1/2, a missing −1 and swapped terms.
-   Then retrain DUL with `KL_WEIGHT = 0` and `KL_WEIGHT = 1`: what happens to the variances and to the rank
-   correlations of section 7?
-4. **Without bad training images.** Train the PFE head on the *clean* training images only. Do the rank correlations
-   of section 3 survive? What does that say about the data PFE needs?
-""")
-code(r"""
+# %%
 from dmlcourse.exercises.lecture08 import check_fusion, check_kl, check_mls
 
 def my_mls(mu1, var1, mu2, var2):
@@ -713,10 +707,3 @@ def my_kl(mu, log_var):
 check_mls(my_mls)          # replace with your own versions
 check_fusion(my_fuse)
 check_kl(my_kl)
-""")
-
-nb = nbf.v4.new_notebook(cells=cells)
-nb.metadata = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-               "language_info": {"name": "python"}}
-nbf.write(nb, "notebooks/08_uncertainty_pfe.ipynb")
-print("wrote notebooks/08_uncertainty_pfe.ipynb")

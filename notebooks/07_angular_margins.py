@@ -1,20 +1,13 @@
-"""Build notebooks/07_angular_margins.ipynb."""
-import nbformat as nbf
+# %% [markdown]
+# # 07 · Angular margins: SphereFace, CosFace and ArcFace on the hypersphere
+#
+# Lecture 4 showed that a softmax classifier's penultimate layer is an embedding — *separable* but not
+# *discriminative*: classes fill wedges that touch. Face recognition pushed this idea to its best results by changing
+# only the last layer, so that classes must be separated **by a margin in angle**. This notebook builds the heads,
+# draws their decision boundaries from the lecture's equations, trains them, and measures them as retrieval and as
+# verification systems.
 
-cells = []
-md = lambda s: cells.append(nbf.v4.new_markdown_cell(s.strip()))
-code = lambda s: cells.append(nbf.v4.new_code_cell(s.strip()))
-
-md(r"""
-# 07 · Angular margins: SphereFace, CosFace and ArcFace on the hypersphere
-
-Lecture 4 showed that a softmax classifier's penultimate layer is an embedding — *separable* but not
-*discriminative*: classes fill wedges that touch. Face recognition pushed this idea to its best results by changing
-only the last layer, so that classes must be separated **by a margin in angle**. This notebook builds the heads,
-draws their decision boundaries from the lecture's equations, trains them, and measures them as retrieval and as
-verification systems.
-""")
-code(r"""
+# %%
 # Setup: imports, seed, device, data size, quick mode
 import torch
 from dmlcourse import data, metrics, models, plots, runtime, train
@@ -23,6 +16,7 @@ device = runtime.get_device()         # CUDA, then Apple MPS, then CPU
 SIZE = data.default_size(device)      # "mini" on CPU or in quick mode, "full" on a GPU
 runtime.seed_everything(0)
 
+# %%
 import inspect, math
 import matplotlib.pyplot as plt
 from dmlcourse import cache, heads, siamese, verification
@@ -31,56 +25,54 @@ TRAIN_PER_CLASS = runtime.quick(None, 300)
 TEST_PER_CLASS = runtime.quick(200, 100)
 EPOCHS = runtime.quick(8, 2)
 DATASETS = runtime.quick(["mnist", "fashion-mnist"], ["fashion-mnist"])
-""")
 
-md(r"""
-## 1. From softmax to normalised softmax
+# %% [markdown]
+# ## 1. From softmax to normalised softmax
+#
+# The logit of class $j$ is $W_j^\top x + b_j = \lVert W_j\rVert\,\lVert x\rVert \cos\theta_j + b_j$, with $\theta_j$ the angle
+# between the embedding and the class weight. Three things besides the angle can win the argmax: the bias, the length
+# of $W_j$ and the length of $x$. Dropping the bias and **normalising** both $W_j$ and $x$ leaves only the angle:
+# the logit is $s\cos\theta_j$ (NormFace). Retrieval then uses the cosine — the same quantity the training optimised.
+#
+# Why the scale $s$? Cosines lie in $[-1, 1]$, so without it the softmax can never be confident: with 10 classes and
+# the others at 90°, the best possible probability at $s = 1$ is $e/(e + 9) \approx 0.23$ — the loss keeps pushing even
+# perfectly classified points. Move $s$:
 
-The logit of class $j$ is $W_j^\top x + b_j = \lVert W_j\rVert\,\lVert x\rVert \cos\theta_j + b_j$, with $\theta_j$ the angle
-between the embedding and the class weight. Three things besides the angle can win the argmax: the bias, the length
-of $W_j$ and the length of $x$. Dropping the bias and **normalising** both $W_j$ and $x$ leaves only the angle:
-the logit is $s\cos\theta_j$ (NormFace). Retrieval then uses the cosine — the same quantity the training optimised.
-
-Why the scale $s$? Cosines lie in $[-1, 1]$, so without it the softmax can never be confident: with 10 classes and
-the others at 90°, the best possible probability at $s = 1$ is $e/(e + 9) \approx 0.23$ — the loss keeps pushing even
-perfectly classified points. Move $s$:
-""")
-code(r"""
+# %%
 explorer = heads.scale_explorer(16.0)
 explorer
-""")
-code(r"""
+
+# %%
 best = {s: float(heads.true_class_probability(torch.tensor(0.0), s)) for s in (1, 4, 16, 64)}
 print("largest reachable probability of the true class:", {s: round(p, 3) for s, p in best.items()})
 assert best[1] < 0.25 and best[16] > 0.99
-""")
 
-md(r"""
-## 2. Three margins
+# %% [markdown]
+# ## 2. Three margins
+#
+# For the **target** class $y$ the logit is made harder to win; the other classes keep $s\cos\theta_j$:
+#
+# | head | target logit | margin acts on |
+# |---|---|---|
+# | SphereFace (A-Softmax) | $\lVert x\rVert\,\psi(\theta_y)$, $\psi(\theta) = (-1)^k\cos(m\theta) - 2k$ on $[k\pi/m, (k+1)\pi/m]$, integer $m$ | the angle, multiplicatively |
+# | CosFace (AM-Softmax) | $s(\cos\theta_y - m)$ | the cosine |
+# | ArcFace | $s\cos(\theta_y + m)$, $m$ in **radians** | the angle, additively |
+#
+# Setting target logit = other logit gives the lecture's decision boundaries between two classes:
+# SphereFace $\cos m\theta_1 = \cos\theta_2$, CosFace $\cos\theta_1 - m = \cos\theta_2$, ArcFace
+# $\cos(\theta_1 + m) = \cos\theta_2$. (The lecture writes SphereFace's as $\lVert x\rVert(\cos m\theta_1 - \cos\theta_2) = 0$ —
+# the same line, since $\lVert x\rVert > 0$.) Plain softmax has $\theta_1 = \theta_2$: no gap at all. With a margin, class
+# 1 needs $\theta_2 > \theta_1 + m$ (ArcFace) and class 2 the mirror image — the band between the two boundaries belongs
+# to neither.
+#
+# Two details the formulas hide. $\cos(m\theta)$ is not monotone on $[0, \pi]$, so SphereFace uses the piecewise
+# $\psi$ above, which keeps decreasing. And $\cos(\theta + m)$ *increases* again once $\theta + m > \pi$ — a larger angle
+# would be rewarded — so ArcFace falls back to $\cos\theta - m\sin m$ there:
 
-For the **target** class $y$ the logit is made harder to win; the other classes keep $s\cos\theta_j$:
-
-| head | target logit | margin acts on |
-|---|---|---|
-| SphereFace (A-Softmax) | $\lVert x\rVert\,\psi(\theta_y)$, $\psi(\theta) = (-1)^k\cos(m\theta) - 2k$ on $[k\pi/m, (k+1)\pi/m]$, integer $m$ | the angle, multiplicatively |
-| CosFace (AM-Softmax) | $s(\cos\theta_y - m)$ | the cosine |
-| ArcFace | $s\cos(\theta_y + m)$, $m$ in **radians** | the angle, additively |
-
-Setting target logit = other logit gives the lecture's decision boundaries between two classes:
-SphereFace $\cos m\theta_1 = \cos\theta_2$, CosFace $\cos\theta_1 - m = \cos\theta_2$, ArcFace
-$\cos(\theta_1 + m) = \cos\theta_2$. (The lecture writes SphereFace's as $\lVert x\rVert(\cos m\theta_1 - \cos\theta_2) = 0$ —
-the same line, since $\lVert x\rVert > 0$.) Plain softmax has $\theta_1 = \theta_2$: no gap at all. With a margin, class
-1 needs $\theta_2 > \theta_1 + m$ (ArcFace) and class 2 the mirror image — the band between the two boundaries belongs
-to neither.
-
-Two details the formulas hide. $\cos(m\theta)$ is not monotone on $[0, \pi]$, so SphereFace uses the piecewise
-$\psi$ above, which keeps decreasing. And $\cos(\theta + m)$ *increases* again once $\theta + m > \pi$ — a larger angle
-would be rewarded — so ArcFace falls back to $\cos\theta - m\sin m$ there:
-""")
-code(r"""
+# %%
 print(inspect.getsource(heads.arc_margin_target))
-""")
-code(r"""
+
+# %%
 theta = torch.linspace(0, math.pi, 721)
 fig, axes = plt.subplots(1, 2, figsize=(11, 4))
 for name, y in heads.target_logit_curves(theta).items():
@@ -98,24 +90,26 @@ fig.tight_layout()
 curves = heads.target_logit_curves(theta)
 for name, y in curves.items():   # every target logit decreases with the angle (psi and the ArcFace fallback see to it)
     assert torch.all(y[1:] <= y[:-1] + 1e-6), name
-""")
-md("Change the margins and watch the curves and the gap between the boundaries:")
-code(r"""
+
+# %% [markdown]
+# Change the margins and watch the curves and the gap between the boundaries:
+
+# %%
 margins = heads.margin_explorer()
 margins
-""")
 
-md(r"""
-## 3. Seeing it: 2-D and 3-D embeddings
 
-To see the geometry we need an embedding of 2 (or 3) dimensions. Training a CNN end to end with a 2-D output takes
-many epochs, so we take a shortcut that keeps the point: a backbone trained once (cached) gives 128 features per
-image, and for each head we train only a small projection (128 → 64 → 2, one hidden ReLU layer) plus the head. A purely
-linear map to 2-D cannot untangle ten classes well (about 0.8 accuracy), and then every head's picture is dominated by
-the misclassified points rather than by its loss. The features are standardised first: the normalised heads only see
-angles, and their gradients shrink as $1/\lVert x\rVert$.
-""")
-code(r"""
+# %% [markdown]
+# ## 3. Seeing it: 2-D and 3-D embeddings
+#
+# To see the geometry we need an embedding of 2 (or 3) dimensions. Training a CNN end to end with a 2-D output takes
+# many epochs, so we take a shortcut that keeps the point: a backbone trained once (cached) gives 128 features per
+# image, and for each head we train only a small projection (128 → 64 → 2, one hidden ReLU layer) plus the head. A purely
+# linear map to 2-D cannot untangle ten classes well (about 0.8 accuracy), and then every head's picture is dominated by
+# the misclassified points rather than by its loss. The features are standardised first: the normalised heads only see
+# angles, and their gradients shrink as $1/\lVert x\rVert$.
+
+# %%
 def backbone_features(dataset):
     def compute():
         tr, te = data.load(dataset, "train", SIZE), data.load(dataset, "test", SIZE)
@@ -148,8 +142,9 @@ def low_dim(name, dim, feats, epochs=LOW_D_EPOCHS):
 
 feats = backbone_features("mnist")
 flat = {name: low_dim(name, 2, feats) for name in LOW_D}
-""")
-code(r"""
+
+
+# %%
 def class_weights(head):
     w = head.linear.weight if isinstance(head, heads.SoftmaxHead) else head.weight
     return torch.nn.functional.normalize(w.detach(), dim=1)
@@ -179,32 +174,34 @@ for ax, (name, (z, head)) in zip(axes[1:], flat.items()):
 axes[0].legend(markerscale=3, fontsize=6, frameon=False)
 fig.tight_layout()
 print("arc width, median angle to the own class weight (degrees):", {k: round(v, 1) for k, v in width.items()})
-""")
-md(r"""
-Left, the classic softmax picture: classes are wedges radiating from the origin, and a point's *length* varies a lot
-within a class — separable by angle, but a Euclidean nearest neighbour gets confused near the centre. The other panels
-show the embeddings on the unit circle (with a little radial jitter to see the density) and the class weights as
-lines. With 10 classes in 2-D each class has only 36° of the circle, so the margins must be small (0.2 rad, about
-11°, for CosFace and ArcFace here).
 
-We measure each picture by its **arc width**: the median angle $\theta_y$ between a test embedding and the weight of
-its own class — exactly the angle the margins act on. Read the printed widths with the two modes in mind:
+# %% [markdown]
+# Left, the classic softmax picture: classes are wedges radiating from the origin, and a point's *length* varies a lot
+# within a class — separable by angle, but a Euclidean nearest neighbour gets confused near the centre. The other panels
+# show the embeddings on the unit circle (with a little radial jitter to see the density) and the class weights as
+# lines. With 10 classes in 2-D each class has only 36° of the circle, so the margins must be small (0.2 rad, about
+# 11°, for CosFace and ArcFace here).
+#
+# We measure each picture by its **arc width**: the median angle $\theta_y$ between a test embedding and the weight of
+# its own class — exactly the angle the margins act on. Read the printed widths with the two modes in mind:
+#
+# - Every margin head packs its classes far tighter than the plain softmax, whose points wander around their
+#   weight direction because the softmax can also win by making $\lVert x\rVert$ large.
+# - Against NormFace (normalised, scale 16, no margin) the margin's gain depends on how separable the features are. On
+#   the quick-mode features (300 images per class, a 2-epoch backbone) ArcFace's arcs are clearly narrower than
+#   NormFace's. On the full-mode features the backbone already separates the digits well, a scale of 16 alone presses
+#   every class to within about 2-3° of its weight, and the margin adds little *in 2-D*. This is the NormFace paper's
+#   finding too: normalisation with a suitable scale gives much of the gain, and the margin buys the rest where
+#   classes are hard to tell apart — in the many-dimensional retrieval table below, not in a picture.
 
-- Every margin head packs its classes far tighter than the plain softmax, whose points wander around their
-  weight direction because the softmax can also win by making $\lVert x\rVert$ large.
-- Against NormFace (normalised, scale 16, no margin) the margin's gain depends on how separable the features are. On
-  the quick-mode features (300 images per class, a 2-epoch backbone) ArcFace's arcs are clearly narrower than
-  NormFace's. On the full-mode features the backbone already separates the digits well, a scale of 16 alone presses
-  every class to within about 2-3° of its weight, and the margin adds little *in 2-D*. This is the NormFace paper's
-  finding too: normalisation with a suitable scale gives much of the gain, and the margin buys the rest where
-  classes are hard to tell apart — in the many-dimensional retrieval table below, not in a picture.
-""")
-code(r"""
+# %%
 margin_2d = ("sphereface", "cosface", "arcface")
 assert max(width[h] for h in margin_2d) < width["softmax"]
-""")
-md("In 3-D the classes become caps on the sphere (ArcFace; drag to rotate):")
-code(r"""
+
+# %% [markdown]
+# In 3-D the classes become caps on the sphere (ArcFace; drag to rotate):
+
+# %%
 import plotly.graph_objects as go
 z3, _ = low_dim("arcface", 3, feats)
 z3 = torch.nn.functional.normalize(z3, dim=1).numpy()
@@ -215,17 +212,16 @@ points = [go.Scatter3d(x=z3[feats["yt"] == c, 0], y=z3[feats["yt"] == c, 1], z=z
                        mode="markers", marker=dict(size=2, color=plots.PALETTE[c]), name=str(c)) for c in range(10)]
 go.Figure([sphere] + points).update_layout(height=500, margin=dict(l=0, r=0, t=30, b=0),
                                           title="ArcFace, 3-D embedding on the unit sphere (MNIST test)")
-""")
 
-md(r"""
-## 4. A realistic embedding: heads against the losses of lecture 5
+# %% [markdown]
+# ## 4. A realistic embedding: heads against the losses of lecture 5
+#
+# Now end to end: `SmallCNN` with a 64-d embedding, the same epochs and batches, each head (with the papers' usual
+# $s$ and $m$) against the triplet and contrastive losses of lecture 5. Retrieval uses the cosine on the embedding.
+# **Verification**: 20,000 test pairs (half genuine, half impostor), scored by the cosine; we report the equal
+# error rate (EER) and the true accept rate at a false accept rate of $10^{-3}$.
 
-Now end to end: `SmallCNN` with a 64-d embedding, the same epochs and batches, each head (with the papers' usual
-$s$ and $m$) against the triplet and contrastive losses of lecture 5. Retrieval uses the cosine on the embedding.
-**Verification**: 20,000 test pairs (half genuine, half impostor), scored by the cosine; we report the equal
-error rate (EER) and the true accept rate at a false accept rate of $10^{-3}$.
-""")
-code(r"""
+# %%
 CONFIGS = {
     "softmax": ("head", dict()),
     "normface (s=16)": ("head", dict(scale=16.0)),
@@ -269,8 +265,8 @@ for d in DATASETS:
     for label in CONFIGS:
         r = results[label, d]
         print(f"{label:<25}{r['p1']:>7.3f}{r['map_r']:>7.3f}{r['eer']:>7.3f}{r['tar']:>14.3f}")
-""")
-code(r"""
+
+# %%
 d0 = DATASETS[0]
 fig, ax = plt.subplots(figsize=(6, 4.2))
 for label in CONFIGS:
@@ -282,37 +278,36 @@ fig.tight_layout()
 margin_heads = ["cosface (s=30, m=0.35)", "arcface (s=30, m=0.5)"]
 for d in DATASETS:   # an angular margin beats the plain softmax on verification
     assert min(results[h, d]["eer"] for h in margin_heads) < results["softmax", d]["eer"]
-""")
-md(r"""
-How to read the table. In every run we made, CosFace or ArcFace verified better than the plain softmax (the assert
-above). How they compare with the losses of lecture 5 depends on the training length: in quick mode (Fashion-MNIST
-only, 300 images per class, 2 epochs) the contrastive and triplet losses had the lowest EER; in full mode (all the
-mini data, 8 epochs) the heads caught up — ArcFace had the best P@1, MAP@R and EER on Fashion-MNIST, and on MNIST
-CosFace and the contrastive loss were level (EER 0.031 and 0.029). NormFace without a margin was no better than
-the softmax. A head learns one weight vector per class and needs some epochs to place them; a pair loss starts
-pulling neighbours together from the first batch.
-""")
 
-md(r"""
-## 5. Pitfalls
+# %% [markdown]
+# How to read the table. In every run we made, CosFace or ArcFace verified better than the plain softmax (the assert
+# above). How they compare with the losses of lecture 5 depends on the training length: in quick mode (Fashion-MNIST
+# only, 300 images per class, 2 epochs) the contrastive and triplet losses had the lowest EER; in full mode (all the
+# mini data, 8 epochs) the heads caught up — ArcFace had the best P@1, MAP@R and EER on Fashion-MNIST, and on MNIST
+# CosFace and the contrastive loss were level (EER 0.031 and 0.029). NormFace without a margin was no better than
+# the softmax. A head learns one weight vector per class and needs some epochs to place them; a pair loss starts
+# pulling neighbours together from the first batch.
 
-**A large scale and margin from a random start.** ArcFace with $s = 64$, $m = 1.2$ asks every training image to be
-more than 69° closer to its class than to any other before the loss lets go. From random weights no image is, so the
-margin-penalised target logit $s\cos(\theta_y + m)$ starts far below the others and the loss sits near its maximum.
-Two things follow, and the run below shows both:
+# %% [markdown]
+# ## 5. Pitfalls
+#
+# **A large scale and margin from a random start.** ArcFace with $s = 64$, $m = 1.2$ asks every training image to be
+# more than 69° closer to its class than to any other before the loss lets go. From random weights no image is, so the
+# margin-penalised target logit $s\cos(\theta_y + m)$ starts far below the others and the loss sits near its maximum.
+# Two things follow, and the run below shows both:
+#
+# - **The loss stops being a progress bar.** Its value says how far the images are from the 69° goal, not whether the
+#   embedding is any good: it stays far above $\log 10 \approx 2.3$ (the loss of a uniform guess over 10 classes)
+#   while the plain cosine already ranks the test images well above chance. Never compare loss values across
+#   different $(s, m)$.
+# - **Whether it learns depends on the number of classes and the training time.** With 10 classes in 64 dimensions a
+#   69° margin is reachable in the end (10 weight vectors can sit 96° apart), so a long run catches up: in our full-mode
+#   run on MNIST (8 epochs) the hard setting even retrieved slightly better (MAP@R 0.947 against 0.926). In the 2-epoch
+#   quick run it retrieves clearly worse (MAP@R 0.36 against 0.47 on Fashion-MNIST). With the thousands of
+#   identities of face recognition the weights cannot spread that far, the margin is never met, and training fails —
+#   which is why the papers use $m = 0.5$, and some warm the margin up from 0.
 
-- **The loss stops being a progress bar.** Its value says how far the images are from the 69° goal, not whether the
-  embedding is any good: it stays far above $\log 10 \approx 2.3$ (the loss of a uniform guess over 10 classes)
-  while the plain cosine already ranks the test images well above chance. Never compare loss values across
-  different $(s, m)$.
-- **Whether it learns depends on the number of classes and the training time.** With 10 classes in 64 dimensions a
-  69° margin is reachable in the end (10 weight vectors can sit 96° apart), so a long run catches up: in our full-mode
-  run on MNIST (8 epochs) the hard setting even retrieved slightly better (MAP@R 0.947 against 0.926). In the 2-epoch
-  quick run it retrieves clearly worse (MAP@R 0.36 against 0.47 on Fashion-MNIST). With the thousands of
-  identities of face recognition the weights cannot spread that far, the margin is never met, and training fails —
-  which is why the papers use $m = 0.5$, and some warm the margin up from 0.
-""")
-code(r"""
+# %%
 hard = run("arcface (s=30, m=0.5)", d0, override=("head", dict(scale=64.0, margin=1.2)))
 easy = results["arcface (s=30, m=0.5)", d0]
 for tag, r in (("s=30, m=0.5", easy), ("s=64, m=1.2", hard)):
@@ -321,13 +316,13 @@ for tag, r in (("s=30, m=0.5", easy), ("s=64, m=1.2", hard)):
 # the hard run's loss is worse than a uniform guess, yet its embedding retrieves far above chance (0.1)
 assert hard["history"].step_loss[-1] > math.log(10) and hard["p1"] > 0.5
 assert hard["history"].step_loss[-1] > easy["history"].step_loss[-1]
-""")
-md(r"""
-**NaN in half precision.** $\frac{d}{dc}\arccos c = -1/\sqrt{1 - c^2}$ is infinite at $c = \pm 1$ — when a feature lies
-exactly on its class weight. Clamping to $1 - 10^{-6}$ fixes it in float32, but in float16 $1 - 10^{-6}$ *rounds to 1*:
-the clamp does nothing. Our heads compute the margin in (at least) float32 whatever the input dtype.
-""")
-code(r"""
+
+# %% [markdown]
+# **NaN in half precision.** $\frac{d}{dc}\arccos c = -1/\sqrt{1 - c^2}$ is infinite at $c = \pm 1$ — when a feature lies
+# exactly on its class weight. Clamping to $1 - 10^{-6}$ fixes it in float32, but in float16 $1 - 10^{-6}$ *rounds to 1*:
+# the clamp does nothing. Our heads compute the margin in (at least) float32 whatever the input dtype.
+
+# %%
 c = torch.tensor([1.0], dtype=torch.float16, requires_grad=True)
 torch.acos(c.clamp(-1 + 1e-6, 1 - 1e-6)).sum().backward()
 print("float16, clamped in float16: gradient", c.grad.item())
@@ -338,13 +333,13 @@ loss.backward()
 print("our ArcFaceHead in float16 at cos = 1: loss", round(loss.item(), 4), "finite gradient:",
       bool(torch.isfinite(x.grad.float()).all()))
 assert not math.isfinite(c.grad.item()) and torch.isfinite(x.grad.float()).all()
-""")
-md(r"""
-**The class weights live in the head.** They are parameters of the *loss*, not of the network: an optimiser built
-on `model.parameters()` alone never updates them (they stay random), and `torch.save(model.state_dict())` does not
-save them. `train.train` adds the parameters of an `nn.Module` loss to its optimiser; when you save, save both.
-""")
-code(r"""
+
+# %% [markdown]
+# **The class weights live in the head.** They are parameters of the *loss*, not of the network: an optimiser built
+# on `model.parameters()` alone never updates them (they stay random), and `torch.save(model.state_dict())` does not
+# save them. `train.train` adds the parameters of an `nn.Module` loss to its optimiser; when you save, save both.
+
+# %%
 net, head = models.MLP(16), heads.CosFaceHead(16, 10)
 before = head.weight.detach().clone()
 tr = data.load("mnist", "train", "mini")
@@ -356,18 +351,17 @@ print("class weights changed:", not torch.equal(before, head.weight.detach()))
 assert torch.equal(before, head.weight.detach())
 checkpoint = {"model": net.state_dict(), "head": head.state_dict()}   # save both
 print("saved:", list(checkpoint["head"]))
-""")
 
-md(r"""
-## 6. The Embedding Lab
-The lab trains a network with the head you choose (the margin slider is the head's $m$: radians for ArcFace, a
-cosine offset for CosFace, the integer multiplier for SphereFace; Softmax and NormFace have none, so it is greyed
-out) and shows a fixed set of test images after every epoch (UMAP of the L2-normalised embeddings; press ▶).
-Retrieval is measured with the cosine, as in section 5. Keep two runs to compare, say, CosFace and ArcFace.
+# %% [markdown]
+# ## 6. The Embedding Lab
+# The lab trains a network with the head you choose (the margin slider is the head's $m$: radians for ArcFace, a
+# cosine offset for CosFace, the integer multiplier for SphereFace; Softmax and NormFace have none, so it is greyed
+# out) and shows a fixed set of test images after every epoch (UMAP of the L2-normalised embeddings; press ▶).
+# Retrieval is measured with the cosine, as in section 5. Keep two runs to compare, say, CosFace and ArcFace.
+#
+# The cell trains ArcFace ($s = 30$, $m = 0.5$) once, to check that the lab is wired up.
 
-The cell trains ArcFace ($s = 30$, $m = 0.5$) once, to check that the lab is wired up.
-""")
-code(r"""
+# %%
 from dmlcourse import lab
 
 embedding_lab = lab.EmbeddingLab(losses=["arcface", "cosface", "sphereface", "normface", "softmax"], size=SIZE,
@@ -380,36 +374,36 @@ run = embedding_lab.run
 p1 = run.metric("precision_at_1")
 print(f"ArcFace m = {run.config['margin']}: Precision@1 (cosine) of the probe set {p1[0]:.3f} -> {p1[-1]:.3f}")
 assert not run.failed and run.config["margin"] == 0.5 and p1[-1] > p1[0]
+from IPython.display import display
 display(embedding_lab)
-""")
 
-md(r"""
-## Summary
+# %% [markdown]
+# ## Summary
+#
+# - Normalising weights and features turns the softmax into a classifier of **angles**; the scale $s$ lets it become
+#   confident (without it the true-class probability is capped).
+# - A margin on the target class forces a gap between classes: multiplicative on the angle (SphereFace), subtractive
+#   on the cosine (CosFace) or additive on the angle (ArcFace, in radians — pytorch-metric-learning takes degrees).
+# - SphereFace needs its monotone $\psi$ and annealing; ArcFace needs the fallback past $\pi - m$ and a float32 acos
+#   clamped away from $\pm 1$.
+# - On these data the margin heads verify better than the plain softmax (lower EER). In the 2-epoch quick runs the
+#   pair and triplet losses of lecture 5 did better still; with 8 epochs the heads caught up or passed them. Heads
+#   need one weight vector per training class and shine with many classes and long training, as in face recognition.
+# - A loss value is not comparable across scales and margins: a large-margin ArcFace can show a loss worse than
+#   guessing while its embedding retrieves well.
+# - The class weights belong to the loss: put them in the optimiser and in your checkpoints.
+#
+# ## Exercises
+#
+# 1. **CosFace by hand.** `my_cosface(x, W, labels, s, m)` returning the logits; check with `check_cosface_logits` (it
+#    recognises a missing scale, a margin on every class, and un-normalised vectors).
+# 2. **Margins in 2-D.** Re-run section 3 with ArcFace margins 0.0, 0.2 and 0.4. What happens to the arc width and
+#    the accuracy? Why can 10 classes not all get a margin of 0.6 rad in 2-D?
+# 3. **Margin warm-up.** Train ArcFace with $s = 64$, $m = 1.2$ but raise the margin linearly from 0 over the first
+#    epoch (set `head.margin` in an `on_epoch_end` or per-step callback). In quick mode, does it close the gap
+#    to $m = 0.5$ of section 5? Watch the loss curve: does it still work as a progress bar?
 
-- Normalising weights and features turns the softmax into a classifier of **angles**; the scale $s$ lets it become
-  confident (without it the true-class probability is capped).
-- A margin on the target class forces a gap between classes: multiplicative on the angle (SphereFace), subtractive
-  on the cosine (CosFace) or additive on the angle (ArcFace, in radians — pytorch-metric-learning takes degrees).
-- SphereFace needs its monotone $\psi$ and annealing; ArcFace needs the fallback past $\pi - m$ and a float32 acos
-  clamped away from $\pm 1$.
-- On these data the margin heads verify better than the plain softmax (lower EER). In the 2-epoch quick runs the
-  pair and triplet losses of lecture 5 did better still; with 8 epochs the heads caught up or passed them. Heads
-  need one weight vector per training class and shine with many classes and long training, as in face recognition.
-- A loss value is not comparable across scales and margins: a large-margin ArcFace can show a loss worse than
-  guessing while its embedding retrieves well.
-- The class weights belong to the loss: put them in the optimiser and in your checkpoints.
-
-## Exercises
-
-1. **CosFace by hand.** `my_cosface(x, W, labels, s, m)` returning the logits; check with `check_cosface_logits` (it
-   recognises a missing scale, a margin on every class, and un-normalised vectors).
-2. **Margins in 2-D.** Re-run section 3 with ArcFace margins 0.0, 0.2 and 0.4. What happens to the arc width and
-   the accuracy? Why can 10 classes not all get a margin of 0.6 rad in 2-D?
-3. **Margin warm-up.** Train ArcFace with $s = 64$, $m = 1.2$ but raise the margin linearly from 0 over the first
-   epoch (set `head.margin` in an `on_epoch_end` or per-step callback). In quick mode, does it close the gap
-   to $m = 0.5$ of section 5? Watch the loss curve: does it still work as a progress bar?
-""")
-code(r"""
+# %%
 from dmlcourse.exercises.lecture07 import check_cosface_logits
 
 def my_cosface(x, W, labels, s, m):
@@ -418,10 +412,3 @@ def my_cosface(x, W, labels, s, m):
     return s * cos
 
 check_cosface_logits(my_cosface)     # replace with your own version
-""")
-
-nb = nbf.v4.new_notebook(cells=cells)
-nb.metadata = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-               "language_info": {"name": "python"}}
-nbf.write(nb, "notebooks/07_angular_margins.ipynb")
-print("wrote notebooks/07_angular_margins.ipynb")

@@ -1,28 +1,21 @@
-"""Build notebooks/01_metric_spaces.ipynb."""
-import nbformat as nbf
+# %% [markdown]
+# # 01 · Metric spaces, and why we learn a metric
+#
+# Almost every method in this course ends with a question of the form *"which of these is closest?"* — the nearest
+# neighbour of a query, the cluster an image falls into, whether two faces are the same person. The answer depends
+# entirely on the **distance** we use. This lecture asks what a distance is, and shows that the distances we get for
+# free (on raw pixels) are poor ones, so it pays to *learn* one.
+#
+# What you will see:
+# 1. the four axioms of a metric, checked numerically — and two popular "distances" that break one of them;
+# 2. an interactive triangle to break the triangle inequality yourself;
+# 3. k-nearest-neighbour accuracy on raw pixels under five fixed distances, against a learned embedding;
+# 4. classification versus verification, closed-set versus open-set — done for real, on classes the network never saw;
+# 5. separable versus discriminative features;
+# 6. supervised versus weakly supervised settings (labels versus pairs, triplets, quadruplets);
+# 7. two applications: retrieval and clustering.
 
-cells = []
-md = lambda s: cells.append(nbf.v4.new_markdown_cell(s.strip()))
-code = lambda s: cells.append(nbf.v4.new_code_cell(s.strip()))
-
-md(r"""
-# 01 · Metric spaces, and why we learn a metric
-
-Almost every method in this course ends with a question of the form *"which of these is closest?"* — the nearest
-neighbour of a query, the cluster an image falls into, whether two faces are the same person. The answer depends
-entirely on the **distance** we use. This lecture asks what a distance is, and shows that the distances we get for
-free (on raw pixels) are poor ones, so it pays to *learn* one.
-
-What you will see:
-1. the four axioms of a metric, checked numerically — and two popular "distances" that break one of them;
-2. an interactive triangle to break the triangle inequality yourself;
-3. k-nearest-neighbour accuracy on raw pixels under five fixed distances, against a learned embedding;
-4. classification versus verification, closed-set versus open-set — done for real, on classes the network never saw;
-5. separable versus discriminative features;
-6. supervised versus weakly supervised settings (labels versus pairs, triplets, quadruplets);
-7. two applications: retrieval and clustering.
-""")
-code(r"""
+# %%
 # Setup: imports, seed, device, data size, quick mode
 import torch
 from dmlcourse import data, metrics, models, plots, runtime, train
@@ -31,6 +24,7 @@ device = runtime.get_device()         # CUDA, then Apple MPS, then CPU
 SIZE = data.default_size(device)      # "mini" on CPU or in quick mode, "full" on a GPU
 runtime.seed_everything(0)
 
+# %%
 import inspect
 import matplotlib.pyplot as plt
 from dmlcourse import cache, heads, losses, open_set, tuples
@@ -40,37 +34,36 @@ TRAIN_PER_CLASS = runtime.quick(None, 400)   # None = every training image of SI
 TEST_PER_CLASS = runtime.quick(200, 100)
 EPOCHS = runtime.quick(6, 4)
 K = 5                                        # k of the kNN classifier (majority of 5 neighbours)
-""")
 
-md(r"""
-## 1. What a distance must satisfy
+# %% [markdown]
+# ## 1. What a distance must satisfy
+#
+# A **metric** on a set is a function $d(x, y)$ with, for all $x, y, z$:
+#
+# | axiom | formula | in words |
+# |---|---|---|
+# | identity | $d(x, x) = 0$ | nothing separates a point from itself |
+# | positivity | $d(x, y) > 0$ if $x \ne y$ | different points are *some* distance apart |
+# | symmetry | $d(x, y) = d(y, x)$ | there and back are the same length |
+# | triangle inequality | $d(x, z) \le d(x, y) + d(y, z)$ | a detour through $y$ is never shorter |
+#
+# (Non-negativity, $d \ge 0$, follows from the other three.) A function that satisfies all but positivity — distinct
+# points may be at distance 0 — is a **pseudo-metric**.
+#
+# A sample of points can never *prove* an axiom, but it can *refute* one: `check_axioms` evaluates $d$ on every pair
+# and every triple of a sample and reports the offending points. The triangle inequality is checked for all $n^3$
+# triples at once, as one broadcast: entry $[a, b, c]$ of `excess` is $d(a,c) - d(a,b) - d(b,c)$.
 
-A **metric** on a set is a function $d(x, y)$ with, for all $x, y, z$:
-
-| axiom | formula | in words |
-|---|---|---|
-| identity | $d(x, x) = 0$ | nothing separates a point from itself |
-| positivity | $d(x, y) > 0$ if $x \ne y$ | different points are *some* distance apart |
-| symmetry | $d(x, y) = d(y, x)$ | there and back are the same length |
-| triangle inequality | $d(x, z) \le d(x, y) + d(y, z)$ | a detour through $y$ is never shorter |
-
-(Non-negativity, $d \ge 0$, follows from the other three.) A function that satisfies all but positivity — distinct
-points may be at distance 0 — is a **pseudo-metric**.
-
-A sample of points can never *prove* an axiom, but it can *refute* one: `check_axioms` evaluates $d$ on every pair
-and every triple of a sample and reports the offending points. The triangle inequality is checked for all $n^3$
-triples at once, as one broadcast: entry $[a, b, c]$ of `excess` is $d(a,c) - d(a,b) - d(b,c)$.
-""")
-code(r"""
+# %%
 src = inspect.getsource(ms.check_axioms)
 print(src[src.index("    # triangle"):src.index("    report.holds[\"triangle\"]")])
-""")
-md(r"""
-Four candidates, on 40 random points of the plane. The Mahalanobis distance with $W = \mathrm{diag}(1, 0)$ looks
-only at the first coordinate (lecture 02 is about this family); to give it something to miss, the sample also
-holds copies of 10 points shifted along the second coordinate.
-""")
-code(r"""
+
+# %% [markdown]
+# Four candidates, on 40 random points of the plane. The Mahalanobis distance with $W = \mathrm{diag}(1, 0)$ looks
+# only at the first coordinate (lecture 02 is about this family); to give it something to miss, the sample also
+# holds copies of 10 points shifted along the second coordinate.
+
+# %%
 g = torch.Generator().manual_seed(0)
 pts = torch.randn(30, 2, generator=g, dtype=torch.float64)
 pts = torch.cat([pts, pts[:10] + torch.tensor([0.0, 1.0], dtype=torch.float64)])
@@ -90,12 +83,12 @@ i, j = reports["Mahalanobis, W = diag(1, 0)"].examples["positivity"][0]
 print(f"distinct points {pts[i].numpy().round(2)} and {pts[j].numpy().round(2)} are at Mahalanobis distance "
       f"{ms.mahalanobis(W_singular)(pts[i], pts[j]).item():.1e}")
 assert not torch.equal(pts[i], pts[j]) and ms.mahalanobis(W_singular)(pts[i], pts[j]) < 1e-12
-""")
-md(r"""
-The two counterexamples found by the checker, drawn. Each side of the triangle is labelled with its length under
-that distance; the long side is longer than the two short sides together.
-""")
-code(r"""
+
+# %% [markdown]
+# The two counterexamples found by the checker, drawn. Each side of the triangle is labelled with its length under
+# that distance; the long side is longer than the two short sides together.
+
+# %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
 for ax, name in zip(axes, ["squared euclidean", "cosine 1 - cos"]):
     a, b, c = reports[name].examples["triangle"][0]
@@ -118,21 +111,21 @@ for ax, name in zip(axes, ["squared euclidean", "cosine 1 - cos"]):
     ax.set_title(f"{name}: d(x,z) = {d(0, 2):.2f} > {d(0, 1):.2f} + {d(1, 2):.2f}")
     assert d(0, 2) > d(0, 1) + d(1, 2)
 fig.tight_layout()
-""")
-md(r"""
-Why they fail, and why it matters less than it seems:
 
-* **Squared Euclidean**: for three points on a line at 0, 1, 2, $d(0,2) = 4 > 1 + 1$. Squaring punishes long
-  distances more than the sum of short ones. Yet it ranks neighbours *exactly* like the Euclidean distance
-  (squaring is increasing), so nearest neighbours and kNN accuracy do not change — section 3 checks this. It matters
-  for anything that *adds* distances or relies on the triangle inequality (search trees that prune with it, the
-  margins of the losses in lectures 05–07).
-* **Cosine distance** $1 - \cos(x, y)$: it only looks at directions, so $x$ and $2x$ are at distance 0 (positivity
-  fails too, though not on this sample), and it fails the triangle inequality. On the unit sphere it is a
-  disguised *squared* Euclidean distance: $\|u - v\|^2 = 2 - 2\cos(u, v)$. Its square root
-  $\sqrt{2(1 - \cos)}$, the chord length, **is** a metric on directions:
-""")
-code(r"""
+# %% [markdown]
+# Why they fail, and why it matters less than it seems:
+#
+# * **Squared Euclidean**: for three points on a line at 0, 1, 2, $d(0,2) = 4 > 1 + 1$. Squaring punishes long
+#   distances more than the sum of short ones. Yet it ranks neighbours *exactly* like the Euclidean distance
+#   (squaring is increasing), so nearest neighbours and kNN accuracy do not change — section 3 checks this. It matters
+#   for anything that *adds* distances or relies on the triangle inequality (search trees that prune with it, the
+#   margins of the losses in lectures 05–07).
+# * **Cosine distance** $1 - \cos(x, y)$: it only looks at directions, so $x$ and $2x$ are at distance 0 (positivity
+#   fails too, though not on this sample), and it fails the triangle inequality. On the unit sphere it is a
+#   disguised *squared* Euclidean distance: $\|u - v\|^2 = 2 - 2\cos(u, v)$. Its square root
+#   $\sqrt{2(1 - \cos)}$, the chord length, **is** a metric on directions:
+
+# %%
 chord = lambda u, v: torch.sqrt((2 * ms.cosine_distance(u, v)).clamp_min(0))
 u = torch.nn.functional.normalize(pts, dim=1)
 assert torch.allclose(ms.squared_euclidean(u[:, None], u[None]), 2 * ms.cosine_distance(u[:, None], u[None]))
@@ -140,40 +133,39 @@ on_circle = ms.check_axioms(chord, u, atol=1e-6)          # round-off in sqrt ne
 with_multiples = ms.check_axioms(chord, torch.cat([pts, 2 * pts[:3]]), atol=1e-6)
 print(f"chord on the unit circle:\n{on_circle}\n\nchord on the plane, with x and 2x in the sample:\n{with_multiples}")
 assert on_circle.is_metric and with_multiples.failing() == ["positivity"]
-""")
-md(r"""
-On the unit circle the chord is a metric; on the whole plane it is only a pseudo-metric, since $x$ and $2x$ share a
-direction.
 
-## 2. Break the triangle inequality yourself
+# %% [markdown]
+# On the unit circle the chord is a metric; on the whole plane it is only a pseudo-metric, since $x$ and $2x$ share a
+# direction.
+#
+# ## 2. Break the triangle inequality yourself
+#
+# Move $x$, $y$ and $z$ with the sliders and switch the distance. The readout compares $d(x,z)$ with
+# $d(x,y) + d(y,z)$ live. Try: put the three points on a line with $y$ in the middle, then switch from Euclidean to
+# squared Euclidean. For the cosine distance, put $y$ at an angle *between* $x$ and $z$.
 
-Move $x$, $y$ and $z$ with the sliders and switch the distance. The readout compares $d(x,z)$ with
-$d(x,y) + d(y,z)$ live. Try: put the three points on a line with $y$ in the middle, then switch from Euclidean to
-squared Euclidean. For the cosine distance, put $y$ at an angle *between* $x$ and $z$.
-""")
-code(r"""
+# %%
 explorer = ms.triangle_explorer(((0.0, 0.0), (1.0, 0.2), (2.0, 0.0)), distance="squared euclidean")
 explorer
-""")
-code(r"""
+
+# %%
 # the widget, driven from code (what a test does headlessly)
 explorer.distance.value = "euclidean"
 assert "holds" in explorer.figure.layout.title.text
 explorer.distance.value = "squared euclidean"
 assert "VIOLATED" in explorer.figure.layout.title.text
 print(explorer.readout.value)
-""")
 
-md(r"""
-## 3. Why learn a metric: nearest neighbours on pixels
+# %% [markdown]
+# ## 3. Why learn a metric: nearest neighbours on pixels
+#
+# The k-nearest-neighbour classifier labels an image with the class of its nearest training image. It has no
+# parameters at all: everything rests on the distance (here $k = 5$: a majority vote of the five nearest). On raw pixels, two images are close when their ink is in the
+# same places — a "1" written with a slant and a "1" written upright share few pixels. Below: 5-NN accuracy with five
+# fixed distances on the pixels, against the same classifier on a **learned embedding** (a small CNN trained with the
+# NCA loss of lecture 05 by the course's training loop; treat it as a black box for now).
 
-The k-nearest-neighbour classifier labels an image with the class of its nearest training image. It has no
-parameters at all: everything rests on the distance (here $k = 5$: a majority vote of the five nearest). On raw pixels, two images are close when their ink is in the
-same places — a "1" written with a slant and a "1" written upright share few pixels. Below: 5-NN accuracy with five
-fixed distances on the pixels, against the same classifier on a **learned embedding** (a small CNN trained with the
-NCA loss of lecture 05 by the course's training loop; treat it as a black box for now).
-""")
-code(r"""
+# %%
 RAW_DISTANCES = ["euclidean", "squared euclidean", "manhattan", "chebyshev", "cosine (1 - cos)"]
 
 def load_split(dataset):
@@ -209,8 +201,8 @@ for dataset in ("mnist", "fashion-mnist"):
     ztr, zte = models.embed(model, xtr, name=dataset), models.embed(model, xte, name=dataset)
     embedded[dataset] = (ztr, zte)
     knn[dataset, "learned embedding, euclidean"] = ms.knn_accuracy(zte, yte, ztr, ytr, k=K)
-""")
-code(r"""
+
+# %%
 rows = [r for (d, r) in knn if d == "mnist"]
 print(f"{K}-NN test accuracy ({len(splits['mnist'][3])} test images against {len(splits['mnist'][1])} training "
       f"images per dataset)\n")
@@ -223,41 +215,41 @@ for dataset in ("mnist", "fashion-mnist"):
     assert knn[dataset, "learned embedding, euclidean"] > best_raw, dataset          # learning the metric pays
     # squaring does not change the order of neighbours, hence not the kNN accuracy
     assert knn[dataset, "pixels, euclidean"] == knn[dataset, "pixels, squared euclidean"]
-""")
-md(r"""
-No fixed distance rescues the pixels: the five rows of raw distances are within a few points of each other, and
-the squared Euclidean row equals the Euclidean one (same order of neighbours, as promised). The learned embedding
-beats every one of them on both datasets. That is the whole motivation of metric learning: instead of choosing a
-distance, learn a map $f$ such that the plain Euclidean distance between $f(x)$ and $f(y)$ means *same class or
-not*. (In quick mode the network trains for two epochs on a subset; without `DMLCOURSE_QUICK` it trains at full
-strength and the gap widens.)
 
-## 4. Classification versus verification, closed-set versus open-set
+# %% [markdown]
+# No fixed distance rescues the pixels: the five rows of raw distances are within a few points of each other, and
+# the squared Euclidean row equals the Euclidean one (same order of neighbours, as promised). The learned embedding
+# beats every one of them on both datasets. That is the whole motivation of metric learning: instead of choosing a
+# distance, learn a map $f$ such that the plain Euclidean distance between $f(x)$ and $f(y)$ means *same class or
+# not*. (In quick mode the network trains for two epochs on a subset; without `DMLCOURSE_QUICK` it trains at full
+# strength and the gap widens.)
+#
+# ## 4. Classification versus verification, closed-set versus open-set
+#
+# Think of a face-recognition system. Two ways to build it:
+#
+# * **Classification**: an $N$-way classifier with one output per known person. It answers *"which of my $N$
+#   people is this?"* and nothing else.
+# * **Verification / retrieval**: an embedding, and a comparison: *"is this face close to that one?"*. A new person
+#   is added by storing one embedding of their face — no retraining.
+#
+# The choice depends on the test classes:
+#
+# * **closed-set**: every class met at test time was seen in training (digit recognition: always the same ten
+#   digits). A classifier is the natural tool.
+# * **open-set**: test classes may be **new** (faces of people who were not in the training set, products added to
+#   a catalogue yesterday). A classifier cannot output a class it does not have; an embedding can still say which
+#   images go together.
+#
+# ⚠️ The first seed document of this course states these two the wrong way round ("open set (same classes come during
+# training set) vs closed set (different classes from training set)"). It is a common confusion: *closed* means the
+# set of classes is closed — fixed at training time.
+#
+# Let us do it for real on MNIST: train on the digits 0–4 only and hold out 5–9. Two networks of the same
+# architecture and training budget: a **softmax classifier** (a linear head with 5 outputs on the network, trained
+# with cross-entropy) and a **metric embedding** (the NCA loss, as above).
 
-Think of a face-recognition system. Two ways to build it:
-
-* **Classification**: an $N$-way classifier with one output per known person. It answers *"which of my $N$
-  people is this?"* and nothing else.
-* **Verification / retrieval**: an embedding, and a comparison: *"is this face close to that one?"*. A new person
-  is added by storing one embedding of their face — no retraining.
-
-The choice depends on the test classes:
-
-* **closed-set**: every class met at test time was seen in training (digit recognition: always the same ten
-  digits). A classifier is the natural tool.
-* **open-set**: test classes may be **new** (faces of people who were not in the training set, products added to
-  a catalogue yesterday). A classifier cannot output a class it does not have; an embedding can still say which
-  images go together.
-
-⚠️ The first seed document of this course states these two the wrong way round ("open set (same classes come during
-training set) vs closed set (different classes from training set)"). It is a common confusion: *closed* means the
-set of classes is closed — fixed at training time.
-
-Let us do it for real on MNIST: train on the digits 0–4 only and hold out 5–9. Two networks of the same
-architecture and training budget: a **softmax classifier** (a linear head with 5 outputs on the network, trained
-with cross-entropy) and a **metric embedding** (the NCA loss, as above).
-""")
-code(r"""
+# %%
 SEEN = [0, 1, 2, 3, 4]
 xtr, ytr, xte, yte = splits["mnist"]
 xs_tr, ys_tr, xu_tr, yu_tr = open_set.split_by_classes(xtr, ytr, SEEN)
@@ -293,19 +285,19 @@ print(f"closed-set: classifier accuracy on test digits {SEEN}: {closed_acc:.3f}"
 print(f"open-set:   classifier accuracy on test digits 5-9:    {open_acc:.3f} "
       f"(its mean confidence on them: {probs_unseen.max(1).values.mean():.2f})")
 assert closed_acc > 0.8 and open_acc == 0.0
-""")
-md(r"""
-In the closed set the classifier does its job; on the new digits it is wrong every single time — not because it
-is bad, but because "5" is not among its answers. Worse, it is *confident* about its wrong answers (the mean
-top probability above), so it does not even warn us.
 
-The embedding has no notion of "answers". Give it a small gallery of the new digits (training images of 5–9 that
-neither network saw) and ask for each test image's nearest gallery image (Precision@1), or cluster the test images
-with k-means and compare the clusters with the true digits (NMI, 1 = perfect). For completeness the table also
-scores the classifier's 5 class probabilities and the 32 features it computes before its linear head, used as if
-they were embeddings.
-""")
-code(r"""
+# %% [markdown]
+# In the closed set the classifier does its job; on the new digits it is wrong every single time — not because it
+# is bad, but because "5" is not among its answers. Worse, it is *confident* about its wrong answers (the mean
+# top probability above), so it does not even warn us.
+#
+# The embedding has no notion of "answers". Give it a small gallery of the new digits (training images of 5–9 that
+# neither network saw) and ask for each test image's nearest gallery image (Precision@1), or cluster the test images
+# with k-means and compare the clusters with the true digits (NMI, 1 = perfect). For completeness the table also
+# scores the classifier's 5 class probabilities and the 32 features it computes before its linear head, used as if
+# they were embeddings.
+
+# %%
 candidates_unseen = {
     "raw pixels": (data.to_float(xu_te).flatten(1), data.to_float(xu_tr).flatten(1)),
     "classifier: 5 class probabilities": (probs_unseen, classifier_outputs(xu_tr)[1]),
@@ -325,38 +317,38 @@ for name, (p1, nmi) in open_scores.items():
 emb, clf = open_scores["metric embedding (NCA)"], open_scores["classifier: 5 class probabilities"]
 assert emb[0] > clf[0] and emb[1] > clf[1]        # the embedding retrieves and clusters new classes; the classifier cannot
 assert open_scores["raw pixels"][0] > clf[0]
-""")
-md(r"""
-The classifier's *outputs* are nearly useless on new classes: five probabilities, all describing digits 0–4,
-cannot tell a 6 from an 8. Its inner features carry more — a softmax-trained network is an embedding in disguise,
-the starting point of lecture 07 — and the metric embedding, trained *for* distances, retrieves the new digits far
-better than the classifier's outputs.
 
-Be honest about the raw-pixel row, though: on MNIST the nearest raw image is usually the same digit, and a network
-trained briefly on five digits has specialised to them. Features that *transfer* to unseen classes are the central
-difficulty of deep metric learning, and its benchmarks (CUB-200, Cars196, Stanford Online Products) are built
-exactly like this experiment: train on half of the classes, test retrieval on the other half. The UMAP maps of
-the held-out digits (each colour one unseen digit):
-""")
-code(r"""
+# %% [markdown]
+# The classifier's *outputs* are nearly useless on new classes: five probabilities, all describing digits 0–4,
+# cannot tell a 6 from an 8. Its inner features carry more — a softmax-trained network is an embedding in disguise,
+# the starting point of lecture 07 — and the metric embedding, trained *for* distances, retrieves the new digits far
+# better than the classifier's outputs.
+#
+# Be honest about the raw-pixel row, though: on MNIST the nearest raw image is usually the same digit, and a network
+# trained briefly on five digits has specialised to them. Features that *transfer* to unseen classes are the central
+# difficulty of deep metric learning, and its benchmarks (CUB-200, Cars196, Stanford Online Products) are built
+# exactly like this experiment: train on half of the classes, test retrieval on the other half. The UMAP maps of
+# the held-out digits (each colour one unseen digit):
+
+# %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
 for ax, name in zip(axes, ["classifier: 5 class probabilities", "metric embedding (NCA)"]):
     xy = plots.project_2d(candidates_unseen[name][0], seed=0)
     plots.scatter_2d(xy, yu_te, ax=ax, title=f"{name}\nP@1 {open_scores[name][0]:.2f}, NMI {open_scores[name][1]:.2f}")
 axes[1].legend(markerscale=3, title="unseen digit", loc="center left", bbox_to_anchor=(1, 0.5), frameon=False)
 fig.tight_layout()
-""")
 
-md(r"""
-## 5. Separable versus discriminative features
 
-A softmax classifier only needs features that a *linear* boundary can split: **separable**. Retrieval needs more:
-the distance must be small within a class and large between classes, with room to spare — **discriminative**
-features, with compact classes and margins between them. To see the difference, train a small network with a
-**2-dimensional** output on the digits 0–4, once with a softmax head and once with the NCA loss, and plot the
-features themselves.
-""")
-code(r"""
+# %% [markdown]
+# ## 5. Separable versus discriminative features
+#
+# A softmax classifier only needs features that a *linear* boundary can split: **separable**. Retrieval needs more:
+# the distance must be small within a class and large between classes, with room to spare — **discriminative**
+# features, with compact classes and margins between them. To see the difference, train a small network with a
+# **2-dimensional** output on the digits 0–4, once with a softmax head and once with the NCA loss, and plot the
+# features themselves.
+
+# %%
 def two_d(kind):
     runtime.seed_everything(0)
     net = models.MLP(2, hidden=(128,))
@@ -378,28 +370,28 @@ fig.tight_layout()
 print(inspect.getdoc(open_set.class_spread))
 ratios = [v["ratio"] for v in spread.values()]
 assert abs(ratios[0] - ratios[1]) < 0.1     # after this short training, one number does not tell them apart
-""")
-md(r"""
-Look at the shapes rather than at one number. A softmax head only asks that each class win its own *direction*:
-its loss keeps rewarding a longer feature vector in the right direction, so classes tend to stretch out along rays
-from the origin, and two images of one class can end up far apart (one near the origin, one at the tip). The NCA
-loss asks directly for small distances within a class, so its classes are rounder blobs. After this short training
-the within/between ratio printed in the titles is about the same for both; the losses of lectures 05–07 add
-*margins*, which make the difference unmistakable, and lecture 07 repairs the softmax itself (normalised features
-plus angular margins).
 
-## 6. Problem settings: labels, or only tuples
+# %% [markdown]
+# Look at the shapes rather than at one number. A softmax head only asks that each class win its own *direction*:
+# its loss keeps rewarding a longer feature vector in the right direction, so classes tend to stretch out along rays
+# from the origin, and two images of one class can end up far apart (one near the origin, one at the tip). The NCA
+# loss asks directly for small distances within a class, so its classes are rounder blobs. After this short training
+# the within/between ratio printed in the titles is about the same for both; the losses of lectures 05–07 add
+# *margins*, which make the difference unmistakable, and lecture 07 repairs the softmax itself (normalised features
+# plus angular margins).
+#
+# ## 6. Problem settings: labels, or only tuples
+#
+# * **Supervised**: every training point has a class label, as in classification. The learned distance should put
+#   points with the same label close and points with different labels far apart.
+# * **Weakly supervised**: we only know something about *tuples* of points: this pair is similar, that pair is not
+#   (pairs); $a$ is closer to $p$ than to $n$ (triplets); or the quadruplet version with a second negative from a third
+#   class. Such information is cheaper to collect (two photos taken seconds apart by the same camera, a user who
+#   clicked two products in one session) and needs no global list of classes.
+#
+# Labels can always be turned into tuples — the converse is not true. The builders of `dmlcourse.tuples`:
 
-* **Supervised**: every training point has a class label, as in classification. The learned distance should put
-  points with the same label close and points with different labels far apart.
-* **Weakly supervised**: we only know something about *tuples* of points: this pair is similar, that pair is not
-  (pairs); $a$ is closer to $p$ than to $n$ (triplets); or the quadruplet version with a second negative from a third
-  class. Such information is cheaper to collect (two photos taken seconds apart by the same camera, a user who
-  clicked two products in one session) and needs no global list of classes.
-
-Labels can always be turned into tuples — the converse is not true. The builders of `dmlcourse.tuples`:
-""")
-code(r"""
+# %%
 labels_demo = ys_tr
 i, j, dissimilar = tuples.make_pairs(labels_demo, 6, seed=0)
 a, p, n = tuples.make_triplets(labels_demo, 6, seed=0)
@@ -414,19 +406,18 @@ assert torch.all(labels_demo[qn2] != labels_demo[qa]) and torch.all(labels_demo[
 plots.image_grid(torch.cat([xs_tr[qa], xs_tr[qp], xs_tr[qn], xs_tr[qn2]]),
                  torch.cat([labels_demo[t] for t in (qa, qp, qn, qn2)]), ncols=6,
                  title="quadruplets: anchor, positive, negative, second negative (rows)");
-""")
 
-md(r"""
-## 7. Applications: retrieval and clustering
+# %% [markdown]
+# ## 7. Applications: retrieval and clustering
+#
+# Metric learning serves face recognition and person re-identification, image and product search, duplicate and
+# anomaly detection, and the self-supervised pre-training of image, text and audio models (CLIP matches images and
+# captions with exactly this kind of embedding). Two small working demos on Fashion-MNIST:
+#
+# **Retrieval**: a query image and its five nearest training images, on pixels and on the learned embedding
+# (green title: same class as the query, red: another).
 
-Metric learning serves face recognition and person re-identification, image and product search, duplicate and
-anomaly detection, and the self-supervised pre-training of image, text and audio models (CLIP matches images and
-captions with exactly this kind of embedding). Two small working demos on Fashion-MNIST:
-
-**Retrieval**: a query image and its five nearest training images, on pixels and on the learned embedding
-(green title: same class as the query, red: another).
-""")
-code(r"""
+# %%
 xtr_f, ytr_f, xte_f, yte_f = splits["fashion-mnist"]
 ztr_f, zte_f = embedded["fashion-mnist"]
 queries = torch.tensor([3, 150, 290, 420, 660, 820]) * len(yte_f) // 1000   # spread over the classes
@@ -437,12 +428,12 @@ for title, Q, R in (("raw pixels", data.to_float(xte_f).flatten(1), data.to_floa
     open_set.retrieval_grid(xte_f[queries], xtr_f, nn, yte_f[queries], ytr_f, class_names=names,
                             title=f"retrieval on {title}")
 print(inspect.getsource(open_set.nearest_neighbours).split("    d = ")[1])
-""")
-md(r"""
-**Clustering**: k-means with 10 clusters on the test images, scored by the normalised mutual information between
-clusters and classes (1: the clusters are the classes, 0: unrelated).
-""")
-code(r"""
+
+# %% [markdown]
+# **Clustering**: k-means with 10 clusters on the test images, scored by the normalised mutual information between
+# clusters and classes (1: the clusters are the classes, 0: unrelated).
+
+# %%
 print(f"{'':<10}{'NMI pixels':>12}{'NMI embedding':>15}")
 nmi_scores = {}
 for dataset in ("mnist", "fashion-mnist"):
@@ -451,37 +442,36 @@ for dataset in ("mnist", "fashion-mnist"):
                            open_set.kmeans_nmi(embedded[dataset][1], yte_d)[0])
     print(f"{dataset:<10}{nmi_scores[dataset][0]:>12.3f}{nmi_scores[dataset][1]:>15.3f}")
     assert nmi_scores[dataset][1] > nmi_scores[dataset][0]    # the embedding's clusters match the classes better
-""")
 
-md(r"""
-## Summary
+# %% [markdown]
+# ## Summary
+#
+# - A **metric** satisfies identity, positivity, symmetry and the triangle inequality. Squared Euclidean and cosine
+#   distances break the triangle inequality (the checker finds counterexamples); a Mahalanobis distance with a
+#   singular $W$ is a **pseudo-metric** (distinct points at distance 0). For *ranking* neighbours the squared
+#   Euclidean distance is as good as the Euclidean one.
+# - kNN on raw pixels is mediocre whatever fixed distance we pick; a **learned** embedding beats all of them.
+# - **Closed-set**: the test classes were seen in training; **open-set**: they may be new. A softmax classifier is
+#   confidently wrong on new classes; an embedding still retrieves and clusters them.
+# - Softmax features are **separable**; retrieval needs **discriminative** ones (compact classes, margins).
+# - **Supervised** metric learning uses labels; **weakly supervised** uses pairs, triplets or quadruplets — and labels
+#   can always be turned into tuples.
+# - Applications: retrieval, clustering, verification, re-identification, self-supervised pre-training.
+#
+# ## Exercises
+#
+# 1. **The Manhattan distance.** Write `my_manhattan(u, v)`, the row-wise $\sum_k |u_k - v_k|$, and check it with
+#    `check_distance` (it recognises a missing absolute value, a square root too many, a mean instead of a sum...).
+#    Then run `ms.check_axioms(my_manhattan, pts)`: is it a metric?
+# 2. **Find violations.** Write `my_violations(D)` which takes an $n \times n$ distance matrix and returns the
+#    $n \times n \times n$ boolean tensor that is True at $[a, b, c]$ where $D[a,c] > D[a,b] + D[b,c]$, without
+#    loops (broadcasting). Check it with `check_triangle_violations`.
+# 3. **Triplets from labels.** Write `my_triplets(labels, n)` returning $n$ triplets of indices (anchor, positive,
+#    negative) and check it with `check_make_triplets`.
+# 4. **Open set, harder.** Re-run section 4 with `SEEN = [0, 1, 2, 3, 4, 5, 6, 7]`: does the embedding's P@1 on the
+#    two held-out digits go up or down, and why?
 
-- A **metric** satisfies identity, positivity, symmetry and the triangle inequality. Squared Euclidean and cosine
-  distances break the triangle inequality (the checker finds counterexamples); a Mahalanobis distance with a
-  singular $W$ is a **pseudo-metric** (distinct points at distance 0). For *ranking* neighbours the squared
-  Euclidean distance is as good as the Euclidean one.
-- kNN on raw pixels is mediocre whatever fixed distance we pick; a **learned** embedding beats all of them.
-- **Closed-set**: the test classes were seen in training; **open-set**: they may be new. A softmax classifier is
-  confidently wrong on new classes; an embedding still retrieves and clusters them.
-- Softmax features are **separable**; retrieval needs **discriminative** ones (compact classes, margins).
-- **Supervised** metric learning uses labels; **weakly supervised** uses pairs, triplets or quadruplets — and labels
-  can always be turned into tuples.
-- Applications: retrieval, clustering, verification, re-identification, self-supervised pre-training.
-
-## Exercises
-
-1. **The Manhattan distance.** Write `my_manhattan(u, v)`, the row-wise $\sum_k |u_k - v_k|$, and check it with
-   `check_distance` (it recognises a missing absolute value, a square root too many, a mean instead of a sum...).
-   Then run `ms.check_axioms(my_manhattan, pts)`: is it a metric?
-2. **Find violations.** Write `my_violations(D)` which takes an $n \times n$ distance matrix and returns the
-   $n \times n \times n$ boolean tensor that is True at $[a, b, c]$ where $D[a,c] > D[a,b] + D[b,c]$, without
-   loops (broadcasting). Check it with `check_triangle_violations`.
-3. **Triplets from labels.** Write `my_triplets(labels, n)` returning $n$ triplets of indices (anchor, positive,
-   negative) and check it with `check_make_triplets`.
-4. **Open set, harder.** Re-run section 4 with `SEEN = [0, 1, 2, 3, 4, 5, 6, 7]`: does the embedding's P@1 on the
-   two held-out digits go up or down, and why?
-""")
-code(r"""
+# %%
 from dmlcourse.exercises.lecture01 import check_distance, check_make_triplets, check_triangle_violations
 
 def my_manhattan(u, v):
@@ -496,10 +486,3 @@ def my_triplets(labels, n):
 check_distance(my_manhattan, "manhattan")
 check_triangle_violations(my_violations)
 check_make_triplets(my_triplets)
-""")
-
-nb = nbf.v4.new_notebook(cells=cells)
-nb.metadata = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-               "language_info": {"name": "python"}}
-nbf.write(nb, "notebooks/01_metric_spaces.ipynb")
-print("wrote notebooks/01_metric_spaces.ipynb")

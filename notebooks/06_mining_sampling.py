@@ -1,21 +1,14 @@
-"""Build notebooks/06_mining_sampling.ipynb."""
-import nbformat as nbf
+# %% [markdown]
+# # 06 · Triplet mining and sampling
+#
+# A batch of $b$ images with $c$ classes holds about $b^3/c$ valid triplets, and after a little training almost all
+# of them are **easy**: $d(a,n) > d(a,p) + m$, zero loss, zero gradient. The loss is only as good as the triplets it
+# is shown. *Mining* chooses them inside the batch; *sampling* chooses which images make up the batch.
+#
+# This notebook implements every miner of the lecture (eqs. 15–19), checks each against a brute-force loop (in the
+# tests), watches what each one picks, and compares them fairly: same network, same batches, same epochs.
 
-cells = []
-md = lambda s: cells.append(nbf.v4.new_markdown_cell(s.strip()))
-code = lambda s: cells.append(nbf.v4.new_code_cell(s.strip()))
-
-md(r"""
-# 06 · Triplet mining and sampling
-
-A batch of $b$ images with $c$ classes holds about $b^3/c$ valid triplets, and after a little training almost all
-of them are **easy**: $d(a,n) > d(a,p) + m$, zero loss, zero gradient. The loss is only as good as the triplets it
-is shown. *Mining* chooses them inside the batch; *sampling* chooses which images make up the batch.
-
-This notebook implements every miner of the lecture (eqs. 15–19), checks each against a brute-force loop (in the
-tests), watches what each one picks, and compares them fairly: same network, same batches, same epochs.
-""")
-code(r"""
+# %%
 # Setup: imports, seed, device, data size, quick mode
 import torch
 from dmlcourse import data, metrics, models, plots, runtime, train
@@ -24,6 +17,7 @@ device = runtime.get_device()         # CUDA, then Apple MPS, then CPU
 SIZE = data.default_size(device)      # "mini" on CPU or in quick mode, "full" on a GPU
 runtime.seed_everything(0)
 
+# %%
 import inspect
 import matplotlib.pyplot as plt
 from dmlcourse import cache, losses, miners
@@ -32,16 +26,15 @@ TRAIN_PER_CLASS = runtime.quick(None, 300)
 TEST_PER_CLASS = runtime.quick(200, 100)
 EPOCHS = runtime.quick(8, 2)
 DATASETS = runtime.quick(["fashion-mnist", "mnist"], ["fashion-mnist"])
-""")
 
-md(r"""
-## 1. Sampling the batch: P classes × K images
+# %% [markdown]
+# ## 1. Sampling the batch: P classes × K images
+#
+# Every miner needs positives *inside* the batch. With 10 classes and random batches of 32, some classes appear
+# once or not at all. The class-balanced sampler draws **P classes × K images** per batch and still visits every
+# training image in an epoch (`data.ClassBalancedBatchSampler`, used by `train.train(..., samples_per_class=K)`).
 
-Every miner needs positives *inside* the batch. With 10 classes and random batches of 32, some classes appear
-once or not at all. The class-balanced sampler draws **P classes × K images** per batch and still visits every
-training image in an epoch (`data.ClassBalancedBatchSampler`, used by `train.train(..., samples_per_class=K)`).
-""")
-code(r"""
+# %%
 labels = data.load("fashion-mnist", "train", "mini").labels
 sampler = data.ClassBalancedBatchSampler(labels, classes_per_batch=8, samples_per_class=16, seed=0)
 batch = next(iter(sampler))
@@ -52,44 +45,43 @@ for b in sampler:
 print(f"{len(sampler)} batches; every image seen at least once: {bool((seen >= 1).all())}; "
       f"seen twice (to fill the last batches): {int((seen > 1).sum())}")
 assert (seen >= 1).all()
-""")
 
-md(r"""
-## 2. The miners
+# %% [markdown]
+# ## 2. The miners
+#
+# Each miner takes the embeddings and labels of a batch and returns index tensors `(a, p, n)`; the loss then takes
+# the embeddings and those indices. Writing $P(i)$ for the positives of anchor $i$ and $N(i)$ for its negatives:
+#
+# | miner | triplets | lecture |
+# |---|---|---|
+# | `batch_all` | every $(i, j, k)$ with $j \in P(i)$, $k \in N(i)$ | eq. 15 |
+# | `batch_hard` | per anchor: $\arg\max_{j \in P(i)} d_{ij}$, $\arg\min_{k \in N(i)} d_{ik}$ | eq. 16 |
+# | `batch_semi_hard` | per pair $(i,j)$: the closest $k \in N(i)$ with $d_{ik} > d_{ij}$ (and, with a margin, $d_{ik} < d_{ij} + m$) | eq. 17 |
+# | `easy_positive` | per anchor: the *closest* positive, with every negative | eq. 18 |
+# | `distance_weighted` | per pair: one negative drawn with weight $1/q(d)$ | Wu et al. 2017 |
+# | `random_triplets` | per anchor: a random positive and a random negative | baseline |
+#
+# **What if no semi-hard negative exists?** Our policy: that anchor–positive pair is *skipped*. (TensorFlow's
+# semi-hard loss falls back to the easiest negative instead; we prefer returning only triplets that are what the
+# name says.) Anchors without a positive or a negative are skipped by every miner; a batch where nothing can be
+# mined gives empty tensors, and the loss of an empty set is a zero that still back-propagates — this is the usual
+# reason behind the "my loss is stuck at 0" complaint: print how many triplets were mined.
+#
+# Here is batch-hard — note the masks: positives exclude the anchor itself, and $\pm\infty$ keeps the wrong
+# candidates out of `argmax`/`argmin`:
 
-Each miner takes the embeddings and labels of a batch and returns index tensors `(a, p, n)`; the loss then takes
-the embeddings and those indices. Writing $P(i)$ for the positives of anchor $i$ and $N(i)$ for its negatives:
-
-| miner | triplets | lecture |
-|---|---|---|
-| `batch_all` | every $(i, j, k)$ with $j \in P(i)$, $k \in N(i)$ | eq. 15 |
-| `batch_hard` | per anchor: $\arg\max_{j \in P(i)} d_{ij}$, $\arg\min_{k \in N(i)} d_{ik}$ | eq. 16 |
-| `batch_semi_hard` | per pair $(i,j)$: the closest $k \in N(i)$ with $d_{ik} > d_{ij}$ (and, with a margin, $d_{ik} < d_{ij} + m$) | eq. 17 |
-| `easy_positive` | per anchor: the *closest* positive, with every negative | eq. 18 |
-| `distance_weighted` | per pair: one negative drawn with weight $1/q(d)$ | Wu et al. 2017 |
-| `random_triplets` | per anchor: a random positive and a random negative | baseline |
-
-**What if no semi-hard negative exists?** Our policy: that anchor–positive pair is *skipped*. (TensorFlow's
-semi-hard loss falls back to the easiest negative instead; we prefer returning only triplets that are what the
-name says.) Anchors without a positive or a negative are skipped by every miner; a batch where nothing can be
-mined gives empty tensors, and the loss of an empty set is a zero that still back-propagates — this is the usual
-reason behind the "my loss is stuck at 0" complaint: print how many triplets were mined.
-
-Here is batch-hard — note the masks: positives exclude the anchor itself, and $\pm\infty$ keeps the wrong
-candidates out of `argmax`/`argmin`:
-""")
-code(r"""
+# %%
 print(inspect.getsource(miners.batch_hard))
 print(inspect.getsource(miners.batch_semi_hard).split("    if margin is not None:")[1][:900])
-""")
 
-md(r"""
-### Which triplets does each miner pick?
-Below, one batch of test images embedded by a briefly trained network. Every image of the batch is drawn at its
-distance from the chosen anchor (x) in the row of its class (y). Circled: what the chosen miner takes for this
-anchor. For semi-hard the orange band is $[d(a,p), d(a,p) + m)$ for its first positive.
-""")
-code(r"""
+
+# %% [markdown]
+# ### Which triplets does each miner pick?
+# Below, one batch of test images embedded by a briefly trained network. Every image of the batch is drawn at its
+# distance from the chosen anchor (x) in the row of its class (y). Circled: what the chosen miner takes for this
+# anchor. For semi-hard the orange band is $[d(a,p), d(a,p) + m)$ for its first positive.
+
+# %%
 def short_model(dataset, epochs=1):
     tr = data.load(dataset, "train", "mini")
     keep = data.balanced_subset(tr.labels, 100)
@@ -104,8 +96,8 @@ probe = data.balanced_subset(te.labels, 4, seed=3)            # a batch: 10 clas
 z_probe = models.embed(short_model("fashion-mnist"), te.images[probe], name="fashion-mnist")
 explorer = miners.mining_explorer(z_probe, te.labels[probe], margin=0.2, class_names=data.CLASS_NAMES["fashion-mnist"])
 explorer
-""")
-code(r"""
+
+# %%
 y_probe = te.labels[probe]
 counts = {name: len(miner(z_probe, y_probe)[0]) if name not in ("random", "distance_weighted")
           else len(miner(z_probe, y_probe, generator=torch.Generator().manual_seed(0))[0])
@@ -114,29 +106,27 @@ print("triplets mined from this batch of 40:", counts)
 assert counts["batch_all"] == 40 * 3 * 36                  # every anchor: 3 positives x 36 negatives
 assert counts["batch_hard"] == counts["random"] == 40       # one triplet per anchor
 assert counts["easy_positive"] == 40 * 36                  # the closest positive with every negative
-""")
 
-md(r"""
-### Hard, semi-hard and easy negatives
-The third lecture sorts every triplet by where its negative falls: **hard** ($d(a,n) < d(a,p)$, the order is
-wrong), **semi-hard** (right order but inside the margin), **easy** (beyond the margin: no loss).
-""")
-code(r"""
+# %% [markdown]
+# ### Hard, semi-hard and easy negatives
+# The third lecture sorts every triplet by where its negative falls: **hard** ($d(a,n) < d(a,p)$, the order is
+# wrong), **semi-hard** (right order but inside the margin), **easy** (beyond the margin: no loss).
+
+# %%
 print(inspect.getsource(miners.negative_types).split(chr(34) * 3)[-1])
 untrained = models.SmallCNN(32, normalize=True)
 for name, z in (("untrained", models.embed(untrained, te.images[probe], name="fashion-mnist")), ("trained", z_probe)):
     f = miners.negative_types(z, y_probe, margin=0.2).fractions()
     print(f"{name:>9}: " + ", ".join(f"{k} {v:.2f}" for k, v in f.items()))
-""")
 
-md(r"""
-## 3. A fair comparison
+# %% [markdown]
+# ## 3. A fair comparison
+#
+# Same network (`SmallCNN`, 32-d, L2-normalised), same P × K batches (8 × 16), same epochs and learning rate,
+# triplet loss with $m = 0.2$ (mean over the mined triplets); `easy_positive` uses its own loss (eq. 19, below).
+# After each epoch we record the share of hard / semi-hard / easy triplets on a fixed test batch.
 
-Same network (`SmallCNN`, 32-d, L2-normalised), same P × K batches (8 × 16), same epochs and learning rate,
-triplet loss with $m = 0.2$ (mean over the mined triplets); `easy_positive` uses its own loss (eq. 19, below).
-After each epoch we record the share of hard / semi-hard / easy triplets on a fixed test batch.
-""")
-code(r"""
+# %%
 MINER_NAMES = ["random", "batch_all", "batch_hard", "batch_semi_hard", "easy_positive", "distance_weighted"]
 
 def run(miner, dataset, margin=0.2, reduction="mean", tag=""):
@@ -170,8 +160,8 @@ print(f"{'miner':<19}" + "".join(f"{d + ' P@1':>19}{'MAP@R':>7}{'s/epoch':>9}" f
 for m in MINER_NAMES:
     print(f"{m:<19}" + "".join(f"{results[m, d]['p1']:>19.3f}{results[m, d]['map_r']:>7.3f}"
                               f"{results[m, d]['s_per_epoch']:>9.1f}" for d in DATASETS))
-""")
-code(r"""
+
+# %%
 d0 = DATASETS[0]
 COLORS = dict(zip(MINER_NAMES, plots.PALETTE))
 fig, axes = plt.subplots(1, 3, figsize=(15, 3.6))
@@ -192,8 +182,8 @@ axes[2].set(title="share of EASY triplets on a test batch", xlabel="epoch", ylim
 for ax in axes:
     ax.legend(fontsize=7, frameon=False)
 fig.tight_layout()
-""")
-code(r"""
+
+# %%
 for m in ("random", "batch_all"):
     t = results[m, d0]["types"]
     print(f"{m:<10} easy share: before {t[0]['easy']:.2f} -> after {t[-1]['easy']:.2f}")
@@ -201,18 +191,17 @@ for m in ("random", "batch_all"):
 act_random = results["random", d0]["history"].step_info["active_fraction"]
 act_hard = results["batch_hard", d0]["history"].step_info["active_fraction"]
 assert sum(act_hard[-5:]) / 5 > sum(act_random[-5:]) / 5   # mined triplets stay informative
-""")
 
-md(r"""
-## 4. The known failure: batch-hard collapses
+# %% [markdown]
+# ## 4. The known failure: batch-hard collapses
+#
+# From a random start, the hardest negative of an anchor is usually *closer* than its hardest positive. The
+# cheapest way for the network to make $d(a,p) - d(a,n) + m$ small for such triplets is to shrink **every**
+# distance: all embeddings move to one small spot, $d(a,p) \approx d(a,n) \approx 0$, and the loss sits at $m$.
+# We measure it by the *spread*, the mean distance between test embeddings (about $\sqrt 2 \approx 1.41$ for
+# random points on the sphere).
 
-From a random start, the hardest negative of an anchor is usually *closer* than its hardest positive. The
-cheapest way for the network to make $d(a,p) - d(a,n) + m$ small for such triplets is to shrink **every**
-distance: all embeddings move to one small spot, $d(a,p) \approx d(a,n) \approx 0$, and the loss sits at $m$.
-We measure it by the *spread*, the mean distance between test embeddings (about $\sqrt 2 \approx 1.41$ for
-random points on the sphere).
-""")
-code(r"""
+# %%
 collapse = {
     "batch_hard, m = 0.2": results["batch_hard", d0],
     "batch_hard, m = 0.05": run("batch_hard", d0, margin=0.05),
@@ -229,20 +218,20 @@ assert semi["map_r"] > hard["map_r"]                                 # semi-hard
 assert collapse["easy_positive"]["spread"] > 0.5                    # easy-positive does not collapse
 small = collapse["batch_hard, m = 0.05"]                             # the margin changes nothing but a constant
 assert abs(small["spread"] - hard["spread"]) < 1e-3 and abs(small["map_r"] - hard["map_r"]) < 1e-3
-""")
-md(r"""
-Look at the two batch-hard rows: with $m = 0.2$ and $m = 0.05$ the spread, P@1 and MAP@R are *identical* and only
-the loss differs, by exactly the difference of the margins. While every mined triplet is active (the dashed line
-at 1.0 in the plot above), the margin only adds a constant to the loss — the gradient, and so the whole run, is
-the same. The fixes that work here: **semi-hard** mining (it only uses negatives that are already farther than the
-positive, so shrinking everything does not pay), and **easy-positive** mining with its softmax loss (it pulls
-each anchor to its *closest* positive only). Lowering the margin — a common suggestion — does *not* help in this
-setting (see $m = 0.05$): the collapse comes from the hardest positive being farther than the hardest negative,
-whatever the margin. A third suggestion is a warm start: semi-hard first, batch-hard once the embedding is organised. We measure it
-below.
 
-""")
-code(r"""
+
+# %% [markdown]
+# Look at the two batch-hard rows: with $m = 0.2$ and $m = 0.05$ the spread, P@1 and MAP@R are *identical* and only
+# the loss differs, by exactly the difference of the margins. While every mined triplet is active (the dashed line
+# at 1.0 in the plot above), the margin only adds a constant to the loss — the gradient, and so the whole run, is
+# the same. The fixes that work here: **semi-hard** mining (it only uses negatives that are already farther than the
+# positive, so shrinking everything does not pay), and **easy-positive** mining with its softmax loss (it pulls
+# each anchor to its *closest* positive only). Lowering the margin — a common suggestion — does *not* help in this
+# setting (see $m = 0.05$): the collapse comes from the hardest positive being farther than the hardest negative,
+# whatever the margin. A third suggestion is a warm start: semi-hard first, batch-hard once the embedding is organised. We measure it
+# below.
+
+# %%
 def warm_start(dataset):
     def compute():
         tr, te = data.load(dataset, "train", SIZE), data.load(dataset, "test", SIZE)
@@ -266,32 +255,31 @@ for phase, r in warm.items():
 # switching to batch-hard shrinks the organised embedding too: the collapse is a property of the miner
 assert warm["then batch-hard"]["spread"] < 0.5 * warm["after semi-hard"]["spread"]
 assert warm["then batch-hard"]["map_r"] > collapse["batch_hard, m = 0.2"]["map_r"]   # ... but ranks better than from scratch
-""")
-md(r"""
-Even from an organised start, batch-hard pulls the embeddings together (the spread drops sharply), although the
-ranking — and so MAP@R — suffers less than from a random start. On the sphere, semi-hard or easy-positive mining
-is the safer choice; batch-hard works better on unnormalised embeddings or with a soft margin (Hermans et al., 2017).
 
-### Easy-positive loss (eq. 19) — and a correction
-On normalised embeddings with similarities $s_{ij} = f_i^\top f_j$ and $p^*$ the *most similar* positive,
-$$\ell_i = -\log \frac{e^{s\, s_{ip^*}}}{e^{s\, s_{ip^*}} + \sum_{k \in N(i)} e^{s\, s_{ik}}} .$$
-The lecture's eq. 19 writes the fraction with a $\min$ over positives and asks to *minimise* it without the
-$-\log$: minimising that fraction would push the positive **away**. The method (Xuan et al., 2020) maximises it —
-equivalently minimises $-\log$ of it — and uses the *easiest* positive, hence its name.
-""")
-code(r"""
+# %% [markdown]
+# Even from an organised start, batch-hard pulls the embeddings together (the spread drops sharply), although the
+# ranking — and so MAP@R — suffers less than from a random start. On the sphere, semi-hard or easy-positive mining
+# is the safer choice; batch-hard works better on unnormalised embeddings or with a soft margin (Hermans et al., 2017).
+#
+# ### Easy-positive loss (eq. 19) — and a correction
+# On normalised embeddings with similarities $s_{ij} = f_i^\top f_j$ and $p^*$ the *most similar* positive,
+# $$\ell_i = -\log \frac{e^{s\, s_{ip^*}}}{e^{s\, s_{ip^*}} + \sum_{k \in N(i)} e^{s\, s_{ik}}} .$$
+# The lecture's eq. 19 writes the fraction with a $\min$ over positives and asks to *minimise* it without the
+# $-\log$: minimising that fraction would push the positive **away**. The method (Xuan et al., 2020) maximises it —
+# equivalently minimises $-\log$ of it — and uses the *easiest* positive, hence its name.
+
+# %%
 print(inspect.getsource(losses.easy_positive_loss).split(chr(34) * 3)[-1])
-""")
 
-md(r"""
-## 5. Averaging matters
+# %% [markdown]
+# ## 5. Averaging matters
+#
+# The lecture's formulas **sum** over triplets. Implementations average — but over what? Over *all* mined triplets
+# (`reduction="mean"`), the loss shrinks as triplets become easy, so the gradient fades although hard triplets
+# remain. Over the *non-zero* ones (`"mean_nonzero"`, pytorch-metric-learning's default) each active triplet keeps
+# its weight. Same batch-all run, two reductions:
 
-The lecture's formulas **sum** over triplets. Implementations average — but over what? Over *all* mined triplets
-(`reduction="mean"`), the loss shrinks as triplets become easy, so the gradient fades although hard triplets
-remain. Over the *non-zero* ones (`"mean_nonzero"`, pytorch-metric-learning's default) each active triplet keeps
-its weight. Same batch-all run, two reductions:
-""")
-code(r"""
+# %%
 avg = {"mean": results["batch_all", d0], "mean_nonzero": run("batch_all", d0, reduction="mean_nonzero", tag="-nz")}
 fig, ax = plt.subplots(figsize=(6, 3.2))
 for k, r in avg.items():
@@ -306,29 +294,28 @@ mean_h = avg["mean"]["history"]
 assert mean_h.step_loss[-1] < avg["mean_nonzero"]["history"].step_loss[-1]
 # never clearly worse; clearly better in the short quick-mode run (see below)
 assert avg["mean_nonzero"]["map_r"] > avg["mean"]["map_r"] - 0.02
-""")
-md(r"""
-Read the two numbers separately. **The loss value**: with the plain mean it falls towards 0 and looks converged
-while most triplets are inactive and the active ones still average about the margin — always log the active
-fraction beside a triplet loss. **The retrieval**: in the short quick-mode run (2 epochs) the non-zero mean learned
-clearly faster (MAP@R 0.511 against 0.448 in our run); in full mode (more epochs) the two ended level (0.674 and
-0.682). The reason is the optimiser: Adam divides every step by a running estimate of the gradient's size, so a
-loss whose scale shrinks *slowly* is largely rescaled back. With plain SGD the plain mean's shrinking gradient would
-slow learning in proportion to the active fraction.
-""")
 
-md(r"""
-## 6. The Embedding Lab
-The lab trains the triplet loss with the miner and margin you choose and shows a fixed set of test images after
-every epoch (UMAP; press ▶ to watch them move). "Keep this run" pins a result; kept runs appear side by side, on
-the same images, with a table of their metrics.
+# %% [markdown]
+# Read the two numbers separately. **The loss value**: with the plain mean it falls towards 0 and looks converged
+# while most triplets are inactive and the active ones still average about the margin — always log the active
+# fraction beside a triplet loss. **The retrieval**: in the short quick-mode run (2 epochs) the non-zero mean learned
+# clearly faster (MAP@R 0.511 against 0.448 in our run); in full mode (more epochs) the two ended level (0.674 and
+# 0.682). The reason is the optimiser: Adam divides every step by a running estimate of the gradient's size, so a
+# loss whose scale shrinks *slowly* is largely rescaled back. With plain SGD the plain mean's shrinking gradient would
+# slow learning in proportion to the active fraction.
 
-The cell below does that once for you: **semi-hard against batch-hard at the same margin 0.2**, both kept. Two
-things to read in the table: semi-hard triplets are active by construction ($d_{ap} < d_{an} < d_{ap} + m$ makes
-the hinge positive), and at this margin and this short training semi-hard gives the better retrieval (MAP@R):
-batch-hard's hardest triplets pull the classes together more slowly from a random start.
-""")
-code(r"""
+# %% [markdown]
+# ## 6. The Embedding Lab
+# The lab trains the triplet loss with the miner and margin you choose and shows a fixed set of test images after
+# every epoch (UMAP; press ▶ to watch them move). "Keep this run" pins a result; kept runs appear side by side, on
+# the same images, with a table of their metrics.
+#
+# The cell below does that once for you: **semi-hard against batch-hard at the same margin 0.2**, both kept. Two
+# things to read in the table: semi-hard triplets are active by construction ($d_{ap} < d_{an} < d_{ap} + m$ makes
+# the hinge positive), and at this margin and this short training semi-hard gives the better retrieval (MAP@R):
+# batch-hard's hardest triplets pull the classes together more slowly from a random start.
+
+# %%
 from dmlcourse import lab
 
 embedding_lab = lab.EmbeddingLab(losses=["triplet"], miners=["batch_all", "batch_hard", "batch_semi_hard"],
@@ -348,39 +335,39 @@ semi, hard = lab_runs["batch_semi_hard"], lab_runs["batch_hard"]
 assert not semi.failed and not hard.failed
 assert min(semi.active_fraction()) == 1.0                         # semi-hard triplets are active by definition
 assert semi.metric("map_at_r")[-1] > hard.metric("map_at_r")[-1]  # at m = 0.2 semi-hard retrieves better
+from IPython.display import display
 display(embedding_lab)
-""")
 
-md(r"""
-## Summary
+# %% [markdown]
+# ## Summary
+#
+# - Most triplets of a batch become easy quickly; random triplets then stop teaching. Mining picks informative ones
+#   inside a P × K batch.
+# - **batch-all** uses everything (slow, diluted), **batch-hard** the extremes (strong but collapses from a random
+#   start on the sphere), **semi-hard** the negatives just beyond the positive (stable), **easy-positive** pairs each
+#   anchor with its closest positive (no collapse), **distance-weighted** spreads negatives over all distances.
+# - A miner returns indices; an anchor without a positive or negative is skipped; an empty result gives a zero loss
+#   that still back-propagates — check how many triplets you mine when the loss is stuck at 0.
+# - How the loss is averaged changes what you read and, in short runs, what you learn: the plain mean fades as
+#   triplets become easy (it looks converged while active triplets remain); the mean over non-zero terms does not.
+#   Adam makes up for much of the difference over longer training.
+# - The lecture's eq. 19 has the wrong direction (and the wrong positive); the method minimises $-\log$ of that
+#   fraction with the easiest positive.
+# - All miners here are vectorised; `benchmarks/bench_miners.py` times them against pytorch-metric-learning and a
+#   Python loop.
+#
+# ## Exercises
+#
+# 1. **Write batch-hard.** `my_batch_hard(z, labels)` returning `(a, p, n)` with the Euclidean distance; check it with
+#    `check_batch_hard` — on a difference it prints the batch where it shows.
+# 2. **Semi-hard without a margin.** Run `run("batch_semi_hard", d0, margin=...)` with `MinedTripletLoss(...,
+#    semi_hard_margin=False)`. How many triplets per batch are mined, compared with FaceNet's version?
+# 3. **Warm start.** Train 1 epoch with semi-hard, then 1 with batch-hard (call `train.train` twice on the same
+#    model). Does it still collapse? Measure the spread.
+# 4. **Distance-weighted.** Plot the histogram of $d(a,n)$ for random and for distance-weighted negatives on the
+#    trained embedding. Why does random sampling concentrate near $\sqrt 2$ in high dimension?
 
-- Most triplets of a batch become easy quickly; random triplets then stop teaching. Mining picks informative ones
-  inside a P × K batch.
-- **batch-all** uses everything (slow, diluted), **batch-hard** the extremes (strong but collapses from a random
-  start on the sphere), **semi-hard** the negatives just beyond the positive (stable), **easy-positive** pairs each
-  anchor with its closest positive (no collapse), **distance-weighted** spreads negatives over all distances.
-- A miner returns indices; an anchor without a positive or negative is skipped; an empty result gives a zero loss
-  that still back-propagates — check how many triplets you mine when the loss is stuck at 0.
-- How the loss is averaged changes what you read and, in short runs, what you learn: the plain mean fades as
-  triplets become easy (it looks converged while active triplets remain); the mean over non-zero terms does not.
-  Adam makes up for much of the difference over longer training.
-- The lecture's eq. 19 has the wrong direction (and the wrong positive); the method minimises $-\log$ of that
-  fraction with the easiest positive.
-- All miners here are vectorised; `benchmarks/bench_miners.py` times them against pytorch-metric-learning and a
-  Python loop.
-
-## Exercises
-
-1. **Write batch-hard.** `my_batch_hard(z, labels)` returning `(a, p, n)` with the Euclidean distance; check it with
-   `check_batch_hard` — on a difference it prints the batch where it shows.
-2. **Semi-hard without a margin.** Run `run("batch_semi_hard", d0, margin=...)` with `MinedTripletLoss(...,
-   semi_hard_margin=False)`. How many triplets per batch are mined, compared with FaceNet's version?
-3. **Warm start.** Train 1 epoch with semi-hard, then 1 with batch-hard (call `train.train` twice on the same
-   model). Does it still collapse? Measure the spread.
-4. **Distance-weighted.** Plot the histogram of $d(a,n)$ for random and for distance-weighted negatives on the
-   trained embedding. Why does random sampling concentrate near $\sqrt 2$ in high dimension?
-""")
-code(r"""
+# %%
 from dmlcourse.exercises.lecture06 import check_batch_hard
 
 def my_batch_hard(z, labels):
@@ -394,10 +381,3 @@ def my_batch_hard(z, labels):
     return a, p[a], n[a]
 
 check_batch_hard(my_batch_hard)     # replace with your own version
-""")
-
-nb = nbf.v4.new_notebook(cells=cells)
-nb.metadata = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-               "language_info": {"name": "python"}}
-nbf.write(nb, "notebooks/06_mining_sampling.ipynb")
-print("wrote notebooks/06_mining_sampling.ipynb")

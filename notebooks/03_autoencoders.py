@@ -1,26 +1,19 @@
-"""Build notebooks/03_autoencoders.ipynb."""
-import nbformat as nbf
+# %% [markdown]
+# # 03 · Autoencoders: an embedding learned by reconstruction (and why a linear one is PCA)
+#
+# An autoencoder never sees a label. An **encoder** $E$ squeezes an image $x \in \mathbb{R}^d$ into a code
+# $f(x) = E(x) \in \mathbb{R}^p$, a **decoder** $D$ tries to rebuild the image from the code, and the only thing
+# it is told is "your rebuild $\hat x = D(E(x))$ should look like the input". The code is the embedding. Whether that
+# embedding puts similar images close together is not guaranteed, and this notebook measures it.
+#
+# What you will see:
+# 1. the regularised reconstruction objective, with its two kinds of regulariser;
+# 2. an **over-complete** code ($p > d$) that learns to copy its input, and the **denoising** fix;
+# 3. a **linear** autoencoder that ends up spanning the same subspace as PCA, checked numerically;
+# 4. layers that reduce the dimension versus layers that *lift* it (and why lifting helps a linear classifier);
+# 5. nonlinear autoencoder codes versus PCA codes of the same size on MNIST and Fashion-MNIST.
 
-cells = []
-md = lambda s: cells.append(nbf.v4.new_markdown_cell(s.strip()))
-code = lambda s: cells.append(nbf.v4.new_code_cell(s.strip()))
-
-md(r"""
-# 03 · Autoencoders: an embedding learned by reconstruction (and why a linear one is PCA)
-
-An autoencoder never sees a label. An **encoder** $E$ squeezes an image $x \in \mathbb{R}^d$ into a code
-$f(x) = E(x) \in \mathbb{R}^p$, a **decoder** $D$ tries to rebuild the image from the code, and the only thing
-it is told is "your rebuild $\hat x = D(E(x))$ should look like the input". The code is the embedding. Whether that
-embedding puts similar images close together is not guaranteed, and this notebook measures it.
-
-What you will see:
-1. the regularised reconstruction objective, with its two kinds of regulariser;
-2. an **over-complete** code ($p > d$) that learns to copy its input, and the **denoising** fix;
-3. a **linear** autoencoder that ends up spanning the same subspace as PCA, checked numerically;
-4. layers that reduce the dimension versus layers that *lift* it (and why lifting helps a linear classifier);
-5. nonlinear autoencoder codes versus PCA codes of the same size on MNIST and Fashion-MNIST.
-""")
-code(r"""
+# %%
 # Setup: imports, seed, device, data size, quick mode
 import torch
 from dmlcourse import data, metrics, models, plots, runtime, train
@@ -29,6 +22,7 @@ device = runtime.get_device()         # CUDA, then Apple MPS, then CPU
 SIZE = data.default_size(device)      # "mini" on CPU or in quick mode, "full" on a GPU
 runtime.seed_everything(0)
 
+# %%
 import inspect
 import matplotlib.pyplot as plt
 from dmlcourse import autoencoders as ae, cache
@@ -50,31 +44,31 @@ x_tr, y_tr = pixels("train", "mnist", TRAIN_PER_CLASS)
 x_te, y_te = pixels("test", "mnist", TEST_PER_CLASS)
 shuffled = torch.randperm(len(x_tr), generator=torch.Generator().manual_seed(0))   # x_tr is sorted by class
 print(f"MNIST: {len(x_tr)} training and {len(x_te)} test images of d = {x_tr.shape[1]} pixels")
-""")
 
-md(r"""
-## 1. The objective
+# %% [markdown]
+# ## 1. The objective
+#
+# For a batch $x_1, \dots, x_b$ the autoencoder minimises
+#
+# $$\frac1b \sum_{i=1}^{b} \lVert x_i - D(E(x_i)) \rVert_2^2 \;+\; \lambda\, \Omega(\theta).$$
+#
+# The lecture writes a sum over the batch; we take the mean, which only rescales $\lambda$ and keeps the learning rate
+# independent of the batch size. With the squared Euclidean distance this is the *regularised MSE*. Two common
+# choices of the regulariser $\Omega$:
+#
+# * **weight decay**: $\Omega = \sum_W \lVert W \rVert_F^2$ over the weight matrices, which prefers small weights;
+# * **a penalty on the code**: $\Omega = \frac1b \sum_i \lVert f(x_i) \rVert^2$, which prefers small codes. (An
+#   $\ell_1$ penalty here would instead prefer *sparse* codes: the "sparse autoencoder".)
 
-For a batch $x_1, \dots, x_b$ the autoencoder minimises
-
-$$\frac1b \sum_{i=1}^{b} \lVert x_i - D(E(x_i)) \rVert_2^2 \;+\; \lambda\, \Omega(\theta).$$
-
-The lecture writes a sum over the batch; we take the mean, which only rescales $\lambda$ and keeps the learning rate
-independent of the batch size. With the squared Euclidean distance this is the *regularised MSE*. Two common
-choices of the regulariser $\Omega$:
-
-* **weight decay**: $\Omega = \sum_W \lVert W \rVert_F^2$ over the weight matrices, which prefers small weights;
-* **a penalty on the code**: $\Omega = \frac1b \sum_i \lVert f(x_i) \rVert^2$, which prefers small codes. (An
-  $\ell_1$ penalty here would instead prefer *sparse* codes: the "sparse autoencoder".)
-""")
-code(r"""
+# %%
 print(inspect.getsource(ae.autoencoder_objective))
-""")
-md(r"""
-A quick check that each regulariser does what it claims. We train three small autoencoders (784 → 128 → 16) for a few
-epochs: no regulariser, weight decay, code penalty. Then we measure the weight norm and the code norm of each.
-""")
-code(r"""
+
+
+# %% [markdown]
+# A quick check that each regulariser does what it claims. We train three small autoencoders (784 → 128 → 16) for a few
+# epochs: no regulariser, weight decay, code penalty. Then we measure the weight norm and the code norm of each.
+
+# %%
 def reg_demo():
     out = {}
     for label, kw in (("none", {}), ("weight decay 1e-3", dict(weight_decay=1e-3)),
@@ -94,31 +88,31 @@ for k, v in reg.items():
     print(f"{k:<20}{v['weight_norm']:>8.2f}{v['code_norm']:>15.2f}{v['rec']:>17.2f}")
 assert reg["weight decay 1e-3"]["weight_norm"] < reg["none"]["weight_norm"]
 assert reg["code penalty 1e-1"]["code_norm"] < reg["none"]["code_norm"]
-""")
-md(r"""
-Each regulariser shrinks what it penalises. At these strengths the reconstruction error hardly changes; make
-$\lambda$ ten times larger and you will see it rise, because a simpler model has to give something up.
 
-## 2. Under-complete, over-complete, and the denoising fix
+# %% [markdown]
+# Each regulariser shrinks what it penalises. At these strengths the reconstruction error hardly changes; make
+# $\lambda$ ten times larger and you will see it rise, because a simpler model has to give something up.
+#
+# ## 2. Under-complete, over-complete, and the denoising fix
+#
+# The code size $p$ decides what the network *can* do. With $p < d$ (**under-complete**) it must summarise: 784
+# pixels through 32 numbers. With $p > d$ (**over-complete**) nothing forces a summary. The network can pass each
+# pixel straight through its own code unit and back. A ReLU unit that computes $\max(0, x_j)$ copies a pixel
+# $x_j \ge 0$ exactly. The autoencoder then reconstructs well and learns nothing useful about digits.
+#
+# A **denoising autoencoder** (DAE) receives a corrupted input $\tilde x = x + \varepsilon$ (here Gaussian noise,
+# $\sigma = 0.5$) and must output the *clean* $x$. Copying now reproduces the noise, which the loss punishes, so the
+# network must learn what digits look like in order to remove it.
+#
+# We train three models on the same images for the same epochs:
+#
+# | model | code $p$ | input |
+# |---|---|---|
+# | under-complete | 32 (784 → 256 → 32 → 256 → 784) | clean |
+# | over-complete | 1024 (784 → 1024 → 784, ReLU code) | clean |
+# | denoising over-complete | 1024 (same network) | $x + \mathcal{N}(0, 0.5^2)$ |
 
-The code size $p$ decides what the network *can* do. With $p < d$ (**under-complete**) it must summarise: 784
-pixels through 32 numbers. With $p > d$ (**over-complete**) nothing forces a summary. The network can pass each
-pixel straight through its own code unit and back. A ReLU unit that computes $\max(0, x_j)$ copies a pixel
-$x_j \ge 0$ exactly. The autoencoder then reconstructs well and learns nothing useful about digits.
-
-A **denoising autoencoder** (DAE) receives a corrupted input $\tilde x = x + \varepsilon$ (here Gaussian noise,
-$\sigma = 0.5$) and must output the *clean* $x$. Copying now reproduces the noise, which the loss punishes, so the
-network must learn what digits look like in order to remove it.
-
-We train three models on the same images for the same epochs:
-
-| model | code $p$ | input |
-|---|---|---|
-| under-complete | 32 (784 → 256 → 32 → 256 → 784) | clean |
-| over-complete | 1024 (784 → 1024 → 784, ReLU code) | clean |
-| denoising over-complete | 1024 (same network) | $x + \mathcal{N}(0, 0.5^2)$ |
-""")
-code(r"""
+# %%
 print(inspect.getsource(ae.add_noise))
 
 AE_SETTINGS = {
@@ -144,18 +138,18 @@ def fit_ae(label, x, dataset="mnist"):
     return m.to(device).eval()
 
 aes = {label: fit_ae(label, x_tr) for label in AE_SETTINGS}
-""")
-md(r"""
-**Does the over-complete network copy?** Three measurements:
 
-* **copy gain**: nudge a test image by a small random change $e$ and see how much of $e$ comes out,
-  $\langle D(E(x+e)) - D(E(x)), e\rangle / \lVert e\rVert^2$ (1 = a perfect copy, 0 = the change is ignored). We take
-  $e$ inside the span of the top 64 principal directions of the digits, where the training images actually vary.
-  A code of size 32 can pass at most about 32 of those 64 directions.
-* images it has **never seen**: Fashion-MNIST clothes through the MNIST autoencoders;
-* the **Jacobian** $\partial \hat x / \partial x$ at a test image. For a copy it is the identity matrix.
-""")
-code(r"""
+# %% [markdown]
+# **Does the over-complete network copy?** Three measurements:
+#
+# * **copy gain**: nudge a test image by a small random change $e$ and see how much of $e$ comes out,
+#   $\langle D(E(x+e)) - D(E(x)), e\rangle / \lVert e\rVert^2$ (1 = a perfect copy, 0 = the change is ignored). We take
+#   $e$ inside the span of the top 64 principal directions of the digits, where the training images actually vary.
+#   A code of size 32 can pass at most about 32 of those 64 directions.
+# * images it has **never seen**: Fashion-MNIST clothes through the MNIST autoencoders;
+# * the **Jacobian** $\partial \hat x / \partial x$ at a test image. For a copy it is the identity matrix.
+
+# %%
 print(inspect.getsource(ae.copy_gain))
 _, top64, _ = ae.pca(x_tr, 64)
 x_fashion, _ = pixels("test", "fashion-mnist", 50)
@@ -173,8 +167,8 @@ print(f"(for scale: mean ||x||^2 of the Fashion images = {x_fashion.pow(2).sum(1
 over, under, dae = copy["over-complete"], copy["under-complete"], copy["denoising over-complete"]
 assert over["gain"] > 0.6 and over["gain"] > under["gain"] + 0.25 and over["gain"] > dae["gain"] + 0.25
 assert over["rec_fashion"] < 0.8 * under["rec_fashion"]       # it rebuilds clothes it never saw: it copies
-""")
-code(r"""
+
+# %%
 x0 = x_te[:1].to(device)
 active = x_tr.std(0) > 0.3          # pixels that vary in the training digits (the border is always blank)
 fig, axes = plt.subplots(1, 3, figsize=(12, 4))
@@ -189,28 +183,28 @@ for ax, (label, m) in zip(axes, aes.items()):
 assert diag["over-complete"] > 1.5 * max(diag["under-complete"], diag["denoising over-complete"])
 fig.suptitle("Jacobian of the reconstruction at a test image (the identity would be a red diagonal)")
 fig.tight_layout()
-""")
-md(r"""
-The over-complete network has the strongest main diagonal: each output pixel follows its own input pixel, more than
-in the other two (after this short training it is still far from the full identity, whose diagonal would be 1). The
-fainter parallel lines, 28 pixels apart, are the pixels above and below: all three networks have also learned some
-*combinations* of neighbouring pixels, i.e. strokes, and the under-complete and denoising networks rely on them most.
 
-Seen in the reconstructions, the over-complete network rebuilds clothes as well as digits. The other two turn
-clothes into digit-like blurs, because that is all they can represent:
-""")
-code(r"""
+# %% [markdown]
+# The over-complete network has the strongest main diagonal: each output pixel follows its own input pixel, more than
+# in the other two (after this short training it is still far from the full identity, whose diagonal would be 1). The
+# fainter parallel lines, 28 pixels apart, are the pixels above and below: all three networks have also learned some
+# *combinations* of neighbouring pixels, i.e. strokes, and the under-complete and denoising networks rely on them most.
+#
+# Seen in the reconstructions, the over-complete network rebuilds clothes as well as digits. The other two turn
+# clothes into digit-like blurs, because that is all they can represent:
+
+# %%
 grid = torch.cat([x_fashion[:8]] + [ae.reconstruct(m, x_fashion[:8]) for m in aes.values()]
                  + [x_te[:8]] + [ae.reconstruct(m, x_te[:8]) for m in aes.values()])
 plots.image_grid(grid.view(-1, 28, 28).clamp(0, 1), ncols=8, size=1.0,
                  title="rows: Fashion input, under-complete, over-complete, denoising; "
                        "then the same for MNIST test digits");
-""")
-md(r"""
-**And the embedding?** We do nearest-neighbour retrieval among the test digits, using each model's code, and
-measure Precision@1 and MAP@R (lecture 0).
-""")
-code(r"""
+
+# %% [markdown]
+# **And the embedding?** We do nearest-neighbour retrieval among the test digits, using each model's code, and
+# measure Precision@1 and MAP@R (lecture 0).
+
+# %%
 emb_quality = {"raw pixels": (metrics.precision_at_1(x_te, y_te), metrics.map_at_r(x_te, y_te))}
 for label, m in aes.items():
     z = models.embed(m, x_te)
@@ -221,26 +215,26 @@ for k, (p1, mr) in emb_quality.items():
 assert emb_quality["denoising over-complete"][1] > emb_quality["over-complete"][1] + 0.02   # MAP@R
 assert emb_quality["denoising over-complete"][0] > emb_quality["over-complete"][0]          # P@1
 assert emb_quality["over-complete"][1] < emb_quality["raw pixels"][1] + 0.02                # no better than pixels
-""")
-md(r"""
-The copying network's code is close to a re-encoding of the pixels, and its neighbours are no better than raw-pixel
-neighbours. Adding noise to the input forces the same network to learn structure, and its code retrieves better on
-both measures. The gap in MAP@R (whole classes gathered) is larger than in P@1.
 
-## 3. The linear autoencoder spans the PCA subspace
+# %% [markdown]
+# The copying network's code is close to a re-encoding of the pixels, and its neighbours are no better than raw-pixel
+# neighbours. Adding noise to the input forces the same network to learn structure, and its code retrieves better on
+# both measures. The gap in MAP@R (whole classes gathered) is larger than in P@1.
+#
+# ## 3. The linear autoencoder spans the PCA subspace
+#
+# Drop every activation and every bias. The encoder with layers $U_1, \dots, U_{\ell_e}$ computes
+# $f(x) = U_{\ell_e}^\top \cdots U_1^\top x$, which is **one** matrix $U_e^\top$ applied to $x$. The decoder is likewise
+# one matrix $U_d$. However deep, the network computes $\hat x = U_d U_e^\top x$, a linear map of rank at most $p$.
+#
+# Among all rank-$p$ linear maps, the one with the smallest squared reconstruction error on centred data is the
+# orthogonal projection onto the top-$p$ principal subspace (the Eckart–Young theorem). So a linear autoencoder
+# trained to its optimum has a decoder whose **column space** is the PCA subspace, and it reconstructs exactly as
+# well as PCA with $p$ components. (The lecture says the linear AE "is reduced to PCA". That holds only for the
+# subspace, as the next section shows.) We check it numerically with $p = 10$, a 784 → 64 → 10 → 64 → 784 network
+# on centred MNIST images, trained full-batch with Adam:
 
-Drop every activation and every bias. The encoder with layers $U_1, \dots, U_{\ell_e}$ computes
-$f(x) = U_{\ell_e}^\top \cdots U_1^\top x$, which is **one** matrix $U_e^\top$ applied to $x$. The decoder is likewise
-one matrix $U_d$. However deep, the network computes $\hat x = U_d U_e^\top x$, a linear map of rank at most $p$.
-
-Among all rank-$p$ linear maps, the one with the smallest squared reconstruction error on centred data is the
-orthogonal projection onto the top-$p$ principal subspace (the Eckart–Young theorem). So a linear autoencoder
-trained to its optimum has a decoder whose **column space** is the PCA subspace, and it reconstructs exactly as
-well as PCA with $p$ components. (The lecture says the linear AE "is reduced to PCA". That holds only for the
-subspace, as the next section shows.) We check it numerically with $p = 10$, a 784 → 64 → 10 → 64 → 784 network
-on centred MNIST images, trained full-batch with Adam:
-""")
-code(r"""
+# %%
 p = 10
 x_lin = x_tr[shuffled[: runtime.quick(4000, 1000)]]   # a random subset of all ten digits
 mean_lin = x_lin.mean(0)
@@ -258,8 +252,8 @@ lin_r = cache.cached("l03-linear-ae", dict(size=SIZE, n=len(xc), p=p, steps=LINE
 lin = ae.LinearAutoencoder((784, 64, p))
 lin.load_state_dict(lin_r["state"])
 print(inspect.getsource(ae._product))
-""")
-code(r"""
+
+# %%
 E, D = ae.collapsed_encoder(lin), ae.collapsed_decoder(lin)
 with torch.no_grad():
     gap = (lin.encode(xc) - xc @ E.T).abs().max().item()
@@ -280,23 +274,23 @@ print(f"for scale, a random 10-D subspace: largest angle {random_angles.max():.1
 
 assert angles.max() < 5.0               # stated bound: every principal angle below 5 degrees
 assert -1e-4 < rel < 0.01               # within 1% of PCA (and never better than PCA, up to rounding)
-""")
-code(r"""
-print(inspect.getsource(ae.principal_angles))
-""")
-md(r"""
-The principal angles generalise "the angle between two lines" to two subspaces. Take orthonormal bases $Q_a, Q_b$.
-The singular values of $Q_a^\top Q_b$ are the cosines of the angles. Small angles are computed from their sines
-instead, because $\arccos$ of a number close to 1 loses most of its digits. The unit tests check this function
-against `scipy.linalg.subspace_angles`.
 
-### What the linear autoencoder does *not* give you
-The loss only sees the product $U_d U_e^\top$. For any invertible $p \times p$ matrix $R$, the pair $(U_d R,\;
-R^{-1} U_e^\top)$ has the same product and therefore the same loss. The network finds **the subspace** but
-not the principal axes inside it. Its code dimensions are a mixture of principal components: they are correlated,
-not sorted by variance, and not orthogonal.
-""")
-code(r"""
+# %%
+print(inspect.getsource(ae.principal_angles))
+
+# %% [markdown]
+# The principal angles generalise "the angle between two lines" to two subspaces. Take orthonormal bases $Q_a, Q_b$.
+# The singular values of $Q_a^\top Q_b$ are the cosines of the angles. Small angles are computed from their sines
+# instead, because $\arccos$ of a number close to 1 loses most of its digits. The unit tests check this function
+# against `scipy.linalg.subspace_angles`.
+#
+# ### What the linear autoencoder does *not* give you
+# The loss only sees the product $U_d U_e^\top$. For any invertible $p \times p$ matrix $R$, the pair $(U_d R,\;
+# R^{-1} U_e^\top)$ has the same product and therefore the same loss. The network finds **the subspace** but
+# not the principal axes inside it. Its code dimensions are a mixture of principal components: they are correlated,
+# not sorted by variance, and not orthogonal.
+
+# %%
 col_angles = [float(ae.principal_angles(D[:, [j]], pcs[[j]].T)[0]) for j in range(p)]
 print("angle between decoder column j and principal axis j (degrees):", " ".join(f"{a:.0f}" for a in col_angles))
 with torch.no_grad():
@@ -316,24 +310,24 @@ print(f"reconstruction error after (D R, R^-1 E) with a random R: {same_loss:.4f
 
 assert max(col_angles) > 20 and off_diag > 0.2
 assert abs(same_loss - err_ae) < 1e-3 * err_ae
-""")
-code(r"""
+
+# %%
 plots.image_grid(torch.cat([pcs, D.T]).view(-1, 28, 28), ncols=p, size=1.0,
                  title="top: the 10 principal axes; bottom: the 10 decoder columns (same span, different basis)");
-""")
-md(r"""
-To recover the principal axes themselves, constrain the model or post-process it. Tie the weights
-($U_d = U_e$) and add an orthogonality penalty, or run PCA on the reconstructions $\hat x = D(E(x))$, which all lie
-in the right subspace. The span is the part that is uniquely determined.
 
-## 4. Layers that reduce and layers that lift
+# %% [markdown]
+# To recover the principal axes themselves, constrain the model or post-process it. Tie the weights
+# ($U_d = U_e$) and add an orthogonality penalty, or run PCA on the reconstructions $\hat x = D(E(x))$, which all lie
+# in the right subspace. The span is the part that is uniquely determined.
+#
+# ## 4. Layers that reduce and layers that lift
+#
+# Each layer of a network maps $d_1$ numbers to $d_2$ numbers. When $d_1 \ge d_2$ it **reduces** the dimension, like
+# the encoder above. When $d_1 < d_2$ it **lifts** the data into a higher-dimensional space, where a kernel
+# method would also take it. In the higher dimension, classes that no line could separate may become linearly
+# separable. The lecture describes this as kernelisation. A wide ReLU layer with *random* weights already does it:
 
-Each layer of a network maps $d_1$ numbers to $d_2$ numbers. When $d_1 \ge d_2$ it **reduces** the dimension, like
-the encoder above. When $d_1 < d_2$ it **lifts** the data into a higher-dimensional space, where a kernel
-method would also take it. In the higher dimension, classes that no line could separate may become linearly
-separable. The lecture describes this as kernelisation. A wide ReLU layer with *random* weights already does it:
-""")
-code(r"""
+# %%
 print(inspect.getsource(ae.random_relu_features))
 lift = {}
 for name, make in (("circles", ae.make_circles), ("XOR", ae.make_xor)):
@@ -342,8 +336,8 @@ for name, make in (("circles", ae.make_circles), ("XOR", ae.make_xor)):
     print(f"{name:<8} linear classifier accuracy: in 2-D {lift[name][2]:.3f}, "
           f"after a random ReLU layer 2 -> 200: {lift[name][3]:.3f}")
     assert lift[name][2] < 0.8 and lift[name][3] > 0.98
-""")
-code(r"""
+
+# %%
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -360,20 +354,20 @@ for ax, (name, (x2, y2, before, after)) in zip(axes, lift.items()):
     ax.set(title=f"{name}: a straight line {before:.2f}, lifted {after:.2f}", aspect="equal")
 fig.suptitle("regions of a LINEAR classifier on 200 random ReLU features, drawn back in the plane")
 fig.tight_layout()
-""")
-md(r"""
-In the 200-D feature space the classifier is a hyperplane. Seen back in the plane, it is a curve that
-follows the classes. A trained network chooses this lift as well as the classifier. A deep network alternates lifting
-and reducing, layer after layer.
 
-## 5. Nonlinear autoencoder codes versus PCA codes
+# %% [markdown]
+# In the 200-D feature space the classifier is a hyperplane. Seen back in the plane, it is a curve that
+# follows the classes. A trained network chooses this lift as well as the classifier. A deep network alternates lifting
+# and reducing, layer after layer.
+#
+# ## 5. Nonlinear autoencoder codes versus PCA codes
+#
+# Now the main question for metric learning: is an autoencoder's code a good embedding, better than the linear
+# method it generalises? We compare the under-complete autoencoder (32-D code) with PCA to 32 dimensions on
+# MNIST and Fashion-MNIST. The measures are 1-NN accuracy on the test set with the training set as reference, and
+# Precision@1 and MAP@R within the test set.
 
-Now the main question for metric learning: is an autoencoder's code a good embedding, better than the linear
-method it generalises? We compare the under-complete autoencoder (32-D code) with PCA to 32 dimensions on
-MNIST and Fashion-MNIST. The measures are 1-NN accuracy on the test set with the training set as reference, and
-Precision@1 and MAP@R within the test set.
-""")
-code(r"""
+# %%
 P_CODE = 32
 compare, layouts, recon = {}, {}, {}
 for dataset in ("mnist", "fashion-mnist"):
@@ -399,15 +393,15 @@ for dataset in ("mnist", "fashion-mnist"):
     print(f"{dataset}: {winner} has the higher P@1 (difference {abs(a['p1'] - b['p1']):.3f})")
     assert abs(a["p1"] - b["p1"]) < 0.06 and abs(a["knn"] - b["knn"]) < 0.06   # comparable, not a big win
     assert min(a["p1"], b["p1"]) > 0.6
-""")
-md(r"""
-The honest result: at this size the nonlinear autoencoder's code is **no clear improvement** over PCA for
-nearest-neighbour retrieval. The two are within a few points, and which one is ahead depends on the dataset and
-the training budget (run the notebook without quick mode to see the full-strength numbers). Reconstruction rewards
-getting *every pixel* right, including stroke thickness and slant, which have nothing to do with the class. The
-loss never asks "are two images of the same digit close?". The next lectures ask exactly that.
-""")
-code(r"""
+
+# %% [markdown]
+# The honest result: at this size the nonlinear autoencoder's code is **no clear improvement** over PCA for
+# nearest-neighbour retrieval. The two are within a few points, and which one is ahead depends on the dataset and
+# the training budget (run the notebook without quick mode to see the full-strength numbers). Reconstruction rewards
+# getting *every pixel* right, including stroke thickness and slant, which have nothing to do with the class. The
+# loss never asks "are two images of the same digit close?". The next lectures ask exactly that.
+
+# %%
 fig, axes = plt.subplots(2, 2, figsize=(10, 9.5))
 for row, dataset in enumerate(("mnist", "fashion-mnist")):
     for col, method in enumerate(("autoencoder", "PCA")):
@@ -418,46 +412,45 @@ for row, dataset in enumerate(("mnist", "fashion-mnist")):
     axes[row, 1].legend(markerscale=3, fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5), frameon=False)
 fig.suptitle("UMAP of the test codes")
 fig.tight_layout()
-""")
-code(r"""
+
+# %%
 for dataset, imgs in recon.items():
     plots.image_grid(imgs.view(-1, 28, 28).clamp(0, 1), ncols=10, size=0.9,
                      title=f"{dataset}: originals, autoencoder (32-D code), PCA (32 components)");
-""")
 
-md(r"""
-## Summary
+# %% [markdown]
+# ## Summary
+#
+# - An autoencoder learns a code $f(x) = E(x)$ by reconstruction alone: $\min \frac1b\sum_i \lVert x_i - D(E(x_i))\rVert^2
+#   + \lambda\Omega$, with weight decay or a code penalty as $\Omega$.
+# - **Over-complete** codes ($p > d$) can copy the input. We measured it: a copy gain near 1, clothes rebuilt by a
+#   digit model, and an identity-like Jacobian. The code then retrieves no better than raw pixels. A **denoising**
+#   autoencoder (noisy input, clean target) cannot get away with copying, and its code retrieves better.
+# - A **linear** autoencoder, however many layers it has, is one matrix each way. At its optimum the decoder spans the
+#   top-$p$ PCA subspace (principal angles near 0°) and reconstructs exactly as well as PCA. It does not find the
+#   principal *axes*: any invertible mixing of the code gives the same loss.
+# - Narrowing layers reduce dimension, widening layers lift it. A wide random ReLU layer already makes circles and
+#   XOR linearly separable.
+# - For retrieval, an autoencoder's code is roughly as good as PCA's, not clearly better. Reconstruction is not the
+#   same objective as "similar things close". The following lectures use labels (lecture 4) and pairs or triplets (lecture 5)
+#   to optimise the embedding for that directly.
+#
+# ## Exercises
+#
+# 1. **Principal angles.** Write `my_angles(A, B)` returning the principal angles in degrees between the column
+#    spaces of A and B. Check it with `check_principal_angles`. It names the usual mistakes (radians, bases that
+#    are not orthonormal, cosines instead of angles).
+# 2. **Collapse the layers.** Write `my_collapse(weights)` that turns the list `[W_1, W_2, ..., W_L]` of
+#    `nn.Linear` weights (the first layer acts first) into the single matrix the stack computes. Check it with
+#    `check_collapsed_encoder`.
+# 3. **How much noise?** Re-train the denoising autoencoder of section 2 with $\sigma$ = 0.1, 0.3 and 1.0
+#    (`AE_SETTINGS`). Plot copy gain and MAP@R against $\sigma$. Where is the sweet spot, and why does very large
+#    noise hurt again?
+# 4. **Axes, not just the span.** Run PCA (`ae.pca`) on the reconstructions `lin.reconstruct(xc)` and compare its
+#    components with `pcs` one by one (`principal_angles` of single columns). Then try PCA on the 10-D `codes`,
+#    mapped back through `D`: why does that not give the principal axes in general? (Hint: is `D` orthonormal?)
 
-- An autoencoder learns a code $f(x) = E(x)$ by reconstruction alone: $\min \frac1b\sum_i \lVert x_i - D(E(x_i))\rVert^2
-  + \lambda\Omega$, with weight decay or a code penalty as $\Omega$.
-- **Over-complete** codes ($p > d$) can copy the input. We measured it: a copy gain near 1, clothes rebuilt by a
-  digit model, and an identity-like Jacobian. The code then retrieves no better than raw pixels. A **denoising**
-  autoencoder (noisy input, clean target) cannot get away with copying, and its code retrieves better.
-- A **linear** autoencoder, however many layers it has, is one matrix each way. At its optimum the decoder spans the
-  top-$p$ PCA subspace (principal angles near 0°) and reconstructs exactly as well as PCA. It does not find the
-  principal *axes*: any invertible mixing of the code gives the same loss.
-- Narrowing layers reduce dimension, widening layers lift it. A wide random ReLU layer already makes circles and
-  XOR linearly separable.
-- For retrieval, an autoencoder's code is roughly as good as PCA's, not clearly better. Reconstruction is not the
-  same objective as "similar things close". The following lectures use labels (lecture 4) and pairs or triplets (lecture 5)
-  to optimise the embedding for that directly.
-
-## Exercises
-
-1. **Principal angles.** Write `my_angles(A, B)` returning the principal angles in degrees between the column
-   spaces of A and B. Check it with `check_principal_angles`. It names the usual mistakes (radians, bases that
-   are not orthonormal, cosines instead of angles).
-2. **Collapse the layers.** Write `my_collapse(weights)` that turns the list `[W_1, W_2, ..., W_L]` of
-   `nn.Linear` weights (the first layer acts first) into the single matrix the stack computes. Check it with
-   `check_collapsed_encoder`.
-3. **How much noise?** Re-train the denoising autoencoder of section 2 with $\sigma$ = 0.1, 0.3 and 1.0
-   (`AE_SETTINGS`). Plot copy gain and MAP@R against $\sigma$. Where is the sweet spot, and why does very large
-   noise hurt again?
-4. **Axes, not just the span.** Run PCA (`ae.pca`) on the reconstructions `lin.reconstruct(xc)` and compare its
-   components with `pcs` one by one (`principal_angles` of single columns). Then try PCA on the 10-D `codes`,
-   mapped back through `D`: why does that not give the principal axes in general? (Hint: is `D` orthonormal?)
-""")
-code(r"""
+# %%
 from dmlcourse.exercises.lecture03 import check_collapsed_encoder, check_principal_angles
 
 
@@ -469,8 +462,9 @@ def my_angles(A, B):
 
 
 check_principal_angles(my_angles)      # replace with your own version
-""")
-code(r"""
+
+
+# %%
 def my_collapse(weights):
     m = weights[0]
     for w in weights[1:]:
@@ -479,10 +473,3 @@ def my_collapse(weights):
 
 
 check_collapsed_encoder(my_collapse)
-""")
-
-nb = nbf.v4.new_notebook(cells=cells)
-nb.metadata = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-               "language_info": {"name": "python"}}
-nbf.write(nb, "notebooks/03_autoencoders.ipynb")
-print("wrote notebooks/03_autoencoders.ipynb")
