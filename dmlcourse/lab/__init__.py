@@ -5,6 +5,7 @@ Taught in 05_siamese_triplet (losses), 06_mining_sampling (miners) and 07_angula
 
     config.py   LabConfig: what determines a run, checked in one place
     runner.py   run_lab / LabRunner: train a configuration (or load it from the cache)
+    seeds.py    SeedGroup / run_seeds: one configuration over several seeds, mean ± sd, compare
     layouts.py  aligned 2-D layouts of the probe embeddings, one per epoch
     widget.py   EmbeddingLab, the ipywidgets box
 
@@ -47,6 +48,15 @@ from .runner import (
     run_lab,
     run_path,
 )
+from .seeds import (
+    MAX_SEEDS,
+    SeedGroup,
+    compare_seeds,
+    group_key,
+    run_seeds,
+    seed_list,
+    seed_stats,
+)
 from .widget import EmbeddingLab
 
 __all__ = [
@@ -80,5 +90,12 @@ __all__ = [
     "probe_set",
     "run_lab",
     "run_path",
+    "MAX_SEEDS",
+    "SeedGroup",
+    "compare_seeds",
+    "group_key",
+    "run_seeds",
+    "seed_list",
+    "seed_stats",
     "EmbeddingLab",
 ]

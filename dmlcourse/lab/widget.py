@@ -20,6 +20,7 @@ from __future__ import annotations
 import html
 import threading
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -30,6 +31,7 @@ from ..data import CLASS_NAMES
 from ..plots import PALETTE, image_to_data_uri
 from ..runtime import get_device
 from . import runner
+from . import seeds as seedlib
 from .config import (
     EMBEDDING_DIMS,
     LOSSES,
@@ -45,6 +47,10 @@ from .runner import LabRun, lab_cache_dir
 
 # Heavy and needed only for pictures, widgets or fitting, so imported inside the
 # functions that use them: IPython, ipywidgets, plotly.
+
+
+P1_COLOR, P1_FILL = "#636efa", "rgba(99,110,250,0.2)"
+MAP_COLOR, MAP_FILL = "#ef553b", "rgba(239,85,59,0.2)"
 
 
 def _fmt(v, digits=3) -> str:
@@ -97,6 +103,7 @@ class EmbeddingLab:
         epochs: int = 5,
         lr: float = 2e-3,
         seed: int = 0,
+        seeds: int = 1,
         network: str | None = None,
         train_per_class: int | None = None,
         probe_per_class: int = 100,
@@ -124,6 +131,7 @@ class EmbeddingLab:
         check_int("epochs", epochs, min_value=1, max_value=30)
         check_float("lr", lr, min_value=1e-5, max_value=100.0)
         check_int("probe_per_class", probe_per_class, min_value=1, max_value=1000)
+        check_int("seeds", seeds, min_value=1, max_value=seedlib.MAX_SEEDS)
         self.device = torch.device(device) if device is not None else get_device(verbose=False)
         gpu = self.device.type != "cpu"
         size = size or default_size(self.device, download=False)
@@ -154,7 +162,11 @@ class EmbeddingLab:
         )
         self.background = bool(background)
         self.run: LabRun | None = None
+        self.group: seedlib.SeedGroup | None = None  # the seeds of the configuration shown
         self.kept: list[LabRun] = []
+        self.kept_groups: list[seedlib.SeedGroup] = []  # kept[i] is a seed of kept_groups[i]
+        self.timings: dict = {}  # seconds after the Train click (what bench_lab.py reports)
+        self._t_click = time.perf_counter()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -213,6 +225,23 @@ class EmbeddingLab:
             style=style,
             layout=W.Layout(width="150px"),
         )
+        self.seeds = W.IntSlider(
+            value=seeds,
+            min=1,
+            max=seedlib.MAX_SEEDS,
+            description="seeds",
+            continuous_update=False,
+            style=style,
+            layout=W.Layout(width="220px"),
+        )
+        self.shown_seed = W.Dropdown(
+            options=seedlib.seed_list(seed, seeds),
+            value=seed,
+            description="animate seed",
+            style=style,
+            layout=W.Layout(width="170px"),
+        )
+        self.notes = W.HTML("")
         self.train_button = W.Button(description="Train", button_style="primary", icon="play")
         self.stop_button = W.Button(description="Stop", icon="stop", disabled=True)
         self.keep_button = W.Button(description="Keep this run", icon="thumb-tack", disabled=True)
@@ -253,6 +282,7 @@ class EmbeddingLab:
             self.epochs,
             self.lr,
             self.seed,
+            self.seeds,
         ]
         self.loss.observe(self._on_loss, names="value")
         self.miner.observe(self._sync_enabled, names="value")
@@ -264,6 +294,9 @@ class EmbeddingLab:
         self.clear_button.on_click(lambda _b: self.clear_kept())
         self.epoch.observe(lambda ch: self.show_epoch(ch["new"]), names="value")
         self.play.observe(self._on_play, names="value")
+        self.seed.observe(self._sync_seed_options, names="value")
+        self.seeds.observe(self._sync_seed_options, names="value")
+        self.shown_seed.observe(self._on_shown_seed, names="value")
         self._on_loss({"new": self.loss.value})
         if margin is not None:
             self.margin.value = margin
@@ -273,7 +306,8 @@ class EmbeddingLab:
             [
                 W.HTML("<h3 style='margin:0'>Embedding Lab</h3>"),
                 row([self.dataset, self.size, self.network, self.loss, self.miner]),
-                row([self.margin, self.embedding_dim, self.epochs, self.lr, self.seed]),
+                row([self.margin, self.embedding_dim, self.epochs, self.lr]),
+                row([self.seed, self.seeds, self.shown_seed]),
                 row(
                     [
                         self.train_button,
@@ -284,6 +318,7 @@ class EmbeddingLab:
                     ]
                 ),
                 self.status,
+                self.notes,
                 self.where,
                 W.HBox([self.figure, self.preview]),
                 W.HBox([self.play, self.epoch]),
@@ -303,9 +338,18 @@ class EmbeddingLab:
     def _ipython_display_(self):
         from IPython.display import display
 
-        display(self.widget)
+        from .. import site
+
+        if site.is_enabled():  # the static website: an animation of the run, not dead controls
+            display(self._static_bundle(), raw=True)
+        else:
+            display(self.widget)
 
     def _repr_mimebundle_(self, **kwargs):
+        from .. import site
+
+        if site.is_enabled():
+            return self._static_bundle()
         return self.widget._repr_mimebundle_(**kwargs)
 
     # ---- controls
@@ -352,6 +396,33 @@ class EmbeddingLab:
                 "info",
             )
 
+    def seed_list(self) -> list:
+        """The seeds the controls describe: ``seed, seed + 1, …`` (``seeds`` of them)."""
+        return seedlib.seed_list(int(self.seed.value), int(self.seeds.value))
+
+    def _sync_seed_options(self, _change=None):
+        """The 'animate seed' choices follow the seed and seeds controls (and the group shown)."""
+        options = sorted(set(self.seed_list()) | set(self.group.seeds if self.group else ()))
+        if list(self.shown_seed.options) != options:
+            keep = self.shown_seed.value
+            self._syncing = True
+            try:
+                self.shown_seed.options = options
+                self.shown_seed.value = keep if keep in options else options[0]
+            finally:
+                self._syncing = False
+
+    def _on_shown_seed(self, change):
+        """Animate another seed of the group shown (its run, if it has been trained)."""
+        if getattr(self, "_syncing", False) or self.group is None:
+            return
+        seed = change["new"]
+        run = dict(self.group.runs).get(seed)
+        if run is not None:
+            self._show(run, follow=False)
+        elif seed in self.group.seeds:
+            self._set_status(f"Seed {seed} is not trained yet; it is shown when it is.", "info")
+
     def _set_status(self, text: str, kind: str = "info"):
         color = {"info": "#333", "ok": "#1a7f37", "warn": "#9a6700", "error": "#cf222e"}[kind]
         self.status.value = f"<span style='color:{color}'>{text}</span>"
@@ -369,10 +440,15 @@ class EmbeddingLab:
             return None
         try:
             cfg = self.config()
+            seeds = self.seed_list()
         except (TypeError, ValueError) as exc:
             self._lock.release()
             self._set_status(f"Cannot train this configuration: {html.escape(str(exc))}", "error")
             return None
+        self._t_click = time.perf_counter()
+        self._sync_seed_options()
+        shown = self.shown_seed.value if self.shown_seed.value in seeds else seeds[0]
+        cfg = replace(cfg, seed=shown)  # the seed animated is trained first
         self._running_config = cfg
         self._stop.clear()
         self.runs_started += 1
@@ -381,11 +457,11 @@ class EmbeddingLab:
         self.progress.value, self.progress.bar_style = 0, ""
         if self.background:
             self._thread = threading.Thread(
-                target=self._job, args=(cfg,), daemon=True, name="dmlcourse-lab"
+                target=self._job, args=(cfg, seeds), daemon=True, name="dmlcourse-lab"
             )
             self._thread.start()
             return self._thread
-        self._job(cfg)
+        self._job(cfg, seeds)
         return None
 
     def stop(self):
@@ -404,29 +480,73 @@ class EmbeddingLab:
     def training(self) -> bool:
         return self._lock.locked()
 
-    def _job(self, cfg: LabConfig):
-        t0 = time.perf_counter()
+    def _job(self, cfg: LabConfig, seeds: list):
+        """Train ``cfg`` once per seed: ``cfg.seed`` (the one animated) first, then the others.
+
+        The group (:class:`seeds.SeedGroup`) is made here, for this click only: the controls may
+        change meanwhile, and every seed of it is ``cfg`` with another seed (the group refuses a
+        run of another configuration), so two configurations are never mixed.
+        """
+        t0 = self._t_click
+        shown = cfg.seed
+        order = [shown] + [s for s in seeds if s != shown]
+        group = seedlib.SeedGroup(cfg, seeds)
+        self.timings = {"first_epoch": None, "seeds": {}, "done": None}
         try:
-            self._set_status(f"Training <b>{html.escape(cfg.label())}</b> …", "info")
+            self.group = group
+            self.notes.value = ""
+            n = len(seeds)
+            what = f" ({n} seeds: {', '.join(map(str, seeds))})" if n > 1 else ""
+            self._set_status(f"Training <b>{html.escape(cfg.label())}</b>{what} …", "info")
             first = {"shown": False}
 
-            def on_step(step, total):
+            def on_step(seed, step, total):
                 if step == 1 or step % 5 == 0 or step == total:
-                    self.progress.max, self.progress.value = max(total, 1), min(step, total)
+                    done = len(group.runs)
+                    self.progress.max = max(total, 1) * n
+                    self.progress.value = min(done * total + step, total * n)
 
-            def on_epoch(partial):
+            def on_epoch(seed, partial):
+                if seed != shown:  # only the seed animated is drawn epoch by epoch
+                    return
                 self._show(partial, follow=True, rebuild=not first["shown"])
                 first["shown"] = True
+                if partial.epochs_done >= 1 and self.timings["first_epoch"] is None:
+                    self.timings["first_epoch"] = time.perf_counter() - t0
 
-            run = runner.run_lab(
+            def on_seed(seed, run, grp):
+                if seed == shown:
+                    self._show(run)
+                    if self.timings["first_epoch"] is None:  # from the cache: no epoch callbacks
+                        self.timings["first_epoch"] = time.perf_counter() - t0
+                else:
+                    self._update_curves(self.run, grp)
+                self.timings["seeds"][seed] = time.perf_counter() - t0
+                if n > 1:
+                    self._set_status(
+                        f"Training <b>{html.escape(cfg.label())}</b>: {len(grp.runs)} of {n} "
+                        "seeds done; the band covers the seeds finished so far …",
+                        "info",
+                    )
+                    self._show_notes(grp)
+                if any(g is grp for g in self.kept_groups):
+                    self.table.value = self.metrics_table()
+
+            seedlib.run_seeds(
                 cfg,
+                order,
                 device=self.device,
                 should_stop=self._stop.is_set,
                 on_step=on_step,
                 on_epoch=on_epoch,
+                on_seed=on_seed,
+                group=group,
             )
-            self._show(run)
-            self._report(cfg, run, time.perf_counter() - t0)
+            self.timings["done"] = time.perf_counter() - t0
+            run = group.runs[shown]
+            self._report(cfg, run, self.timings["done"])
+            if n > 1:
+                self._report_group(group)
         except (
             Exception
         ) as exc:  # the widget must stay usable: report, never raise into the event loop
@@ -441,6 +561,32 @@ class EmbeddingLab:
             self.stop_button.disabled = True
             self._running_config = None
             self._lock.release()
+
+    def _show_notes(self, group: seedlib.SeedGroup):
+        notes = group.notes()
+        self.notes.value = (
+            "<span style='color:#9a6700'>⚠ "
+            + "<br>⚠ ".join(html.escape(t) for t in notes)
+            + "</span>"
+            if notes
+            else ""
+        )
+
+    def _report_group(self, group: seedlib.SeedGroup):
+        """After a multi-seed run: the mean ± sd over the finished seeds, and who is left out."""
+        done = group.finished()
+        parts = []
+        for metric in seedlib.METRICS:
+            st = group.stats(metric)
+            parts.append(f"{seedlib.METRIC_NAMES[metric]} {_fmt(st['mean'])} ± {_fmt(st['sd'])}")
+        summary = (
+            f"{', '.join(parts)} (mean ± sd over seeds {', '.join(map(str, done))})"
+            if done
+            else "no seed finished, so there is no mean"
+        )
+        self.status.value += f"<br><span>Over the seeds: {html.escape(summary)}.</span>"
+        self._show_notes(group)
+        self._update_curves(self.run, group)
 
     def _report(self, cfg: LabConfig, run: LabRun, seconds: float):
         """The status line and the progress bar's colour for a finished (or stopped) run."""
@@ -528,9 +674,34 @@ class EmbeddingLab:
             1,
             1,
         )
-        fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name="Precision@1"), 1, 2)
-        fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name="MAP@R"), 1, 2)
+        for name, color in (("Precision@1", P1_COLOR), ("MAP@R", MAP_COLOR)):
+            fig.add_trace(
+                go.Scatter(x=[], y=[], mode="lines+markers", name=name, line=dict(color=color)),
+                1,
+                2,
+            )
         fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name="active fraction"), 1, 3)
+        # traces 5-8: the min-max band over the finished seeds (low, then high filled down to it)
+        for name, color, fill in (
+            ("Precision@1", P1_COLOR, P1_FILL),
+            ("MAP@R", MAP_COLOR, MAP_FILL),
+        ):
+            for side in ("min", "max"):
+                fig.add_trace(
+                    go.Scatter(
+                        x=[],
+                        y=[],
+                        mode="lines",
+                        name=f"{name} {side} over seeds",
+                        line=dict(width=0, color=color),
+                        fill="tonexty" if side == "max" else None,
+                        fillcolor=fill,
+                        showlegend=False,
+                        hoverinfo="skip",
+                    ),
+                    1,
+                    2,
+                )
         fig.update_layout(
             height=280, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25)
         )
@@ -571,7 +742,7 @@ class EmbeddingLab:
             self.epoch.value = target  # triggers show_epoch
         else:
             self.show_epoch(target)
-        self._update_curves(run)
+        self._update_curves(run, self.group)
         self.keep_button.disabled = False
 
     def show_epoch(self, t: float):
@@ -597,19 +768,38 @@ class EmbeddingLab:
     def _on_play(self, change):
         self.epoch.value = min(change["new"] / 10, self.epoch.max)
 
-    def _update_curves(self, run: LabRun):
+    def _update_curves(self, run: LabRun, group: seedlib.SeedGroup | None = None):
+        """Loss and active fraction of ``run`` (the seed animated); Precision@1 and MAP@R: the
+        mean over ``group``'s finished seeds with their min-max band (``run``'s own values while
+        no seed has finished)."""
+        if run is None:
+            return
         loss = np.asarray(run.step_loss, dtype=float)
         steps = np.arange(1, len(loss) + 1)
         smooth = np.convolve(loss, np.ones(10) / 10, mode="valid") if len(loss) >= 10 else loss
-        ep = list(range(len(run.probe_metrics)))
         act = run.active_fraction()
+        done = group.finished() if group is not None else []
         with self.curves.batch_update():
             d = self.curves.data
             d[0].x, d[0].y = steps, loss
             d[1].x, d[1].y = steps[len(steps) - len(smooth) :], smooth
-            d[2].x, d[2].y = ep, run.metric("precision_at_1")
-            d[3].x, d[3].y = ep, run.metric("map_at_r")
             d[4].x, d[4].y = list(range(1, len(act) + 1)), act
+            for i, metric in enumerate(seedlib.METRICS):
+                name = seedlib.METRIC_NAMES[metric].replace("P@1", "Precision@1")
+                band = group.band(metric) if done else None
+                low, high = d[5 + 2 * i], d[6 + 2 * i]
+                if band is None:
+                    values = run.metric(metric)
+                    d[2 + i].x, d[2 + i].y = list(range(len(values))), values
+                    d[2 + i].name = name
+                    low.x, low.y, high.x, high.y = [], [], [], []
+                    continue
+                ep, mean, lo, hi, _sd = band
+                d[2 + i].x, d[2 + i].y = ep, mean
+                d[2 + i].name = (
+                    f"{name} (mean of {len(done)} seeds)" if len(group.seeds) > 1 else name
+                )
+                low.x, low.y, high.x, high.y = ep, lo, ep, hi
 
     def show_probe(self, i: int, run: LabRun | None = None):
         """Show probe image ``i`` of ``run`` (default: the run shown) beside the scatter (what
@@ -633,7 +823,12 @@ class EmbeddingLab:
             self._set_status("This run is kept already.", "info")
             return
         kept = self.run
+        group = self.group
+        if group is None or dict(group.runs).get(kept.config["seed"]) is not kept:
+            group = seedlib.SeedGroup(LabConfig(**kept.config), (kept.config["seed"],))
+            group.add(kept.config["seed"], kept)
         self.kept.append(kept)
+        self.kept_groups.append(group)  # the live group: seeds still training fill it in
         fig = self._scatter_figure(height=340, width=420, showlegend=False, run_of=lambda: kept)
         children = list(self.kept_box.children) + [fig]
         self.kept_box.children = tuple(children)
@@ -643,16 +838,27 @@ class EmbeddingLab:
 
     def clear_kept(self):
         self.kept = []
+        self.kept_groups = []
         self.kept_box.children = ()
         self.table.value = ""
         self.clear_button.disabled = True
 
     def metrics_rows(self) -> list:
-        """One dict per kept run: its configuration and its final metrics."""
+        """One dict per kept run: its configuration and its final metrics.
+
+        ``P@1`` and ``MAP@R`` are the means over the run's finished seeds (the value itself for
+        one seed), ``P@1 sd`` and ``MAP@R sd`` their standard deviations (NaN for one seed);
+        ``seed`` is the seed animated, ``seeds`` the finished ones.
+        """
         rows = []
-        for r in self.kept:
+        for r, g in zip(self.kept, self.kept_groups):
             c = r.config
             act = r.active_fraction()
+            p1, mapr = g.stats("precision_at_1"), g.stats("map_at_r")
+            notes = g.notes()
+            note = "; ".join(notes) if notes else ("stopped early" if r.interrupted else "")
+            if not note and r.from_cache:
+                note = "cached"
             rows.append(
                 {
                     "loss": c["loss"],
@@ -661,27 +867,266 @@ class EmbeddingLab:
                     "dim": c["embedding_dim"],
                     "lr": f"{c['lr']:g}",
                     "seed": c["seed"],
+                    "seeds": g.finished(),
                     "epochs": r.epochs_done,
-                    "P@1": r.metric("precision_at_1")[-1],
-                    "MAP@R": r.metric("map_at_r")[-1],
+                    "P@1": p1["mean"] if p1["n"] else r.metric("precision_at_1")[-1],
+                    "P@1 sd": p1["sd"],
+                    "MAP@R": mapr["mean"] if mapr["n"] else r.metric("map_at_r")[-1],
+                    "MAP@R sd": mapr["sd"],
                     "active (last epoch)": act[-1] if act else None,
-                    "note": "stopped early"
-                    if r.interrupted
-                    else ("cached" if r.from_cache else ""),
+                    "note": note,
                 }
             )
         return rows
 
+    def comparisons(self) -> list:
+        """Each kept run after the first against the first: the difference of the means of P@1
+        and MAP@R and whether it exceeds the spread over seeds (:func:`seeds.compare_seeds`)."""
+        out = []
+        if not self.kept_groups:
+            return out
+        base = self.kept_groups[0]
+        for i, g in enumerate(self.kept_groups[1:], start=2):
+            row = {"runs": f"run {i} − run 1"}
+            for metric in seedlib.METRICS:
+                row[seedlib.METRIC_NAMES[metric]] = seedlib.compare_seeds(
+                    base.final(metric), g.final(metric)
+                )
+            out.append(row)
+        return out
+
     def metrics_table(self) -> str:
+        """The kept runs as HTML: mean ± sd over seeds, then the differences to run 1."""
         rows = self.metrics_rows()
         if not rows:
             return ""
-        head = "".join(f"<th style='padding:2px 8px'>{html.escape(k)}</th>" for k in rows[0])
+        td = "<td style='padding:2px 8px'>{}</td>"
+        shown = [
+            "loss",
+            "miner",
+            "margin",
+            "dim",
+            "lr",
+            "seeds",
+            "epochs",
+            "P@1",
+            "MAP@R",
+            "active (last epoch)",
+            "note",
+        ]
+        head = "".join(
+            f"<th style='padding:2px 8px'>{html.escape(k)}</th>" for k in ["run"] + shown
+        )
         body = ""
-        for r in rows:
-            cells = "".join(
-                f"<td style='padding:2px 8px'>{_fmt(v) if isinstance(v, float) or v is None else html.escape(str(v))}</td>"  # noqa: E501
-                for v in r.values()
+        for i, r in enumerate(rows, start=1):
+            cells = [td.format(i)]
+            for k in shown:
+                v = r[k]
+                if k in ("P@1", "MAP@R"):
+                    n = len(r["seeds"])
+                    text = _fmt(v) + (f" ± {_fmt(r[k + ' sd'])}" if n >= 2 else "")
+                    text += f" (n={n})"
+                elif k == "seeds":
+                    text = ", ".join(map(str, v)) or "–"
+                elif isinstance(v, float) or v is None:
+                    text = _fmt(v)
+                else:
+                    text = html.escape(str(v))
+                cells.append(td.format(text))
+            body += f"<tr>{''.join(cells)}</tr>"
+        out = (
+            f"<table><tr>{head}</tr>{body}</table>"
+            "<small>P@1, MAP@R: mean ± sd over the finished seeds (a seed that diverged or "
+            "stopped is left out).</small>"
+        )
+        comps = self.comparisons()
+        if comps:
+            head = "".join(
+                f"<th style='padding:2px 8px'>{k}</th>" for k in ("", "Δ P@1", "Δ MAP@R")
             )
-            body += f"<tr>{cells}</tr>"
-        return f"<table><tr>{head}</tr>{body}</table>"
+            body = "".join(
+                "<tr>"
+                + td.format(html.escape(c["runs"]))
+                + td.format(html.escape(c["P@1"]["text"]))
+                + td.format(html.escape(c["MAP@R"]["text"]))
+                + "</tr>"
+                for c in comps
+            )
+            out += (
+                f"<table><tr>{head}</tr>{body}</table>"
+                "<small>Δ: difference of the means with its 95% confidence interval; paired over "
+                "seeds when both runs have the same seeds, Welch two-sample otherwise. It "
+                "<i>exceeds the spread</i> when the interval excludes 0; with fewer than 2 seeds "
+                "in a run the Lab cannot tell.</small>"
+            )
+        return out
+
+    # ---- the static website
+    def _animated_figure(self, run: LabRun, *, height=460, width=None, title="", legend=True):
+        """A plotly ``go.Figure`` of ``run``'s probe points, one animation frame per recorded
+        epoch, with a play button and an epoch slider; the axes cover every frame."""
+        import plotly.graph_objects as go
+
+        if not isinstance(run, LabRun):
+            raise TypeError(f"run must be a LabRun, got {type(run).__name__}.")
+        labels = run.probe_labels.numpy()
+        names = self._class_names(run)
+        layouts = np.asarray(run.layouts, dtype=float)
+        classes = [c for c in range(len(names)) if (labels == c).any()]
+        groups = {c: np.flatnonzero(labels == c) for c in classes}
+        metrics = run.probe_metrics
+
+        def traces(e):
+            return [
+                go.Scatter(
+                    x=np.round(layouts[e, groups[c], 0], 4),
+                    y=np.round(layouts[e, groups[c], 1], 4),
+                    mode="markers",
+                    name=f"{c}: {names[c]}",
+                    marker=dict(size=5, color=PALETTE[c % len(PALETTE)], opacity=0.8),
+                    hoverinfo="name",
+                )
+                for c in classes
+            ]
+
+        def frame_title(e):
+            m = metrics[e]
+            return (
+                f"{title}{'<br>' if title else ''}epoch {e} of {run.epochs_done} · P@1 "
+                f"{_fmt(m.get('precision_at_1'))} · MAP@R {_fmt(m.get('map_at_r'))}"
+            )
+
+        frames = [
+            go.Frame(data=traces(e), name=str(e), layout=dict(title=dict(text=frame_title(e))))
+            for e in range(len(layouts))
+        ]
+        fig = go.Figure(data=traces(0), frames=frames)
+        flat = layouts.reshape(-1, 2)
+        lo, hi = flat.min(0), flat.max(0)
+        pad = 0.05 * (hi - lo + 1e-6)
+        animate = dict(mode="immediate", frame=dict(duration=0, redraw=False))
+        fig.update_layout(
+            title=dict(text=frame_title(0)),
+            height=height,
+            width=width,
+            showlegend=legend,
+            legend=dict(itemsizing="constant"),
+            margin=dict(l=10, r=10, t=60, b=10),
+            xaxis=dict(
+                range=[float(lo[0] - pad[0]), float(hi[0] + pad[0])],
+                autorange=False,
+                showticklabels=False,
+                zeroline=False,
+            ),
+            yaxis=dict(
+                range=[float(lo[1] - pad[1]), float(hi[1] + pad[1])],
+                autorange=False,
+                showticklabels=False,
+                zeroline=False,
+            ),
+            updatemenus=[
+                dict(
+                    type="buttons",
+                    direction="left",
+                    x=0,
+                    y=-0.02,
+                    xanchor="left",
+                    yanchor="top",
+                    pad=dict(t=10),
+                    showactive=False,
+                    buttons=[
+                        dict(
+                            label="▶ play",
+                            method="animate",
+                            args=[
+                                None,
+                                dict(
+                                    frame=dict(duration=700, redraw=False),
+                                    transition=dict(duration=500),
+                                    fromcurrent=True,
+                                    mode="immediate",
+                                ),
+                            ],
+                        ),
+                        dict(
+                            label="❚❚ pause",
+                            method="animate",
+                            args=[[None], dict(animate, transition=dict(duration=0))],
+                        ),
+                    ],
+                )
+            ],
+            sliders=[
+                dict(
+                    active=0,
+                    x=0.2,
+                    len=0.8,
+                    y=-0.02,
+                    yanchor="top",
+                    currentvalue=dict(prefix="epoch "),
+                    steps=[
+                        dict(
+                            label=str(e),
+                            method="animate",
+                            args=[[str(e)], dict(animate, transition=dict(duration=300))],
+                        )
+                        for e in range(len(layouts))
+                    ],
+                )
+            ],
+        )
+        fig.layout.yaxis.scaleanchor = "x"
+        fig.layout.margin.b = 90
+        fig.layout.height = height + 80
+        return fig
+
+    def static_figure(self, run: LabRun | None = None):
+        """The run shown (or ``run``) as an animated plotly ``go.Figure`` (what the static website
+        shows instead of the live widget); ``None`` before any run."""
+        run = self.run if run is None else run
+        if run is None:
+            return None
+        return self._animated_figure(run, title=html.escape(LabConfig(**run.config).label()))
+
+    def static_html(self) -> str:
+        """The Lab on the static website: the animated run, its curves, the kept runs (each a
+        small animation) and their table, and a note that training needs JupyterLab."""
+        import plotly.graph_objects as go
+
+        from .. import site
+
+        note = (
+            "<p class='dmlcourse-static-note'><i>Static stand-in of the Embedding Lab: the "
+            "animation replays the run trained when this page was built (press ▶ play or move "
+            "the epoch slider). Choosing a loss, a miner or seeds and training needs JupyterLab "
+            "(<code>make lab</code>).</i></p>"
+        )
+        fig = self.static_figure()
+        if fig is None:
+            return (
+                "<p><b>Embedding Lab</b>: no run was trained when this page was built.</p>" + note
+            )
+        parts = ["<h3 style='margin:0'>Embedding Lab</h3>", site.figure_html(fig)]
+        if self.notes.value:
+            parts.append(self.notes.value)
+        parts.append(site.figure_html(go.Figure(self.curves.to_dict())))
+        if self.kept:
+            parts.append("<b>Kept runs</b>")
+            for i, r in enumerate(self.kept, start=1):
+                small = self._animated_figure(
+                    r,
+                    height=320,
+                    width=420,
+                    title=f"run {i}: {html.escape(LabConfig(**r.config).label())}",
+                    legend=False,
+                )
+                parts.append(
+                    "<div style='display:inline-block;vertical-align:top'>"
+                    + site.figure_html(small)
+                    + "</div>"
+                )
+            parts.append(self.metrics_table())
+        return "\n".join(parts) + note
+
+    def _static_bundle(self) -> dict:
+        return {"text/html": self.static_html(), "text/plain": "Embedding Lab (static stand-in)"}
