@@ -124,11 +124,14 @@ def failure_note(seed: int, run: LabRun) -> str:
     """Why a seed is left out of the mean, in words ('' when it finished)."""
     if not run.interrupted:
         return ""
-    epoch = run.epochs_done + 1  # the epoch that was training when it stopped
     msg = run.message
+    # the epoch that was training when it stopped: a stop rule of the Lab records that partial
+    # epoch (a snapshot after its last step); a NaN loss ends training before it is recorded
+    nan = "NaN" in msg
+    epoch = run.epochs_done + 1 if nan else max(run.epochs_done, 1)
     if not run.failed:
         return f"seed {seed} stopped on request in epoch {epoch}; left out of the mean"
-    if "NaN" in msg:
+    if nan:
         why = f"diverged (NaN loss at epoch {epoch})"
     elif "exploded" in msg or "diverged" in msg:
         why = f"diverged (the loss exploded at epoch {epoch})"

@@ -422,6 +422,11 @@ class EmbeddingLab:
             self._show(run, follow=False)
         elif seed in self.group.seeds:
             self._set_status(f"Seed {seed} is not trained yet; it is shown when it is.", "info")
+        else:
+            self._set_status(
+                f"Seed {seed} is not in the run shown: press <b>Train</b> to train (or load) it.",
+                "info",
+            )
 
     def _set_status(self, text: str, kind: str = "info"):
         color = {"info": "#333", "ok": "#1a7f37", "warn": "#9a6700", "error": "#cf222e"}[kind]
