@@ -13,7 +13,9 @@ metrics;
 * the three ways to align the epochs' pictures (chained UMAP, independent UMAP + Procrustes, PCA):
   seconds per snapshot, and how far points move in the picture between epochs and when the
   embedding did not change at all (mean displacement / mean distance to the centre);
-* UMAP on precomputed distances (``plots.project_2d``'s default) against UMAP's own distances.
+* UMAP on precomputed distances (``plots.project_2d``'s default) against UMAP's own distances;
+* seeds (1 and 3): Train click -> the first seed's first epoch shown, -> the last seed done, and
+  the cached replay of the same seeds in a new lab (``--seeds-only`` runs just these rows).
 The machine's load (``os.getloadavg``) is printed: on a shared machine the times are inflated.
 """
 
@@ -91,9 +93,59 @@ def compare_alignments(snapshots, labels, loss: str) -> list:
     return rows
 
 
+def seed_rows(spec: dict, counts=(1, 3)) -> list:
+    """Click -> first epoch of the first seed, click -> last seed done, cached replay; per count of
+    seeds, each in a fresh cache folder (so every seed really trains)."""
+    rows = []
+    print(
+        f"{'seeds':<7}{'click->first epoch s':>22}{'click->last seed s':>20}{'replay s':>10}"
+        f"{'P@1 mean':>10}{'sd':>7}"
+    )
+    for n in counts:
+        with tempfile.TemporaryDirectory() as tmp:
+            os.environ["DMLCOURSE_CACHE_DIR"] = tmp
+            boxes = []
+            for _ in range(2):
+                box = lab.EmbeddingLab(
+                    losses=["triplet"],
+                    dataset="mnist",
+                    size=spec["size"],
+                    epochs=spec["epochs"],
+                    network=spec["network"],
+                    train_per_class=spec["train_per_class"],
+                    probe_per_class=spec["probe_per_class"],
+                    seeds=n,
+                    background=False,
+                    warm_up=False,
+                )
+                t0 = time.perf_counter()
+                box.train_button.click()
+                box.timings["click_s"] = time.perf_counter() - t0
+                boxes.append(box)
+            first, again = boxes
+            assert first.group.finished() == list(range(n)), first.status.value
+            assert all(r.from_cache for r in again.group.runs.values())
+            st = first.group.stats("precision_at_1")
+            row = {
+                "seeds": n,
+                "click_to_first_epoch_s": first.timings["first_epoch"],
+                "click_to_last_seed_s": first.timings["done"],
+                "replay_s": again.timings["click_s"],
+                "precision_at_1_mean": st["mean"],
+                "precision_at_1_sd": st["sd"],
+            }
+            rows.append(row)
+            print(
+                f"{n:<7}{row['click_to_first_epoch_s']:>22.2f}{row['click_to_last_seed_s']:>20.2f}"
+                f"{row['replay_s']:>10.3f}{st['mean']:>10.3f}{st['sd']:>7.3f}"
+            )
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--seeds-only", action="store_true", help="only the seeds rows")
     ap.add_argument("--json")
     args = ap.parse_args()
     device = runtime.get_device(verbose=False)
@@ -120,13 +172,30 @@ def main():
     )
     result = {"machine": machine_info(), "device": str(device), "load_average": load, "spec": spec}
 
-    if not args.quick:  # a second compile in a subprocess: too slow for CI's quick run
+    if (
+        not args.quick and not args.seeds_only
+    ):  # a second compile in a subprocess: too slow for CI's quick run
         result["first_umap_fresh_process_s"] = first_umap = first_umap_seconds()
         print(f"first UMAP call in a fresh process (numba compile): {first_umap:.1f} s")
     t0 = time.perf_counter()
     lab.warm_up_umap(background=False)
     result["warm_up_s"] = time.perf_counter() - t0
     print(f"warm-up (first UMAP call) in this process: {result['warm_up_s']:.1f} s")
+    t0 = time.perf_counter()
+    lab.warm_up_training(background=False)  # what the lab does in the background when it opens
+    result["warm_up_training_s"] = time.perf_counter() - t0
+    print(
+        f"warm-up (torch's first optimizer) in this process: {result['warm_up_training_s']:.1f} s"
+    )
+    print("\nseeds (the first seed is animated epoch by epoch, the others fill in the band):")
+    result["seed_rows"] = seed_rows(spec)
+    if args.seeds_only:
+        load = os.getloadavg()
+        print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+        result["load_average_end"] = load
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2, default=float))
+        return
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -47,6 +47,7 @@ from .runner import (
     probe_set,
     run_lab,
     run_path,
+    warm_up_training,
 )
 from .seeds import (
     MAX_SEEDS,
@@ -90,6 +91,7 @@ __all__ = [
     "probe_set",
     "run_lab",
     "run_path",
+    "warm_up_training",
     "MAX_SEEDS",
     "SeedGroup",
     "compare_seeds",

@@ -12,6 +12,7 @@ per-epoch metrics and layouts.
 
 from __future__ import annotations
 
+import threading
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -123,6 +124,37 @@ def make_loss(config: LabConfig, num_classes: int = 10) -> torch.nn.Module:
     if c.loss in MARGINS:
         kwargs["margin"] = int(c.margin) if c.loss == "sphereface" else c.margin
     return heads.HeadLoss(heads.make_head(c.loss, c.embedding_dim, num_classes, **kwargs))
+
+
+_WARM_TRAIN: dict = {"thread": None, "seconds": None}
+
+
+def warm_up_training(background: bool = True):
+    """Pay torch's one-time costs of a first training step once per process, before Train.
+
+    The first ``torch.optim.Adam(...)`` of a process imports ``torch._dynamo`` (1-2 s on an idle
+    CPU, far more on a busy one); without this, a learner's first click waits for it before the
+    first epoch. Runs in a background thread (``background=False`` waits for it); returns it.
+    """
+    if not isinstance(background, bool):
+        raise TypeError(f"background must be True or False, got {background!r}.")
+
+    def work():
+        t0 = time.perf_counter()
+        model = torch.nn.Linear(4, 2)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        model(torch.zeros(3, 4)).sum().backward()
+        optimizer.step()
+        _WARM_TRAIN["seconds"] = time.perf_counter() - t0
+
+    if _WARM_TRAIN["thread"] is None:
+        _WARM_TRAIN["thread"] = threading.Thread(
+            target=work, daemon=True, name="dmlcourse-train-warm-up"
+        )
+        _WARM_TRAIN["thread"].start()
+    if not background:
+        _WARM_TRAIN["thread"].join()
+    return _WARM_TRAIN["thread"]
 
 
 # --------------------------------------------------------------------------- one run

@@ -75,7 +75,10 @@ class EmbeddingLab:
     background : train in a background thread (default) so the notebook stays responsive; False
     trains
         inside ``train_button.click()`` (headless tests, quick-mode notebooks).
-    warm_up : compile UMAP's numba code in a background thread when the lab opens.
+    warm_up : compile UMAP's numba code (and pay torch's first-optimizer import) in background
+        threads when the lab opens.
+    seeds : how many seeds a configuration is trained with (1-5): ``seed, seed + 1, …``; each seed
+        is cached on its own; ``shown_seed`` picks the one animated.
 
     While a run trains on the CPU, torch in this Python process uses one thread (a small network on
     a shared
@@ -88,7 +91,11 @@ class EmbeddingLab:
     ``keep_button``, ``progress``, ``status``, ``figure`` (the scatter), ``curves``, ``epoch``
     (slider),
     ``play``, ``run`` (the run shown), ``kept`` (pinned runs), ``table`` (their metrics),
-    ``wait()``.
+    ``wait()``; for seeds: ``seeds`` (slider), ``shown_seed`` (dropdown), ``notes`` (seeds left out
+    of the mean), ``group`` (the :class:`~dmlcourse.lab.seeds.SeedGroup` shown), ``kept_groups``,
+    ``comparisons()``, ``timings`` (seconds after the click); for the static website:
+    ``static_figure()`` and ``static_html()`` (shown instead of the widget when
+    ``dmlcourse.site.is_enabled()``).
     """
 
     def __init__(
@@ -331,8 +338,9 @@ class EmbeddingLab:
                 self.table,
             ]
         )
-        if warm_up:
+        if warm_up:  # numba's UMAP compile and torch's first optimizer, before Train is pressed
             warm_up_umap(background=True)
+            runner.warm_up_training(background=True)
 
     # ---- display
     def _ipython_display_(self):
