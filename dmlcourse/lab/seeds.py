@@ -122,6 +122,9 @@ def compare_seeds(a: dict, b: dict, *, level: float = 0.95) -> dict:
 
 def failure_note(seed: int, run: LabRun) -> str:
     """Why a seed is left out of the mean, in words ('' when it finished)."""
+    check_int("seed", seed, min_value=0)
+    if not isinstance(run, LabRun):
+        raise TypeError(f"run must be a LabRun, got {type(run).__name__}.")
     if not run.interrupted:
         return ""
     msg = run.message

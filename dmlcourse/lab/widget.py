@@ -459,6 +459,7 @@ class EmbeddingLab:
             self._set_status(f"Cannot train this configuration: {html.escape(str(exc))}", "error")
             return None
         self._t_click = time.perf_counter()
+        self._cpu_click = time.process_time()  # CPU seconds: what a busy machine does not inflate
         self._sync_seed_options()
         shown = self.shown_seed.value if self.shown_seed.value in seeds else seeds[0]
         cfg = replace(cfg, seed=shown)  # the seed animated is trained first
@@ -526,6 +527,7 @@ class EmbeddingLab:
                 first["shown"] = True
                 if partial.epochs_done >= 1 and self.timings["first_epoch"] is None:
                     self.timings["first_epoch"] = time.perf_counter() - t0
+                    self.timings["first_epoch_cpu"] = time.process_time() - self._cpu_click
 
             def on_seed(seed, run, grp):
                 if seed == shown:
@@ -556,6 +558,7 @@ class EmbeddingLab:
                 group=group,
             )
             self.timings["done"] = time.perf_counter() - t0
+            self.timings["done_cpu"] = time.process_time() - self._cpu_click
             run = group.runs[shown]
             self._report(cfg, run, self.timings["done"])
             if n > 1:
@@ -992,8 +995,8 @@ class EmbeddingLab:
         def traces(e):
             return [
                 go.Scatter(
-                    x=np.round(layouts[e, groups[c], 0], 4),
-                    y=np.round(layouts[e, groups[c], 1], 4),
+                    x=layouts[e, groups[c], 0].astype(np.float32),  # half the page of float64
+                    y=layouts[e, groups[c], 1].astype(np.float32),
                     mode="markers",
                     name=f"{c}: {names[c]}",
                     marker=dict(size=5, color=PALETTE[c % len(PALETTE)], opacity=0.8),
