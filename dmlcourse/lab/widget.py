@@ -560,7 +560,8 @@ class EmbeddingLab:
             self.timings["done"] = time.perf_counter() - t0
             self.timings["done_cpu"] = time.process_time() - self._cpu_click
             run = group.runs[shown]
-            self._report(cfg, run, self.timings["done"])
+            # the seed animated; the group's line (several seeds) follows
+            self._report(cfg, run, self.timings["seeds"].get(shown, self.timings["done"]))
             if n > 1:
                 self._report_group(group)
         except (
@@ -600,7 +601,12 @@ class EmbeddingLab:
             if done
             else "no seed finished, so there is no mean"
         )
-        self.status.value += f"<br><span>Over the seeds: {html.escape(summary)}.</span>"
+        runs = dict(group.runs)
+        cached = sum(r.from_cache for r in runs.values())
+        took = (
+            f"{len(runs)} seeds in {self.timings.get('done', 0.0):.1f} s ({cached} from the cache)"
+        )
+        self.status.value += f"<br><span>Over the seeds: {html.escape(summary)}; {took}.</span>"
         self._show_notes(group)
         self._update_curves(self.run, group)
 
