@@ -879,7 +879,7 @@ class EmbeddingLab:
             p1, mapr = g.stats("precision_at_1"), g.stats("map_at_r")
             notes = g.notes()
             note = "; ".join(notes) if notes else ("stopped early" if r.interrupted else "")
-            if not note and r.from_cache:
+            if not note and all(x.from_cache for x in dict(g.runs).values()):
                 note = "cached"
             rows.append(
                 {
