@@ -48,6 +48,7 @@ def figure_html(fig, *, div_id: str | None = None) -> str:
         full_html=False,
         div_id=div_id,
         config={"responsive": True},
+        auto_play=False,
     )
 
 
