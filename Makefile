@@ -34,7 +34,8 @@ CHROMIUM ?= /usr/bin/chromium
 COURSE := $(PY) scripts/course.py
 NBVAL := $(PY) -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env --nbval-cell-timeout=900 --durations=0
 
-.PHONY: site lab edit solutions test test-browser install unit notebooks lint bench bench-quick clean-cache mini-data
+.PHONY: site lab edit solutions test test-browser install unit notebooks lint bench bench-quick \
+	clean-cache mini-data wheel-test
 
 # Jupyter refuses to run as root unless told (containers, CI machines).
 LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
@@ -97,6 +98,10 @@ bench: install
 
 bench-quick: install
 	$(PY) benchmarks/run.py --quick
+
+# build the wheel, install it outside the clone and use it (tests/test_packaging.py)
+wheel-test: install
+	$(PY) -m pytest -p no:cacheprovider -m slow tests/test_packaging.py
 
 mini-data: install
 	$(PY) scripts/make_mini.py

@@ -1,10 +1,12 @@
 """Wall time of each notebook, in quick mode and at full strength.
 
     python benchmarks/bench_notebooks.py            # every notebook, quick and full (slow: by hand)
-    python benchmarks/bench_notebooks.py --quick    # 00_start_here in quick mode only (what CI runs)
+    python benchmarks/bench_notebooks.py --quick    # 00_start_here in quick mode only (what CI
+    runs)
     python benchmarks/bench_notebooks.py --modes full --keep out/   # keep the executed notebooks
 
-Each notebook runs in a fresh kernel with an empty result cache (so cached runs do not hide training time).
+Each notebook runs in a fresh kernel with an empty result cache (so cached runs do not hide training
+time).
 """
 
 from __future__ import annotations
@@ -18,24 +20,42 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import describe, machine_info
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from machine import describe, machine_info  # noqa: E402
 
 
 def run_notebook(path: Path, quick: bool, keep: Path | None) -> tuple[float, bool]:
     with tempfile.TemporaryDirectory() as tmp:
-        env = dict(os.environ, DMLCOURSE_QUICK="1" if quick else "0", DMLCOURSE_CACHE_DIR=str(Path(tmp) / "cache"))
+        env = dict(
+            os.environ,
+            DMLCOURSE_QUICK="1" if quick else "0",
+            DMLCOURSE_CACHE_DIR=str(Path(tmp) / "cache"),
+        )
         out_dir = keep if keep is not None else Path(tmp)
         out_dir.mkdir(parents=True, exist_ok=True)
         out = out_dir / f"{path.stem}-{'quick' if quick else 'full'}.ipynb"
-        cmd = [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", str(path),
-               "--output", str(out), "--ExecutePreprocessor.timeout=7200"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "nbconvert",
+            "--to",
+            "notebook",
+            "--execute",
+            str(path),
+            "--output",
+            str(out),
+            "--ExecutePreprocessor.timeout=7200",
+        ]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - t0
-        if proc.returncode != 0:      # nbconvert saves nothing on an error: show the failing cell here
-            print(f"{path.stem} ({'quick' if quick else 'full'}) failed:\n{proc.stderr[-3000:]}", flush=True)
+        if proc.returncode != 0:  # nbconvert saves nothing on an error: show the failing cell here
+            print(
+                f"{path.stem} ({'quick' if quick else 'full'}) failed:\n{proc.stderr[-3000:]}",
+                flush=True,
+            )
         return seconds, proc.returncode == 0
 
 
@@ -47,8 +67,9 @@ def main():
     ap.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 00 05")
     ap.add_argument("--keep", type=Path, help="folder for the executed notebooks")
     args = ap.parse_args()
-    built = ROOT / "build" / "bench-notebooks"   # the solution versions, built from notebooks/NN_name.py
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "course.py"), "build", "solution", str(built)],
+    built = ROOT / "build" / "bench-notebooks"  # solution versions, built from notebooks/NN_name.py
+    course = str(ROOT / "scripts" / "course.py")
+    subprocess.run([sys.executable, course, "build", "solution", str(built)],
                    check=True, capture_output=True)
     notebooks = sorted(built.glob("*.ipynb"))
     modes = args.modes
@@ -65,8 +86,13 @@ def main():
             seconds, ok = run_notebook(nb, mode == "quick", args.keep)
             row[mode] = seconds if ok else None
         rows.append(row)
-        print(f"{nb.stem:<28}" + "".join(f"{row[m]:>12.0f}" if row[m] is not None else f"{'FAILED':>12}"
-                                          for m in modes), flush=True)
+        print(
+            f"{nb.stem:<28}"
+            + "".join(
+                f"{row[m]:>12.0f}" if row[m] is not None else f"{'FAILED':>12}" for m in modes
+            ),
+            flush=True,
+        )
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": machine_info(), "rows": rows}, indent=2))
 

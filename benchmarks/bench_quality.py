@@ -12,33 +12,61 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
+from common import evaluate, load_pair
+from machine import describe, machine_info
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import default_size, evaluate, load_pair  # noqa: E402
-from machine import describe, machine_info  # noqa: E402
-
-from dmlcourse import heads, losses, miners, models, runtime, train  # noqa: E402
+from dmlcourse import heads, losses, miners, models, runtime, train
+from dmlcourse.core.paths import default_size
 
 FLOORS = {"mnist": 0.9691, "fashion-mnist": 0.8567}
 
 
 def configs():
-    """name -> (normalize the embedding, loss factory, samples per class, distance for evaluation)."""
+    """name -> (normalize the embedding, loss factory, samples per class, distance for
+    evaluation)."""
     return {
         "NCA (default)": (False, lambda: losses.nca_loss, 16, "euclidean"),
-        "triplet + semi-hard": (True, lambda: miners.MinedTripletLoss("batch_semi_hard", 0.2), 16, "euclidean"),
-        "triplet + distance-weighted": (True, lambda: miners.MinedTripletLoss("distance_weighted", 0.2), 16,
-                                        "euclidean"),
-        "triplet + batch-hard": (True, lambda: miners.MinedTripletLoss("batch_hard", 0.2), 16, "euclidean"),
-        "easy-positive (eq. 19)": (True, lambda: miners.MinedTripletLoss("easy_positive"), 16, "euclidean"),
+        "triplet + semi-hard": (
+            True,
+            lambda: miners.MinedTripletLoss("batch_semi_hard", 0.2),
+            16,
+            "euclidean",
+        ),
+        "triplet + distance-weighted": (
+            True,
+            lambda: miners.MinedTripletLoss("distance_weighted", 0.2),
+            16,
+            "euclidean",
+        ),
+        "triplet + batch-hard": (
+            True,
+            lambda: miners.MinedTripletLoss("batch_hard", 0.2),
+            16,
+            "euclidean",
+        ),
+        "easy-positive (eq. 19)": (
+            True,
+            lambda: miners.MinedTripletLoss("easy_positive"),
+            16,
+            "euclidean",
+        ),
         "softmax head": (False, lambda: heads.HeadLoss(heads.SoftmaxHead(64, 10)), None, "cosine"),
-        "CosFace (s=30, m=0.35)": (False, lambda: heads.HeadLoss(heads.CosFaceHead(64, 10)), None, "cosine"),
-        "ArcFace (s=30, m=0.5)": (False, lambda: heads.HeadLoss(heads.ArcFaceHead(64, 10)), None, "cosine"),
+        "CosFace (s=30, m=0.35)": (
+            False,
+            lambda: heads.HeadLoss(heads.CosFaceHead(64, 10)),
+            None,
+            "cosine",
+        ),
+        "ArcFace (s=30, m=0.5)": (
+            False,
+            lambda: heads.HeadLoss(heads.ArcFaceHead(64, 10)),
+            None,
+            "cosine",
+        ),
     }
 
 
@@ -50,7 +78,7 @@ def main():
     ap.add_argument("--datasets", nargs="+", default=["mnist", "fashion-mnist"])
     args = ap.parse_args()
     device = runtime.get_device(verbose=False)
-    size = default_size(device)
+    size = default_size(device, download=False)
     budget = 2.0 if args.quick else args.budget
     chosen = configs()
     if args.quick:
@@ -61,25 +89,51 @@ def main():
     for dataset in args.datasets:
         x, y, xt, yt = load_pair(dataset, size, args.quick)
         raw = evaluate(torch.nn.Flatten(), x, y, xt, yt, None, "cpu")
-        print(f"\n{dataset}: {len(x)} train / {len(xt)} test images; raw pixels 1-NN {raw['nn1_acc']:.4f} "
-              f"(floor on the full data {FLOORS[dataset]})")
+        print(
+            f"\n{dataset}: {len(x)} train / {len(xt)} test images; raw pixels 1-NN "
+            f"{raw['nn1_acc']:.4f} "
+            f"(floor on the full data {FLOORS[dataset]})"
+        )
         print(f"{'configuration':<30}{'1-NN acc':>10}{'MAP@R':>8}{'epochs':>8}{'steps':>7}")
         for name, (normalize, make_loss, k, dist) in chosen.items():
             runtime.seed_everything(0)
             model = models.SmallCNN(64, normalize=normalize)
             t0 = time.perf_counter()
-            h = train.train(model, make_loss(), x, y, epochs=10_000, batch_size=128, samples_per_class=k, lr=2e-3,
-                            name=dataset, device=device, progress=False,
-                            should_stop=lambda t0=t0: time.perf_counter() - t0 > budget)
+            h = train.train(
+                model,
+                make_loss(),
+                x,
+                y,
+                epochs=10_000,
+                batch_size=128,
+                samples_per_class=k,
+                lr=2e-3,
+                name=dataset,
+                device=device,
+                progress=False,
+                should_stop=lambda t0=t0: time.perf_counter() - t0 > budget,
+            )
             r = evaluate(model, x, y, xt, yt, dataset, device, dist)
             steps = len(h.step_loss)
-            rows.append({"dataset": dataset, "configuration": name, "size": size, "budget_s": budget,
-                         "steps": steps, **r})
-            print(f"{name:<30}{r['nn1_acc']:>10.4f}{r['map_at_r']:>8.3f}{steps * 128 / len(x):>8.1f}{steps:>7}",
-                  flush=True)
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "configuration": name,
+                    "size": size,
+                    "budget_s": budget,
+                    "steps": steps,
+                    **r,
+                }
+            )
+            print(
+                f"{name:<30}{r['nn1_acc']:>10.4f}{r['map_at_r']:>8.3f}"
+                f"{steps * 128 / len(x):>8.1f}{steps:>7}",
+                flush=True,
+            )
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": machine_info(), "device": str(device), "rows": rows},
-                                              indent=2))
+        Path(args.json).write_text(
+            json.dumps({"machine": machine_info(), "device": str(device), "rows": rows}, indent=2)
+        )
 
 
 if __name__ == "__main__":

@@ -8,28 +8,34 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
+from machine import describe, machine_info
+
+from dmlcourse import data, losses, models, runtime
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from machine import describe, machine_info  # noqa: E402
-
-from dmlcourse import data, losses, models, runtime  # noqa: E402
 
 
-def time_steps(device, images, labels, *, batch_size, steps, channels_last=False, amp=False, warmup=3):
+def time_steps(
+    device, images, labels, *, batch_size, steps, channels_last=False, amp=False, warmup=3
+):
     runtime.seed_everything(0)
     model = models.SmallCNN(64).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loader = data.DeviceLoader(images, labels, batch_size=batch_size, device=device, name="mnist", drop_last=True,
-                               sampler=data.ClassBalancedBatchSampler(labels, 8, batch_size // 8, seed=0))
+    loader = data.DeviceLoader(
+        images,
+        labels,
+        batch_size=batch_size,
+        device=device,
+        name="mnist",
+        drop_last=True,
+        sampler=data.ClassBalancedBatchSampler(labels, 8, batch_size // 8, seed=0),
+    )
     it = iter(loader)
 
     def step():
@@ -71,12 +77,19 @@ def main():
     device = runtime.get_device(args.device, verbose=False)
     split = data.load("mnist", "train", "mini")
     steps = 3 if args.quick else (200 if device.type == "cuda" else 20)
-    configs = [("float32, batch 128", dict(batch_size=128)),
-               ("channels-last, batch 128", dict(batch_size=128, channels_last=True)),
-               ("float32, batch 512", dict(batch_size=512))]
+    configs = [
+        ("float32, batch 128", dict(batch_size=128)),
+        ("channels-last, batch 128", dict(batch_size=128, channels_last=True)),
+        ("float32, batch 512", dict(batch_size=512)),
+    ]
     if device.type == "cuda":
-        configs += [("bf16 autocast, batch 512", dict(batch_size=512, amp=True)),
-                    ("bf16 + channels-last, batch 1024", dict(batch_size=1024, amp=True, channels_last=True))]
+        configs += [
+            ("bf16 autocast, batch 512", dict(batch_size=512, amp=True)),
+            (
+                "bf16 + channels-last, batch 1024",
+                dict(batch_size=1024, amp=True, channels_last=True),
+            ),
+        ]
     if args.quick:
         configs = configs[:2]
     rows = []
@@ -88,10 +101,13 @@ def main():
         base = base or r["images_per_s"]
         r["ratio_to_first"] = r["images_per_s"] / base
         rows.append({"configuration": label, **r})
-        print(f"{label:<34}{r['images_per_s']:>10.0f}{r['s_per_epoch_full_mnist']:>15.2f}{r['ratio_to_first']:>8.2f}")
+        print(
+            f"{label:<34}{r['images_per_s']:>10.0f}{r['s_per_epoch_full_mnist']:>15.2f}{r['ratio_to_first']:>8.2f}"
+        )
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": machine_info(), "device": str(device), "rows": rows},
-                                              indent=2))
+        Path(args.json).write_text(
+            json.dumps({"machine": machine_info(), "device": str(device), "rows": rows}, indent=2)
+        )
 
 
 if __name__ == "__main__":

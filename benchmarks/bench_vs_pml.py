@@ -14,26 +14,34 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
+from common import evaluate, load_pair
+from machine import describe, machine_info
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import default_size, evaluate, load_pair  # noqa: E402
-from machine import describe, machine_info  # noqa: E402
-
-from dmlcourse import data, miners, models, runtime, train  # noqa: E402
+from dmlcourse import data, miners, models, runtime, train
+from dmlcourse.core.paths import default_size
 
 
 def ours(x, y, dataset, epochs, device):
     runtime.seed_everything(0)
     model = models.SmallCNN(64, normalize=True)
     t0 = time.perf_counter()
-    train.train(model, miners.MinedTripletLoss("batch_semi_hard", 0.2, reduction="mean_nonzero"), x, y,
-                epochs=epochs, batch_size=128, samples_per_class=16, lr=2e-3, name=dataset, device=device,
-                progress=False)
+    train.train(
+        model,
+        miners.MinedTripletLoss("batch_semi_hard", 0.2, reduction="mean_nonzero"),
+        x,
+        y,
+        epochs=epochs,
+        batch_size=128,
+        samples_per_class=16,
+        lr=2e-3,
+        name=dataset,
+        device=device,
+        progress=False,
+    )
     if device.type == "cuda":
         torch.cuda.synchronize()
     return model, time.perf_counter() - t0
@@ -50,7 +58,9 @@ def theirs(x, y, dataset, epochs, device):
     miner = pminers.TripletMarginMiner(margin=0.2, type_of_triplets="semihard", distance=dist)
     xs = data.to_float(x, dataset)
     sampler = samplers.MPerClassSampler(y, m=16, batch_size=128, length_before_new_iter=len(y))
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(xs, y), batch_size=128, sampler=sampler)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(xs, y), batch_size=128, sampler=sampler
+    )
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     t0 = time.perf_counter()
     model.train()
@@ -76,12 +86,18 @@ def main():
     ap.add_argument("--datasets", nargs="+", default=["mnist", "fashion-mnist"])
     args = ap.parse_args()
     device = runtime.get_device(verbose=False)
-    size = default_size(device)
+    size = default_size(device, download=False)
     epochs = 1 if args.quick else args.epochs
     datasets = args.datasets[:1] if args.quick else args.datasets
-    print(f"ours vs pytorch-metric-learning, {epochs} epoch(s) of {size} data on {device} -- {describe()}")
-    print(f"{'dataset':<15}{'ours s':>8}{'PML s':>8}{'ratio':>7}{'1-NN ours':>11}{'PML':>7}{'diff':>8}"
-          f"{'MAP@R ours':>12}{'PML':>7}{'diff':>8}")
+    print(
+        f"ours vs pytorch-metric-learning, {epochs} epoch(s) of {size} data on {device} -- "
+        f"{describe()}"
+    )
+    print(
+        f"{'dataset':<15}{'ours s':>8}{'PML s':>8}{'ratio':>7}{'1-NN ours':>11}{'PML':>7}"
+        f"{'diff':>8}"
+        f"{'MAP@R ours':>12}{'PML':>7}{'diff':>8}"
+    )
     rows = []
     for dataset in datasets:
         x, y, xt, yt = load_pair(dataset, size, args.quick)
@@ -90,12 +106,17 @@ def main():
         q1 = evaluate(m1, x, y, xt, yt, dataset, device)
         q2 = evaluate(m2, x, y, xt, yt, dataset, device)
         rows.append({"dataset": dataset, "ours_s": t1, "pml_s": t2, "ours": q1, "pml": q2})
-        print(f"{dataset:<15}{t1:>8.1f}{t2:>8.1f}{t1 / t2:>7.2f}{q1['nn1_acc']:>11.4f}{q2['nn1_acc']:>7.4f}"
-              f"{q1['nn1_acc'] - q2['nn1_acc']:>+8.4f}{q1['map_at_r']:>12.3f}{q2['map_at_r']:>7.3f}"
-              f"{q1['map_at_r'] - q2['map_at_r']:>+8.3f}", flush=True)
+        print(
+            f"{dataset:<15}{t1:>8.1f}{t2:>8.1f}{t1 / t2:>7.2f}{q1['nn1_acc']:>11.4f}"
+            f"{q2['nn1_acc']:>7.4f}"
+            f"{q1['nn1_acc'] - q2['nn1_acc']:>+8.4f}{q1['map_at_r']:>12.3f}{q2['map_at_r']:>7.3f}"
+            f"{q1['map_at_r'] - q2['map_at_r']:>+8.3f}",
+            flush=True,
+        )
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": machine_info(), "device": str(device), "rows": rows},
-                                              indent=2))
+        Path(args.json).write_text(
+            json.dumps({"machine": machine_info(), "device": str(device), "rows": rows}, indent=2)
+        )
 
 
 if __name__ == "__main__":

@@ -32,4 +32,5 @@ def machine_info() -> dict:
 def describe(info: dict | None = None) -> str:
     info = info or machine_info()
     gpu = info["gpu"] or "no GPU"
-    return f"{info['cpu']} ({info['cores']} cores, {info['torch_threads']} torch threads), {gpu}, torch {info['torch']}"
+    threads = f"{info['cores']} cores, {info['torch_threads']} torch threads"
+    return f"{info['cpu']} ({threads}), {gpu}, torch {info['torch']}"

@@ -16,9 +16,9 @@ import sys
 import time
 from pathlib import Path
 
+from machine import describe
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from machine import describe  # noqa: E402
 
 
 def main() -> int:
@@ -40,7 +40,10 @@ def main() -> int:
         print(f"\n=== {name} ===", flush=True)
         t0 = time.perf_counter()
         rc = subprocess.call(cmd)
-        print(f"--- {name}: {time.perf_counter() - t0:.1f} s" + ("" if rc == 0 else f", FAILED (exit {rc})"))
+        print(
+            f"--- {name}: {time.perf_counter() - t0:.1f} s"
+            + ("" if rc == 0 else f", FAILED (exit {rc})")
+        )
         if rc:
             failed.append(name)
     if failed:

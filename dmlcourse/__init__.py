@@ -1,6 +1,10 @@
 """dmlcourse: the helper package of an interactive course on deep metric learning.
 
-Modules mirror the curriculum (import what a notebook needs):
+Three layers: ``core/`` at the bottom (argument checks, atomic I/O, the cache, data
+locations and the one size policy, distances, reductions, the one PCA); one module per
+lecture above it (none imports a later lecture's module); the Lab and the exercises on top.
+tests/test_architecture.py checks this. Modules mirror the curriculum (import what a
+notebook needs):
 
     runtime    device, seeding, quick mode               (00_start_here)
     data       MNIST / Fashion-MNIST, samplers, loaders  (00_start_here)
@@ -14,7 +18,6 @@ Modules mirror the curriculum (import what a notebook needs):
     mahalanobis  learned Mahalanobis distance, NCA, LDA   (02_mahalanobis)
     autoencoders  AEs, denoising, linear AE = PCA         (03_autoencoders)
     supervised  MSE/MAE/Huber/KL/hinge/cross-entropy      (04_supervised_losses)
-    distances  Euclidean, squared Euclidean and cosine distances
     tuples     pairs, triplets, quadruplets, augmentation (05_siamese_triplet)
     losses     contrastive, triplet and NCA losses       (05_siamese_triplet)
     siamese    shared weights, batch losses, widgets     (05_siamese_triplet)
@@ -22,9 +25,10 @@ Modules mirror the curriculum (import what a notebook needs):
     heads      SphereFace, CosFace, ArcFace heads        (07_angular_margins)
     verification  ROC, EER, TAR at FAR                   (07_angular_margins)
     uncertainty  PFE, mutual likelihood score, DUL       (08_uncertainty_pfe)
-    lab        the Embedding Lab widget                  (05, 06, 07)
+    lab        the Embedding Lab: config, runner, layouts, widget  (05, 06, 07)
     exercises  each notebook's exercises: check, hint, show_solution
     site       the static website's stand-ins for widgets (make site)
+    core       validate, io, cache, paths, distances, reduction, linalg  (used by all)
 """
 
 import os as _os

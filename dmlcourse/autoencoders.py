@@ -31,7 +31,12 @@ import warnings
 import torch
 from torch import nn
 
-from ._validate import check_choice, check_float, check_int, check_tensor
+from .core.linalg import pca as pca_components  # the SVD of the centred data (02_mahalanobis)
+from .core.validate import check_choice, check_float, check_int, check_tensor
+from .runtime import get_device, seed_everything
+
+# Heavy and needed only for pictures, widgets or fitting, so imported inside the
+# functions that use them: scikit-learn.
 
 # --------------------------------------------------------------------------- autoencoders
 
@@ -44,7 +49,21 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(1) if x.ndim > 2 else x
 
 
-class Autoencoder(nn.Module):
+class _EncoderDecoder(nn.Module):
+    """What every autoencoder here shares: ``encode`` (defined by each), ``decode`` with
+    ``self.decoder``, ``forward`` = the code, ``reconstruct`` = decode(encode(x))."""
+
+    def decode(self, code: torch.Tensor) -> torch.Tensor:
+        return self.decoder(code)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode(x)
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+
+class Autoencoder(_EncoderDecoder):
     """Encoder E: R^d -> R^p and decoder D: R^p -> R^d.
 
     Parameters
@@ -62,8 +81,15 @@ class Autoencoder(nn.Module):
     ``model(x)`` returns the code (N, p); ``model.reconstruct(x)`` returns D(E(x)) (N, d).
     """
 
-    def __init__(self, code_dim: int = 32, hidden=(256,), in_features: int = 784, kind: str = "mlp",
-                 activation: str = "relu", code_activation: bool = False):
+    def __init__(
+        self,
+        code_dim: int = 32,
+        hidden=(256,),
+        in_features: int = 784,
+        kind: str = "mlp",
+        activation: str = "relu",
+        code_activation: bool = False,
+    ):
         super().__init__()
         self.code_dim = check_int("code_dim", code_dim, min_value=1)
         self.in_features = check_int("in_features", in_features, min_value=1)
@@ -73,17 +99,26 @@ class Autoencoder(nn.Module):
         hidden = tuple(check_int("hidden[i]", h, min_value=1) for h in hidden)
         if kind == "conv":
             if self.in_features != 784:
-                raise ValueError(f"kind='conv' needs 28x28 images (in_features=784), got in_features={in_features}.")
+                raise ValueError(
+                    "kind='conv' needs 28x28 images (in_features=784), got "
+                    f"in_features={in_features}."
+                )
             self.encoder = nn.Sequential(
                 nn.Unflatten(1, (1, 28, 28)),
-                nn.Conv2d(1, 16, 3, stride=2, padding=1), act(),       # 14x14
-                nn.Conv2d(16, 32, 3, stride=2, padding=1), act(),      # 7x7
-                nn.Flatten(), nn.Linear(32 * 7 * 7, self.code_dim),
+                nn.Conv2d(1, 16, 3, stride=2, padding=1),
+                act(),  # 14x14
+                nn.Conv2d(16, 32, 3, stride=2, padding=1),
+                act(),  # 7x7
+                nn.Flatten(),
+                nn.Linear(32 * 7 * 7, self.code_dim),
             )
             self.decoder = nn.Sequential(
-                nn.Linear(self.code_dim, 32 * 7 * 7), act(), nn.Unflatten(1, (32, 7, 7)),
-                nn.ConvTranspose2d(32, 16, 3, stride=2, padding=1, output_padding=1), act(),   # 14x14
-                nn.ConvTranspose2d(16, 1, 3, stride=2, padding=1, output_padding=1),           # 28x28
+                nn.Linear(self.code_dim, 32 * 7 * 7),
+                act(),
+                nn.Unflatten(1, (32, 7, 7)),
+                nn.ConvTranspose2d(32, 16, 3, stride=2, padding=1, output_padding=1),
+                act(),  # 14x14
+                nn.ConvTranspose2d(16, 1, 3, stride=2, padding=1, output_padding=1),  # 28x28
                 nn.Flatten(),
             )
         else:
@@ -104,15 +139,6 @@ class Autoencoder(nn.Module):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.code_act(self.encoder(_flat(x)))
 
-    def decode(self, code: torch.Tensor) -> torch.Tensor:
-        return self.decoder(code)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encode(x)
-
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x))
-
 
 def gaussian_kl(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
     """KL( N(mu, diag(exp(log_var))) || N(0, I) ) per sample:
@@ -122,15 +148,24 @@ def gaussian_kl(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
     check_tensor("mu", mu, floating=True)
     check_tensor("log_var", log_var, floating=True)
     if mu.shape != log_var.shape:
-        raise ValueError(f"mu has shape {tuple(mu.shape)} but log_var has {tuple(log_var.shape)}; they must match.")
-    return 0.5 * (mu ** 2 + log_var.exp() - log_var - 1).sum(-1)
+        raise ValueError(
+            f"mu has shape {tuple(mu.shape)} but log_var has {tuple(log_var.shape)}; "
+            "they must match."
+        )
+    return 0.5 * (mu**2 + log_var.exp() - log_var - 1).sum(-1)
 
 
-def reparameterize(mu: torch.Tensor, log_var: torch.Tensor, generator: torch.Generator | None = None):
+def reparameterize(
+    mu: torch.Tensor, log_var: torch.Tensor, generator: torch.Generator | None = None
+):
     """z = mu + sigma * eps with eps ~ N(0, I): a sample whose gradient flows to mu and log_var.
     A ``generator`` (CPU) draws eps on the CPU, so a seeded run is the same on every device."""
-    eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype,
-                      device="cpu" if generator is not None else mu.device)
+    eps = torch.randn(
+        mu.shape,
+        generator=generator,
+        dtype=mu.dtype,
+        device="cpu" if generator is not None else mu.device,
+    )
     return mu + torch.exp(0.5 * log_var) * eps.to(mu.device)
 
 
@@ -143,8 +178,14 @@ class VariationalAutoencoder(Autoencoder):
     e.g. a draw from the prior N(0, I), to an image.
     """
 
-    def __init__(self, code_dim: int = 16, hidden=(256,), in_features: int = 784, activation: str = "relu",
-                 beta: float = 1.0):
+    def __init__(
+        self,
+        code_dim: int = 16,
+        hidden=(256,),
+        in_features: int = 784,
+        activation: str = "relu",
+        beta: float = 1.0,
+    ):
         super().__init__(code_dim, hidden, in_features, "mlp", activation)
         self.beta = check_float("beta", beta, min_value=0.0)
         last = self.encoder[-1]
@@ -158,8 +199,12 @@ class VariationalAutoencoder(Autoencoder):
         return self.encode_distribution(x)[0]
 
 
-def vae_objective(model: VariationalAutoencoder, clean: torch.Tensor, noisy: torch.Tensor | None = None,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
+def vae_objective(
+    model: VariationalAutoencoder,
+    clean: torch.Tensor,
+    noisy: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """mean_i ||x_i - D(f_i)||^2 + beta * KL(q(f | x_i) || N(0, I)), with f_i = mu + sigma * eps.
 
     The squared error is the negative log-likelihood of a Gaussian decoder of fixed variance
@@ -168,7 +213,9 @@ def vae_objective(model: VariationalAutoencoder, clean: torch.Tensor, noisy: tor
     mu, log_var = model.encode_distribution(clean if noisy is None else noisy)
     code = reparameterize(mu, log_var, generator)
     x = _flat(clean)
-    return (x - model.decode(code)).pow(2).sum(1).mean() + model.beta * gaussian_kl(mu, log_var).mean()
+    return (x - model.decode(code)).pow(2).sum(1).mean() + model.beta * gaussian_kl(
+        mu, log_var
+    ).mean()
 
 
 @torch.no_grad()
@@ -182,17 +229,27 @@ def sample_from_prior(model: VariationalAutoencoder, n: int = 16, *, seed: int =
 
 def weight_penalty(model: nn.Module) -> torch.Tensor:
     """Omega(theta) = sum of squared weights of every weight matrix / kernel (biases excluded)."""
-    terms = [p.pow(2).sum() for name, p in model.named_parameters() if p.ndim > 1 and "weight" in name]
+    terms = [
+        p.pow(2).sum() for name, p in model.named_parameters() if p.ndim > 1 and "weight" in name
+    ]
     if not terms:
         return torch.zeros(())
     return torch.stack(terms).sum()
 
 
-def autoencoder_objective(x: torch.Tensor, x_hat: torch.Tensor, code: torch.Tensor, model: nn.Module | None = None,
-                          *, weight_decay: float = 0.0, code_penalty: float = 0.0) -> torch.Tensor:
+def autoencoder_objective(
+    x: torch.Tensor,
+    x_hat: torch.Tensor,
+    code: torch.Tensor,
+    model: nn.Module | None = None,
+    *,
+    weight_decay: float = 0.0,
+    code_penalty: float = 0.0,
+) -> torch.Tensor:
     """The regularised MSE objective of a reconstruction autoencoder:
 
-    mean_i ||x_i - x_hat_i||^2  +  weight_decay * sum_W ||W||_F^2  +  code_penalty * mean_i ||f(x_i)||^2
+    mean_i ||x_i - x_hat_i||^2  +  weight_decay * sum_W ||W||_F^2  +  code_penalty * mean_i
+    ||f(x_i)||^2
 
     (the lecture sums over the batch; we average so that lambda does not depend on the
     batch size). ``x`` and ``x_hat`` are (N, d) (images are flattened), ``code`` is (N, p).
@@ -204,7 +261,9 @@ def autoencoder_objective(x: torch.Tensor, x_hat: torch.Tensor, code: torch.Tens
     code_penalty = check_float("code_penalty", code_penalty, min_value=0.0)
     x, x_hat = _flat(x), _flat(x_hat)
     if x.shape != x_hat.shape:
-        raise ValueError(f"x has shape {tuple(x.shape)} but x_hat has {tuple(x_hat.shape)}; they must match.")
+        raise ValueError(
+            f"x has shape {tuple(x.shape)} but x_hat has {tuple(x_hat.shape)}; they must match."
+        )
     if code.shape[0] != x.shape[0]:
         raise ValueError(f"code has {code.shape[0]} rows but x has {x.shape[0]}; they must match.")
     loss = (x - x_hat).pow(2).sum(1).mean()
@@ -217,17 +276,36 @@ def autoencoder_objective(x: torch.Tensor, x_hat: torch.Tensor, code: torch.Tens
     return loss
 
 
-def add_noise(x: torch.Tensor, std: float = 0.5, *, generator: torch.Generator | None = None) -> torch.Tensor:
-    """x + Gaussian noise of standard deviation ``std`` (the corruption of a denoising autoencoder)."""
+def add_noise(
+    x: torch.Tensor, std: float = 0.5, *, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """x + Gaussian noise of standard deviation ``std`` (the corruption of a denoising
+    autoencoder)."""
     check_tensor("x", x, floating=True)
     std = check_float("std", std, min_value=0.0)
-    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device="cpu" if generator is not None else x.device)
+    noise = torch.randn(
+        x.shape,
+        generator=generator,
+        dtype=x.dtype,
+        device="cpu" if generator is not None else x.device,
+    )
     return x + std * noise.to(x.device)
 
 
-def train_autoencoder(model: nn.Module, x: torch.Tensor, *, epochs: int = 10, batch_size: int = 128,
-                      lr: float = 1e-3, weight_decay: float = 0.0, code_penalty: float = 0.0,
-                      noise_std: float = 0.0, full_batch: bool = False, device=None, seed: int = 0) -> list:
+def train_autoencoder(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    epochs: int = 10,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    code_penalty: float = 0.0,
+    noise_std: float = 0.0,
+    full_batch: bool = False,
+    device=None,
+    seed: int = 0,
+) -> list:
     """Train ``model`` (anything with ``encode``/``decode``) to reconstruct ``x`` (N, d) floats.
 
     A :class:`VariationalAutoencoder` is trained with :func:`vae_objective` (its ``beta``).
@@ -248,18 +326,18 @@ def train_autoencoder(model: nn.Module, x: torch.Tensor, *, epochs: int = 10, ba
     noise_std = check_float("noise_std", noise_std, min_value=0.0)
     if not (hasattr(model, "encode") and hasattr(model, "decode")):
         raise TypeError(f"model must have encode and decode methods, got {type(model).__name__}.")
-    from .runtime import get_device, seed_everything
-
     device = torch.device(device) if device is not None else get_device(verbose=False)
     g = seed_everything(seed)
     model.to(device).train()
     data = _flat(x).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    losses = []                       # one float per step, kept if the training is interrupted
-    step_losses = []                  # this epoch's, as tensors: no host synchronisation inside the epoch
+    losses = []  # one float per step, kept if the training is interrupted
+    step_losses = []  # this epoch's, as tensors: no host synchronisation inside the epoch
     try:
         for epoch in range(epochs):
-            order = torch.arange(len(data)) if full_batch else torch.randperm(len(data), generator=g)
+            order = (
+                torch.arange(len(data)) if full_batch else torch.randperm(len(data), generator=g)
+            )
             for idx in order.split(len(data) if full_batch else batch_size):
                 clean = data[idx.to(device)]
                 noisy = add_noise(clean, noise_std, generator=g) if noise_std > 0 else clean
@@ -267,8 +345,14 @@ def train_autoencoder(model: nn.Module, x: torch.Tensor, *, epochs: int = 10, ba
                     loss = vae_objective(model, clean, noisy, generator=g)
                 else:
                     code = model.encode(noisy)
-                    loss = autoencoder_objective(clean, model.decode(code), code, model,
-                                                 weight_decay=weight_decay, code_penalty=code_penalty)
+                    loss = autoencoder_objective(
+                        clean,
+                        model.decode(code),
+                        code,
+                        model,
+                        weight_decay=weight_decay,
+                        code_penalty=code_penalty,
+                    )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -278,12 +362,16 @@ def train_autoencoder(model: nn.Module, x: torch.Tensor, *, epochs: int = 10, ba
             step_losses = []
             bad = [v for v in values if not math.isfinite(v)]
             if bad:
-                raise FloatingPointError(f"the reconstruction loss became {bad[0]} in epoch {epoch + 1} (lr={lr}); "
-                                         "lower lr, or standardise x.")
+                raise FloatingPointError(
+                    f"the reconstruction loss became {bad[0]} in epoch {epoch + 1} (lr={lr}); "
+                    "lower lr, or standardise x."
+                )
     except KeyboardInterrupt:
         losses.extend(torch.stack(step_losses).cpu().tolist() if step_losses else [])
-        warnings.warn(f"training interrupted after {len(losses)} steps; the model keeps its current weights.",
-                      stacklevel=2)
+        warnings.warn(
+            f"training interrupted after {len(losses)} steps; the model keeps its current weights.",
+            stacklevel=2,
+        )
     finally:
         model.eval()
     return losses
@@ -296,8 +384,10 @@ def reconstruct(model: nn.Module, x: torch.Tensor, *, batch_size: int = 2048) ->
     device = next(model.parameters()).device
     was = model.training
     model.eval()
-    out = [model.decode(model.encode(_flat(x[s:s + batch_size]).to(device))).cpu()
-           for s in range(0, len(x), batch_size)]
+    out = [
+        model.decode(model.encode(_flat(x[s : s + batch_size]).to(device))).cpu()
+        for s in range(0, len(x), batch_size)
+    ]
     model.train(was)
     return torch.cat(out)
 
@@ -308,13 +398,21 @@ def reconstruction_error(x: torch.Tensor, x_hat: torch.Tensor) -> float:
     check_tensor("x_hat", x_hat, floating=True)
     x, x_hat = _flat(x), _flat(x_hat).to(x.device)
     if x.shape != x_hat.shape:
-        raise ValueError(f"x has shape {tuple(x.shape)} but x_hat has {tuple(x_hat.shape)}; they must match.")
+        raise ValueError(
+            f"x has shape {tuple(x.shape)} but x_hat has {tuple(x_hat.shape)}; they must match."
+        )
     return (x - x_hat).pow(2).sum(1).mean().item()
 
 
 @torch.no_grad()
-def copy_gain(model: nn.Module, x: torch.Tensor, *, directions: torch.Tensor | None = None, eps: float = 0.05,
-              seed: int = 0) -> float:
+def copy_gain(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    directions: torch.Tensor | None = None,
+    eps: float = 0.05,
+    seed: int = 0,
+) -> float:
     """How much of a small change of the input the model copies to its output.
 
     For random small perturbations e (inside the span of the rows of ``directions``, a
@@ -333,9 +431,13 @@ def copy_gain(model: nn.Module, x: torch.Tensor, *, directions: torch.Tensor | N
     else:
         check_tensor("directions", directions, ndim=2, floating=True)
         if directions.shape[1] != x.shape[1]:
-            raise ValueError(f"directions has {directions.shape[1]} columns but x has {x.shape[1]} features.")
+            raise ValueError(
+                f"directions has {directions.shape[1]} columns but x has {x.shape[1]} features."
+            )
         e = torch.randn(len(x), len(directions), generator=g) @ directions.float().cpu()
-    e = (eps * e / e.norm(dim=1, keepdim=True).clamp_min(1e-12) * math.sqrt(x.shape[1]) / 28).to(device)
+    e = (eps * e / e.norm(dim=1, keepdim=True).clamp_min(1e-12) * math.sqrt(x.shape[1]) / 28).to(
+        device
+    )
     was = model.training
     model.eval()
     delta = model.decode(model.encode(x + e)) - model.decode(model.encode(x))
@@ -346,7 +448,7 @@ def copy_gain(model: nn.Module, x: torch.Tensor, *, directions: torch.Tensor | N
 # --------------------------------------------------------------------------- linear AE and PCA
 
 
-class LinearAutoencoder(nn.Module):
+class LinearAutoencoder(_EncoderDecoder):
     """Stacked linear layers without activations or biases (feed it centred data).
 
     ``encoder_dims`` lists the widths from the input to the code, e.g. (784, 128, 16):
@@ -358,25 +460,26 @@ class LinearAutoencoder(nn.Module):
         dims = tuple(check_int("encoder_dims[i]", d, min_value=1) for d in encoder_dims)
         if len(dims) < 2:
             raise ValueError(f"encoder_dims needs at least (input, code), got {encoder_dims!r}.")
-        ddims = tuple(reversed(dims)) if decoder_dims is None else tuple(
-            check_int("decoder_dims[i]", d, min_value=1) for d in decoder_dims)
+        ddims = (
+            tuple(reversed(dims))
+            if decoder_dims is None
+            else tuple(check_int("decoder_dims[i]", d, min_value=1) for d in decoder_dims)
+        )
         if len(ddims) < 2 or ddims[0] != dims[-1] or ddims[-1] != dims[0]:
-            raise ValueError(f"decoder_dims must go from the code size {dims[-1]} back to {dims[0]}, got {ddims!r}.")
+            raise ValueError(
+                f"decoder_dims must go from the code size {dims[-1]} back to {dims[0]}, got "
+                f"{ddims!r}."
+            )
         self.in_features, self.code_dim = dims[0], dims[-1]
-        self.encoder = nn.Sequential(*[nn.Linear(a, b, bias=False) for a, b in zip(dims[:-1], dims[1:])])
-        self.decoder = nn.Sequential(*[nn.Linear(a, b, bias=False) for a, b in zip(ddims[:-1], ddims[1:])])
+        self.encoder = nn.Sequential(
+            *[nn.Linear(a, b, bias=False) for a, b in zip(dims[:-1], dims[1:])]
+        )
+        self.decoder = nn.Sequential(
+            *[nn.Linear(a, b, bias=False) for a, b in zip(ddims[:-1], ddims[1:])]
+        )
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(_flat(x))
-
-    def decode(self, code: torch.Tensor) -> torch.Tensor:
-        return self.decoder(code)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encode(x)
-
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x))
 
 
 def _product(layers) -> torch.Tensor:
@@ -404,10 +507,6 @@ def collapsed_decoder(model: LinearAutoencoder) -> torch.Tensor:
 def pca(x: torch.Tensor, p: int):
     """PCA by the SVD of the centred data. Returns (mean (d,), components (p, d) with
     orthonormal rows, largest variance first, explained variances (p,))."""
-    from .mahalanobis import (
-        pca as pca_components,  # the SVD of the centred data, taught in 02_mahalanobis
-    )
-
     check_tensor("x", x, ndim=2, floating=True)
     p = check_int("p", p, min_value=1, max_value=min(x.shape))
     mean, comps = pca_components(x, p)
@@ -432,11 +531,17 @@ def principal_angles(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     check_tensor("a", a, ndim=2, floating=True)
     check_tensor("b", b, ndim=2, floating=True)
     if a.shape[0] != b.shape[0]:
-        raise ValueError(f"a has {a.shape[0]} rows but b has {b.shape[0]}; both must live in the same R^d.")
+        raise ValueError(
+            f"a has {a.shape[0]} rows but b has {b.shape[0]}; both must live in the same R^d."
+        )
 
     def basis(m):
         u, s, _ = torch.linalg.svd(m.double(), full_matrices=False)
-        rank = int((s > s.max() * max(m.shape) * torch.finfo(torch.float64).eps).sum()) if s.numel() else 0
+        rank = (
+            int((s > s.max() * max(m.shape) * torch.finfo(torch.float64).eps).sum())
+            if s.numel()
+            else 0
+        )
         return u[:, :rank]
 
     qa, qb = basis(a), basis(b)
@@ -445,8 +550,10 @@ def principal_angles(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     k = qb.shape[1]
     if k == 0:
         raise ValueError("a or b has rank 0; principal angles are undefined.")
-    cos = torch.linalg.svdvals(qa.T @ qb).clamp(-1.0, 1.0).flip(0)         # ascending: largest angle first
-    sin = torch.linalg.svdvals(qb - qa @ (qa.T @ qb)).clamp(-1.0, 1.0)     # descending: largest angle first
+    cos = torch.linalg.svdvals(qa.T @ qb).clamp(-1.0, 1.0).flip(0)  # ascending: largest angle first
+    sin = torch.linalg.svdvals(qb - qa @ (qa.T @ qb)).clamp(
+        -1.0, 1.0
+    )  # descending: largest angle first
     angles = torch.where(cos**2 < 0.5, torch.arccos(cos), torch.arcsin(sin))
     return torch.sort(torch.rad2deg(angles), descending=True).values
 
@@ -455,7 +562,8 @@ def principal_angles(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def make_circles(n: int = 400, *, noise: float = 0.05, factor: float = 0.5, seed: int = 0):
-    """Two concentric circles (radius 1 and ``factor``), label 0 outside, 1 inside. Returns (x (n, 2), y (n,))."""
+    """Two concentric circles (radius 1 and ``factor``), label 0 outside, 1 inside. Returns (x (n,
+    2), y (n,))."""
     n = check_int("n", n, min_value=2)
     noise = check_float("noise", noise, min_value=0.0)
     factor = check_float("factor", factor, min_value=0.0, max_value=1.0, strict_min=True)
@@ -463,7 +571,9 @@ def make_circles(n: int = 400, *, noise: float = 0.05, factor: float = 0.5, seed
     y = torch.arange(n) % 2
     t = 2 * math.pi * torch.rand(n, generator=g)
     r = torch.where(y == 1, torch.full((n,), factor), torch.ones(n))
-    x = torch.stack([r * torch.cos(t), r * torch.sin(t)], 1) + noise * torch.randn(n, 2, generator=g)
+    x = torch.stack([r * torch.cos(t), r * torch.sin(t)], 1) + noise * torch.randn(
+        n, 2, generator=g
+    )
     return x, y
 
 
@@ -478,7 +588,9 @@ def make_xor(n: int = 400, *, noise: float = 0.15, seed: int = 0):
     return x, (k >= 2).long()
 
 
-def random_relu_features(x: torch.Tensor, width: int = 200, *, scale: float = 2.0, seed: int = 0) -> torch.Tensor:
+def random_relu_features(
+    x: torch.Tensor, width: int = 200, *, scale: float = 2.0, seed: int = 0
+) -> torch.Tensor:
     """One random wide layer: relu(x W^T + b) with W ~ N(0, scale^2), b ~ U(-scale, scale).
     From d_1 = x.shape[1] inputs to d_2 = ``width`` > d_1: the layer *lifts* the data."""
     check_tensor("x", x, ndim=2, floating=True)
@@ -490,9 +602,10 @@ def random_relu_features(x: torch.Tensor, width: int = 200, *, scale: float = 2.
     return torch.relu(x @ w.T.to(x.device) + b.to(x.device))
 
 
-def rbf_kernel_pca(x: torch.Tensor, n_components: int = 2, *, gamma: float = 1.0,
-                   x_new: torch.Tensor | None = None) -> torch.Tensor:
-    """Kernel PCA with the RBF kernel k(x, y) = exp(-gamma ||x - y||^2): the lifting done implicitly.
+def rbf_kernel_pca(
+    x: torch.Tensor, n_components: int = 2, *, gamma: float = 1.0, x_new: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Kernel PCA with the RBF kernel k(x, y) = exp(-gamma ||x - y||^2): lifting done implicitly.
 
     The kernel is an inner product phi(x).phi(y) of an (infinite-dimensional) feature map phi;
     kernel PCA is PCA of phi(x), computed from the centred kernel matrix

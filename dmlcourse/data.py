@@ -3,8 +3,9 @@
 Taught in 00_start_here.
 
 * ``load(name, split, size)`` returns uint8 images (N, 28, 28), int64 labels and
-  the class names.  ``size="mini"`` reads the class-balanced subset bundled in
-  ``data/mini/`` (no network ever); ``size="full"`` reads the four official IDX
+  the class names.  ``size="mini"`` reads the class-balanced subset shipped inside
+  the package, ``dmlcourse/datasets/mini/`` (no network ever); ``size="full"`` reads the four
+  official IDX
   files from the data folder and downloads missing ones from the official
   mirrors, verified against the official MD5 and written atomically.
 * ``ClassBalancedBatchSampler`` draws P classes x K samples per batch (what the
@@ -16,8 +17,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
-import tempfile
 import urllib.error
 import urllib.request
 from functools import lru_cache
@@ -26,28 +25,54 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from ._validate import check_choice, check_int, check_tensor
+from .core.io import atomic_write
+from .core.paths import DATASETS, FILES, SIZES, SPLITS, data_dir, default_size, mini_dir
+from .core.validate import check_choice, check_images_labels, check_int, check_tensor
 
-DATASETS = ("mnist", "fashion-mnist")
-SPLITS = ("train", "test")
-SIZES = ("mini", "full")
+__all__ = [
+    "DATASETS",
+    "SPLITS",
+    "SIZES",
+    "FILES",
+    "CLASS_NAMES",
+    "PIXEL_STATS",
+    "MINI_DIR",
+    "Split",
+    "DataError",
+    "data_dir",
+    "default_size",
+    "load",
+    "to_float",
+    "balanced_subset",
+    "parse_idx",
+    "read_idx",
+    "md5sum",
+    "download_file",
+    "ClassBalancedBatchSampler",
+    "DeviceLoader",
+]
 
 CLASS_NAMES = {
     "mnist": tuple(str(i) for i in range(10)),
     "fashion-mnist": (
-        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
     ),
 }
 
 # Mean and standard deviation of the training pixels (in [0, 1]).
 PIXEL_STATS = {"mnist": (0.1307, 0.3081), "fashion-mnist": (0.2860, 0.3530)}
 
-FILES = {
-    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
-}
 EXPECTED_COUNT = {"train": 60_000, "test": 10_000}
 
 # Official MD5 of the official .gz files (as published with the datasets).
@@ -74,8 +99,7 @@ MIRRORS = {
     ],
 }
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-MINI_DIR = REPO_ROOT / "data" / "mini"
+MINI_DIR = mini_dir()  # the bundled mini data (package data, found with importlib.resources)
 
 
 class Split(NamedTuple):
@@ -88,16 +112,6 @@ class Split(NamedTuple):
 
 class DataError(RuntimeError):
     """A data file is missing, corrupt or could not be downloaded."""
-
-
-def data_dir() -> Path:
-    """The folder holding the full datasets: ``$DMLCOURSE_DATA_DIR`` or ``<repo>/data``.
-
-    It holds one sub-folder per dataset (``mnist/``, ``fashion-mnist/``) with the
-    four official ``.gz`` files each.
-    """
-    env = os.environ.get("DMLCOURSE_DATA_DIR")
-    return Path(env).expanduser() if env else REPO_ROOT / "data"
 
 
 def load(name: str, split: str = "train", size: str = "mini", *, download: bool = True) -> Split:
@@ -132,7 +146,11 @@ def load(name: str, split: str = "train", size: str = "mini", *, download: bool 
         if not f.exists():
             raise DataError(_missing_message(name, split, size, folder))
     images, labels = _read_pair(str(image_file), str(label_file), expected)
-    return Split(torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64)), CLASS_NAMES[name])
+    return Split(
+        torch.from_numpy(images.copy()),
+        torch.from_numpy(labels.astype(np.int64)),
+        CLASS_NAMES[name],
+    )
 
 
 def to_float(images: torch.Tensor, name: str | None = None) -> torch.Tensor:
@@ -142,7 +160,9 @@ def to_float(images: torch.Tensor, name: str | None = None) -> torch.Tensor:
     if images.ndim == 3:
         images = images.unsqueeze(1)
     if images.ndim != 4:
-        raise ValueError(f"images must have shape (N, 28, 28) or (N, 1, 28, 28), got {tuple(images.shape)}.")
+        raise ValueError(
+            f"images must have shape (N, 28, 28) or (N, 1, 28, 28), got {tuple(images.shape)}."
+        )
     x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
     if name is not None:
         check_choice("name", name, DATASETS)
@@ -169,6 +189,7 @@ def balanced_subset(labels: torch.Tensor, per_class: int, *, seed: int = 0) -> t
 # IDX files: validated by content, never a bare reshape traceback
 # ----------------------------------------------------------------------------------------------
 
+
 def parse_idx(raw: bytes, filename: str = "<bytes>") -> np.ndarray:
     """Parse the bytes of an IDX file (already decompressed), checking magic, dims and length."""
     if len(raw) < 4:
@@ -180,17 +201,20 @@ def parse_idx(raw: bytes, filename: str = "<bytes>") -> np.ndarray:
         )
     ndim = raw[3]
     if ndim not in (1, 3):
-        raise DataError(f"{filename}: IDX file with {ndim} dimensions; expected 1 (labels) or 3 (images).")
+        raise DataError(
+            f"{filename}: IDX file with {ndim} dimensions; expected 1 (labels) or 3 (images)."
+        )
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise DataError(f"{filename}: truncated header ({len(raw)} bytes).")
-    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     if ndim == 3 and dims[1:] != (28, 28):
         raise DataError(f"{filename}: images are {dims[1]}x{dims[2]}, expected 28x28.")
     expected = header + int(np.prod(dims))
     if len(raw) != expected:
         raise DataError(
-            f"{filename}: {len(raw)} bytes after decompression, expected {expected} for dimensions {dims}; "
+            f"{filename}: {len(raw)} bytes after decompression, expected {expected} for dimensions "
+            f"{dims}; "
             "the file is truncated or corrupt. Delete it and load again."
         )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
@@ -205,8 +229,10 @@ def read_idx(path) -> np.ndarray:
         if raw[:2] == b"\x1f\x8b":
             raw = gzip.decompress(raw)
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise DataError(f"{path}: cannot be read as a gzip file ({exc}); the file is truncated or corrupt. "
-                        "Delete it and load again.") from None
+        raise DataError(
+            f"{path}: cannot be read as a gzip file ({exc}); the file is truncated or corrupt. "
+            "Delete it and load again."
+        ) from None
     return parse_idx(raw, str(path))
 
 
@@ -218,11 +244,15 @@ def _read_pair(image_file: str, label_file: str, expected: int | None):
     if labels.ndim != 1:
         raise DataError(f"{label_file}: expected a label file (1 dimension), got {labels.ndim}.")
     if len(images) != len(labels):
-        raise DataError(f"{image_file} has {len(images)} images but {label_file} has {len(labels)} labels.")
+        raise DataError(
+            f"{image_file} has {len(images)} images but {label_file} has {len(labels)} labels."
+        )
     if labels.size and labels.max() > 9:
         raise DataError(f"{label_file}: label {int(labels.max())} out of range 0..9.")
     if expected is not None and len(labels) != expected:
-        raise DataError(f"{label_file}: {len(labels)} samples, expected {expected} for the official split.")
+        raise DataError(
+            f"{label_file}: {len(labels)} samples, expected {expected} for the official split."
+        )
     images.setflags(write=False)
     labels.setflags(write=False)
     return images, labels
@@ -232,14 +262,18 @@ def _read_pair(image_file: str, label_file: str, expected: int | None):
 # Download: official mirrors, MD5 check, atomic write
 # ----------------------------------------------------------------------------------------------
 
+
 def _missing_message(name, split, size, folder) -> str:
     files = ", ".join(FILES[split])
     if size == "mini":
-        return (f"The bundled mini data is missing from {folder} ({files}). "
-                "Rebuild it with `python scripts/make_mini.py` from the full files.")
+        return (
+            f"The bundled mini data is missing from {folder} ({files}). Reinstall dmlcourse, "
+            "or rebuild it with `python scripts/make_mini.py` from the full files in a clone."
+        )
     return (
         f"The full {name} {split} files are missing and could not be downloaded. Put {files} "
-        f"(the official .gz files) into {folder}/ or point DMLCOURSE_DATA_DIR to a folder that holds "
+        f"(the official .gz files) into {folder}/ or point DMLCOURSE_DATA_DIR to a folder that "
+        "holds "
         f"a '{name}/' sub-folder with them. size='mini' works offline."
     )
 
@@ -252,41 +286,42 @@ def md5sum(path) -> str:
     return h.hexdigest()
 
 
-def download_file(url: str, dest, md5: str | None = None, *, timeout: float = 30.0, progress: bool = True) -> Path:
+def download_file(
+    url: str, dest, md5: str | None = None, *, timeout: float = 30.0, progress: bool = True
+) -> Path:
     """Download ``url`` to ``dest`` atomically: a temporary file in the same folder,
     checked against ``md5``, then renamed. A failed or interrupted download leaves
     nothing at ``dest``."""
-    from tqdm.auto import tqdm
-
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        h = hashlib.md5()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-            total = resp.headers.get("Content-Length")
-            total = int(total) if total and total.isdigit() else None
-            got = 0
-            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress,
-                      leave=False) as bar:
-                while True:
-                    chunk = resp.read(1 << 16)
-                    if not chunk:
-                        break
-                    out.write(chunk)
-                    h.update(chunk)
-                    got += len(chunk)
-                    bar.update(len(chunk))
-            if total is not None and got != total:
-                raise DataError(f"{url}: connection closed after {got} of {total} bytes.")
+    h = hashlib.md5()
+    with (
+        atomic_write(dest, suffix=".part") as out,
+        urllib.request.urlopen(url, timeout=timeout) as resp,
+    ):
+        total = resp.headers.get("Content-Length")
+        total = int(total) if total and total.isdigit() else None
+        got = 0
+        with tqdm(
+            total=total,
+            unit="B",
+            unit_scale=True,
+            desc=dest.name,
+            disable=not progress,
+            leave=False,
+        ) as bar:
+            while True:
+                chunk = resp.read(1 << 16)
+                if not chunk:
+                    break
+                out.write(chunk)
+                h.update(chunk)
+                got += len(chunk)
+                bar.update(len(chunk))
+        if total is not None and got != total:
+            raise DataError(f"{url}: connection closed after {got} of {total} bytes.")
         if md5 is not None and h.hexdigest() != md5:
             raise DataError(f"{url}: MD5 {h.hexdigest()} does not match the official {md5}.")
-        os.replace(tmp, dest)
-        return dest
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    return dest
 
 
 def _ensure_files(name: str, split: str, folder: Path) -> None:
@@ -304,12 +339,15 @@ def _ensure_files(name: str, split: str, folder: Path) -> None:
             except Exception as exc:  # http.client.IncompleteRead and friends
                 errors.append(f"{mirror}{fname}: {type(exc).__name__}: {exc}")
         else:
-            raise DataError(_missing_message(name, split, "full", folder) + "\nTried:\n  " + "\n  ".join(errors))
+            raise DataError(
+                _missing_message(name, split, "full", folder) + "\nTried:\n  " + "\n  ".join(errors)
+            )
 
 
 # ----------------------------------------------------------------------------------------------
 # Batching
 # ----------------------------------------------------------------------------------------------
+
 
 class ClassBalancedBatchSampler:
     """Batches of P classes x K samples (``classes_per_batch`` x ``samples_per_class``).
@@ -322,8 +360,14 @@ class ClassBalancedBatchSampler:
     is always the same. Yields LongTensors of indices. Taught in 06_mining_sampling.
     """
 
-    def __init__(self, labels: torch.Tensor, classes_per_batch: int = 8, samples_per_class: int = 4,
-                 *, seed: int = 0):
+    def __init__(
+        self,
+        labels: torch.Tensor,
+        classes_per_batch: int = 8,
+        samples_per_class: int = 4,
+        *,
+        seed: int = 0,
+    ):
         check_tensor("labels", labels, ndim=1)
         self.labels = labels.detach().cpu().long()
         self.classes = torch.unique(self.labels)
@@ -331,7 +375,9 @@ class ClassBalancedBatchSampler:
         self.P = check_int("classes_per_batch", classes_per_batch, min_value=1)
         self.K = check_int("samples_per_class", samples_per_class, min_value=1)
         if self.P > n_classes:
-            raise ValueError(f"classes_per_batch={self.P} but the labels have only {n_classes} classes.")
+            raise ValueError(
+                f"classes_per_batch={self.P} but the labels have only {n_classes} classes."
+            )
         self.seed = check_int("seed", seed, min_value=0)
         self.epoch = 0
         self._by_class = [torch.nonzero(self.labels == c).flatten() for c in self.classes]
@@ -365,7 +411,9 @@ class ClassBalancedBatchSampler:
         for _ in range(self._len):
             remaining = torch.tensor([len(gr) for gr in groups], dtype=torch.float)
             # classes with the most groups left first, ties broken at random
-            order = torch.argsort(remaining + torch.rand(n_classes, generator=g) * 0.5, descending=True)
+            order = torch.argsort(
+                remaining + torch.rand(n_classes, generator=g) * 0.5, descending=True
+            )
             batch = []
             for c in order[: self.P].tolist():
                 if groups[c]:
@@ -386,15 +434,20 @@ class DeviceLoader:
     (``shuffle=True``) or in order. Taught in 00_start_here.
     """
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 128,
-                 device=None, sampler: ClassBalancedBatchSampler | None = None, shuffle: bool = True,
-                 drop_last: bool = False, name: str | None = None, seed: int = 0):
-        check_tensor("images", images)
-        check_tensor("labels", labels, ndim=1)
-        if len(images) != len(labels):
-            raise ValueError(f"images has {len(images)} entries but labels has {len(labels)}; they must match.")
-        if len(images) == 0:
-            raise ValueError("images is empty; a loader needs at least one sample.")
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        batch_size: int = 128,
+        device=None,
+        sampler: ClassBalancedBatchSampler | None = None,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        name: str | None = None,
+        seed: int = 0,
+    ):
+        check_images_labels(images, labels)
         self.batch_size = check_int("batch_size", batch_size, min_value=1)
         device = torch.device(device) if device is not None else images.device
         x = to_float(images, name) if images.dtype == torch.uint8 else images.float()
@@ -421,23 +474,7 @@ class DeviceLoader:
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
         order = order.to(self.images.device)
         for start in range(0, n, self.batch_size):
-            idx = order[start: start + self.batch_size]
+            idx = order[start : start + self.batch_size]
             if self.drop_last and len(idx) < self.batch_size:
                 break
             yield self.images[idx], self.labels[idx]
-
-
-def default_size(device=None) -> str:
-    """The data size a notebook uses by default: ``$DMLCOURSE_SIZE`` if set; else
-    "mini" in quick mode or on a CPU (a 2-core laptop trains the mini set in
-    seconds) and "full" on a GPU."""
-    from .runtime import is_quick
-
-    env = os.environ.get("DMLCOURSE_SIZE")
-    if env:
-        return check_choice("DMLCOURSE_SIZE", env, SIZES)
-    if is_quick():
-        return "mini"
-    device = torch.device(device) if device is not None else torch.device(
-        "cuda" if torch.cuda.is_available() else "cpu")
-    return "mini" if device.type == "cpu" else "full"

@@ -9,7 +9,8 @@ by a margin:
 
     Softmax      W_j . x + b_j                                  (no normalisation)
     NormFace     s cos(theta_j)                                 (no margin)
-    SphereFace   ||x|| psi(theta_y),  psi(theta) = (-1)^k cos(m theta) - 2k   on [k pi/m, (k+1) pi/m]
+    SphereFace   ||x|| psi(theta_y),  psi(theta) = (-1)^k cos(m theta) - 2k   on [k pi/m, (k+1)
+    pi/m]
     CosFace      s (cos(theta_y) - m)
     ArcFace      s cos(theta_y + m)                             (m in RADIANS)
 
@@ -29,7 +30,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._validate import check_float, check_int, check_tensor
+from .core.validate import check_float, check_int, check_tensor
+
+# Heavy and needed only for pictures, widgets or fitting, so imported inside the
+# functions that use them: ipywidgets, plotly.
 
 # acos is clamped to [-1 + EPS, 1 - EPS]: its derivative -1/sqrt(1 - c^2) is infinite at +-1.
 ACOS_EPS = 1e-6
@@ -43,16 +47,23 @@ def _wide(t: torch.Tensor) -> torch.Tensor:
 def _check_inputs(head, x, labels):
     check_tensor("x", x, ndim=2, floating=True)
     if x.shape[1] != head.in_features:
-        raise ValueError(f"x has {x.shape[1]} features but the head expects in_features={head.in_features}.")
+        raise ValueError(
+            f"x has {x.shape[1]} features but the head expects in_features={head.in_features}."
+        )
     if labels is not None:
         check_tensor("labels", labels, ndim=1)
         if labels.is_floating_point():
             raise TypeError(f"labels must be an integer tensor, got dtype {labels.dtype}.")
         if labels.shape[0] != x.shape[0]:
-            raise ValueError(f"labels has {labels.shape[0]} entries but x has {x.shape[0]} rows; they must match.")
+            raise ValueError(
+                f"labels has {labels.shape[0]} entries but x has {x.shape[0]} rows; they must "
+                "match."
+            )
         if labels.numel() and (labels.min() < 0 or labels.max() >= head.num_classes):
-            raise ValueError(f"labels must lie in 0..{head.num_classes - 1} (num_classes={head.num_classes}), "
-                             f"got values from {int(labels.min())} to {int(labels.max())}.")
+            raise ValueError(
+                f"labels must lie in 0..{head.num_classes - 1} (num_classes={head.num_classes}), "
+                f"got values from {int(labels.min())} to {int(labels.max())}."
+            )
 
 
 class _AngularHead(nn.Module):
@@ -67,7 +78,9 @@ class _AngularHead(nn.Module):
         """cos(theta_j) between every x and every class weight: (N, C)."""
         return F.normalize(x, dim=1) @ F.normalize(self.weight, dim=1).T
 
-    def _with_target(self, other: torch.Tensor, target: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def _with_target(
+        self, other: torch.Tensor, target: torch.Tensor, labels: torch.Tensor
+    ) -> torch.Tensor:
         """``other`` everywhere except the target class, which gets ``target`` (one per row)."""
         one_hot = F.one_hot(labels, self.num_classes).bool()
         return torch.where(one_hot, target[:, None].to(other.dtype), other)
@@ -103,7 +116,9 @@ class NormFaceHead(_AngularHead):
 class CosFaceHead(_AngularHead):
     """s (cos(theta_y) - m) for the target class (Wang et al., 2018; additive cosine margin)."""
 
-    def __init__(self, in_features: int, num_classes: int, scale: float = 30.0, margin: float = 0.35):
+    def __init__(
+        self, in_features: int, num_classes: int, scale: float = 30.0, margin: float = 0.35
+    ):
         super().__init__(in_features, num_classes)
         self.scale = check_float("scale", scale, min_value=0.0, strict_min=True)
         self.margin = check_float("margin", margin, min_value=0.0)
@@ -120,7 +135,8 @@ class CosFaceHead(_AngularHead):
 def arc_margin_target(cos_target: torch.Tensor, margin: float) -> torch.Tensor:
     """cos(theta + m) for the target class, NaN-free.
 
-    Computed in at least float32 (float16/bfloat16 cannot hold 1 - 1e-6), with acos clamped away from +-1. Where theta + m > pi, cos(theta + m)
+    Computed in at least float32 (float16/bfloat16 cannot hold 1 - 1e-6), with acos clamped away
+    from +-1. Where theta + m > pi, cos(theta + m)
     would start to *increase* again (a larger angle would be rewarded), so we use
     the usual fallback cos(theta) - m sin(m), which keeps decreasing.
     """
@@ -138,7 +154,9 @@ class ArcFaceHead(_AngularHead):
     ArcFaceLoss takes degrees.
     """
 
-    def __init__(self, in_features: int, num_classes: int, scale: float = 30.0, margin: float = 0.5):
+    def __init__(
+        self, in_features: int, num_classes: int, scale: float = 30.0, margin: float = 0.5
+    ):
         super().__init__(in_features, num_classes)
         self.scale = check_float("scale", scale, min_value=0.0, strict_min=True)
         self.margin = check_float("margin", margin, min_value=0.0, max_value=math.pi)
@@ -171,8 +189,17 @@ class SphereFaceHead(_AngularHead):
     code: lambda_base 1000, gamma 0.12, power 1, lambda_min 5.
     """
 
-    def __init__(self, in_features: int, num_classes: int, margin: int = 4, *, lambda_base: float = 1000.0,
-                 lambda_min: float = 5.0, gamma: float = 0.12, power: float = 1.0):
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        margin: int = 4,
+        *,
+        lambda_base: float = 1000.0,
+        lambda_min: float = 5.0,
+        gamma: float = 0.12,
+        power: float = 1.0,
+    ):
         super().__init__(in_features, num_classes)
         if isinstance(margin, bool) or not float(margin).is_integer() or margin < 1:
             raise ValueError(f"margin must be an integer >= 1 for SphereFace, got {margin!r}.")
@@ -213,12 +240,19 @@ class HeadLoss(nn.Module):
 
     def forward(self, z, labels):
         logits = self.head(z, labels)
-        return {"loss": F.cross_entropy(logits.float(), labels),
-                "accuracy": (self.head(z.detach()).argmax(1) == labels).float().mean().item()}
+        return {
+            "loss": F.cross_entropy(logits.float(), labels),
+            "accuracy": (self.head(z.detach()).argmax(1) == labels).float().mean().item(),
+        }
 
 
-HEADS = {"softmax": SoftmaxHead, "normface": NormFaceHead, "sphereface": SphereFaceHead,
-         "cosface": CosFaceHead, "arcface": ArcFaceHead}
+HEADS = {
+    "softmax": SoftmaxHead,
+    "normface": NormFaceHead,
+    "sphereface": SphereFaceHead,
+    "cosface": CosFaceHead,
+    "arcface": ArcFaceHead,
+}
 
 
 def make_head(name: str, in_features: int, num_classes: int, **kwargs) -> nn.Module:
@@ -230,7 +264,10 @@ def make_head(name: str, in_features: int, num_classes: int, **kwargs) -> nn.Mod
 
 # --------------------------------------------------------------------------- curves and widgets
 
-def target_logit_curves(theta: torch.Tensor, *, sphere_m: int = 4, cos_m: float = 0.35, arc_m: float = 0.5) -> dict:
+
+def target_logit_curves(
+    theta: torch.Tensor, *, sphere_m: int = 4, cos_m: float = 0.35, arc_m: float = 0.5
+) -> dict:
     """The target logit (before the scale s) of each head as a function of the angle theta."""
     return {
         "softmax / NormFace: cos θ": torch.cos(theta),
@@ -240,8 +277,9 @@ def target_logit_curves(theta: torch.Tensor, *, sphere_m: int = 4, cos_m: float 
     }
 
 
-def decision_boundaries(theta1: torch.Tensor, *, sphere_m: int = 4, cos_m: float = 0.35,
-                        arc_m: float = 0.5) -> dict:
+def decision_boundaries(
+    theta1: torch.Tensor, *, sphere_m: int = 4, cos_m: float = 0.35, arc_m: float = 0.5
+) -> dict:
     """theta2 on the boundary where class 1 starts to win, for two classes, from the lecture's
     equations: softmax θ2 = θ1; SphereFace cos(m θ1) = cos θ2; CosFace cos θ1 − m = cos θ2;
     ArcFace cos(θ1 + m) = cos θ2. NaN where the boundary leaves [0, π]."""
@@ -255,14 +293,18 @@ def decision_boundaries(theta1: torch.Tensor, *, sphere_m: int = 4, cos_m: float
     }
 
 
-def true_class_probability(theta: torch.Tensor, scale: float, num_classes: int = 10) -> torch.Tensor:
+def true_class_probability(
+    theta: torch.Tensor, scale: float, num_classes: int = 10
+) -> torch.Tensor:
     """Softmax probability of the true class at angle theta when the other num_classes - 1
     class weights are at 90 degrees (cos = 0): e^{s cos θ} / (e^{s cos θ} + C − 1)."""
     logit = scale * torch.cos(theta)
     return torch.exp(logit) / (torch.exp(logit) + num_classes - 1)
 
 
-def scale_explorer(scale: float = 16.0, *, num_classes: int = 10, references=(1.0, 4.0, 16.0, 64.0)):
+def scale_explorer(
+    scale: float = 16.0, *, num_classes: int = 10, references=(1.0, 4.0, 16.0, 64.0)
+):
     """Widget: the true-class probability against θ for a scale s (slider), with reference curves.
     Attributes: ``slider``, ``figure``."""
     import ipywidgets as W
@@ -270,24 +312,45 @@ def scale_explorer(scale: float = 16.0, *, num_classes: int = 10, references=(1.
 
     theta = torch.linspace(0, math.pi, 181)
     deg = torch.rad2deg(theta).numpy()
-    fig = go.FigureWidget()
+    fig = go.Figure()
     for s in references:
-        fig.add_trace(go.Scatter(x=deg, y=true_class_probability(theta, s, num_classes).numpy(), mode="lines",
-                                 name=f"s = {s:g}", line=dict(dash="dot", width=1)))
-    fig.add_trace(go.Scatter(x=deg, y=[], mode="lines", name="chosen s", line=dict(width=4, color="black")))
-    fig.update_layout(height=360, width=620, xaxis_title="angle θ to the true class weight (degrees)",
-                      yaxis_title="softmax probability of the true class", margin=dict(l=10, r=10, t=40, b=10))
+        fig.add_trace(
+            go.Scatter(
+                x=deg,
+                y=true_class_probability(theta, s, num_classes).numpy(),
+                mode="lines",
+                name=f"s = {s:g}",
+                line=dict(dash="dot", width=1),
+            )
+        )
+    fig.add_trace(
+        go.Scatter(x=deg, y=[], mode="lines", name="chosen s", line=dict(width=4, color="black"))
+    )
+    fig.update_layout(
+        height=360,
+        width=620,
+        xaxis_title="angle θ to the true class weight (degrees)",
+        yaxis_title="softmax probability of the true class",
+        margin=dict(l=10, r=10, t=40, b=10),
+    )
     # powers of two (1 .. 128, half steps): 16 on a base-10 grid came back from the browser as 15.85
     slider = W.FloatLogSlider(value=scale, base=2, min=0, max=7, step=0.5, description="scale s")
 
     def update(change=None):
         with fig.batch_update():
-            fig.data[-1].update(x=deg, y=true_class_probability(theta, slider.value, num_classes).numpy())
-            fig.layout.title = f"s = {slider.value:.1f}: p(true | θ = 0) = " \
-                               f"{float(true_class_probability(torch.tensor(0.0), slider.value, num_classes)):.3f}"
+            fig.data[-1].update(
+                x=deg, y=true_class_probability(theta, slider.value, num_classes).numpy()
+            )
+            fig.layout.title = (
+                f"s = {slider.value:.1f}: p(true | θ = 0) = "
+                f"{float(true_class_probability(torch.tensor(0.0), slider.value, num_classes)):.3f}"
+            )
 
     slider.observe(update, names="value")
     update()
+    # the widget is created with its data: updates sent before the browser has loaded
+    # plotly's widget code can be lost, and the figure would show empty
+    fig = go.FigureWidget(fig)
     box = W.VBox([slider, fig])
     box.slider, box.figure = slider, fig
     return box
@@ -302,40 +365,69 @@ def margin_explorer(*, sphere_m: int = 4, cos_m: float = 0.35, arc_m: float = 0.
 
     theta = torch.linspace(0, math.pi, 361)
     deg = torch.rad2deg(theta).numpy()
-    base = go.Figure(make_subplots(rows=1, cols=2, subplot_titles=(
-        "target logit (÷ s) against θ", "boundary of class 1 (solid) and class 2 (dashed)")))
+    base = go.Figure(
+        make_subplots(
+            rows=1,
+            cols=2,
+            subplot_titles=(
+                "target logit (÷ s) against θ",
+                "boundary of class 1 (solid) and class 2 (dashed)",
+            ),
+        )
+    )
     colors = ["#7f7f7f", "#1f77b4", "#2ca02c", "#d62728"]
     for k, c in enumerate(colors):
-        base.add_trace(go.Scatter(x=deg, y=[], mode="lines", line=dict(color=c), name=str(k)), row=1, col=1)
+        base.add_trace(
+            go.Scatter(x=deg, y=[], mode="lines", line=dict(color=c), name=str(k)), row=1, col=1
+        )
     for c in colors:
-        base.add_trace(go.Scatter(x=deg, y=[], mode="lines", line=dict(color=c), showlegend=False), row=1, col=2)
-        base.add_trace(go.Scatter(x=[], y=deg, mode="lines", line=dict(color=c, dash="dash"), showlegend=False),
-                       row=1, col=2)
+        base.add_trace(
+            go.Scatter(x=deg, y=[], mode="lines", line=dict(color=c), showlegend=False),
+            row=1,
+            col=2,
+        )
+        base.add_trace(
+            go.Scatter(
+                x=[], y=deg, mode="lines", line=dict(color=c, dash="dash"), showlegend=False
+            ),
+            row=1,
+            col=2,
+        )
     base.update_xaxes(title_text="θ (degrees)", row=1, col=1)
     base.update_xaxes(title_text="θ1 (degrees)", range=[0, 180], row=1, col=2)
     base.update_yaxes(title_text="θ2 (degrees)", range=[0, 180], row=1, col=2)
     base.update_layout(height=400, width=950, margin=dict(l=10, r=10, t=40, b=10))
-    fig = go.FigureWidget(base)
+    fig = go.Figure(base)
     style = {"description_width": "initial"}
     sphere = W.IntSlider(value=sphere_m, min=1, max=6, description="SphereFace m", style=style)
-    cos = W.FloatSlider(value=cos_m, min=0.0, max=0.8, step=0.05, description="CosFace m", style=style)
+    cos = W.FloatSlider(
+        value=cos_m, min=0.0, max=0.8, step=0.05, description="CosFace m", style=style
+    )
     # max 1.25, not 1.2: on 0..1.2 the browser's slider turns 0.5 into 0.5000000000000001
-    arc = W.FloatSlider(value=arc_m, min=0.0, max=1.25, step=0.05, description="ArcFace m (rad)", style=style)
+    arc = W.FloatSlider(
+        value=arc_m, min=0.0, max=1.25, step=0.05, description="ArcFace m (rad)", style=style
+    )
 
     def update(change=None):
         curves = target_logit_curves(theta, sphere_m=sphere.value, cos_m=cos.value, arc_m=arc.value)
         bounds = decision_boundaries(theta, sphere_m=sphere.value, cos_m=cos.value, arc_m=arc.value)
-        # no batch_update: one that sets y on some traces and x on others makes the browser drop the other
-        # coordinate (plotted against the point index); trace by trace, each update carries all it changes
+        # no batch_update: one that sets y on some traces and x on others makes the browser drop
+        # the other coordinate (plotted against the point index); trace by trace, each update
+        # carries all it changes
         for k, (name, y) in enumerate(curves.items()):
             fig.data[k].update(x=deg, y=y.numpy(), name=name)
         for k, y in enumerate(bounds.values()):
             fig.data[4 + 2 * k].update(x=deg, y=torch.rad2deg(y).numpy())
-            fig.data[5 + 2 * k].update(x=torch.rad2deg(y).numpy(), y=deg)   # class 2: the mirror image
+            fig.data[5 + 2 * k].update(
+                x=torch.rad2deg(y).numpy(), y=deg
+            )  # class 2: the mirror image
 
     for w in (sphere, cos, arc):
         w.observe(update, names="value")
     update()
+    # the widget is created with its data: updates sent before the browser has loaded
+    # plotly's widget code can be lost, and the figure would show empty
+    fig = go.FigureWidget(fig)
     box = W.VBox([W.HBox([sphere, cos, arc]), fig])
     box.sphere, box.cos, box.arc, box.figure = sphere, cos, arc, fig
     return box

@@ -4,7 +4,7 @@ Taught in 05_siamese_triplet (reductions and the empty-set rule in 06_mining_sam
 
 Conventions shared by every loss here
 -------------------------------------
-* ``distance`` in {"euclidean", "squared_euclidean", "cosine"} (see ``dmlcourse.distances``).
+* ``distance`` in {"euclidean", "squared_euclidean", "cosine"} (see ``dmlcourse.core.distances``).
 * ``reduction`` in {"mean", "sum", "mean_nonzero", "none"}:
   mean over all terms; sum (as the lecture's formulas are written); mean over
   the terms that are > 0 (pytorch-metric-learning's default: the loss does not
@@ -17,42 +17,33 @@ from __future__ import annotations
 
 import torch
 
-from ._validate import check_choice, check_embeddings_labels, check_float, check_tensor
-from .distances import DISTANCES, paired_distance, pairwise_distance
+from .core.distances import DISTANCES, paired_distance, pairwise_distance
+from .core.reduction import REDUCTIONS, reduce_terms
+from .core.validate import check_choice, check_embeddings_labels, check_float, check_tensor
 
-REDUCTIONS = ("mean", "sum", "mean_nonzero", "none")
-
-
-def reduce_terms(terms: torch.Tensor, reduction: str = "mean", *, anchor: torch.Tensor | None = None) -> torch.Tensor:
-    """Reduce a vector of per-pair/per-triplet loss terms.
-
-    ``anchor`` is any tensor in the graph used to build a zero when ``terms`` is
-    empty (so that an empty batch still back-propagates).
-    """
-    check_choice("reduction", reduction, REDUCTIONS)
-    if reduction == "none":
-        return terms
-    if terms.numel() == 0:
-        base = anchor if anchor is not None else terms
-        return base.sum() * 0.0
-    if reduction == "sum":
-        return terms.sum()
-    if reduction == "mean":
-        return terms.mean()
-    nonzero = terms > 0
-    count = nonzero.sum()
-    return terms.sum() / count.clamp_min(1).to(terms.dtype)
+# NCA is taught in 02_mahalanobis (and first used in 00_start_here): it lives there.
+from .mahalanobis import nca_loss  # noqa: F401
 
 
 def _check_pair(z1, z2, name1="z1", name2="z2"):
     check_tensor(name1, z1, ndim=2, floating=True)
     check_tensor(name2, z2, ndim=2, floating=True)
     if z1.shape != z2.shape:
-        raise ValueError(f"{name1} has shape {tuple(z1.shape)} but {name2} has {tuple(z2.shape)}; they must match.")
+        raise ValueError(
+            f"{name1} has shape {tuple(z1.shape)} but {name2} has {tuple(z2.shape)}; they must "
+            "match."
+        )
 
 
-def contrastive_loss(z1: torch.Tensor, z2: torch.Tensor, dissimilar: torch.Tensor, margin: float = 1.0,
-                     distance: str = "squared_euclidean", reduction: str = "mean", form: str = "lecture"):
+def contrastive_loss(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    dissimilar: torch.Tensor,
+    margin: float = 1.0,
+    distance: str = "squared_euclidean",
+    reduction: str = "mean",
+    form: str = "lecture",
+):
     """Contrastive loss over pairs (z1[i], z2[i]); ``dissimilar[i]`` is y_i (1 = dissimilar).
 
     form="lecture" (eq. 11):  (1 - y) d + y [m - d]_+
@@ -63,7 +54,10 @@ def contrastive_loss(z1: torch.Tensor, z2: torch.Tensor, dissimilar: torch.Tenso
     _check_pair(z1, z2)
     check_tensor("dissimilar", dissimilar, ndim=1)
     if dissimilar.shape[0] != z1.shape[0]:
-        raise ValueError(f"dissimilar has {dissimilar.shape[0]} entries but z1 has {z1.shape[0]} rows; they must match.")
+        raise ValueError(
+            f"dissimilar has {dissimilar.shape[0]} entries but z1 has {z1.shape[0]} rows; they "
+            "must match."
+        )
     if dissimilar.numel() and not torch.all((dissimilar == 0) | (dissimilar == 1)):
         raise ValueError("dissimilar must hold only 0 (similar pair) and 1 (dissimilar pair).")
     margin = check_float("margin", margin, min_value=0.0)
@@ -79,68 +73,51 @@ def contrastive_loss(z1: torch.Tensor, z2: torch.Tensor, dissimilar: torch.Tenso
     return reduce_terms(terms, reduction, anchor=z1)
 
 
-def triplet_loss(za: torch.Tensor, zp: torch.Tensor, zn: torch.Tensor, margin: float = 0.2,
-                 distance: str = "euclidean", reduction: str = "mean"):
+def triplet_loss(
+    za: torch.Tensor,
+    zp: torch.Tensor,
+    zn: torch.Tensor,
+    margin: float = 0.2,
+    distance: str = "euclidean",
+    reduction: str = "mean",
+):
     """Triplet loss (eq. 12): [d(a, p) - d(a, n) + m]_+ for each row."""
     _check_pair(za, zp, "za", "zp")
     _check_pair(za, zn, "za", "zn")
     margin = check_float("margin", margin, min_value=0.0)
     check_choice("distance", distance, DISTANCES)
     check_choice("reduction", reduction, REDUCTIONS)
-    terms = torch.relu(paired_distance(za, zp, distance) - paired_distance(za, zn, distance) + margin)
+    terms = torch.relu(
+        paired_distance(za, zp, distance) - paired_distance(za, zn, distance) + margin
+    )
     return reduce_terms(terms, reduction, anchor=za)
 
 
-def triplet_loss_from_indices(z: torch.Tensor, a, p, n, margin: float = 0.2, distance: str = "euclidean",
-                              reduction: str = "mean"):
+def triplet_loss_from_indices(
+    z: torch.Tensor,
+    a,
+    p,
+    n,
+    margin: float = 0.2,
+    distance: str = "euclidean",
+    reduction: str = "mean",
+):
     """Triplet loss on the triplets (z[a], z[p], z[n]) that a miner returned."""
     check_tensor("z", z, ndim=2, floating=True)
     for nm, t in (("a", a), ("p", p), ("n", n)):
         check_tensor(nm, t, ndim=1)
     if not (len(a) == len(p) == len(n)):
         raise ValueError(f"a, p and n must have the same length, got {len(a)}, {len(p)}, {len(n)}.")
-    return triplet_loss(z[a], z[p], z[n], margin, distance, reduction) if len(a) else reduce_terms(
-        z.new_zeros(0), reduction, anchor=z)
+    return (
+        triplet_loss(z[a], z[p], z[n], margin, distance, reduction)
+        if len(a)
+        else reduce_terms(z.new_zeros(0), reduction, anchor=z)
+    )
 
 
-def nca_loss(z: torch.Tensor, labels: torch.Tensor, *, variant: str = "goldberger",
-             distance: str = "squared_euclidean", scale: float = 1.0, reduction: str = "mean"):
-    """NCA over the mini-batch.
-
-    variant="goldberger" (Goldberger et al. 2005): point i picks neighbour j with
-        p_ij = exp(-s d_ij) / sum_{k != i} exp(-s d_ik); the term for i is
-        -log sum_{j in class(i), j != i} p_ij. Points with no other member of
-        their class in the batch contribute no term.
-    variant="negatives_only" (the lecture's eq. 14): for every anchor-positive
-        pair (i, j), -log[ exp(-s d_ij) / sum_{k not in class(i)} exp(-s d_ik) ];
-        the positive is not in its own denominator, so a term can be negative.
-    """
-    check_embeddings_labels(z, labels, name="z")
-    check_choice("variant", variant, ("goldberger", "negatives_only"))
-    check_choice("distance", distance, DISTANCES)
-    check_choice("reduction", reduction, REDUCTIONS)
-    scale = check_float("scale", scale, min_value=0.0, strict_min=True)
-    n = z.shape[0]
-    logits = -scale * pairwise_distance(z, distance=distance)
-    same = labels[:, None] == labels[None, :]
-    eye = torch.eye(n, dtype=torch.bool, device=z.device)
-    pos = same & ~eye
-    neg = ~same
-    neg_inf = torch.finfo(logits.dtype).min
-    if variant == "goldberger":
-        has_pos = pos.any(1)
-        log_den = torch.logsumexp(logits.masked_fill(eye, neg_inf), dim=1)
-        log_num = torch.logsumexp(logits.masked_fill(~pos, neg_inf), dim=1)
-        terms = (log_den - log_num)[has_pos]
-    else:
-        has_neg = neg.any(1)
-        log_den = torch.logsumexp(logits.masked_fill(~neg, neg_inf), dim=1)
-        ii, jj = torch.nonzero(pos & has_neg[:, None], as_tuple=True)
-        terms = log_den[ii] - logits[ii, jj]
-    return reduce_terms(terms, reduction, anchor=z)
-
-
-def easy_positive_loss(z: torch.Tensor, labels: torch.Tensor, *, scale: float = 1.0, reduction: str = "mean"):
+def easy_positive_loss(
+    z: torch.Tensor, labels: torch.Tensor, *, scale: float = 1.0, reduction: str = "mean"
+):
     """Easy-positive loss (Xuan, Stylianou & Pless, 2020; the lecture's eq. 19).
 
     Taught in 06_mining_sampling.
@@ -171,8 +148,14 @@ def easy_positive_loss(z: torch.Tensor, labels: torch.Tensor, *, scale: float = 
     return reduce_terms(terms, reduction, anchor=z)
 
 
-def batch_all_triplet_loss(z: torch.Tensor, labels: torch.Tensor, margin: float = 0.2, *,
-                           distance: str = "euclidean", reduction: str = "mean_nonzero"):
+def batch_all_triplet_loss(
+    z: torch.Tensor,
+    labels: torch.Tensor,
+    margin: float = 0.2,
+    *,
+    distance: str = "euclidean",
+    reduction: str = "mean_nonzero",
+):
     """The triplet loss over every valid triplet of the batch (eq. 15) without listing them.
 
     Taught in 06_mining_sampling.

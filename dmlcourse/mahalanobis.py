@@ -9,6 +9,9 @@ W is learning L. Three ways to choose it:
 * ``covariance_metric``: W = Sigma^-1, the classical Mahalanobis distance (whitening);
 * ``LDA``: Fisher's discriminant directions (implemented here, not scikit-learn's);
 * ``NCA``: neighbourhood components analysis, L trained by gradient descent in PyTorch.
+
+``nca_loss`` — NCA over a mini-batch of embeddings — lives here, with NCA; the first notebook
+trains with it already and lecture 05 lists it with the other losses (``losses.nca_loss``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,19 @@ import math
 
 import torch
 
-from ._validate import check_float, check_int, check_tensor
+from .core.distances import DISTANCES, pairwise_distance
+from .core.linalg import pca  # the one PCA (notebooks call it as mahalanobis.pca)
+from .core.reduction import REDUCTIONS, reduce_terms
+from .core.validate import (
+    check_choice,
+    check_embeddings_labels,
+    check_float,
+    check_int,
+    check_tensor,
+)
+
+# Heavy and needed only for pictures, widgets or fitting, so imported inside the
+# functions that use them: ipywidgets, plotly.
 
 
 def mahalanobis_distance(x: torch.Tensor, y: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
@@ -26,10 +41,14 @@ def mahalanobis_distance(x: torch.Tensor, y: torch.Tensor, W: torch.Tensor) -> t
     check_tensor("y", y, floating=True)
     check_tensor("W", W, ndim=2, floating=True)
     if x.shape != y.shape:
-        raise ValueError(f"x has shape {tuple(x.shape)} but y has {tuple(y.shape)}; they must match.")
+        raise ValueError(
+            f"x has shape {tuple(x.shape)} but y has {tuple(y.shape)}; they must match."
+        )
     d = x.shape[-1]
     if W.shape != (d, d):
-        raise ValueError(f"W must have shape ({d}, {d}) for {d}-dimensional points, got {tuple(W.shape)}.")
+        raise ValueError(
+            f"W must have shape ({d}, {d}) for {d}-dimensional points, got {tuple(W.shape)}."
+        )
     check_psd(W)
     diff = x - y
     return torch.sqrt(torch.einsum("...i,ij,...j->...", diff, W.to(diff.dtype), diff).clamp_min(0))
@@ -41,8 +60,10 @@ def check_psd(W: torch.Tensor, *, tol: float = 1e-8) -> None:
         raise ValueError("W must be symmetric.")
     smallest = torch.linalg.eigvalsh(W.double()).min().item()
     if smallest < -tol * max(1.0, W.abs().max().item()):
-        raise ValueError(f"W must be positive semi-definite; its smallest eigenvalue is {smallest:.3g}, "
-                         "so some 'squared distances' would be negative.")
+        raise ValueError(
+            f"W must be positive semi-definite; its smallest eigenvalue is {smallest:.3g}, "
+            "so some 'squared distances' would be negative."
+        )
 
 
 def covariance_metric(x: torch.Tensor, *, shrinkage: float = 1e-3) -> torch.Tensor:
@@ -70,17 +91,13 @@ def whitening(x: torch.Tensor, *, shrinkage: float = 1e-3) -> torch.Tensor:
     return psd_sqrt(covariance_metric(x, shrinkage=shrinkage))
 
 
-def pca(x: torch.Tensor, n_components: int):
-    """Principal components of x (N, D): returns ``(mean, components)`` with components (k, D),
-    orthonormal rows, largest variance first; project with ``(x - mean) @ components.T``."""
-    check_tensor("x", x, ndim=2, floating=True)
-    n_components = check_int("n_components", n_components, min_value=1, max_value=min(x.shape))
-    mean = x.mean(0)
-    _, _, vt = torch.linalg.svd(x - mean, full_matrices=False)
-    return mean, vt[:n_components]
-
-
-def lda(x: torch.Tensor, labels: torch.Tensor, n_components: int | None = None, *, shrinkage: float = 1e-3):
+def lda(
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    n_components: int | None = None,
+    *,
+    shrinkage: float = 1e-3,
+):
     """Fisher's linear discriminant: the rows of L maximise between-class scatter over
     within-class scatter (generalised eigenvectors of (S_b, S_w)). Returns L (k, D)
     with k = n_components (default: classes - 1); W = L^T L."""
@@ -105,11 +122,53 @@ def lda(x: torch.Tensor, labels: torch.Tensor, n_components: int | None = None, 
     return (Sw_inv_half @ V[:, torch.argsort(ev, descending=True)[:k]]).T.to(x.dtype)
 
 
+def nca_loss(
+    z: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    variant: str = "goldberger",
+    distance: str = "squared_euclidean",
+    scale: float = 1.0,
+    reduction: str = "mean",
+):
+    """NCA over the mini-batch.
+
+    variant="goldberger" (Goldberger et al. 2005): point i picks neighbour j with
+        p_ij = exp(-s d_ij) / sum_{k != i} exp(-s d_ik); the term for i is
+        -log sum_{j in class(i), j != i} p_ij. Points with no other member of
+        their class in the batch contribute no term.
+    variant="negatives_only" (the lecture's eq. 14): for every anchor-positive
+        pair (i, j), -log[ exp(-s d_ij) / sum_{k not in class(i)} exp(-s d_ik) ];
+        the positive is not in its own denominator, so a term can be negative.
+    """
+    check_embeddings_labels(z, labels, name="z")
+    check_choice("variant", variant, ("goldberger", "negatives_only"))
+    check_choice("distance", distance, DISTANCES)
+    check_choice("reduction", reduction, REDUCTIONS)
+    scale = check_float("scale", scale, min_value=0.0, strict_min=True)
+    n = z.shape[0]
+    logits = -scale * pairwise_distance(z, distance=distance)
+    same = labels[:, None] == labels[None, :]
+    eye = torch.eye(n, dtype=torch.bool, device=z.device)
+    pos = same & ~eye
+    neg = ~same
+    neg_inf = torch.finfo(logits.dtype).min
+    if variant == "goldberger":
+        has_pos = pos.any(1)
+        log_den = torch.logsumexp(logits.masked_fill(eye, neg_inf), dim=1)
+        log_num = torch.logsumexp(logits.masked_fill(~pos, neg_inf), dim=1)
+        terms = (log_den - log_num)[has_pos]
+    else:
+        has_neg = neg.any(1)
+        log_den = torch.logsumexp(logits.masked_fill(~neg, neg_inf), dim=1)
+        ii, jj = torch.nonzero(pos & has_neg[:, None], as_tuple=True)
+        terms = log_den[ii] - logits[ii, jj]
+    return reduce_terms(terms, reduction, anchor=z)
+
+
 def nca_linear_loss(L: torch.Tensor, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """NCA's objective for a linear map L: the mean over i of -log p_i, with
     p_i = sum_{j in class(i), j != i} softmax_j(-||L x_i - L x_j||^2)."""
-    from .losses import nca_loss
-
     return nca_loss(x @ L.T, labels)
 
 
@@ -141,8 +200,16 @@ class NCA:
     of the same class. ``transform(x)`` returns x L^T; ``W`` = L^T L.
     """
 
-    def __init__(self, n_components: int | None = None, *, max_iter: int = 200, lr: float = 0.01,
-                 batch_size: int | None = 1024, init: str = "pca", seed: int = 0):
+    def __init__(
+        self,
+        n_components: int | None = None,
+        *,
+        max_iter: int = 200,
+        lr: float = 0.01,
+        batch_size: int | None = 1024,
+        init: str = "pca",
+        seed: int = 0,
+    ):
         self.n_components = n_components
         self.max_iter = check_int("max_iter", max_iter, min_value=1)
         self.lr = check_float("lr", lr, min_value=0.0, strict_min=True)
@@ -159,8 +226,8 @@ class NCA:
         g = torch.Generator().manual_seed(self.seed)
         xd = x.float()
         if self.init == "pca":
-            _, _, vt = torch.linalg.svd(xd - xd.mean(0), full_matrices=False)
-            L0 = vt[:k] / (xd @ vt[:k].T).std() * 0.5  # unit-ish scale
+            _, comps = pca(xd, min(k, *xd.shape))
+            L0 = comps / (xd @ comps.T).std() * 0.5  # unit-ish scale
         elif self.init == "identity":
             L0 = torch.eye(k, d) / xd.std()
         else:
@@ -197,44 +264,85 @@ def unit_ball_explorer(points=None, *, eig1: float = 1.0, eig2: float = 0.1, ang
     import ipywidgets as W_
     import plotly.graph_objects as go
 
-    if points is None:  # 16 points on a ring of radius 1.2-2.4: each direction has its own nearest point
+    if (
+        points is None
+    ):  # 16 points on a ring of radius 1.2-2.4: each direction has its own nearest point
         g = torch.Generator().manual_seed(0)
-        a = torch.arange(16, dtype=torch.float64) * (2 * math.pi / 16) + 0.3 * torch.rand(16, generator=g, dtype=torch.float64)
+        a = torch.arange(16, dtype=torch.float64) * (2 * math.pi / 16) + 0.3 * torch.rand(
+            16, generator=g, dtype=torch.float64
+        )
         r = 1.2 + 1.2 * torch.rand(16, generator=g, dtype=torch.float64)
         points = torch.stack([r * torch.cos(a), r * torch.sin(a)], dim=1)
     pts = torch.as_tensor(points, dtype=torch.float64)
     query = torch.zeros(1, 2, dtype=torch.float64)
     t = torch.linspace(0, 2 * math.pi, 200, dtype=torch.float64)
     style = {"description_width": "initial"}
-    s1 = W_.FloatLogSlider(value=eig1, base=10, min=-2, max=1, step=0.05, description="eigenvalue 1", style=style)
-    s2 = W_.FloatLogSlider(value=eig2, base=10, min=-2, max=1, step=0.05, description="eigenvalue 2", style=style)
+    s1 = W_.FloatLogSlider(
+        value=eig1, base=10, min=-2, max=1, step=0.05, description="eigenvalue 1", style=style
+    )
+    s2 = W_.FloatLogSlider(
+        value=eig2, base=10, min=-2, max=1, step=0.05, description="eigenvalue 2", style=style
+    )
     # whole degrees: a FloatSlider's 30 comes back from the browser as 29.999999999999996
-    ang = W_.IntSlider(value=round(angle), min=0, max=180, step=5, description="rotation °", style=style)
-    fig = go.FigureWidget()
-    fig.add_trace(go.Scatter(x=[], y=[], mode="lines", name="||x||_W = 1", line=dict(color="#1f77b4")))
-    fig.add_trace(go.Scatter(x=pts[:, 0].numpy(), y=pts[:, 1].numpy(), mode="markers", name="points",
-                             marker=dict(color="#7f7f7f", size=7)))
-    fig.add_trace(go.Scatter(x=[0.0], y=[0.0], mode="markers", name="query", marker=dict(color="black", size=10)))
-    fig.add_trace(go.Scatter(x=[], y=[], mode="markers", name="nearest under W",
-                             marker=dict(size=16, color="rgba(0,0,0,0)", line=dict(width=3, color="#d62728"))))
-    fig.update_layout(height=420, width=470, xaxis_range=[-3, 3], yaxis_range=[-3, 3], yaxis_scaleanchor="x",
-                      margin=dict(l=10, r=10, t=40, b=10))
+    ang = W_.IntSlider(
+        value=round(angle), min=0, max=180, step=5, description="rotation °", style=style
+    )
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(x=[], y=[], mode="lines", name="||x||_W = 1", line=dict(color="#1f77b4"))
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=pts[:, 0].numpy(),
+            y=pts[:, 1].numpy(),
+            mode="markers",
+            name="points",
+            marker=dict(color="#7f7f7f", size=7),
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[0.0], y=[0.0], mode="markers", name="query", marker=dict(color="black", size=10)
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[],
+            y=[],
+            mode="markers",
+            name="nearest under W",
+            marker=dict(size=16, color="rgba(0,0,0,0)", line=dict(width=3, color="#d62728")),
+        )
+    )
+    fig.update_layout(
+        height=420,
+        width=470,
+        xaxis_range=[-3, 3],
+        yaxis_range=[-3, 3],
+        yaxis_scaleanchor="x",
+        margin=dict(l=10, r=10, t=40, b=10),
+    )
     box_state = {}
 
     def matrix():
         a = math.radians(ang.value)
-        R = torch.tensor([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]], dtype=torch.float64)
+        R = torch.tensor(
+            [[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]], dtype=torch.float64
+        )
         return R @ torch.diag(torch.tensor([s1.value, s2.value], dtype=torch.float64)) @ R.T, R
 
     def update(change=None):
         Wm, R = matrix()
         # ||x||_W = 1  <=>  x = R diag(1/sqrt(l)) (cos t, sin t)
-        circle = torch.stack([torch.cos(t) / math.sqrt(s1.value), torch.sin(t) / math.sqrt(s2.value)])
+        circle = torch.stack(
+            [torch.cos(t) / math.sqrt(s1.value), torch.sin(t) / math.sqrt(s2.value)]
+        )
         ell = (R @ circle).T
         d = mahalanobis_distance(pts, query.expand_as(pts), Wm)
         k = int(torch.argmin(d))
         box_state["nearest"] = k
-        # no batch_update (see heads.margin_explorer: the browser loses what one trace's update leaves out)
+        # no batch_update (see heads.margin_explorer: the browser loses what one trace's
+        # update leaves out)
         fig.data[0].x, fig.data[0].y = ell[:, 0].numpy(), ell[:, 1].numpy()
         fig.data[3].x, fig.data[3].y = [pts[k, 0].item()], [pts[k, 1].item()]
         fig.layout.title = f"W eigenvalues {s1.value:.2f}, {s2.value:.2f}; nearest point: #{k}"
@@ -242,6 +350,9 @@ def unit_ball_explorer(points=None, *, eig1: float = 1.0, eig2: float = 0.1, ang
     for w in (s1, s2, ang):
         w.observe(update, names="value")
     update()
+    # the widget is created with its data: updates sent before the browser has loaded
+    # plotly's widget code can be lost, and the figure would show empty
+    fig = go.FigureWidget(fig)
     box = W_.HBox([W_.VBox([s1, s2, ang]), fig])
     box.eig1, box.eig2, box.angle, box.figure = s1, s2, ang, fig
     box.state = box_state  # box.state["nearest"]: index of the current nearest neighbour

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import torch
 
-from ._validate import check_choice, check_embeddings_labels, check_int
-from .distances import DISTANCES, pairwise_distance
+from .core.distances import DISTANCES, pairwise_distance
+from .core.validate import check_choice, check_embeddings_labels, check_int
 
 CHUNK = 512
 
@@ -30,10 +30,14 @@ def _prepare(embeddings, labels, reference, reference_labels, distance):
     if same:
         reference, reference_labels = embeddings, labels
     else:
-        check_embeddings_labels(reference, reference_labels, name="reference", labels_name="reference_labels")
+        check_embeddings_labels(
+            reference, reference_labels, name="reference", labels_name="reference_labels"
+        )
         if reference.shape[1] != embeddings.shape[1]:
-            raise ValueError(f"reference has {reference.shape[1]} dimensions but embeddings has "
-                             f"{embeddings.shape[1]}; they must match.")
+            raise ValueError(
+                f"reference has {reference.shape[1]} dimensions but embeddings has "
+                f"{embeddings.shape[1]}; they must match."
+            )
     if len(embeddings) == 0:
         raise ValueError("embeddings is empty; there is nothing to evaluate.")
     if len(reference) - (1 if same else 0) < 1:
@@ -47,7 +51,7 @@ def _neighbours(emb, ref, k, same, distance):
     """Indices (N, k) of the k nearest references of each query, nearest first."""
     out = []
     for s in range(0, len(emb), CHUNK):
-        d = pairwise_distance(emb[s:s + CHUNK], ref, distance)
+        d = pairwise_distance(emb[s : s + CHUNK], ref, distance)
         if same:
             rows = torch.arange(d.shape[0], device=d.device)
             d[rows, rows + s] = float("inf")
@@ -56,7 +60,9 @@ def _neighbours(emb, ref, k, same, distance):
 
 
 def _relevance(embeddings, labels, reference, reference_labels, distance, k_of_r: bool, k: int = 1):
-    emb, lab, ref, ref_lab, same = _prepare(embeddings, labels, reference, reference_labels, distance)
+    emb, lab, ref, ref_lab, same = _prepare(
+        embeddings, labels, reference, reference_labels, distance
+    )
     classes, counts = torch.unique(ref_lab, return_counts=True)
     pos = torch.searchsorted(classes, lab).clamp_max(len(classes) - 1)
     r = torch.where(classes[pos] == lab, counts[pos], torch.zeros_like(counts[pos]))
@@ -71,18 +77,25 @@ def _relevance(embeddings, labels, reference, reference_labels, distance, k_of_r
     return rel, r, valid, nn, ref_lab
 
 
-def precision_at_1(embeddings, labels, reference=None, reference_labels=None, *, distance="euclidean") -> float:
+def precision_at_1(
+    embeddings, labels, reference=None, reference_labels=None, *, distance="euclidean"
+) -> float:
     """Fraction of queries whose nearest neighbour has the query's label."""
-    rel, _, valid, _, _ = _relevance(embeddings, labels, reference, reference_labels, distance, False, 1)
+    rel, _, valid, _, _ = _relevance(
+        embeddings, labels, reference, reference_labels, distance, False, 1
+    )
     return rel[valid, 0].float().mean().item() if valid.any() else float("nan")
 
 
-def recall_at_k(embeddings, labels, reference=None, reference_labels=None, *, k: int = 1,
-                distance="euclidean") -> float:
+def recall_at_k(
+    embeddings, labels, reference=None, reference_labels=None, *, k: int = 1, distance="euclidean"
+) -> float:
     """Fraction of queries with at least one same-label item among their k nearest
     neighbours (the "Recall@k" of the deep-metric-learning papers)."""
     k = check_int("k", k, min_value=1)
-    rel, _, valid, _, _ = _relevance(embeddings, labels, reference, reference_labels, distance, False, k)
+    rel, _, valid, _, _ = _relevance(
+        embeddings, labels, reference, reference_labels, distance, False, k
+    )
     return rel[valid].any(dim=1).float().mean().item() if valid.any() else float("nan")
 
 
@@ -91,18 +104,26 @@ def _rank_mask(rel, r):
     return ranks[None, :] <= r[:, None]
 
 
-def r_precision(embeddings, labels, reference=None, reference_labels=None, *, distance="euclidean") -> float:
+def r_precision(
+    embeddings, labels, reference=None, reference_labels=None, *, distance="euclidean"
+) -> float:
     """Mean over queries of (same-label items among the R nearest) / R, where R is
     the number of reference items sharing the query's label."""
-    rel, r, valid, _, _ = _relevance(embeddings, labels, reference, reference_labels, distance, True)
+    rel, r, valid, _, _ = _relevance(
+        embeddings, labels, reference, reference_labels, distance, True
+    )
     hits = (rel & _rank_mask(rel, r)).sum(1).float()
     return (hits[valid] / r[valid].float()).mean().item() if valid.any() else float("nan")
 
 
-def map_at_r(embeddings, labels, reference=None, reference_labels=None, *, distance="euclidean") -> float:
+def map_at_r(
+    embeddings, labels, reference=None, reference_labels=None, *, distance="euclidean"
+) -> float:
     """Mean average precision at R (Musgrave et al., 2020): for each query,
     (1/R) * sum_{i<=R} P@i * rel_i, averaged over queries."""
-    rel, r, valid, _, _ = _relevance(embeddings, labels, reference, reference_labels, distance, True)
+    rel, r, valid, _, _ = _relevance(
+        embeddings, labels, reference, reference_labels, distance, True
+    )
     rel = rel & _rank_mask(rel, r)
     ranks = torch.arange(1, rel.shape[1] + 1, device=rel.device)
     prec_at_i = rel.float().cumsum(1) / ranks
@@ -110,12 +131,15 @@ def map_at_r(embeddings, labels, reference=None, reference_labels=None, *, dista
     return ap[valid].mean().item() if valid.any() else float("nan")
 
 
-def knn_accuracy(embeddings, labels, reference=None, reference_labels=None, *, k: int = 1,
-                 distance="euclidean") -> float:
+def knn_accuracy(
+    embeddings, labels, reference=None, reference_labels=None, *, k: int = 1, distance="euclidean"
+) -> float:
     """Accuracy of a k-nearest-neighbour classifier: majority vote of the k nearest
     references (ties go to the smallest label, as in scikit-learn)."""
     k = check_int("k", k, min_value=1)
-    emb, lab, ref, ref_lab, same = _prepare(embeddings, labels, reference, reference_labels, distance)
+    emb, lab, ref, ref_lab, same = _prepare(
+        embeddings, labels, reference, reference_labels, distance
+    )
     k = min(k, len(ref) - (1 if same else 0))
     nn = _neighbours(emb, ref, k, same, distance)
     classes, inverse = torch.unique(ref_lab, return_inverse=True)
@@ -125,9 +149,13 @@ def knn_accuracy(embeddings, labels, reference=None, reference_labels=None, *, k
     return (pred == lab).float().mean().item()
 
 
-def evaluate(embeddings, labels, reference=None, reference_labels=None, *, distance="euclidean") -> dict:
+def evaluate(
+    embeddings, labels, reference=None, reference_labels=None, *, distance="euclidean"
+) -> dict:
     """Precision@1 and MAP@R together (what the training loop reports per epoch)."""
     return {
-        "precision_at_1": precision_at_1(embeddings, labels, reference, reference_labels, distance=distance),
+        "precision_at_1": precision_at_1(
+            embeddings, labels, reference, reference_labels, distance=distance
+        ),
         "map_at_r": map_at_r(embeddings, labels, reference, reference_labels, distance=distance),
     }

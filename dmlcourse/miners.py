@@ -31,8 +31,13 @@ from typing import NamedTuple
 
 import torch
 
-from ._validate import check_choice, check_embeddings_labels, check_float
-from .distances import DISTANCES, pairwise_distance
+from .core.distances import DISTANCES, pairwise_distance
+from .core.reduction import REDUCTIONS, reduce_terms
+from .core.validate import check_choice, check_embeddings_labels, check_float
+from .losses import easy_positive_loss, triplet_loss
+
+# Heavy and needed only for pictures, widgets or fitting, so imported inside the
+# functions that use them: ipywidgets, plotly.
 
 CHUNK_ELEMENTS = 1 << 24  # at most ~16M entries per intermediate tensor
 
@@ -65,7 +70,8 @@ def batch_all(z: torch.Tensor, labels: torch.Tensor, *, distance: str = "euclide
 
 @torch.no_grad()
 def batch_hard(z: torch.Tensor, labels: torch.Tensor, *, distance: str = "euclidean"):
-    """Per anchor, the farthest positive and the closest negative (eq. 16): one triplet per anchor."""
+    """Per anchor, the farthest positive and the closest negative (eq. 16): one triplet per
+    anchor."""
     d, pos, neg = _masks(z, labels, distance)
     ok = pos.any(1) & neg.any(1)
     p = d.masked_fill(~pos, float("-inf")).argmax(1)
@@ -75,8 +81,13 @@ def batch_hard(z: torch.Tensor, labels: torch.Tensor, *, distance: str = "euclid
 
 
 @torch.no_grad()
-def batch_semi_hard(z: torch.Tensor, labels: torch.Tensor, margin: float | None = None, *,
-                    distance: str = "euclidean"):
+def batch_semi_hard(
+    z: torch.Tensor,
+    labels: torch.Tensor,
+    margin: float | None = None,
+    *,
+    distance: str = "euclidean",
+):
     """Per anchor-positive pair, the closest negative that is *farther* than the positive (eq. 17).
 
     With ``margin`` (FaceNet's version) the negative must also be closer than
@@ -95,7 +106,7 @@ def batch_semi_hard(z: torch.Tensor, labels: torch.Tensor, margin: float | None 
     out_a, out_p, out_n = [], [], []
     rows = max(1, CHUNK_ELEMENTS // max(1, d.shape[1]))
     for s in range(0, len(a_all), rows):  # chunks of pairs, vectorised inside
-        a, p = a_all[s:s + rows], p_all[s:s + rows]
+        a, p = a_all[s : s + rows], p_all[s : s + rows]
         d_ap = d[a, p][:, None]
         d_an = d[a]
         ok = neg[a] & (d_an > d_ap)
@@ -129,15 +140,19 @@ class NegativeTypes(NamedTuple):
 
     def fractions(self) -> dict:
         total = max(len(self.kind), 1)
-        return {name: (self.kind == k).sum().item() / total
-                for k, name in enumerate(("hard", "semi_hard", "easy"))}
+        return {
+            name: (self.kind == k).sum().item() / total
+            for k, name in enumerate(("hard", "semi_hard", "easy"))
+        }
 
 
 HARD, SEMI_HARD, EASY = 0, 1, 2
 
 
 @torch.no_grad()
-def negative_types(z: torch.Tensor, labels: torch.Tensor, margin: float, *, distance: str = "euclidean"):
+def negative_types(
+    z: torch.Tensor, labels: torch.Tensor, margin: float, *, distance: str = "euclidean"
+):
     """Classify every triplet of the batch, as in the third lecture:
 
     * hard:      d(a,n) < d(a,p)                 (the negative is closer than the positive)
@@ -164,14 +179,17 @@ def distance_log_density(d: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def distance_weights(z: torch.Tensor, labels: torch.Tensor, cutoff: float = 0.5,
-                     nonzero_loss_cutoff: float = 1.4) -> torch.Tensor:
+def distance_weights(
+    z: torch.Tensor, labels: torch.Tensor, cutoff: float = 0.5, nonzero_loss_cutoff: float = 1.4
+) -> torch.Tensor:
     """The sampling probabilities of distance-weighted sampling: an (N, N) matrix whose row a
     gives the probability of drawing each negative for anchor a (rows sum to 1; positives and
     the anchor itself get 0). See :func:`distance_weighted`."""
     check_embeddings_labels(z, labels, name="z")
     cutoff = check_float("cutoff", cutoff, min_value=0.0, max_value=2.0, strict_min=True)
-    nonzero_loss_cutoff = check_float("nonzero_loss_cutoff", nonzero_loss_cutoff, min_value=0.0, max_value=2.0)
+    nonzero_loss_cutoff = check_float(
+        "nonzero_loss_cutoff", nonzero_loss_cutoff, min_value=0.0, max_value=2.0
+    )
     zn = torch.nn.functional.normalize(z.detach().float(), dim=1)
     d, _, neg = _masks(zn, labels, "euclidean")
     log_w = -distance_log_density(d.clamp_min(cutoff), z.shape[1])
@@ -183,8 +201,13 @@ def distance_weights(z: torch.Tensor, labels: torch.Tensor, cutoff: float = 0.5,
 
 
 @torch.no_grad()
-def distance_weighted(z: torch.Tensor, labels: torch.Tensor, cutoff: float = 0.5,
-                      nonzero_loss_cutoff: float = 1.4, generator: torch.Generator | None = None):
+def distance_weighted(
+    z: torch.Tensor,
+    labels: torch.Tensor,
+    cutoff: float = 0.5,
+    nonzero_loss_cutoff: float = 1.4,
+    generator: torch.Generator | None = None,
+):
     """Distance-weighted sampling (Wu, Manmatha, Smola & Krähenbühl, 2017).
 
     The embeddings are L2-normalised (the method lives on the unit hypersphere).
@@ -208,7 +231,9 @@ def distance_weighted(z: torch.Tensor, labels: torch.Tensor, cutoff: float = 0.5
 
 
 @torch.no_grad()
-def random_triplets(z: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None):
+def random_triplets(
+    z: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None
+):
     """The baseline: per anchor one uniformly random positive and one random negative."""
     check_embeddings_labels(z, labels, name="z")
     lab = labels.detach().cpu()
@@ -249,7 +274,9 @@ class BayesianUpdating:
     State lives in the sampler: use one per training run. Seeded by ``seed``.
     """
 
-    def __init__(self, *, kappa0: float = 1.0, prior_var: float = 1.0, decay: float = 1.0, seed: int = 0):
+    def __init__(
+        self, *, kappa0: float = 1.0, prior_var: float = 1.0, decay: float = 1.0, seed: int = 0
+    ):
         self.kappa0 = check_float("kappa0", kappa0, min_value=0.0, strict_min=True)
         self.prior_var = check_float("prior_var", prior_var, min_value=0.0, strict_min=True)
         self.decay = check_float("decay", decay, min_value=0.0, max_value=1.0, strict_min=True)
@@ -257,8 +284,15 @@ class BayesianUpdating:
         self.classes: dict[int, tuple] = {}  # label -> (mu, kappa, Psi, nu), float64 on the CPU
 
     def _prior(self, p: int):
-        nu0 = p + 2.0  # the smallest integer nu0 with a finite mean covariance: E[Sigma] = Psi0 / (nu0 - p - 1)
-        return torch.zeros(p, dtype=torch.float64), self.kappa0, self.prior_var * torch.eye(p, dtype=torch.float64), nu0
+        nu0 = (
+            p + 2.0
+        )  # the smallest integer nu0 with a finite mean covariance: E[Sigma] = Psi0 / (nu0 - p - 1)
+        return (
+            torch.zeros(p, dtype=torch.float64),
+            self.kappa0,
+            self.prior_var * torch.eye(p, dtype=torch.float64),
+            nu0,
+        )
 
     @torch.no_grad()
     def update(self, z: torch.Tensor, labels: torch.Tensor) -> None:
@@ -291,7 +325,9 @@ class BayesianUpdating:
 
     @torch.no_grad()
     def draw(self, z: torch.Tensor, labels: torch.Tensor):
-        """Update with the batch, then draw: ``(anchors, positive_points, negative_points, negative_labels)``."""
+        """Update with the batch, then draw.
+
+        Returns ``(anchors, positive_points, negative_points, negative_labels)``."""
         self.update(z, labels)
         lab = labels.detach().cpu()
         same = lab[:, None] == lab[None, :]
@@ -308,12 +344,19 @@ class BayesianUpdating:
         for c in classes.tolist():
             mu, cov = self.mean_and_covariance(c)
             jitter = 1e-9 * cov.diagonal().mean().clamp_min(1e-12)
-            factors[c] = (mu, torch.linalg.cholesky(cov + jitter * torch.eye(len(mu), dtype=cov.dtype)))
+            factors[c] = (
+                mu,
+                torch.linalg.cholesky(cov + jitter * torch.eye(len(mu), dtype=cov.dtype)),
+            )
         eps = torch.randn(2, len(a), z.shape[1], generator=self.generator, dtype=torch.float64)
-        mus = torch.stack([factors[c][0] for c in lab[a].tolist()] + [factors[c][0] for c in neg_class.tolist()])
-        chols = torch.stack([factors[c][1] for c in lab[a].tolist()] + [factors[c][1] for c in neg_class.tolist()])
+        mus = torch.stack(
+            [factors[c][0] for c in lab[a].tolist()] + [factors[c][0] for c in neg_class.tolist()]
+        )
+        chols = torch.stack(
+            [factors[c][1] for c in lab[a].tolist()] + [factors[c][1] for c in neg_class.tolist()]
+        )
         points = mus + (chols @ eps.reshape(-1, z.shape[1], 1)).squeeze(-1)
-        return a, points[: len(a)], points[len(a):], neg_class
+        return a, points[: len(a)], points[len(a) :], neg_class
 
     @torch.no_grad()
     def __call__(self, z: torch.Tensor, labels: torch.Tensor):
@@ -324,7 +367,9 @@ class BayesianUpdating:
         lab = labels.detach().cpu()
         to_pos = torch.cdist(pos_pts, x).masked_fill(lab[None, :] != lab[a][:, None], float("inf"))
         to_pos[torch.arange(len(a)), a] = float("inf")  # the anchor is not its own positive
-        to_neg = torch.cdist(neg_pts, x).masked_fill(lab[None, :] != neg_class[:, None], float("inf"))
+        to_neg = torch.cdist(neg_pts, x).masked_fill(
+            lab[None, :] != neg_class[:, None], float("inf")
+        )
         return a.to(z.device), to_pos.argmin(1).to(z.device), to_neg.argmin(1).to(z.device)
 
 
@@ -343,6 +388,7 @@ MINER_NAMES = (*MINERS, "bayesian_updating")
 
 # --------------------------------------------------------------------------- training with a miner
 
+
 class MinedTripletLoss(torch.nn.Module):
     """Triplet loss on the triplets a miner selects — a ``loss_fn`` for ``train.train``.
 
@@ -352,11 +398,18 @@ class MinedTripletLoss(torch.nn.Module):
     non-zero loss) and ``triplets`` (how many were mined).
     """
 
-    def __init__(self, miner="batch_hard", margin: float = 0.2, *, distance: str = "euclidean",
-                 reduction: str = "mean", semi_hard_margin: bool = True, ep_scale: float = 10.0, seed: int = 0):
+    def __init__(
+        self,
+        miner="batch_hard",
+        margin: float = 0.2,
+        *,
+        distance: str = "euclidean",
+        reduction: str = "mean",
+        semi_hard_margin: bool = True,
+        ep_scale: float = 10.0,
+        seed: int = 0,
+    ):
         super().__init__()
-        from .losses import REDUCTIONS
-
         self.margin = check_float("margin", margin, min_value=0.0)
         self.distance = check_choice("distance", distance, DISTANCES)
         self.reduction = check_choice("reduction", reduction, REDUCTIONS)
@@ -377,28 +430,38 @@ class MinedTripletLoss(torch.nn.Module):
         if m in ("random", "distance_weighted"):
             return MINERS[m](z, labels, generator=self.generator)
         if m == "batch_semi_hard":
-            return batch_semi_hard(z, labels, self.margin if self.semi_hard_margin else None, distance=self.distance)
+            return batch_semi_hard(
+                z, labels, self.margin if self.semi_hard_margin else None, distance=self.distance
+            )
         return MINERS[m](z, labels, distance=self.distance)
 
     def forward(self, z, labels):
-        from .losses import easy_positive_loss, triplet_loss
-
         if self.miner == "easy_positive":
-            return {"loss": easy_positive_loss(z, labels, scale=self.ep_scale, reduction=self.reduction)}
+            return {
+                "loss": easy_positive_loss(z, labels, scale=self.ep_scale, reduction=self.reduction)
+            }
         a, p, n = self.mine(z, labels)
         if len(a) == 0:
             return {"loss": z.sum() * 0.0, "active_fraction": 0.0, "triplets": 0.0}
         terms = triplet_loss(z[a], z[p], z[n], self.margin, self.distance, "none")
-        from .losses import reduce_terms
-
-        return {"loss": reduce_terms(terms, self.reduction, anchor=z),
-                "active_fraction": (terms > 0).float().mean().item(), "triplets": float(len(a))}
+        return {
+            "loss": reduce_terms(terms, self.reduction, anchor=z),
+            "active_fraction": (terms > 0).float().mean().item(),
+            "triplets": float(len(a)),
+        }
 
 
 # --------------------------------------------------------------------------- widget
 
-def mining_explorer(z: torch.Tensor, labels: torch.Tensor, *, margin: float = 0.2, class_names=None,
-                    distance: str = "euclidean"):
+
+def mining_explorer(
+    z: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    margin: float = 0.2,
+    class_names=None,
+    distance: str = "euclidean",
+):
     """Widget: which positive and negative does each miner pick for an anchor?
 
     Every sample of the batch is drawn at its distance from the chosen anchor
@@ -414,21 +477,51 @@ def mining_explorer(z: torch.Tensor, labels: torch.Tensor, *, margin: float = 0.
     z, labels = z.detach().cpu(), labels.detach().cpu()
     d = pairwise_distance(z.float(), distance=distance)
     names = [str(c) if class_names is None else class_names[c] for c in labels.tolist()]
-    choices = ["batch_all", "batch_hard", "batch_semi_hard", "easy_positive", "distance_weighted", "random"]
+    choices = [
+        "batch_all",
+        "batch_hard",
+        "batch_semi_hard",
+        "easy_positive",
+        "distance_weighted",
+        "random",
+    ]
     anchor = W.IntSlider(value=0, min=0, max=len(z) - 1, description="anchor")
     miner = W.Dropdown(options=choices, value="batch_hard", description="miner")
     readout = W.HTML()
-    fig = go.FigureWidget()
-    for name, color in (("positives", "#2ca02c"), ("negatives", "#d62728"), ("anchor", "black"),
-                        ("mined positive", "#2ca02c"), ("mined negative", "#d62728")):
+    fig = go.Figure()
+    for name, color in (
+        ("positives", "#2ca02c"),
+        ("negatives", "#d62728"),
+        ("anchor", "black"),
+        ("mined positive", "#2ca02c"),
+        ("mined negative", "#d62728"),
+    ):
         mined = name.startswith("mined")
-        # an open symbol is stroked with marker.color (a transparent one drew nothing, in the legend too)
-        fig.add_trace(go.Scatter(x=[], y=[], mode="markers", name=name, text=[],
-                                 marker=dict(color=color, size=14 if mined else 7,
-                                             symbol="circle-open" if mined else "circle",
-                                             line=dict(width=2.5 if mined else 0, color=color))))
-    fig.update_layout(height=380, width=700, xaxis_title=f"{distance} distance to the anchor", yaxis_title="class",
-                      margin=dict(l=10, r=10, t=40, b=10), shapes=[])
+        # an open symbol is stroked with marker.color (a transparent one drew nothing, in the
+        # legend too)
+        fig.add_trace(
+            go.Scatter(
+                x=[],
+                y=[],
+                mode="markers",
+                name=name,
+                text=[],
+                marker=dict(
+                    color=color,
+                    size=14 if mined else 7,
+                    symbol="circle-open" if mined else "circle",
+                    line=dict(width=2.5 if mined else 0, color=color),
+                ),
+            )
+        )
+    fig.update_layout(
+        height=380,
+        width=700,
+        xaxis_title=f"{distance} distance to the anchor",
+        yaxis_title="class",
+        margin=dict(l=10, r=10, t=40, b=10),
+        shapes=[],
+    )
 
     def update(change=None):
         i = anchor.value
@@ -443,9 +536,12 @@ def mining_explorer(z: torch.Tensor, labels: torch.Tensor, *, margin: float = 0.
         sel = a == i
         pos = (labels == labels[i]) & (torch.arange(len(z)) != i)
         neg = labels != labels[i]
-        ys = labels.float() + 0.15 * (torch.rand(len(z), generator=torch.Generator().manual_seed(1)) - 0.5)
+        ys = labels.float() + 0.15 * (
+            torch.rand(len(z), generator=torch.Generator().manual_seed(1)) - 0.5
+        )
         mp, mn = torch.unique(p[sel]), torch.unique(n[sel])
-        # no batch_update (see heads.margin_explorer: the browser loses what one trace's update leaves out)
+        # no batch_update (see heads.margin_explorer: the browser loses what one trace's
+        # update leaves out)
         for k, mask in enumerate((pos, neg)):
             fig.data[k].x, fig.data[k].y = d[i][mask].numpy(), ys[mask].numpy()
             fig.data[k].text = [names[j] for j in torch.nonzero(mask).flatten().tolist()]
@@ -456,15 +552,30 @@ def mining_explorer(z: torch.Tensor, labels: torch.Tensor, *, margin: float = 0.
         shapes = []
         if m == "batch_semi_hard" and len(mp):
             for j in mp.tolist()[:1]:
-                shapes.append(dict(type="rect", x0=d[i, j].item(), x1=d[i, j].item() + margin, y0=-0.5,
-                                   y1=float(labels.max()) + 0.5, fillcolor="orange", opacity=0.15, line_width=0))
+                shapes.append(
+                    dict(
+                        type="rect",
+                        x0=d[i, j].item(),
+                        x1=d[i, j].item() + margin,
+                        y0=-0.5,
+                        y1=float(labels.max()) + 0.5,
+                        fillcolor="orange",
+                        opacity=0.15,
+                        line_width=0,
+                    )
+                )
         fig.layout.shapes = shapes
-        readout.value = (f"{int(sel.sum())} triplets for this anchor: {len(mp)} distinct positive(s), "
-                         f"{len(mn)} distinct negative(s)")
+        readout.value = (
+            f"{int(sel.sum())} triplets for this anchor: {len(mp)} distinct positive(s), "
+            f"{len(mn)} distinct negative(s)"
+        )
 
     anchor.observe(update, names="value")
     miner.observe(update, names="value")
     update()
+    # the widget is created with its data: updates sent before the browser has loaded
+    # plotly's widget code can be lost, and the figure would show empty
+    fig = go.FigureWidget(fig)
     box = W.VBox([W.HBox([anchor, miner]), readout, fig])
     box.anchor, box.miner, box.figure, box.readout = anchor, miner, fig, readout
     return box

@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._validate import check_int
+from .core.validate import check_int
+from .data import to_float
 
 
 def _as_images(x: torch.Tensor) -> torch.Tensor:
@@ -21,7 +22,10 @@ def _as_images(x: torch.Tensor) -> torch.Tensor:
     elif x.ndim == 3:
         x = x.unsqueeze(1)
     if x.ndim != 4:
-        raise ValueError(f"expected images of shape (N, 1, 28, 28), (N, 28, 28) or (N, 784); got {tuple(x.shape)}.")
+        raise ValueError(
+            "expected images of shape (N, 1, 28, 28), (N, 28, 28) or (N, 784); got "
+            f"{tuple(x.shape)}."
+        )
     return x.float()
 
 
@@ -43,13 +47,20 @@ class SmallCNN(nn.Module):
         self.normalize = bool(normalize)
 
         def block(cin, cout):
-            return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+            return [
+                nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True),
+            ]
 
         self.features = nn.Sequential(
-            *block(1, width), nn.MaxPool2d(2),
-            *block(width, 2 * width), nn.MaxPool2d(2),
+            *block(1, width),
+            nn.MaxPool2d(2),
+            *block(width, 2 * width),
+            nn.MaxPool2d(2),
             *block(2 * width, 4 * width),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
         )
         self.feature_dim = 4 * width
         self.head = nn.Linear(self.feature_dim, self.embedding_dim)
@@ -70,7 +81,13 @@ class MLP(nn.Module):
     normalize : bool, default False
     """
 
-    def __init__(self, embedding_dim: int = 64, hidden=(256,), in_features: int = 784, normalize: bool = False):
+    def __init__(
+        self,
+        embedding_dim: int = 64,
+        hidden=(256,),
+        in_features: int = 784,
+        normalize: bool = False,
+    ):
         super().__init__()
         self.embedding_dim = check_int("embedding_dim", embedding_dim, min_value=1)
         in_features = check_int("in_features", in_features, min_value=1)
@@ -89,13 +106,17 @@ class MLP(nn.Module):
 
 
 @torch.no_grad()
-def embed(model: nn.Module, images: torch.Tensor, *, batch_size: int = 1024, device=None,
-          name: str | None = None) -> torch.Tensor:
+def embed(
+    model: nn.Module,
+    images: torch.Tensor,
+    *,
+    batch_size: int = 1024,
+    device=None,
+    name: str | None = None,
+) -> torch.Tensor:
     """Embeddings of ``images`` (uint8 or float) in eval mode, without gradients,
     returned on the CPU. ``name`` standardises uint8 images with that dataset's
     statistics (as the trainer does)."""
-    from .data import to_float
-
     batch_size = check_int("batch_size", batch_size, min_value=1)
     if device is None:
         p = next(model.parameters(), None)
@@ -105,7 +126,7 @@ def embed(model: nn.Module, images: torch.Tensor, *, batch_size: int = 1024, dev
     out = []
     try:
         for s in range(0, len(images), batch_size):
-            x = images[s:s + batch_size]
+            x = images[s : s + batch_size]
             x = to_float(x, name) if x.dtype == torch.uint8 else x
             out.append(model(x.to(device)).float().cpu())
     finally:

@@ -18,11 +18,23 @@ import warnings
 import numpy as np
 import torch
 
-from ._validate import check_choice, check_float, check_int
+from .core.linalg import pca
+from .core.validate import check_choice, check_float, check_int
+
+# Heavy and needed only for pictures, widgets or fitting, so imported inside the
+# functions that use them: Pillow, ipywidgets, matplotlib, plotly, umap.
 
 PALETTE = [
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
 ]
 
 
@@ -31,9 +43,8 @@ def _numpy(x):
 
 
 def pca_2d(embeddings) -> np.ndarray:
-    """The first two principal components (``dmlcourse.mahalanobis.pca``, taught in 02_mahalanobis)."""
-    from .mahalanobis import pca
-
+    """The first two principal components (the package's one PCA,
+    :func:`dmlcourse.core.linalg.pca`)."""
     x = torch.as_tensor(_numpy(embeddings), dtype=torch.float64)
     if x.shape[1] == 1:
         return np.c_[(x[:, 0] - x[:, 0].mean()).numpy(), np.zeros(len(x))]
@@ -42,15 +53,27 @@ def pca_2d(embeddings) -> np.ndarray:
     return out if out.shape[1] == 2 else np.c_[out, np.zeros(len(x))]
 
 
-# For N < 4096 UMAP finds exact nearest neighbours by calling a Python distance function once per pair (5.7 of
-# 6.4 s for 1,000 points, benchmarks/bench_lab.py). Below this many points we hand it the exact distance matrix
-# instead (metric="precomputed"); above, UMAP's approximate neighbour search is the faster route anyway.
+# For N < 4096 UMAP finds exact nearest neighbours by calling a Python distance function once per
+# pair (5.7 of
+# 6.4 s for 1,000 points, benchmarks/bench_lab.py). Below this many points we hand it the exact
+# distance matrix
+# instead (metric="precomputed"); above, UMAP's approximate neighbour search is the faster route
+# anyway.
 EXACT_DISTANCES_BELOW = 4096
 
 
-def project_2d(embeddings, method: str = "umap", *, seed: int = 0, init=None, n_neighbors: int = 15,
-               min_dist: float = 0.1, n_epochs: int | None = None, learning_rate: float = 1.0,
-               exact_distances: bool = True) -> np.ndarray:
+def project_2d(
+    embeddings,
+    method: str = "umap",
+    *,
+    seed: int = 0,
+    init=None,
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    n_epochs: int | None = None,
+    learning_rate: float = 1.0,
+    exact_distances: bool = True,
+) -> np.ndarray:
     """Project (N, D) embeddings to (N, 2).
 
     method : "umap" (default; falls back to PCA with a warning if umap-learn is
@@ -58,10 +81,13 @@ def project_2d(embeddings, method: str = "umap", *, seed: int = 0, init=None, n_
         with method="identity".
     init : optional (N, 2) starting layout for UMAP (e.g. the previous epoch's,
         so that consecutive pictures stay aligned).
-    n_neighbors, min_dist, n_epochs, learning_rate : UMAP's own parameters (its defaults; ``n_epochs=None``
+    n_neighbors, min_dist, n_epochs, learning_rate : UMAP's own parameters (its defaults;
+    ``n_epochs=None``
         lets UMAP choose).
-    exact_distances : for N < ``EXACT_DISTANCES_BELOW``, compute the Euclidean distance matrix with NumPy and hand
-        it to UMAP (``metric="precomputed"``): the same layout input, several times faster. False leaves the
+    exact_distances : for N < ``EXACT_DISTANCES_BELOW``, compute the Euclidean distance matrix with
+    NumPy and hand
+        it to UMAP (``metric="precomputed"``): the same layout input, several times faster. False
+        leaves the
         distances to UMAP.
     """
     check_choice("method", method, ("umap", "pca", "identity"))
@@ -70,7 +96,9 @@ def project_2d(embeddings, method: str = "umap", *, seed: int = 0, init=None, n_
         raise ValueError(f"embeddings must be a non-empty (N, D) array, got shape {x.shape}.")
     if method == "identity":
         if x.shape[1] != 2:
-            raise ValueError(f"method='identity' needs 2-D embeddings, got {x.shape[1]} dimensions.")
+            raise ValueError(
+                f"method='identity' needs 2-D embeddings, got {x.shape[1]} dimensions."
+            )
         return x.astype(np.float64)
     learning_rate = check_float("learning_rate", learning_rate, min_value=0.0, strict_min=True)
     if method == "pca" or len(x) < 10:
@@ -82,8 +110,14 @@ def project_2d(embeddings, method: str = "umap", *, seed: int = 0, init=None, n_
     except ImportError:
         warnings.warn("umap-learn is not installed; using PCA instead.", stacklevel=2)
         return pca_2d(x)
-    kwargs = dict(n_components=2, n_neighbors=min(n_neighbors, len(x) - 1), min_dist=min_dist,
-                  random_state=seed, n_jobs=1, learning_rate=learning_rate)
+    kwargs = dict(
+        n_components=2,
+        n_neighbors=min(n_neighbors, len(x) - 1),
+        min_dist=min_dist,
+        random_state=seed,
+        n_jobs=1,
+        learning_rate=learning_rate,
+    )
     if init is not None:
         init = np.asarray(init, dtype=np.float32)
         if init.shape != (len(x), 2):
@@ -116,7 +150,9 @@ def image_to_data_uri(image, *, scale: int = 3) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def embedding_figure(xy, labels, *, class_names=None, title: str = "", marker_size: int = 5, height: int = 480):
+def embedding_figure(
+    xy, labels, *, class_names=None, title: str = "", marker_size: int = 5, height: int = 480
+):
     """A plotly scatter of 2-D points coloured by class (one trace per class, so
     the legend toggles classes). Each point's ``customdata`` is its index."""
     import plotly.graph_objects as go
@@ -130,14 +166,25 @@ def embedding_figure(xy, labels, *, class_names=None, title: str = "", marker_si
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
         label = class_names[c] if class_names is not None else str(c)
-        fig.add_trace(go.Scattergl(
-            x=xy[idx, 0], y=xy[idx, 1], mode="markers", name=f"{c}: {label}" if class_names else label,
-            customdata=idx, marker=dict(size=marker_size, color=PALETTE[c % 10], opacity=0.8),
-            hovertemplate=f"class {label}<br>index %{{customdata}}<extra></extra>",
-        ))
-    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40, b=10),
-                      legend=dict(itemsizing="constant"), xaxis=dict(showticklabels=False),
-                      yaxis=dict(showticklabels=False, scaleanchor="x"))
+        fig.add_trace(
+            go.Scattergl(
+                x=xy[idx, 0],
+                y=xy[idx, 1],
+                mode="markers",
+                name=f"{c}: {label}" if class_names else label,
+                customdata=idx,
+                marker=dict(size=marker_size, color=PALETTE[c % 10], opacity=0.8),
+                hovertemplate=f"class {label}<br>index %{{customdata}}<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        title=title,
+        height=height,
+        margin=dict(l=10, r=10, t=40, b=10),
+        legend=dict(itemsizing="constant"),
+        xaxis=dict(showticklabels=False),
+        yaxis=dict(showticklabels=False, scaleanchor="x"),
+    )
     return fig
 
 
@@ -159,8 +206,9 @@ def embedding_explorer(xy, labels, images, *, class_names=None, title: str = "")
             return
         i = int(trace.customdata[points.point_inds[0]])
         name = class_names[labels_np[i]] if class_names is not None else str(labels_np[i])
-        preview.value = (f"<img src='{image_to_data_uri(images[i])}' width='112'/>"
-                         f"<br><b>{name}</b><br>index {i}")
+        preview.value = (
+            f"<img src='{image_to_data_uri(images[i])}' width='112'/><br><b>{name}</b><br>index {i}"
+        )
 
     for trace in fig.data:
         trace.on_hover(show)
@@ -170,7 +218,9 @@ def embedding_explorer(xy, labels, images, *, class_names=None, title: str = "")
     return box
 
 
-def image_grid(images, labels=None, *, class_names=None, ncols: int = 10, size: float = 1.0, title: str = ""):
+def image_grid(
+    images, labels=None, *, class_names=None, ncols: int = 10, size: float = 1.0, title: str = ""
+):
     """A matplotlib grid of 28x28 images, each titled with its label."""
     import matplotlib.pyplot as plt
 
@@ -182,8 +232,12 @@ def image_grid(images, labels=None, *, class_names=None, ncols: int = 10, size: 
     if n == 0:
         raise ValueError("images is empty; nothing to draw.")
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, min(ncols, n), figsize=(size * min(ncols, n), size * 1.35 * nrows + (0.4 if title else 0)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        nrows,
+        min(ncols, n),
+        figsize=(size * min(ncols, n), size * 1.35 * nrows + (0.4 if title else 0)),
+        squeeze=False,
+    )
     for ax in axes.flat:
         ax.axis("off")
     for i in range(n):
@@ -207,8 +261,13 @@ def scatter_2d(xy, labels, *, class_names=None, ax=None, title: str = "", s: flo
         _, ax = plt.subplots(figsize=(4.5, 4.5))
     for c in np.unique(labels):
         m = labels == c
-        ax.scatter(xy[m, 0], xy[m, 1], s=s, color=PALETTE[c % 10],
-                   label=class_names[c] if class_names is not None else str(c))
+        ax.scatter(
+            xy[m, 0],
+            xy[m, 1],
+            s=s,
+            color=PALETTE[c % 10],
+            label=class_names[c] if class_names is not None else str(c),
+        )
     ax.set_title(title)
     ax.set_xticks([])
     ax.set_yticks([])

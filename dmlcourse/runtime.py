@@ -11,7 +11,10 @@ import random
 import numpy as np
 import torch
 
-from ._validate import check_int
+from .core.paths import is_quick
+from .core.validate import check_int
+
+__all__ = ["get_device", "seed_everything", "is_quick", "quick"]
 
 _REPORTED = False
 
@@ -43,17 +46,13 @@ def get_device(prefer: str | None = None, *, verbose: bool = True) -> torch.devi
 
 
 def seed_everything(seed: int = 0) -> torch.Generator:
-    """Seed Python, NumPy and torch (all devices); return a CPU ``torch.Generator`` seeded the same."""
+    """Seed Python, NumPy and torch (all devices); return a CPU ``torch.Generator`` seeded the
+    same."""
     seed = check_int("seed", seed, min_value=0)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
-
-
-def is_quick() -> bool:
-    """True when the environment variable ``DMLCOURSE_QUICK`` is set to 1/true/yes (CI sets it)."""
-    return os.environ.get("DMLCOURSE_QUICK", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def quick(full, quick_value):

@@ -21,9 +21,12 @@ import copy
 import torch
 from torch import nn
 
-from ._validate import check_choice, check_float, check_int
-from .distances import pairwise_distance
+from .core.distances import pairwise_distance
+from .core.validate import check_choice, check_float, check_int
 from .losses import contrastive_loss, nca_loss, reduce_terms, triplet_loss
+
+# Heavy and needed only for pictures, widgets or fitting, so imported inside the
+# functions that use them: ipywidgets, plotly.
 
 
 class SharedSiamese(nn.Module):
@@ -51,7 +54,9 @@ class SiameseCopies(nn.Module):
 
     def forward(self, *xs):
         if len(xs) != len(self.branches):
-            raise ValueError(f"got {len(xs)} inputs for {len(self.branches)} branches; they must match.")
+            raise ValueError(
+                f"got {len(xs)} inputs for {len(self.branches)} branches; they must match."
+            )
         return tuple(branch(x) for branch, x in zip(self.branches, xs))
 
     @torch.no_grad()
@@ -76,10 +81,13 @@ def parameter_bytes(module: nn.Module) -> int:
 
 def gradient_bytes(module: nn.Module) -> int:
     """Bytes held by the gradients currently allocated on a module's parameters."""
-    return sum(p.grad.numel() * p.grad.element_size() for p in module.parameters() if p.grad is not None)
+    return sum(
+        p.grad.numel() * p.grad.element_size() for p in module.parameters() if p.grad is not None
+    )
 
 
 # --------------------------------------------------------------------------- batch losses
+
 
 class BatchContrastive(nn.Module):
     """Contrastive loss over every pair (i < j) of a labelled batch (eq. 11 per pair).
@@ -87,8 +95,13 @@ class BatchContrastive(nn.Module):
     Returns a dict with the loss and the fraction of active (non-zero) terms.
     """
 
-    def __init__(self, margin: float = 1.0, distance: str = "euclidean", reduction: str = "mean",
-                 form: str = "lecture"):
+    def __init__(
+        self,
+        margin: float = 1.0,
+        distance: str = "euclidean",
+        reduction: str = "mean",
+        form: str = "lecture",
+    ):
         super().__init__()
         self.margin = check_float("margin", margin, min_value=0.0)
         self.distance, self.reduction, self.form = distance, reduction, form
@@ -97,8 +110,10 @@ class BatchContrastive(nn.Module):
         i, j = torch.triu_indices(len(z), len(z), 1, device=z.device)
         y = (labels[i] != labels[j]).long()
         terms = contrastive_loss(z[i], z[j], y, self.margin, self.distance, "none", self.form)
-        return {"loss": reduce_terms(terms, self.reduction, anchor=z),
-                "active_fraction": (terms > 0).float().mean().item() if len(terms) else 0.0}
+        return {
+            "loss": reduce_terms(terms, self.reduction, anchor=z),
+            "active_fraction": (terms > 0).float().mean().item() if len(terms) else 0.0,
+        }
 
 
 class BatchTriplet(nn.Module):
@@ -107,8 +122,14 @@ class BatchTriplet(nn.Module):
     Random triplets are lecture 5's baseline; lecture 6 replaces them with mined ones.
     """
 
-    def __init__(self, margin: float = 0.2, distance: str = "euclidean", reduction: str = "mean",
-                 n_per_anchor: int = 4, seed: int = 0):
+    def __init__(
+        self,
+        margin: float = 0.2,
+        distance: str = "euclidean",
+        reduction: str = "mean",
+        n_per_anchor: int = 4,
+        seed: int = 0,
+    ):
         super().__init__()
         self.margin = check_float("margin", margin, min_value=0.0)
         self.distance, self.reduction = distance, reduction
@@ -123,36 +144,57 @@ class BatchTriplet(nn.Module):
         if len(ok) == 0:
             return {"loss": z.sum() * 0.0, "active_fraction": 0.0}
         a = ok.repeat(self.n_per_anchor)
-        p = (torch.rand(len(a), len(lab), generator=self.generator).masked_fill(~pos[a], -1)).argmax(1)
-        n = (torch.rand(len(a), len(lab), generator=self.generator).masked_fill(same[a], -1)).argmax(1)
+        p = (
+            torch.rand(len(a), len(lab), generator=self.generator).masked_fill(~pos[a], -1)
+        ).argmax(1)
+        n = (
+            torch.rand(len(a), len(lab), generator=self.generator).masked_fill(same[a], -1)
+        ).argmax(1)
         a, p, n = (t.to(z.device) for t in (a, p, n))
         terms = triplet_loss(z[a], z[p], z[n], self.margin, self.distance, "none")
-        return {"loss": reduce_terms(terms, self.reduction, anchor=z),
-                "active_fraction": (terms > 0).float().mean().item()}
+        return {
+            "loss": reduce_terms(terms, self.reduction, anchor=z),
+            "active_fraction": (terms > 0).float().mean().item(),
+        }
 
 
 class BatchNCA(nn.Module):
     """NCA over the batch (a thin wrapper so that all three losses log the same way)."""
 
-    def __init__(self, variant: str = "goldberger", distance: str = "squared_euclidean", scale: float = 1.0):
+    def __init__(
+        self, variant: str = "goldberger", distance: str = "squared_euclidean", scale: float = 1.0
+    ):
         super().__init__()
         self.variant, self.distance, self.scale = variant, distance, scale
 
     def forward(self, z, labels):
-        return {"loss": nca_loss(z, labels, variant=self.variant, distance=self.distance, scale=self.scale)}
+        return {
+            "loss": nca_loss(
+                z, labels, variant=self.variant, distance=self.distance, scale=self.scale
+            )
+        }
 
 
 def make_batch_loss(name: str, **kwargs) -> nn.Module:
     """``"contrastive"``, ``"triplet"`` or ``"nca"`` as a batch loss for ``train.train``."""
     check_choice("name", name, ("contrastive", "triplet", "nca"))
-    return {"contrastive": BatchContrastive, "triplet": BatchTriplet, "nca": BatchNCA}[name](**kwargs)
+    return {"contrastive": BatchContrastive, "triplet": BatchTriplet, "nca": BatchNCA}[name](
+        **kwargs
+    )
 
 
 # --------------------------------------------------------------------------- pair distances
 
-def pair_distances(z: torch.Tensor, labels: torch.Tensor, distance: str = "euclidean", max_pairs: int = 20000,
-                   seed: int = 0):
-    """Distances of (up to ``max_pairs``) similar and dissimilar pairs of a set: (similar, dissimilar)."""
+
+def pair_distances(
+    z: torch.Tensor,
+    labels: torch.Tensor,
+    distance: str = "euclidean",
+    max_pairs: int = 20000,
+    seed: int = 0,
+):
+    """Distances of (up to ``max_pairs``) similar and dissimilar pairs of a set: (similar,
+    dissimilar)."""
     d = pairwise_distance(z.detach().float(), distance=distance)
     i, j = torch.triu_indices(len(z), len(z), 1)
     same = labels[i] == labels[j]
@@ -168,6 +210,7 @@ def pair_distances(z: torch.Tensor, labels: torch.Tensor, distance: str = "eucli
 
 
 # --------------------------------------------------------------------------- widgets
+
 
 def loss_surface(d_ap: torch.Tensor, d_an: torch.Tensor, margin: float) -> torch.Tensor:
     """The triplet loss [d_ap - d_an + m]_+ on a grid of (d_ap, d_an)."""
@@ -186,36 +229,74 @@ def triplet_margin_explorer(d_ap=None, d_an=None, *, margin: float = 0.2, d_max:
 
     margin = check_float("margin", margin, min_value=0.0)
     m_max = d_max / 2  # the slider's range
-    if d_ap is not None:  # the axes fit the triplets (at most d_max): 0-0.4 of a 0-2 square showed nothing
+    if (
+        d_ap is not None
+    ):  # the axes fit the triplets (at most d_max): 0-0.4 of a 0-2 square showed nothing
         d_max = min(d_max, 1.1 * float(torch.quantile(torch.cat([d_ap, d_an]).float(), 0.99)))
     grid = torch.linspace(0, d_max, 81)
-    fig = go.FigureWidget()
-    fig.add_trace(go.Heatmap(x=grid.numpy(), y=grid.numpy(), z=loss_surface(grid, grid, margin).numpy(),
-                             colorscale="Viridis", colorbar=dict(title="loss"), zmin=0, zmax=d_max + m_max))
-    fig.add_trace(go.Scatter(x=[0, d_max], y=[margin, d_max + margin], mode="lines",   # seen on white too
-                             line=dict(color="#ff7f0e", dash="dash", width=2), name="d(a,n) = d(a,p) + m"))
+    fig = go.Figure()
+    fig.add_trace(
+        go.Heatmap(
+            x=grid.numpy(),
+            y=grid.numpy(),
+            z=loss_surface(grid, grid, margin).numpy(),
+            colorscale="Viridis",
+            colorbar=dict(title="loss"),
+            zmin=0,
+            zmax=d_max + m_max,
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[0, d_max],
+            y=[margin, d_max + margin],
+            mode="lines",  # seen on white too
+            line=dict(color="#ff7f0e", dash="dash", width=2),
+            name="d(a,n) = d(a,p) + m",
+        )
+    )
     if d_ap is not None:
-        fig.add_trace(go.Scattergl(x=d_ap.numpy(), y=d_an.numpy(), mode="markers", name="triplets",
-                                   marker=dict(size=3, color="red", opacity=0.4)))
-    fig.update_layout(height=420, width=560, xaxis_title="d(a, p)", yaxis_title="d(a, n)",
-                      xaxis_range=[0, d_max], yaxis_range=[0, d_max], margin=dict(l=10, r=10, t=30, b=10),
-                      legend=dict(x=0.02, y=0.98))
+        fig.add_trace(
+            go.Scattergl(
+                x=d_ap.numpy(),
+                y=d_an.numpy(),
+                mode="markers",
+                name="triplets",
+                marker=dict(size=3, color="red", opacity=0.4),
+            )
+        )
+    fig.update_layout(
+        height=420,
+        width=560,
+        xaxis_title="d(a, p)",
+        yaxis_title="d(a, n)",
+        xaxis_range=[0, d_max],
+        yaxis_range=[0, d_max],
+        margin=dict(l=10, r=10, t=30, b=10),
+        legend=dict(x=0.02, y=0.98),
+    )
     slider = W.FloatSlider(value=margin, min=0.0, max=m_max, step=0.01, description="margin m")
     readout = W.HTML()
 
     def update(change=None):
         m = slider.value
-        # no batch_update (see heads.margin_explorer: the browser loses what one trace's update leaves out)
+        # no batch_update (see heads.margin_explorer: the browser loses what one trace's
+        # update leaves out)
         fig.data[0].z = loss_surface(grid, grid, m).numpy()
         fig.data[1].y = [m, d_max + m]
         if d_ap is not None:
             active = (d_ap - d_an + m > 0).float().mean().item()
-            readout.value = f"<b>{100 * active:.1f}%</b> of the {len(d_ap)} triplets are active at m = {m:.2f}"
+            readout.value = (
+                f"<b>{100 * active:.1f}%</b> of the {len(d_ap)} triplets are active at m = {m:.2f}"
+            )
         else:
             readout.value = f"m = {m:.2f}"
 
     slider.observe(update, names="value")
     update()
+    # the widget is created with its data: updates sent before the browser has loaded
+    # plotly's widget code can be lost, and the figure would show empty
+    fig = go.FigureWidget(fig)
     box = W.VBox([slider, readout, fig])
     box.slider, box.figure, box.readout = slider, fig, readout
     return box
@@ -233,27 +314,52 @@ def histogram_browser(per_epoch: list, *, bins: int = 40, title: str = "pair dis
     if not per_epoch:
         raise ValueError("per_epoch is empty; record at least the distances before training.")
     hi = max(float(torch.cat([s, d]).max()) for s, d in per_epoch)
-    fig = go.FigureWidget()
+    fig = go.Figure()
     for name, color in (("similar pairs", "#2ca02c"), ("dissimilar pairs", "#d62728")):
-        fig.add_trace(go.Histogram(x=[], name=name, marker_color=color, opacity=0.6, histnorm="probability density",
-                                   xbins=dict(start=0, end=hi, size=hi / bins)))
-    fig.update_layout(barmode="overlay", height=320, width=620, xaxis_title="distance", yaxis_title="density",
-                      margin=dict(l=10, r=10, t=40, b=10), xaxis_range=[0, hi])
-    slider = W.IntSlider(value=len(per_epoch) - 1, min=0, max=len(per_epoch) - 1, description="epoch")
+        fig.add_trace(
+            go.Histogram(
+                x=[],
+                name=name,
+                marker_color=color,
+                opacity=0.6,
+                histnorm="probability density",
+                xbins=dict(start=0, end=hi, size=hi / bins),
+            )
+        )
+    fig.update_layout(
+        barmode="overlay",
+        height=320,
+        width=620,
+        xaxis_title="distance",
+        yaxis_title="density",
+        margin=dict(l=10, r=10, t=40, b=10),
+        xaxis_range=[0, hi],
+    )
+    slider = W.IntSlider(
+        value=len(per_epoch) - 1, min=0, max=len(per_epoch) - 1, description="epoch"
+    )
 
     def update(change=None):
         sim, dis = per_epoch[slider.value]
-        top = max(float(torch.cat([sim, dis]).max()), 1e-6)  # this epoch's range: epoch 0 may sit below 0.22
-        # no batch_update (see heads.margin_explorer: the browser loses what one trace's update leaves out)
+        top = max(
+            float(torch.cat([sim, dis]).max()), 1e-6
+        )  # this epoch's range: epoch 0 may sit below 0.22
+        # no batch_update (see heads.margin_explorer: the browser loses what one trace's
+        # update leaves out)
         fig.data[0].x = sim.numpy()
         fig.data[1].x = dis.numpy()
         for tr in fig.data:
             tr.xbins = dict(start=0, end=top, size=top / bins)
         fig.layout.xaxis.range = [0, 1.02 * top]
-        fig.layout.title = f"{title} — epoch {slider.value}" + (" (before training)" if slider.value == 0 else "")
+        fig.layout.title = f"{title} — epoch {slider.value}" + (
+            " (before training)" if slider.value == 0 else ""
+        )
 
     slider.observe(update, names="value")
     update()
+    # the widget is created with its data: updates sent before the browser has loaded
+    # plotly's widget code can be lost, and the figure would show empty
+    fig = go.FigureWidget(fig)
     box = W.VBox([slider, fig])
     box.slider, box.figure = slider, fig
     return box

@@ -21,8 +21,13 @@ import os
 
 import numpy as np
 
-LIVE_NOTE = ("Static stand-in: the slider steps were computed when this page was built. "
-             "The live widget needs JupyterLab (<code>make lab</code>).")
+# Heavy and needed only while building the site, so imported inside the functions that use
+# them: ipywidgets, plotly.
+
+LIVE_NOTE = (
+    "Static stand-in: the slider steps were computed when this page was built. "
+    "The live widget needs JupyterLab (<code>make lab</code>)."
+)
 MAX_STEPS = 9  # steps per slider: enough to watch a figure move, small enough for a light page
 _ENABLED = False
 
@@ -33,11 +38,18 @@ def is_enabled() -> bool:
 
 
 def figure_html(fig, *, div_id: str | None = None) -> str:
-    """The figure as an HTML fragment that expects ``window.Plotly`` (no plotly.js, no MathJax CDN)."""
+    """The figure as an HTML fragment that expects ``window.Plotly`` (no plotly.js, no MathJax)."""
     import plotly.io as pio
 
-    return pio.to_html(fig, include_plotlyjs=False, include_mathjax=False, full_html=False, div_id=div_id,
-                       config={"responsive": True})
+    return pio.to_html(
+        fig,
+        include_plotlyjs=False,
+        include_mathjax=False,
+        full_html=False,
+        div_id=div_id,
+        config={"responsive": True},
+        auto_play=False,
+    )
 
 
 def _walk(widget):
@@ -47,7 +59,7 @@ def _walk(widget):
 
 
 def _control_values(control) -> list:
-    """The values a stand-in offers for one control: every option, or up to MAX_STEPS grid points."""
+    """The values a stand-in offers for a control: every option, or up to MAX_STEPS grid points."""
     if hasattr(control, "options") and control.options:
         opts = list(control.options)
         return [o[1] if isinstance(o, tuple) else o for o in opts]
@@ -55,12 +67,14 @@ def _control_values(control) -> list:
     if type(control).__name__ in ("FloatLogSlider",):
         exps = np.linspace(lo, hi, MAX_STEPS)
         exps = np.round(exps / step) * step
-        return sorted({float(control.base ** e) for e in exps} | {float(control.value)})
+        return sorted({float(control.base**e) for e in exps} | {float(control.value)})
     grid = np.arange(lo, hi + step / 2, step)
     if len(grid) > MAX_STEPS:
         grid = grid[np.linspace(0, len(grid) - 1, MAX_STEPS).round().astype(int)]
-    values = sorted({(int(v) if isinstance(control.value, int) else round(float(v), 10)) for v in grid}
-                    | {control.value})
+    values = sorted(
+        {(int(v) if isinstance(control.value, int) else round(float(v), 10)) for v in grid}
+        | {control.value}
+    )
     return values
 
 
@@ -92,7 +106,9 @@ def _diff_keys(base: list[dict], other: list[dict]) -> list[str]:
 def _plain(v):
     if isinstance(v, np.ndarray):
         if v.dtype.kind == "f":
-            return [float(f"{x:.4g}") for x in v.ravel()] if v.ndim == 1 else np.round(v, 4).tolist()
+            return (
+                [float(f"{x:.4g}") for x in v.ravel()] if v.ndim == 1 else np.round(v, 4).tolist()
+            )
         return v.tolist()
     if isinstance(v, tuple):
         return [_plain(x) for x in v]
@@ -118,8 +134,14 @@ def stand_in(box, *, max_controls: int = 4):
     if not figs:
         return None
     fig = figs[0]
-    controls = [w for w in _walk(box) if isinstance(w, W.ValueWidget) and not isinstance(w, (W.HTML, W.Label))
-                and (hasattr(w, "options") or hasattr(w, "step")) and not getattr(w, "disabled", False)]
+    controls = [
+        w
+        for w in _walk(box)
+        if isinstance(w, W.ValueWidget)
+        and not isinstance(w, (W.HTML, W.Label))
+        and (hasattr(w, "options") or hasattr(w, "step"))
+        and not getattr(w, "disabled", False)
+    ]
     controls = controls[:max_controls]
     base_traces = _trace_state(fig)
     out = go.Figure(fig.to_dict())
@@ -132,21 +154,44 @@ def stand_in(box, *, max_controls: int = 4):
         try:
             for v in values:
                 control.value = v
-                snaps.append((v, _trace_state(fig), {k: _layout_value(fig.layout[k]) for k in layout_keys}))
+                snaps.append(
+                    (v, _trace_state(fig), {k: _layout_value(fig.layout[k]) for k in layout_keys})
+                )
         finally:
             control.value = start
         keys = sorted({k for _, t, _ in snaps for k in _diff_keys(base_traces, t)})
-        moved = sorted({i for _, t, _ in snaps for i, (a, b) in enumerate(zip(base_traces, t))
-                        if any(_plain(a.get(k)) != _plain(b.get(k)) for k in keys)})
+        moved = sorted(
+            {
+                i
+                for _, t, _ in snaps
+                for i, (a, b) in enumerate(zip(base_traces, t))
+                if any(_plain(a.get(k)) != _plain(b.get(k)) for k in keys)
+            }
+        )
         steps = []
         for v, traces, lay in snaps:
             data_update = {k: [_plain(traces[i].get(k)) for i in moved] for k in keys}
-            steps.append(dict(method="update", label=f"{v:.3g}" if isinstance(v, float) else str(v),
-                              args=[data_update, lay, moved]))
+            steps.append(
+                dict(
+                    method="update",
+                    label=f"{v:.3g}" if isinstance(v, float) else str(v),
+                    args=[data_update, lay, moved],
+                )
+            )
         active = next((i for i, (v, _, _) in enumerate(snaps) if v == start), 0)
-        sliders.append(dict(steps=steps, active=active, currentvalue=dict(prefix=f"{_label(control)}: "),
-                            pad=dict(t=30 + 0 * ci), len=1.0 / max(1, len(controls)) - 0.02,
-                            x=ci / max(1, len(controls)), xanchor="left", y=0, yanchor="top"))
+        sliders.append(
+            dict(
+                steps=steps,
+                active=active,
+                currentvalue=dict(prefix=f"{_label(control)}: "),
+                pad=dict(t=30 + 0 * ci),
+                len=1.0 / max(1, len(controls)) - 0.02,
+                x=ci / max(1, len(controls)),
+                xanchor="left",
+                y=0,
+                yanchor="top",
+            )
+        )
     height = (fig.layout.height or 450) + 90
     out.update_layout(sliders=sliders, height=height, margin=dict(b=90))
     return out
@@ -156,8 +201,10 @@ def _box_mimebundle(self, **kwargs):
     fig = stand_in(self)
     if fig is None:
         return _ORIGINAL["box"](self, **kwargs)
-    return {"text/html": figure_html(fig) + f"<p class='dmlcourse-static-note'><i>{LIVE_NOTE}</i></p>",
-            "text/plain": "static stand-in of a dmlcourse widget"}
+    return {
+        "text/html": figure_html(fig) + f"<p class='dmlcourse-static-note'><i>{LIVE_NOTE}</i></p>",
+        "text/plain": "static stand-in of a dmlcourse widget",
+    }
 
 
 def _figurewidget_mimebundle(self, **kwargs):

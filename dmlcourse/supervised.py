@@ -9,8 +9,10 @@ and matches PyTorch's built-in where there is one:
     mae_loss(pred, target)              mean |pred - target|                      F.l1_loss
     huber_loss(pred, target, delta)     0.5 r^2 if |r| <= delta else
                                         delta (|r| - 0.5 delta)                   F.huber_loss
-    kl_divergence(logits, target)       sum_l t_l (log t_l - log softmax_l)       F.kl_div(log_softmax, t, "batchmean")
-    hinge_loss(scores, y, margin)       [m - y f]_+ with y in {-1, +1}            (2 x F.multi_margin_loss, see tests)
+    kl_divergence(logits, target)       sum_l t_l (log t_l - log softmax_l)
+    F.kl_div(log_softmax, t, "batchmean")
+    hinge_loss(scores, y, margin)       [m - y f]_+ with y in {-1, +1}            (2 x
+    F.multi_margin_loss, see tests)
     cross_entropy(logits, labels)       -log softmax(logits)_y                    F.cross_entropy
 
 The network (:class:`Classifier`) is a backbone (``models.MLP`` or ``models.SmallCNN``)
@@ -26,7 +28,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._validate import check_choice, check_float, check_int, check_tensor
+from .core.validate import check_choice, check_float, check_int, check_tensor
+
+# Heavy and needed only for pictures, widgets or fitting, so imported inside the
+# functions that use them: matplotlib.
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -42,8 +47,11 @@ def _check_regression(pred, target):
     check_tensor("pred", pred, floating=True)
     check_tensor("target", target)
     if pred.shape != target.shape:
-        raise ValueError(f"pred has shape {tuple(pred.shape)} but target has {tuple(target.shape)}; they must match "
-                         "(a single-output network gives (N,): squeeze its (N, 1) output).")
+        raise ValueError(
+            f"pred has shape {tuple(pred.shape)} but target has {tuple(target.shape)}; they must "
+            "match "
+            "(a single-output network gives (N,): squeeze its (N, 1) output)."
+        )
     return pred, target.to(pred.dtype)
 
 
@@ -60,7 +68,9 @@ def mae_loss(pred: torch.Tensor, target: torch.Tensor, reduction: str = "mean") 
     return _reduce((pred - target).abs(), reduction)
 
 
-def huber_loss(pred: torch.Tensor, target: torch.Tensor, delta: float = 1.0, reduction: str = "mean") -> torch.Tensor:
+def huber_loss(
+    pred: torch.Tensor, target: torch.Tensor, delta: float = 1.0, reduction: str = "mean"
+) -> torch.Tensor:
     """Huber loss (lecture eq. 6): 0.5 r^2 where |r| <= delta, delta (|r| - 0.5 delta) beyond.
 
     Quadratic near 0 (like MSE), linear far away (like MAE, slope delta), and the two
@@ -78,12 +88,19 @@ def _check_logits(logits, labels):
     check_tensor("logits", logits, ndim=2, floating=True)
     check_tensor("labels", labels, ndim=1)
     if labels.is_floating_point() or labels.dtype == torch.bool:
-        raise TypeError(f"labels must be an integer tensor of class indices, got dtype {labels.dtype}.")
+        raise TypeError(
+            f"labels must be an integer tensor of class indices, got dtype {labels.dtype}."
+        )
     if labels.shape[0] != logits.shape[0]:
-        raise ValueError(f"labels has {labels.shape[0]} entries but logits has {logits.shape[0]} rows; they must match.")
+        raise ValueError(
+            f"labels has {labels.shape[0]} entries but logits has {logits.shape[0]} rows; they "
+            "must match."
+        )
     if labels.numel() and (labels.min() < 0 or labels.max() >= logits.shape[1]):
-        raise ValueError(f"labels must lie in 0..{logits.shape[1] - 1} (one logit per class), got values from "
-                         f"{int(labels.min())} to {int(labels.max())}.")
+        raise ValueError(
+            f"labels must lie in 0..{logits.shape[1] - 1} (one logit per class), got values from "
+            f"{int(labels.min())} to {int(labels.max())}."
+        )
 
 
 def log_softmax(logits: torch.Tensor) -> torch.Tensor:
@@ -92,14 +109,18 @@ def log_softmax(logits: torch.Tensor) -> torch.Tensor:
     return z - torch.log(torch.exp(z).sum(dim=1, keepdim=True))
 
 
-def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+def cross_entropy(
+    logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean"
+) -> torch.Tensor:
     """Cross-entropy with softmax (lecture eq. 9): -sum_l (y_i)_l log softmax(f_o(x_i))_l
     with one-hot y_i, i.e. -log of the softmax probability of the true class."""
     _check_logits(logits, labels)
     return _reduce(-log_softmax(logits).gather(1, labels[:, None]).squeeze(1), reduction)
 
 
-def kl_divergence(logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+def kl_divergence(
+    logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean"
+) -> torch.Tensor:
     """KL(target || softmax(logits)) = sum_l t_l (log t_l - log q_l), with 0 log 0 = 0.
 
     ``target`` is (N, c) rows of probabilities. This is the direction that works with
@@ -111,10 +132,17 @@ def kl_divergence(logits: torch.Tensor, target: torch.Tensor, reduction: str = "
     check_tensor("logits", logits, ndim=2, floating=True)
     check_tensor("target", target, ndim=2, floating=True)
     if target.shape != logits.shape:
-        raise ValueError(f"target has shape {tuple(target.shape)} but logits has {tuple(logits.shape)}; they must match.")
-    if (target < 0).any() or not torch.allclose(target.sum(1), torch.ones_like(target[:, 0]), atol=1e-4):
+        raise ValueError(
+            f"target has shape {tuple(target.shape)} but logits has {tuple(logits.shape)}; they "
+            "must match."
+        )
+    if (target < 0).any() or not torch.allclose(
+        target.sum(1), torch.ones_like(target[:, 0]), atol=1e-4
+    ):
         raise ValueError("target rows must be probability vectors (non-negative, summing to 1).")
-    t_log_t = torch.where(target > 0, target * torch.log(target.clamp_min(1e-300)), torch.zeros_like(target))
+    t_log_t = torch.where(
+        target > 0, target * torch.log(target.clamp_min(1e-300)), torch.zeros_like(target)
+    )
     return _reduce((t_log_t - target * log_softmax(logits)).sum(1), reduction)
 
 
@@ -127,7 +155,9 @@ def smooth_labels(labels: torch.Tensor, num_classes: int, smoothing: float = 0.1
     return (1 - smoothing) * t + smoothing / num_classes
 
 
-def hinge_loss(scores: torch.Tensor, labels: torch.Tensor, margin: float = 1.0, reduction: str = "mean") -> torch.Tensor:
+def hinge_loss(
+    scores: torch.Tensor, labels: torch.Tensor, margin: float = 1.0, reduction: str = "mean"
+) -> torch.Tensor:
     """Two-class hinge loss (lecture eq. 8): [m - y_i f_o(x_i)]_+ with labels y_i in {-1, +1}.
 
     Zero once the score has the right sign AND is at least m away from 0.
@@ -135,10 +165,16 @@ def hinge_loss(scores: torch.Tensor, labels: torch.Tensor, margin: float = 1.0, 
     check_tensor("scores", scores, ndim=1, floating=True)
     check_tensor("labels", labels, ndim=1)
     if labels.shape != scores.shape:
-        raise ValueError(f"labels has shape {tuple(labels.shape)} but scores has {tuple(scores.shape)}; they must match.")
+        raise ValueError(
+            f"labels has shape {tuple(labels.shape)} but scores has {tuple(scores.shape)}; they "
+            "must match."
+        )
     if labels.numel() and not ((labels == 1) | (labels == -1)).all():
         bad = sorted(set(labels.unique().tolist()) - {-1, 1})
-        raise ValueError(f"labels must be -1 or +1 (two classes), got also {bad[:5]}; map 0/1 labels with 2 * y - 1.")
+        raise ValueError(
+            f"labels must be -1 or +1 (two classes), got also {bad[:5]}; map 0/1 labels with 2 * y "
+            "- 1."
+        )
     margin = check_float("margin", margin, min_value=0.0, strict_min=True)
     return _reduce(torch.relu(margin - labels.to(scores.dtype) * scores), reduction)
 
@@ -153,7 +189,7 @@ def loss_curves(residual: torch.Tensor, *, delta: float = 1.0, margin: float = 1
     check_tensor("residual", residual, ndim=1, floating=True)
     zero = torch.zeros_like(residual)
     ones = torch.ones_like(residual, dtype=torch.long)
-    two_logits = torch.stack([zero, residual], 1)   # class 1 is the true one: margin = residual
+    two_logits = torch.stack([zero, residual], 1)  # class 1 is the true one: margin = residual
     return {
         "MSE": mse_loss(residual, zero, "none"),
         "MAE": mae_loss(residual, zero, "none"),
@@ -176,9 +212,15 @@ def plot_losses(*, delta: float = 1.0, margin: float = 1.0, lim: float = 3.0):
         style = "--" if name.startswith(("hinge", "cross")) else "-"
         axes[0].plot(r.detach(), v.detach(), style, label=name)
         axes[1].plot(r.detach(), g, style, label=name)
-    axes[0].set(xlabel="residual r (MSE, MAE, Huber)  /  margin y f or z_y - z_other (hinge, CE)", ylabel="loss",
-                ylim=(-0.1, min(lim**2, 5)), title="loss")
-    axes[1].set(xlabel="same horizontal axis", ylabel="d loss / d r", ylim=(-2.2, 2.2), title="gradient")
+    axes[0].set(
+        xlabel="residual r (MSE, MAE, Huber)  /  margin y f or z_y - z_other (hinge, CE)",
+        ylabel="loss",
+        ylim=(-0.1, min(lim**2, 5)),
+        title="loss",
+    )
+    axes[1].set(
+        xlabel="same horizontal axis", ylabel="d loss / d r", ylim=(-2.2, 2.2), title="gradient"
+    )
     axes[0].legend(frameon=False, fontsize=8)
     for ax in axes:
         ax.axhline(0, color="k", lw=0.5)
@@ -203,14 +245,25 @@ class SupervisedLoss(nn.Module):
     ``forward(z, labels)`` returns {"loss", "accuracy"}; ``predict(z)`` the class.
     """
 
-    def __init__(self, loss: str, embedding_dim: int, num_classes: int = 10, *, delta: float = 1.0,
-                 margin: float = 1.0, smoothing: float = 0.1, bias: bool = True):
+    def __init__(
+        self,
+        loss: str,
+        embedding_dim: int,
+        num_classes: int = 10,
+        *,
+        delta: float = 1.0,
+        margin: float = 1.0,
+        smoothing: float = 0.1,
+        bias: bool = True,
+    ):
         super().__init__()
         self.loss = check_choice("loss", loss, LOSSES)
         self.embedding_dim = check_int("embedding_dim", embedding_dim, min_value=1)
         self.num_classes = check_int("num_classes", num_classes, min_value=2)
         if loss == "hinge" and num_classes != 2:
-            raise ValueError(f"loss='hinge' is the two-class hinge: num_classes must be 2, got {num_classes}.")
+            raise ValueError(
+                f"loss='hinge' is the two-class hinge: num_classes must be 2, got {num_classes}."
+            )
         self.delta = check_float("delta", delta, min_value=0.0, strict_min=True)
         self.margin = check_float("margin", margin, min_value=0.0, strict_min=True)
         self.smoothing = check_float("smoothing", smoothing, min_value=0.0, max_value=1.0)
@@ -232,12 +285,17 @@ class SupervisedLoss(nn.Module):
         if self.loss == "cross_entropy":
             loss = cross_entropy(out, labels)
         elif self.loss == "kl":
-            loss = kl_divergence(out, smooth_labels(labels, self.num_classes, self.smoothing).to(out.device))
+            loss = kl_divergence(
+                out, smooth_labels(labels, self.num_classes, self.smoothing).to(out.device)
+            )
         elif self.loss == "hinge":
             loss = hinge_loss(out.squeeze(1), 2 * labels - 1, self.margin)
         else:
-            fn = {"mse": mse_loss, "mae": mae_loss,
-                  "huber": lambda p, t: huber_loss(p, t, self.delta)}[self.loss]
+            fn = {
+                "mse": mse_loss,
+                "mae": mae_loss,
+                "huber": lambda p, t: huber_loss(p, t, self.delta),
+            }[self.loss]
             loss = fn(out.squeeze(1), labels.float())
         with torch.no_grad():
             acc = (self._predict_from(out.detach()) == labels).float().mean().item()
@@ -292,7 +350,7 @@ def norm_and_angle_stats(z: torch.Tensor, labels: torch.Tensor) -> dict:
     r = z.norm(dim=1)
     u = z / r[:, None].clamp_min(1e-12)
     cv, ang, within, means = [], [], [], []
-    for c in classes.tolist():        # one iteration per class (10), not per sample
+    for c in classes.tolist():  # one iteration per class (10), not per sample
         m = labels == c
         cv.append((r[m].std() / r[m].mean()).item())
         mean_u = u[m].mean(0).norm().clamp(1e-12, 1.0)
@@ -302,5 +360,8 @@ def norm_and_angle_stats(z: torch.Tensor, labels: torch.Tensor) -> dict:
         within.append((z[m] - mu).norm(dim=1).mean().item())
     means = torch.stack(means)
     between = torch.pdist(means).mean().item()
-    return {"radius_cv": sum(cv) / len(cv), "angle_std_deg": sum(ang) / len(ang),
-            "compactness": (sum(within) / len(within)) / between}
+    return {
+        "radius_cv": sum(cv) / len(cv),
+        "angle_std_deg": sum(ang) / len(ang),
+        "compactness": (sum(within) / len(within)) / between,
+    }

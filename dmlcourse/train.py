@@ -2,7 +2,9 @@
 
 Taught in 00_start_here.
 
-``train(model, loss_fn, images, labels, ...)`` trains ``model`` so that
+``fit_epoch(model, loss_fn, batches, optimizer)`` is the loop itself: one pass over the
+batches, one optimisation step per batch. ``train(model, loss_fn, images, labels, ...)``
+repeats it for some epochs and trains ``model`` so that
 ``loss_fn(embeddings, labels)`` goes down. ``loss_fn`` returns a scalar tensor,
 or a dict with a "loss" entry plus any scalars to log per step (e.g. the
 fraction of active triplets). If ``loss_fn`` is an ``nn.Module`` with
@@ -17,8 +19,6 @@ training and keeps everything trained so far.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -27,12 +27,17 @@ from typing import Callable
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
-from ._validate import check_float, check_int, check_tensor
+from .core.io import atomic_torch_save
+from .core.validate import check_float, check_images_labels, check_int, check_tensor
 from .data import ClassBalancedBatchSampler, DeviceLoader
 from .metrics import evaluate
 from .models import embed
 from .runtime import get_device, seed_everything
+
+# Heavy and needed only for pictures, widgets or fitting, so imported inside the
+# functions that use them: matplotlib.
 
 
 @dataclass
@@ -58,6 +63,13 @@ class History:
     message: str = ""
     config: dict = field(default_factory=dict)
 
+    def log_step(self, loss: float, info: dict | None = None) -> float:
+        """Record one step: its loss and any other scalars the loss returned."""
+        self.step_loss.append(loss)
+        for key, value in (info or {}).items():
+            self.step_info.setdefault(key, []).append(value)
+        return loss
+
     @property
     def epochs_done(self) -> int:
         return len(self.epoch_metrics)
@@ -79,13 +91,17 @@ class History:
         import matplotlib.pyplot as plt
 
         has_metrics = any("precision_at_1" in m for m in self.epoch_metrics)
-        fig, axes = plt.subplots(1, 2 if has_metrics else 1, figsize=(10 if has_metrics else 5, 3.2), squeeze=False)
+        fig, axes = plt.subplots(
+            1, 2 if has_metrics else 1, figsize=(10 if has_metrics else 5, 3.2), squeeze=False
+        )
         ax = axes[0, 0]
         loss = torch.tensor(self.step_loss, dtype=torch.float)
         ax.plot(loss.numpy(), lw=0.6, alpha=0.4, label="step")
         if len(loss) >= smooth > 1:
             running = torch.nn.functional.avg_pool1d(loss[None, None], smooth, 1).flatten()
-            ax.plot(range(smooth - 1, len(loss)), running.numpy(), lw=1.5, label=f"mean of {smooth}")
+            ax.plot(
+                range(smooth - 1, len(loss)), running.numpy(), lw=1.5, label=f"mean of {smooth}"
+            )
         ax.set(xlabel="step", ylabel="loss", title="training loss")
         ax.legend(frameon=False)
         if has_metrics:
@@ -93,27 +109,153 @@ class History:
             ep = [m["epoch"] for m in self.epoch_metrics]
             for name in ("precision_at_1", "map_at_r"):
                 ax.plot(ep, self.metric(name), marker="o", label=name)
-            ax.set(xlabel="epoch", ylim=(0, 1.02), title="retrieval on the evaluation set", xticks=ep)
+            ax.set(
+                xlabel="epoch", ylim=(0, 1.02), title="retrieval on the evaluation set", xticks=ep
+            )
             ax.legend(frameon=False)
         fig.tight_layout()
         return fig
 
 
-def atomic_torch_save(obj, path) -> Path:
-    """``torch.save`` to a temporary file in the same folder, then rename: a reader
-    never sees a half-written file, and an interrupt leaves the old file intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+def fit_epoch(
+    model: nn.Module,
+    loss_fn: Callable,
+    batches,
+    optimizer,
+    *,
+    history: History | None = None,
+    on_step: Callable | None = None,
+) -> float:
+    """One epoch: for every batch, embed it, compute the loss, back-propagate, step.
+
+    ``loss_fn(embeddings, labels)`` returns a scalar, or a dict with a "loss" entry and other
+    scalars to log. Every step is recorded in ``history``; ``on_step(history)`` returning True
+    ends the epoch early. Returns the epoch's mean loss.
+    """
+    history = history if history is not None else History()
+    model.train()
+    losses = []
+    for x, y in batches:
+        out = loss_fn(model(x), y)
+        info = {k: float(v) for k, v in out.items() if k != "loss"} if isinstance(out, dict) else {}
+        loss = out["loss"] if isinstance(out, dict) else out
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(history.log_step(loss.item(), info))
+        if on_step is not None and on_step(history):
+            break
+    return sum(losses) / max(len(losses), 1)
+
+
+class TrainingMonitor:
+    """What happens around :func:`fit_epoch` in :func:`train`: the progress bar, the stop
+    rules (a non-finite loss, ``max_steps``, ``should_stop()``) and the per-epoch record
+    (evaluation, probe snapshot, ``on_epoch_end(history)``)."""
+
+    def __init__(
+        self,
+        history: History,
+        total: int,
+        *,
+        progress: bool = True,
+        max_steps: int | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        on_epoch_end: Callable | None = None,
+        embed_probe: Callable | None = None,
+        evaluate_epoch: Callable | None = None,
+    ):
+        self.history, self.total = history, total
+        self.max_steps, self.should_stop, self.on_epoch_end = max_steps, should_stop, on_epoch_end
+        self.embed_probe, self.evaluate_epoch = embed_probe, evaluate_epoch
+        self.bar = tqdm(total=total, desc="training", disable=not progress, leave=True)
+        self.step = 0
+        self.epoch = 0
+        self.diverged = False
+        self.finished = False  # True once no further epoch should run
+
+    def after_step(self, h: History) -> bool:
+        """Called by :func:`fit_epoch` after every step; True ends the epoch."""
+        self.step += 1
+        value = h.step_loss[-1]
+        self.bar.update(1)
+        if self.step % 10 == 0:
+            self.bar.set_postfix(epoch=self.epoch + 1, loss=f"{value:.4f}")
+        if not math.isfinite(value):
+            self.diverged = self.finished = h.interrupted = True
+            h.message = (
+                f"the loss became {value} at step {self.step} (epoch {self.epoch + 1}); "
+                "training stopped. Try a smaller learning rate or margin."
+            )
+            warnings.warn(h.message, RuntimeWarning, stacklevel=4)
+            return True
+        max_steps, should_stop = self.max_steps, self.should_stop
+        if (max_steps is not None and self.step >= max_steps) or (
+            should_stop is not None and should_stop()
+        ):
+            h.interrupted = max_steps is None or self.step < self.total
+            if should_stop is not None and h.interrupted:
+                h.message = f"stopped on request after {self.step} steps."
+            self.finished = True
+            return True
+        return False
+
+    def after_epoch(self, mean_loss: float, seconds: float) -> None:
+        """Record the epoch that just ended (unless the loss diverged in it)."""
+        h = self.history
+        self.epoch += 1
+        if self.diverged:
+            return
+        record = {"epoch": h.epochs_done + 1, "loss": mean_loss, "seconds": seconds}
+        if self.evaluate_epoch is not None:
+            record.update(self.evaluate_epoch())
+        h.epoch_metrics.append(record)
+        if self.embed_probe is not None:
+            h.snapshots.append(self.embed_probe())
+        if self.on_epoch_end is not None:
+            self.on_epoch_end(h)
+        self.finished = self.finished or h.interrupted
+
+    def interrupted(self) -> None:
+        h = self.history
+        h.interrupted = True
+        h.message = (
+            f"interrupted after {self.step} steps ({h.epochs_done} full epochs); "
+            "the model and this history keep what was trained."
+        )
+        print("dmlcourse:", h.message)
+
+
+def _check_data(images, labels, eval_data, probe) -> None:
+    check_images_labels(images, labels, why="there is nothing to train on")
+    if probe is not None:
+        check_tensor("probe", probe)
+        if len(probe) == 0:
+            raise ValueError("probe is empty; give at least one image (or probe=None).")
+    if eval_data is not None:
+        if not (isinstance(eval_data, (tuple, list)) and len(eval_data) == 2):
+            raise ValueError("eval_data must be a pair (images, labels).")
+        if len(eval_data[0]) != len(eval_data[1]) or len(eval_data[0]) < 2:
+            raise ValueError("eval_data must hold at least 2 images with one label each.")
+
+
+def class_balanced_sampler(
+    labels: torch.Tensor, batch_size: int, samples_per_class: int, *, seed: int = 0
+) -> ClassBalancedBatchSampler:
+    """P x K batches for ``train(..., samples_per_class=K)``: P = batch_size // K classes."""
+    check_tensor("labels", labels, ndim=1)
+    k = check_int("samples_per_class", samples_per_class, min_value=1)
+    p = batch_size // k
+    if p < 2:
+        raise ValueError(
+            f"batch_size={batch_size} is smaller than P x K = 2 x {k}: a class-balanced batch "
+            "needs "
+            f"at least 2 classes of samples_per_class={k}. Use batch_size >= {2 * k}."
+        )
+    if batch_size % k:
+        raise ValueError(f"batch_size={batch_size} must be a multiple of samples_per_class={k}.")
+    n_classes = len(torch.unique(labels))
+    return ClassBalancedBatchSampler(labels, min(p, n_classes), k, seed=seed)
 
 
 def train(
@@ -139,7 +281,7 @@ def train(
     on_epoch_end: Callable | None = None,
     history: History | None = None,
 ) -> History:
-    """Train ``model`` with ``loss_fn(embeddings, labels)``; return a :class:`History`.
+    """Train ``model`` with ``loss_fn(embeddings, labels)`` (Adam, :func:`fit_epoch` per epoch).
 
     Parameters
     ----------
@@ -153,47 +295,23 @@ def train(
     eval_data : optional (images, labels); Precision@1 and MAP@R on it after every epoch.
     probe : optional images whose embeddings are stored before training and after every epoch.
     device : default: :func:`dmlcourse.runtime.get_device`.
-    seed : seeds the initial weights' RNG? No: seeds torch's RNG and the batch order.
-        Build the model after :func:`seed_everything` for reproducible weights.
-    max_steps : stop after this many steps in total (quick experiments).
-    should_stop : called after every step; training ends when it returns True.
-    on_epoch_end : called as ``on_epoch_end(history)`` after every epoch.
-    history : continue an earlier history (appends to it).
+    seed : seeds torch's RNG and the batch order (not the initial weights: build the
+        model after :func:`seed_everything` for reproducible weights).
+    max_steps, should_stop, on_epoch_end, history : hooks for the Lab and the benchmarks,
+        handled by :class:`TrainingMonitor`: stop after ``max_steps`` steps in total; stop
+        when ``should_stop()`` (called after every step) returns True; call
+        ``on_epoch_end(history)`` after every epoch; append to an earlier ``history``.
     """
     epochs = check_int("epochs", epochs, min_value=0)
     batch_size = check_int("batch_size", batch_size, min_value=1)
     lr = check_float("lr", lr, min_value=0.0, strict_min=True)
     weight_decay = check_float("weight_decay", weight_decay, min_value=0.0)
-    check_tensor("images", images)
-    check_tensor("labels", labels, ndim=1)
-    if len(images) != len(labels):
-        raise ValueError(f"images has {len(images)} entries but labels has {len(labels)}; they must match.")
-    if len(images) == 0:
-        raise ValueError("images is empty; there is nothing to train on.")
+    _check_data(images, labels, eval_data, probe)
     if max_steps is not None:
         max_steps = check_int("max_steps", max_steps, min_value=1)
-    if probe is not None:
-        check_tensor("probe", probe)
-        if len(probe) == 0:
-            raise ValueError("probe is empty; give at least one image (or probe=None).")
-    if eval_data is not None:
-        if not (isinstance(eval_data, (tuple, list)) and len(eval_data) == 2):
-            raise ValueError("eval_data must be a pair (images, labels).")
-        if len(eval_data[0]) != len(eval_data[1]) or len(eval_data[0]) < 2:
-            raise ValueError("eval_data must hold at least 2 images with one label each.")
     sampler = None
     if samples_per_class is not None:
-        k = check_int("samples_per_class", samples_per_class, min_value=1)
-        p = batch_size // k
-        if p < 2:
-            raise ValueError(
-                f"batch_size={batch_size} is smaller than P x K = 2 x {k}: a class-balanced batch needs at "
-                f"least 2 classes of samples_per_class={k}. Use batch_size >= {2 * k}."
-            )
-        if batch_size % k:
-            raise ValueError(f"batch_size={batch_size} must be a multiple of samples_per_class={k}.")
-        n_classes = len(torch.unique(labels))
-        sampler = ClassBalancedBatchSampler(labels, min(p, n_classes), k, seed=seed)
+        sampler = class_balanced_sampler(labels, batch_size, samples_per_class, seed=seed)
 
     device = torch.device(device) if device is not None else get_device()
     seed_everything(seed)
@@ -203,73 +321,59 @@ def train(
         loss_fn.to(device)
         params += [p for p in loss_fn.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    loader = DeviceLoader(images, labels, batch_size=batch_size, device=device, sampler=sampler,
-                          name=name, seed=seed)
+    loader = DeviceLoader(
+        images, labels, batch_size=batch_size, device=device, sampler=sampler, name=name, seed=seed
+    )
 
     h = history if history is not None else History()
-    h.config = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
-                "samples_per_class": samples_per_class, "name": name, "seed": seed, "device": str(device)}
+    h.config = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "samples_per_class": samples_per_class,
+        "name": name,
+        "seed": seed,
+        "device": str(device),
+    }
     if probe_labels is not None:
         h.probe_labels = probe_labels.detach().cpu()
-    if probe is not None and not h.snapshots:
-        h.snapshots.append(embed(model, probe, device=device, name=name))
-
-    from tqdm.auto import tqdm
+    embed_probe = None if probe is None else (lambda: embed(model, probe, device=device, name=name))
+    if embed_probe is not None and not h.snapshots:
+        h.snapshots.append(embed_probe())
+    evaluate_epoch = (
+        None
+        if eval_data is None
+        else (
+            lambda: evaluate(
+                embed(model, eval_data[0], device=device, name=name), eval_data[1].cpu()
+            )
+        )
+    )
 
     total = epochs * len(loader) if max_steps is None else min(max_steps, epochs * len(loader))
-    bar = tqdm(total=total, desc="training", disable=not progress, leave=True)
-    step = 0
+    monitor = TrainingMonitor(
+        h,
+        total,
+        progress=progress,
+        max_steps=max_steps,
+        should_stop=should_stop,
+        on_epoch_end=on_epoch_end,
+        embed_probe=embed_probe,
+        evaluate_epoch=evaluate_epoch,
+    )
     try:
-        for epoch in range(epochs):
-            start, epoch_losses = time.perf_counter(), []
-            model.train()
-            for x, y in loader:
-                out = loss_fn(model(x), y)
-                info = {}
-                if isinstance(out, dict):
-                    info = {k: float(v) for k, v in out.items() if k != "loss"}
-                    out = out["loss"]
-                optimizer.zero_grad(set_to_none=True)
-                out.backward()
-                optimizer.step()
-                value = out.item()
-                h.step_loss.append(value)
-                epoch_losses.append(value)
-                for key, v in info.items():
-                    h.step_info.setdefault(key, []).append(v)
-                step += 1
-                bar.update(1)
-                if step % 10 == 0:
-                    bar.set_postfix(epoch=epoch + 1, loss=f"{value:.4f}")
-                if not math.isfinite(value):
-                    h.interrupted = True
-                    h.message = (f"the loss became {value} at step {step} (epoch {epoch + 1}); training stopped. "
-                                 "Try a smaller learning rate or margin.")
-                    warnings.warn(h.message, RuntimeWarning, stacklevel=2)
-                    return h
-                if (max_steps is not None and step >= max_steps) or (should_stop is not None and should_stop()):
-                    h.interrupted = max_steps is None or step < total
-                    if should_stop is not None and h.interrupted:
-                        h.message = f"stopped on request after {step} steps."
-                    break
-            record = {"epoch": h.epochs_done + 1, "loss": sum(epoch_losses) / max(len(epoch_losses), 1),
-                      "seconds": time.perf_counter() - start}
-            if eval_data is not None:
-                emb = embed(model, eval_data[0], device=device, name=name)
-                record.update(evaluate(emb, eval_data[1].cpu()))
-            h.epoch_metrics.append(record)
-            if probe is not None:
-                h.snapshots.append(embed(model, probe, device=device, name=name))
-            if on_epoch_end is not None:
-                on_epoch_end(h)
-            if h.interrupted or (max_steps is not None and step >= max_steps):
+        for _ in range(epochs):
+            start = time.perf_counter()
+            mean_loss = fit_epoch(
+                model, loss_fn, loader, optimizer, history=h, on_step=monitor.after_step
+            )
+            monitor.after_epoch(mean_loss, time.perf_counter() - start)
+            if monitor.finished:
                 break
     except KeyboardInterrupt:
-        h.interrupted = True
-        h.message = (f"interrupted after {step} steps ({h.epochs_done} full epochs); "
-                     "the model and this history keep what was trained.")
-        print("dmlcourse:", h.message)
+        monitor.interrupted()
     finally:
-        bar.close()
+        monitor.bar.close()
     model.eval()
     return h

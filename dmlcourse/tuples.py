@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from ._validate import check_float, check_int, check_tensor
+from .core.validate import check_float, check_int, check_tensor
 
 
 def _generator(seed):
@@ -31,14 +31,20 @@ def _check_labels(labels):
 
 
 def _random_member(mask: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """For each row of a boolean (N, M) mask, a uniformly random column where it is True (-1 if none)."""
+    """For each row of a boolean (N, M) mask, a uniformly random column where it is True (-1 if
+    none)."""
     scores = torch.rand(mask.shape, generator=g).masked_fill(~mask, -1.0)
     idx = scores.argmax(1)
     return torch.where(mask.any(1), idx, torch.full_like(idx, -1))
 
 
-def make_pairs(labels: torch.Tensor, n_pairs: int | None = None, *, positive_fraction: float = 0.5,
-               seed: int = 0):
+def make_pairs(
+    labels: torch.Tensor,
+    n_pairs: int | None = None,
+    *,
+    positive_fraction: float = 0.5,
+    seed: int = 0,
+):
     """Random pairs (i, j) with ``dissimilar = 1`` where the labels differ (the lecture's y).
 
     Returns (i, j, dissimilar), LongTensors of length ``n_pairs`` (default: len(labels)).
@@ -48,7 +54,9 @@ def make_pairs(labels: torch.Tensor, n_pairs: int | None = None, *, positive_fra
     """
     labels = _check_labels(labels)
     n_pairs = check_int("n_pairs", n_pairs if n_pairs is not None else len(labels), min_value=1)
-    positive_fraction = check_float("positive_fraction", positive_fraction, min_value=0.0, max_value=1.0)
+    positive_fraction = check_float(
+        "positive_fraction", positive_fraction, min_value=0.0, max_value=1.0
+    )
     g = _generator(seed)
     same = labels[:, None] == labels[None, :]
     eye = torch.eye(len(labels), dtype=torch.bool)
@@ -60,8 +68,10 @@ def make_pairs(labels: torch.Tensor, n_pairs: int | None = None, *, positive_fra
         ok = torch.nonzero(mask.any(1)).flatten()
         if len(ok) == 0:
             kind = "similar" if y == 0 else "dissimilar"
-            raise ValueError(f"no {kind} pair exists in these labels; change positive_fraction "
-                             f"(got {positive_fraction}).")
+            raise ValueError(
+                f"no {kind} pair exists in these labels; change positive_fraction "
+                f"(got {positive_fraction})."
+            )
         i = ok[torch.randint(len(ok), (count,), generator=g)]
         out_i.append(i)
         out_j.append(_random_member(mask[i], g))
@@ -78,14 +88,18 @@ def make_triplets(labels: torch.Tensor, n_triplets: int | None = None, *, seed: 
     Only anchors that have both a positive and a negative are used.
     """
     labels = _check_labels(labels)
-    n_triplets = check_int("n_triplets", n_triplets if n_triplets is not None else len(labels), min_value=1)
+    n_triplets = check_int(
+        "n_triplets", n_triplets if n_triplets is not None else len(labels), min_value=1
+    )
     g = _generator(seed)
     same = labels[:, None] == labels[None, :]
     pos = same & ~torch.eye(len(labels), dtype=torch.bool)
     ok = torch.nonzero(pos.any(1) & (~same).any(1)).flatten()
     if len(ok) == 0:
-        raise ValueError("no anchor has both a positive and a negative: the labels need a class with two "
-                         "samples and at least two classes.")
+        raise ValueError(
+            "no anchor has both a positive and a negative: the labels need a class with two "
+            "samples and at least two classes."
+        )
     a = ok[torch.randint(len(ok), (n_triplets,), generator=g)]
     return a, _random_member(pos[a], g), _random_member(~same[a], g)
 
@@ -102,8 +116,15 @@ def make_quadruplets(labels: torch.Tensor, n: int | None = None, *, seed: int = 
     return a, p, neg, _random_member(third, g)
 
 
-def augment(images: torch.Tensor, *, max_shift: int = 3, max_rotation: float = 15.0, noise: float = 0.05,
-            seed: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+def augment(
+    images: torch.Tensor,
+    *,
+    max_shift: int = 3,
+    max_rotation: float = 15.0,
+    noise: float = 0.05,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """A random view of each image: a shift of up to ``max_shift`` pixels, a rotation of up to
     ``max_rotation`` degrees and Gaussian noise of std ``noise``.
 
@@ -117,17 +138,27 @@ def augment(images: torch.Tensor, *, max_shift: int = 3, max_rotation: float = 1
     g = generator if generator is not None else (_generator(seed) if seed is not None else None)
     x = images.unsqueeze(1) if images.ndim == 3 else images
     if x.ndim != 4:
-        raise ValueError(f"images must have shape (N, 28, 28) or (N, C, H, W), got {tuple(images.shape)}.")
+        raise ValueError(
+            f"images must have shape (N, 28, 28) or (N, C, H, W), got {tuple(images.shape)}."
+        )
     if len(x) == 0:
         raise ValueError("images is empty; nothing to augment.")
     x = x.float() / 255.0 if images.dtype == torch.uint8 else x.float()
     n, _, h, w = x.shape
     angle = (torch.rand(n, generator=g) * 2 - 1) * math.radians(max_rotation)
-    shift = torch.randint(-max_shift, max_shift + 1, (n, 2), generator=g).float() * 2 / torch.tensor([w, h])
+    shift = (
+        torch.randint(-max_shift, max_shift + 1, (n, 2), generator=g).float()
+        * 2
+        / torch.tensor([w, h])
+    )
     cos, sin = torch.cos(angle), torch.sin(angle)
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    theta = torch.stack(
+        [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
+    )
     grid = torch.nn.functional.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
-    background = x.amin(dim=(1, 2, 3), keepdim=True)  # pixels moved in from outside get the background value
+    background = x.amin(
+        dim=(1, 2, 3), keepdim=True
+    )  # pixels moved in from outside get the background value
     out = torch.nn.functional.grid_sample(x - background, grid, align_corners=False) + background
     if noise > 0:
         out = out + noise * torch.randn(out.shape, generator=g).to(out.device)

@@ -1,23 +1,31 @@
-"""Uncertainty in embeddings: Probabilistic Face Embeddings (PFE) and Data Uncertainty Learning (DUL).
+"""Uncertainty in embeddings: Probabilistic Face Embeddings (PFE) and Data Uncertainty Learning
+(DUL).
 
 Taught in 08_uncertainty_pfe.
 
 A probabilistic embedding maps an input x to a Gaussian N(mu(x), diag(var(x))) instead of a point.
 
-* ``mutual_likelihood_score`` (MLS, Shi & Jain 2019, eq. 3 of the lecture): the log-probability that two
+* ``mutual_likelihood_score`` (MLS, Shi & Jain 2019, eq. 3 of the lecture): the log-probability that
+two
   inputs share the same latent code,
-      s = -1/2 sum_l [ (mu1_l - mu2_l)^2 / (var1_l + var2_l) + log(var1_l + var2_l) ] - (D/2) log(2 pi).
-  The first term is the *attention* term (a distance that weights confident dimensions more), the second the
+      s = -1/2 sum_l [ (mu1_l - mu2_l)^2 / (var1_l + var2_l) + log(var1_l + var2_l) ] - (D/2) log(2
+      pi).
+  The first term is the *attention* term (a distance that weights confident dimensions more), the
+  second the
   *penalty* term (uncertain dimensions lower the score whatever the distance).
-* ``UncertaintyHead`` + ``PFE`` + ``PFELoss``: PFE keeps a trained deterministic embedding (the mean) frozen and
+* ``UncertaintyHead`` + ``PFE`` + ``PFELoss``: PFE keeps a trained deterministic embedding (the
+mean) frozen and
   learns only the variance, by minimising the negative MLS of same-class pairs.
 * ``fuse``: several observations of one class combined into one Gaussian by precision weighting.
-* ``DULNet`` + ``DULLoss`` (Chang et al., 2020): mean and variance learned together from scratch, an embedding
+* ``DULNet`` + ``DULLoss`` (Chang et al., 2020): mean and variance learned together from scratch, an
+embedding
   sampled with the reparameterisation trick, and a KL term towards N(0, I).
 * ``degrade``: blur, occlusion, noise and low contrast written in torch, with a strength in [0, 1].
 
-Variances: every public function takes **variances** (> 0) unless its argument says ``log_var``; the networks
-predict log-variances (unconstrained), and ``mutual_likelihood_score(..., log_var=True)`` accepts those directly.
+Variances: every public function takes **variances** (> 0) unless its argument says ``log_var``; the
+networks
+predict log-variances (unconstrained), and ``mutual_likelihood_score(..., log_var=True)`` accepts
+those directly.
 """
 
 from __future__ import annotations
@@ -28,8 +36,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._validate import check_choice, check_float, check_int, check_tensor
 from .autoencoders import gaussian_kl, reparameterize
+from .core.validate import check_choice, check_float, check_int, check_tensor
+
+# Heavy and needed only for pictures, widgets or fitting, so imported inside the
+# functions that use them: ipywidgets, plotly.
 
 LOG_2PI = math.log(2 * math.pi)
 DEGRADATIONS = ("blur", "occlusion", "noise", "contrast")
@@ -37,30 +48,41 @@ DEGRADATIONS = ("blur", "occlusion", "noise", "contrast")
 
 # --------------------------------------------------------------------------- checks
 
+
 def _check_gaussian(name_mu, mu, name_var, var, log_var):
     check_tensor(name_mu, mu, floating=True)
     check_tensor(name_var, var, floating=True)
     if mu.ndim < 1:
-        raise ValueError(f"{name_mu} must have at least one dimension (the embedding dimension), got a scalar.")
+        raise ValueError(
+            f"{name_mu} must have at least one dimension (the embedding dimension), got a scalar."
+        )
     if mu.shape != var.shape:
-        raise ValueError(f"{name_mu} has shape {tuple(mu.shape)} but {name_var} has shape {tuple(var.shape)}; "
-                         "a mean and its variance must have the same shape.")
+        raise ValueError(
+            f"{name_mu} has shape {tuple(mu.shape)} but {name_var} has shape {tuple(var.shape)}; "
+            "a mean and its variance must have the same shape."
+        )
     if torch.isnan(mu).any() or torch.isnan(var).any():
         raise ValueError(f"{name_mu} or {name_var} contains NaN.")
     if not log_var and not (var > 0).all():
-        raise ValueError(f"{name_var} must hold variances > 0, got a minimum of {var.min().item():.4g}. "
-                         "Pass log-variances with log_var=True.")
+        raise ValueError(
+            f"{name_var} must hold variances > 0, got a minimum of {var.min().item():.4g}. "
+            "Pass log-variances with log_var=True."
+        )
 
 
 def _broadcast(mu1, mu2):
     try:
         return torch.broadcast_shapes(mu1.shape, mu2.shape)
     except RuntimeError:
-        raise ValueError(f"mu1 has shape {tuple(mu1.shape)} and mu2 has shape {tuple(mu2.shape)}; they must be "
-                         "equal or broadcastable, with the same embedding dimension last.") from None
+        raise ValueError(
+            f"mu1 has shape {tuple(mu1.shape)} and mu2 has shape {tuple(mu2.shape)}; they must be "
+            "equal or broadcastable, with the same embedding dimension last."
+        ) from None
 
 
-# --------------------------------------------------------------------------- the mutual likelihood score
+# --------------------------------------------------------------------------- the mutual likelihood
+# score
+
 
 def mls_terms(mu1, var1, mu2, var2, *, log_var: bool = False) -> dict:
     """The three parts of the MLS, each summed over the last dimension:
@@ -73,43 +95,55 @@ def mls_terms(mu1, var1, mu2, var2, *, log_var: bool = False) -> dict:
 
 
 def _mls_terms(mu1, var1, mu2, var2, log_var):
-    # the computation alone, for callers that validated their inputs once (pairwise_mls, pfe_loss in training)
+    # the computation alone, for callers that validated their inputs once (pairwise_mls, pfe_loss in
+    # training)
     var_sum = None if log_var else var1 + var2
     if var_sum is not None and torch.isfinite(var_sum).all():
-        log_sum = torch.log(var_sum)                          # a sum of positives never underflows to 0
-    else:                                                     # log-variances, or a sum that overflowed
+        log_sum = torch.log(var_sum)  # a sum of positives never underflows to 0
+    else:  # log-variances, or a sum that overflowed
         lv1, lv2 = (var1, var2) if log_var else (torch.log(var1), torch.log(var2))
-        log_sum = torch.logaddexp(lv1, lv2)                   # log(var1 + var2) without forming the sum
+        log_sum = torch.logaddexp(lv1, lv2)  # log(var1 + var2) without forming the sum
     attention = -0.5 * ((mu1 - mu2) ** 2 * torch.exp(-log_sum)).sum(-1)
     penalty = -0.5 * log_sum.sum(-1)
     constant = torch.full_like(penalty, -0.5 * mu1.shape[-1] * LOG_2PI)
-    return {"attention": attention, "penalty": penalty, "constant": constant,
-            "total": attention + penalty + constant}
+    return {
+        "attention": attention,
+        "penalty": penalty,
+        "constant": constant,
+        "total": attention + penalty + constant,
+    }
 
 
 def mutual_likelihood_score(mu1, var1, mu2, var2, *, log_var: bool = False) -> torch.Tensor:
     """MLS of pairs of Gaussian embeddings: log p(z1 = z2) for z1 ~ N(mu1, var1), z2 ~ N(mu2, var2).
 
-        s = -1/2 sum_l [ (mu1_l - mu2_l)^2 / (var1_l + var2_l) + log(var1_l + var2_l) ] - (D/2) log(2 pi)
+        s = -1/2 sum_l [ (mu1_l - mu2_l)^2 / (var1_l + var2_l) + log(var1_l + var2_l) ] - (D/2)
+        log(2 pi)
 
     Parameters
     ----------
     mu1, var1 : (..., D) means and **variances** (> 0) of the first inputs.
-    mu2, var2 : (..., D) the second inputs; broadcast against the first ((N, 1, D) and (1, M, D) give all N x M
+    mu2, var2 : (..., D) the second inputs; broadcast against the first ((N, 1, D) and (1, M, D)
+    give all N x M
         scores).
     log_var : if True, ``var1`` and ``var2`` are log-variances (any real number) instead.
 
-    Returns the scores, shape (...): higher = more likely the same. Stable: a sum of positive variances cannot
-    underflow to 0, and where it would overflow (or for log-variances) log(var1 + var2) is computed as
-    ``logaddexp(log var1, log var2)``; tiny and huge variances give finite scores. The official PFE code returns the negative of
-    ``sum[(mu1 - mu2)^2 / (var1 + var2) + log(var1 + var2)]`` — 2 (-s) minus a constant — which ranks pairs
+    Returns the scores, shape (...): higher = more likely the same. Stable: a sum of positive
+    variances cannot
+    underflow to 0, and where it would overflow (or for log-variances) log(var1 + var2) is computed
+    as
+    ``logaddexp(log var1, log var2)``; tiny and huge variances give finite scores. The official PFE
+    code returns the negative of
+    ``sum[(mu1 - mu2)^2 / (var1 + var2) + log(var1 + var2)]`` — 2 (-s) minus a constant — which
+    ranks pairs
     identically (see ``pfe_official_score``).
     """
     return mls_terms(mu1, var1, mu2, var2, log_var=log_var)["total"]
 
 
 def pfe_official_score(mu1, var1, mu2, var2, *, log_var: bool = False) -> torch.Tensor:
-    """The form of the official PFE code: -sum[(mu1 - mu2)^2 / (var1 + var2) + log(var1 + var2)], i.e.
+    """The form of the official PFE code: -sum[(mu1 - mu2)^2 / (var1 + var2) + log(var1 + var2)],
+    i.e.
     2 MLS + D log(2 pi). An increasing affine map of the MLS: the same ranking, ROC and EER."""
     t = mls_terms(mu1, var1, mu2, var2, log_var=log_var)
     return 2 * (t["attention"] + t["penalty"])
@@ -124,9 +158,17 @@ def pairwise_mls(mu1, var1, mu2, var2, *, log_var: bool = False, chunk: int = 25
     _check_gaussian("mu1", mu1, "var1", var1, log_var)
     _check_gaussian("mu2", mu2, "var2", var2, log_var)
     if mu1.shape[1] != mu2.shape[1]:
-        raise ValueError(f"mu1 has {mu1.shape[1]} dimensions but mu2 has {mu2.shape[1]}; they must match.")
-    return torch.cat([_mls_terms(mu1[s:s + chunk, None], var1[s:s + chunk, None], mu2[None], var2[None], log_var)["total"]
-                      for s in range(0, len(mu1), chunk)])
+        raise ValueError(
+            f"mu1 has {mu1.shape[1]} dimensions but mu2 has {mu2.shape[1]}; they must match."
+        )
+    return torch.cat(
+        [
+            _mls_terms(
+                mu1[s : s + chunk, None], var1[s : s + chunk, None], mu2[None], var2[None], log_var
+            )["total"]
+            for s in range(0, len(mu1), chunk)
+        ]
+    )
 
 
 def harmonic_variance(var: torch.Tensor) -> torch.Tensor:
@@ -138,36 +180,50 @@ def harmonic_variance(var: torch.Tensor) -> torch.Tensor:
     return var.shape[1] / (1.0 / var).sum(1)
 
 
-# --------------------------------------------------------------------------- PFE: a variance on a frozen mean
+# --------------------------------------------------------------------------- PFE: a variance on a
+# frozen mean
+
 
 class UncertaintyHead(nn.Module):
     """Predicts a per-dimension log-variance from backbone features: FC - BN - ReLU - FC - BN, then
-    ``gamma * x + beta`` with learnable scalars (the PFE paper's head; ``beta`` starts at ``log_var_init``)."""
+    ``gamma * x + beta`` with learnable scalars (the PFE paper's head; ``beta`` starts at
+    ``log_var_init``)."""
 
-    def __init__(self, in_features: int, embedding_dim: int, hidden: int = 128, log_var_init: float = -4.0):
+    def __init__(
+        self, in_features: int, embedding_dim: int, hidden: int = 128, log_var_init: float = -4.0
+    ):
         super().__init__()
         self.in_features = check_int("in_features", in_features, min_value=1)
         self.embedding_dim = check_int("embedding_dim", embedding_dim, min_value=1)
         hidden = check_int("hidden", hidden, min_value=1)
         log_var_init = check_float("log_var_init", log_var_init)
-        self.net = nn.Sequential(nn.Linear(self.in_features, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
-                                 nn.Linear(hidden, self.embedding_dim), nn.BatchNorm1d(self.embedding_dim, affine=False))
+        self.net = nn.Sequential(
+            nn.Linear(self.in_features, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, self.embedding_dim),
+            nn.BatchNorm1d(self.embedding_dim, affine=False),
+        )
         self.gamma = nn.Parameter(torch.tensor(1.0))
         self.beta = nn.Parameter(torch.tensor(log_var_init))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         check_tensor("features", features, ndim=2, floating=True)
         if features.shape[1] != self.in_features:
-            raise ValueError(f"features has {features.shape[1]} columns but the head expects "
-                             f"in_features={self.in_features}.")
+            raise ValueError(
+                f"features has {features.shape[1]} columns but the head expects "
+                f"in_features={self.in_features}."
+            )
         return self.gamma * self.net(features) + self.beta
 
 
 class PFE(nn.Module):
     """A frozen mean and a trainable variance on top of the same backbone features.
 
-    ``PFE(mean_layer, head)(features)`` returns ``(mu, log_var)``: mu = normalize(mean_layer(features)) (frozen: its
-    parameters never get gradients) and log_var = head(features). Train with ``train.train(pfe, PFELoss(), ...)`` on
+    ``PFE(mean_layer, head)(features)`` returns ``(mu, log_var)``: mu =
+    normalize(mean_layer(features)) (frozen: its
+    parameters never get gradients) and log_var = head(features). Train with ``train.train(pfe,
+    PFELoss(), ...)`` on
     the backbone's *features* (computed once: the backbone is frozen too)."""
 
     def __init__(self, mean_layer: nn.Module, head: UncertaintyHead, *, normalize: bool = True):
@@ -178,7 +234,7 @@ class PFE(nn.Module):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        self.mean_layer.eval()        # frozen: batch-norm statistics must not move either
+        self.mean_layer.eval()  # frozen: batch-norm statistics must not move either
         return self
 
     def forward(self, features: torch.Tensor):
@@ -191,18 +247,24 @@ class PFE(nn.Module):
 def pfe_loss(mu: torch.Tensor, log_var: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """The PFE loss: minus the mean MLS over all same-class pairs (i < j) of a mini-batch.
 
-    Only the variance should learn from it (PFE detaches the mean). Raises if the batch has no same-class pair:
+    Only the variance should learn from it (PFE detaches the mean). Raises if the batch has no
+    same-class pair:
     use class-balanced batches (``samples_per_class``)."""
     check_tensor("mu", mu, ndim=2, floating=True)
     check_tensor("log_var", log_var, ndim=2, floating=True)
     check_tensor("labels", labels, ndim=1)
     if mu.shape != log_var.shape or len(labels) != len(mu):
-        raise ValueError(f"mu {tuple(mu.shape)}, log_var {tuple(log_var.shape)} and labels {tuple(labels.shape)} "
-                         "must describe the same N samples.")
+        raise ValueError(
+            f"mu {tuple(mu.shape)}, log_var {tuple(log_var.shape)} and labels "
+            f"{tuple(labels.shape)} "
+            "must describe the same N samples."
+        )
     i, j = torch.triu_indices(len(labels), len(labels), 1, device=labels.device)
     keep = labels[i] == labels[j]
     if not keep.any():
-        raise ValueError("the batch holds no two samples of the same class; use class-balanced batches.")
+        raise ValueError(
+            "the batch holds no two samples of the same class; use class-balanced batches."
+        )
     i, j = i[keep], j[keep]
     return -_mls_terms(mu[i], log_var[i], mu[j], log_var[j], True)["total"].mean()
 
@@ -218,7 +280,8 @@ class PFELoss(nn.Module):
 
 def fuse(mu: torch.Tensor, var: torch.Tensor, dim: int = 0):
     """Precision-weighted fusion of K Gaussian observations of one class along ``dim``:
-    1/var_f = sum_k 1/var_k, mu_f = var_f sum_k mu_k / var_k (the normalised product of the K Gaussians).
+    1/var_f = sum_k 1/var_k, mu_f = var_f sum_k mu_k / var_k (the normalised product of the K
+    Gaussians).
     Returns ``(mu_f, var_f)``. A confident observation pulls the fused mean towards itself."""
     _check_gaussian("mu", mu, "var", var, False)
     dim = check_int("dim", dim, min_value=-mu.ndim, max_value=mu.ndim - 1)
@@ -227,13 +290,18 @@ def fuse(mu: torch.Tensor, var: torch.Tensor, dim: int = 0):
     return var_f * (precision * mu).sum(dim), var_f
 
 
-# --------------------------------------------------------------------------- DUL: mean and variance learned together
+# --------------------------------------------------------------------------- DUL: mean and variance
+# learned together
+
 
 class DULNet(nn.Module):
-    """Backbone features -> (mu, log_var) with two linear layers (Data Uncertainty Learning, classification form).
+    """Backbone features -> (mu, log_var) with two linear layers (Data Uncertainty Learning,
+    classification form).
 
-    ``features`` is any module mapping images to (N, feature_dim); both heads are trained together with it.
-    ``forward`` returns ``(mu, log_var)``; ``embed_mean`` (for ``models.embed``) returns mu alone."""
+    ``features`` is any module mapping images to (N, feature_dim); both heads are trained together
+    with it.
+    ``forward`` returns ``(mu, log_var)``; ``embed_mean`` (for ``models.embed``) returns mu
+    alone."""
 
     def __init__(self, features: nn.Module, feature_dim: int, embedding_dim: int = 64):
         super().__init__()
@@ -241,8 +309,9 @@ class DULNet(nn.Module):
         self.feature_dim = check_int("feature_dim", feature_dim, min_value=1)
         self.embedding_dim = check_int("embedding_dim", embedding_dim, min_value=1)
         self.mu = nn.Linear(self.feature_dim, self.embedding_dim)
-        self.log_var = nn.Sequential(nn.Linear(self.feature_dim, self.embedding_dim),
-                                     nn.BatchNorm1d(self.embedding_dim))
+        self.log_var = nn.Sequential(
+            nn.Linear(self.feature_dim, self.embedding_dim), nn.BatchNorm1d(self.embedding_dim)
+        )
 
     def forward(self, x: torch.Tensor):
         f = self.features(x)
@@ -254,9 +323,11 @@ dul_kl = gaussian_kl
 
 
 class DULLoss(nn.Module):
-    """The DUL classification loss: cross-entropy of ``head`` on a sampled embedding plus ``kl_weight`` x KL.
+    """The DUL classification loss: cross-entropy of ``head`` on a sampled embedding plus
+    ``kl_weight`` x KL.
 
-    ``head`` is a classification head of lecture 7 (``heads.CosFaceHead`` ...); its parameters train too."""
+    ``head`` is a classification head of lecture 7 (``heads.CosFaceHead`` ...); its parameters train
+    too."""
 
     def __init__(self, head: nn.Module, kl_weight: float = 0.01):
         super().__init__()
@@ -273,6 +344,7 @@ class DULLoss(nn.Module):
 
 # --------------------------------------------------------------------------- degradations
 
+
 def _gaussian_kernel(sigma: float) -> torch.Tensor:
     radius = max(1, math.ceil(3 * sigma))
     x = torch.arange(-radius, radius + 1, dtype=torch.float32)
@@ -281,20 +353,25 @@ def _gaussian_kernel(sigma: float) -> torch.Tensor:
 
 
 def degrade(images: torch.Tensor, kind: str, strength: float, *, seed: int = 0) -> torch.Tensor:
-    """Degrade (N, 28, 28) or (N, 1, 28, 28) images; ``strength`` in [0, 1] (0 = unchanged, 1 = severe).
+    """Degrade (N, 28, 28) or (N, 1, 28, 28) images; ``strength`` in [0, 1] (0 = unchanged, 1 =
+    severe).
 
     blur       Gaussian blur, sigma = 2.5 x strength pixels
     occlusion  a grey square (value 0.5) of side 0.7 x 28 x strength at a random place in each image
-    noise      additive Gaussian noise, standard deviation 0.8 x strength (pixels in [0, 1]), clipped
+    noise      additive Gaussian noise, standard deviation 0.8 x strength (pixels in [0, 1]),
+    clipped
     contrast   pixels pulled towards each image's mean: x' = m + (1 - 0.9 strength)(x - m)
 
-    uint8 images come back as uint8; float images are taken to be in [0, 1] and come back as float. Seeded.
+    uint8 images come back as uint8; float images are taken to be in [0, 1] and come back as float.
+    Seeded.
     """
     check_tensor("images", images)
     check_choice("kind", kind, DEGRADATIONS)
     strength = check_float("strength", strength, min_value=0.0, max_value=1.0)
     if images.ndim not in (3, 4) or images.shape[-2:] != (28, 28):
-        raise ValueError(f"images must have shape (N, 28, 28) or (N, 1, 28, 28), got {tuple(images.shape)}.")
+        raise ValueError(
+            f"images must have shape (N, 28, 28) or (N, 1, 28, 28), got {tuple(images.shape)}."
+        )
     is_uint8 = images.dtype == torch.uint8
     x = images.float() / 255.0 if is_uint8 else images.float()
     shape = x.shape
@@ -343,6 +420,7 @@ def degrade_mixed(images: torch.Tensor, *, max_strength: float = 1.0, seed: int 
 
 # --------------------------------------------------------------------------- widget
 
+
 def mls_explorer(mu1: float = 0.0, var1: float = 0.5, mu2: float = 1.0, var2: float = 0.5):
     """Widget: two 1-D Gaussians (sliders for both means and variances), the product whose area is
     exp(MLS), and the MLS split into its attention, penalty and constant terms (bars).
@@ -352,20 +430,52 @@ def mls_explorer(mu1: float = 0.0, var1: float = 0.5, mu2: float = 1.0, var2: fl
     from plotly.subplots import make_subplots
 
     z = torch.linspace(-6, 6, 601, dtype=torch.float64)
-    base = go.Figure(make_subplots(rows=1, cols=2, column_widths=[0.62, 0.38], subplot_titles=(
-        "p(z | x1), p(z | x2) and their product (area = exp MLS)", "MLS = attention + penalty + constant")))
+    base = go.Figure(
+        make_subplots(
+            rows=1,
+            cols=2,
+            column_widths=[0.62, 0.38],
+            subplot_titles=(
+                "p(z | x1), p(z | x2) and their product (area = exp MLS)",
+                "MLS = attention + penalty + constant",
+            ),
+        )
+    )
     for name, color in (("p(z | x1)", "#1f77b4"), ("p(z | x2)", "#ff7f0e")):
-        base.add_trace(go.Scatter(x=z.numpy(), y=[], mode="lines", name=name, line=dict(color=color)), row=1, col=1)
-    base.add_trace(go.Scatter(x=z.numpy(), y=[], mode="lines", name="product", fill="tozeroy",
-                              line=dict(color="#2ca02c")), row=1, col=1)
-    base.add_trace(go.Bar(x=["attention", "penalty", "constant", "MLS"], y=[0, 0, 0, 0], showlegend=False,
-                          marker_color=["#9467bd", "#d62728", "#7f7f7f", "#000000"]), row=1, col=2)
+        base.add_trace(
+            go.Scatter(x=z.numpy(), y=[], mode="lines", name=name, line=dict(color=color)),
+            row=1,
+            col=1,
+        )
+    base.add_trace(
+        go.Scatter(
+            x=z.numpy(),
+            y=[],
+            mode="lines",
+            name="product",
+            fill="tozeroy",
+            line=dict(color="#2ca02c"),
+        ),
+        row=1,
+        col=1,
+    )
+    base.add_trace(
+        go.Bar(
+            x=["attention", "penalty", "constant", "MLS"],
+            y=[0, 0, 0, 0],
+            showlegend=False,
+            marker_color=["#9467bd", "#d62728", "#7f7f7f", "#000000"],
+        ),
+        row=1,
+        col=2,
+    )
     base.update_xaxes(title_text="z (one embedding dimension)", row=1, col=1)
     base.update_layout(height=380, width=950, margin=dict(l=10, r=10, t=50, b=10))
-    fig = go.FigureWidget(base)
+    fig = go.Figure(base)
     s_mu1 = W.FloatSlider(value=mu1, min=-4, max=4, step=0.1, description="μ1")
     s_mu2 = W.FloatSlider(value=mu2, min=-4, max=4, step=0.1, description="μ2")
-    # powers of two (1/64 .. 4, half steps): 0.5 on a base-10 grid came back from the browser as 0.501
+    # powers of two (1/64 .. 4, half steps): 0.5 on a base-10 grid came back from the browser
+    # as 0.501
     s_var1 = W.FloatLogSlider(value=var1, base=2, min=-6, max=2, step=0.5, description="σ1²")
     s_var2 = W.FloatLogSlider(value=var2, base=2, min=-6, max=2, step=0.5, description="σ2²")
 
@@ -374,18 +484,24 @@ def mls_explorer(mu1: float = 0.0, var1: float = 0.5, mu2: float = 1.0, var2: fl
         p1 = torch.exp(-0.5 * (z - m1) ** 2 / v1) / math.sqrt(2 * math.pi * v1)
         p2 = torch.exp(-0.5 * (z - m2) ** 2 / v2) / math.sqrt(2 * math.pi * v2)
         t = mls_terms(*(torch.tensor([[v]], dtype=torch.float64) for v in (m1, v1, m2, v2)))
-        # no batch_update (see heads.margin_explorer: the browser loses what one trace's update leaves out)
+        # no batch_update (see heads.margin_explorer: the browser loses what one trace's
+        # update leaves out)
         fig.data[0].y, fig.data[1].y, fig.data[2].y = p1.numpy(), p2.numpy(), (p1 * p2).numpy()
         bars = [t[k].item() for k in ("attention", "penalty", "constant", "total")]
         fig.data[3].y, fig.data[3].text = bars, [f"{b:.2f}" for b in bars]
-        lo, hi = min(bars + [0.0]), max(bars + [0.0])   # the bars' own range: -8.9 and -399 differ
+        lo, hi = min(bars + [0.0]), max(bars + [0.0])  # the bars' own range: -8.9 and -399 differ
         fig.layout.yaxis2.range = [lo - 0.15 * (hi - lo) - 0.5, hi + 0.15 * (hi - lo) + 0.5]
-        fig.layout.title = (f"MLS = {t['total'].item():.3f}   (attention {t['attention'].item():.3f}, "
-                            f"penalty {t['penalty'].item():.3f})")
+        fig.layout.title = (
+            f"MLS = {t['total'].item():.3f}   (attention {t['attention'].item():.3f}, "
+            f"penalty {t['penalty'].item():.3f})"
+        )
 
     for w in (s_mu1, s_var1, s_mu2, s_var2):
         w.observe(update, names="value")
     update()
+    # the widget is created with its data: updates sent before the browser has loaded
+    # plotly's widget code can be lost, and the figure would show empty
+    fig = go.FigureWidget(fig)
     box = W.VBox([W.HBox([s_mu1, s_var1]), W.HBox([s_mu2, s_var2]), fig])
     box.mu1, box.var1, box.mu2, box.var2, box.figure = s_mu1, s_var1, s_mu2, s_var2, fig
     return box

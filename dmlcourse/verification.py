@@ -17,12 +17,13 @@ from typing import NamedTuple
 
 import torch
 
-from ._validate import check_float, check_int, check_tensor
+from .core.validate import check_float, check_int, check_tensor
+from .tuples import make_pairs
 
 
 class ROC(NamedTuple):
-    far: torch.Tensor        # false accept rates, increasing
-    tar: torch.Tensor        # true accept rates
+    far: torch.Tensor  # false accept rates, increasing
+    tar: torch.Tensor  # true accept rates
     thresholds: torch.Tensor  # accept when score >= threshold
 
 
@@ -30,7 +31,9 @@ def _check(scores, same):
     check_tensor("scores", scores, ndim=1)
     check_tensor("same", same, ndim=1)
     if len(scores) != len(same):
-        raise ValueError(f"scores has {len(scores)} entries but same has {len(same)}; they must match.")
+        raise ValueError(
+            f"scores has {len(scores)} entries but same has {len(same)}; they must match."
+        )
     same = same.bool()
     if same.all() or not same.any():
         raise ValueError("same must contain both genuine (True) and impostor (False) pairs.")
@@ -78,10 +81,14 @@ def tar_at_far(scores: torch.Tensor, same: torch.Tensor, far: float = 1e-3) -> f
     return float(roc.tar[ok].max())
 
 
-def pair_scores(z: torch.Tensor, i: torch.Tensor, j: torch.Tensor, similarity: str = "cosine") -> torch.Tensor:
+def pair_scores(
+    z: torch.Tensor, i: torch.Tensor, j: torch.Tensor, similarity: str = "cosine"
+) -> torch.Tensor:
     """Scores of pairs (z[i], z[j]): cosine similarity, or minus the Euclidean distance."""
     if similarity not in ("cosine", "neg_euclidean"):
-        raise ValueError(f"similarity={similarity!r} is not allowed; choose 'cosine' or 'neg_euclidean'.")
+        raise ValueError(
+            f"similarity={similarity!r} is not allowed; choose 'cosine' or 'neg_euclidean'."
+        )
     if similarity == "cosine":
         return torch.nn.functional.cosine_similarity(z[i], z[j], dim=1)
     return -torch.linalg.norm(z[i] - z[j], dim=1)
@@ -89,8 +96,6 @@ def pair_scores(z: torch.Tensor, i: torch.Tensor, j: torch.Tensor, similarity: s
 
 def verification_pairs(labels: torch.Tensor, n_pairs: int = 20000, *, seed: int = 0):
     """Balanced genuine/impostor pairs (i, j, same) from labels (half of each), seeded."""
-    from .tuples import make_pairs
-
     n_pairs = check_int("n_pairs", n_pairs, min_value=2)
     i, j, dissimilar = make_pairs(labels, n_pairs, positive_fraction=0.5, seed=seed)
     return i, j, dissimilar == 0

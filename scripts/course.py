@@ -20,7 +20,7 @@ Commands::
 
     python scripts/course.py build solution build/solutions   # overwrite: for CI and instructors
     python scripts/course.py build learner build/learner
-    python scripts/course.py lab my-notebooks                 # the learner's own copies, never overwritten
+    python scripts/course.py lab my-notebooks   # learner's own copies, never overwritten
     python scripts/course.py check                            # what `make lint` enforces
 """
 
@@ -52,7 +52,10 @@ QUICK = runtime.is_quick()            # DMLCOURSE_QUICK=1 (CI): small and fast
 device = runtime.get_device()         # CUDA, then Apple MPS, then CPU
 SIZE = data.default_size(device)      # "mini" on CPU or in quick mode, "full" on a GPU
 runtime.seed_everything(0)"""
-JUPYTEXT_FILTERS = {"notebook_metadata_filter": "-all", "cell_metadata_filter": "exercise,tags,-all"}
+JUPYTEXT_FILTERS = {
+    "notebook_metadata_filter": "-all",
+    "cell_metadata_filter": "exercise,tags,-all",
+}
 KERNELSPEC = {"display_name": "Python 3 (dmlcourse)", "language": "python", "name": "python3"}
 
 
@@ -66,7 +69,9 @@ def sources(only: list[str] | None = None) -> list[Path]:
     if only:
         paths = [p for p in paths if any(p.name.startswith(o) for o in only)]
         if not paths:
-            raise CourseError(f"--only {only}: no notebook source matches; have {[p.stem for p in sources()]}")
+            raise CourseError(
+                f"--only {only}: no notebook source matches; have {[p.stem for p in sources()]}"
+            )
     return paths
 
 
@@ -177,20 +182,25 @@ def build_all(version: str, out: Path, only: list[str] | None = None) -> list[Pa
 
 def _ensure_writable(folder: Path) -> None:
     if folder.exists() and not folder.is_dir():
-        raise CourseError(f"{folder} exists and is not a folder; move it away, then run `make lab` again.")
+        raise CourseError(
+            f"{folder} exists and is not a folder; move it away, then run `make lab` again."
+        )
     probe_dir = folder if folder.exists() else folder.parent
     if not os.access(probe_dir, os.W_OK | os.X_OK):
         raise CourseError(
-            f"{probe_dir} is not writable, so your notebooks cannot be copied there. Nothing was changed. "
-            f"Fix it with `chmod u+w {probe_dir}` (or set LEARNER_DIR=another/folder), then run `make lab` again."
+            f"{probe_dir} is not writable, so your notebooks cannot be copied there. "
+            f"Nothing was changed. Fix it with `chmod u+w {probe_dir}` "
+            "(or set LEARNER_DIR=another/folder), then run `make lab` again."
         )
 
 
-def learner_copies(folder: Path, today: str | None = None, only: list[str] | None = None) -> list[str]:
+def learner_copies(
+    folder: Path, today: str | None = None, only: list[str] | None = None
+) -> list[str]:
     """Create or update the learner's own notebooks in ``folder``; never overwrite a learner's file.
 
     * first run: every learner notebook is written;
-    * a notebook the course has not changed since it was copied: left alone (the learner's edits stay);
+    * a notebook the course has not changed since it was copied: left alone (the edits stay);
     * a notebook the course has changed: the new version goes beside it as
       ``NN_name (updated YYYY-MM-DD).ipynb`` and the learner's file is untouched;
     * a notebook the learner deleted or renamed: a fresh copy is written, and said so;
@@ -204,12 +214,16 @@ def learner_copies(folder: Path, today: str | None = None, only: list[str] | Non
     messages = []
     for tmp in folder.glob(".*.tmp"):
         tmp.unlink()
-        messages.append(f"removed {tmp.name}, left by an interrupted run (your notebooks were not touched)")
+        messages.append(
+            f"removed {tmp.name}, left by an interrupted run (your notebooks were not touched)"
+        )
     manifest_path = folder / MANIFEST
     try:
         manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     except json.JSONDecodeError:
-        messages.append(f"{MANIFEST} was unreadable; starting it afresh (your notebooks were not touched)")
+        messages.append(
+            f"{MANIFEST} was unreadable; starting it afresh (your notebooks were not touched)"
+        )
         manifest = {}
     for src in sources(only):
         text = dumps(build(src, "learner"))
@@ -245,7 +259,9 @@ def check_sources(only: list[str] | None = None) -> list[str]:
     problems = []
     stray = sorted(p.name for p in SOURCES.glob("*.ipynb"))
     if stray:
-        problems.append(f"notebooks/ holds .ipynb files {stray}: the sources are the .py files; remove them")
+        problems.append(
+            f"notebooks/ holds .ipynb files {stray}: the sources are the .py files; remove them"
+        )
     for src in sources(only):
         text = src.read_text(encoding="utf-8")
         try:
@@ -258,24 +274,37 @@ def check_sources(only: list[str] | None = None) -> list[str]:
         # the file must be exactly what jupytext writes (so a JupyterLab save makes no diff)
         nb.metadata["jupytext"] = dict(JUPYTEXT_FILTERS)
         if jupytext.writes(nb, fmt="py:percent") != text:
-            problems.append(f"{src.name}: not in jupytext's canonical py:percent form; run `make format-notebooks`")
+            problems.append(
+                f"{src.name}: not in jupytext's canonical py:percent form; "
+                "run `make format-notebooks`"
+            )
         code = [c for c in nb.cells if c.cell_type == "code"]
         if not code or code[0].source.strip() != SETUP_CELL:
-            problems.append(f"{src.name}: the first code cell must be the fixed setup cell (see CONTRIBUTING.md)")
+            problems.append(
+                f"{src.name}: the first code cell must be the fixed setup cell "
+                "(see CONTRIBUTING.md)"
+            )
         ids = {}
         for cell in code:
             marked = bool(solution_regions(cell.source))
             ex = cell.metadata.get("exercise")
             if marked and not ex:
-                problems.append(f"{src.name}: a cell with solution markers has no exercise id (# %% exercise=\"NN.k\")")
+                problems.append(
+                    f"{src.name}: a cell with solution markers has no exercise id "
+                    '(# %% exercise="NN.k")'
+                )
             if ex:
                 if not re.fullmatch(rf"{src.name[:2]}\.\d+", str(ex)):
-                    problems.append(f"{src.name}: exercise id {ex!r} must look like '{src.name[:2]}.1'")
+                    problems.append(
+                        f"{src.name}: exercise id {ex!r} must look like '{src.name[:2]}.1'"
+                    )
                 if ex in ids:
                     problems.append(f"{src.name}: exercise id {ex!r} used twice")
                 ids[ex] = True
                 if f'check("{ex}"' not in cell.source:
-                    problems.append(f"{src.name}: exercise {ex} does not call check(\"{ex}\", ...) in its cell")
+                    problems.append(
+                        f'{src.name}: exercise {ex} does not call check("{ex}", ...) in its cell'
+                    )
         n = len(ids)
         if not 2 <= n <= 4:
             problems.append(f"{src.name}: has {n} marked exercises; every notebook has 2-4")

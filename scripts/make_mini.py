@@ -1,4 +1,4 @@
-"""Build the bundled mini datasets in data/mini/ from the full official files.
+"""Build the bundled mini datasets in dmlcourse/datasets/mini/ from the full official files.
 
     python scripts/make_mini.py [--source DIR]
 
@@ -16,14 +16,13 @@ import argparse
 import gzip
 import io
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 
+from dmlcourse.data import DATASETS, FILES, MINI_DIR, read_idx
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from dmlcourse.data import DATASETS, FILES, read_idx  # noqa: E402
 
 TRAIN_PER_CLASS = 1000
 TEST_PER_CLASS = 200
@@ -47,7 +46,7 @@ def main() -> None:
     args = ap.parse_args()
     rng = np.random.default_rng(SEED)
     for name in DATASETS:
-        out = ROOT / "data" / "mini" / name
+        out = MINI_DIR / name
         out.mkdir(parents=True, exist_ok=True)
         for split, per_class in (("train", TRAIN_PER_CLASS), ("test", TEST_PER_CLASS)):
             img_f, lab_f = FILES[split]

@@ -35,7 +35,11 @@ def machine() -> str:
 
     cpu = platform.processor() or platform.machine()
     try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
+        cpu = next(
+            ln.split(":", 1)[1].strip()
+            for ln in open("/proc/cpuinfo")
+            if ln.startswith("model name")
+        )
     except (OSError, StopIteration):
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
@@ -45,7 +49,9 @@ def machine() -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", nargs="*", help="lecture prefixes, e.g. 00 05")
-    ap.add_argument("--solutions", action="store_true", help="include the exercise solutions (instructors)")
+    ap.add_argument(
+        "--solutions", action="store_true", help="include the exercise solutions (instructors)"
+    )
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
 
@@ -60,10 +66,13 @@ def main(argv=None) -> int:
     lectures = SITE_SRC / "lectures"
     shutil.rmtree(lectures, ignore_errors=True)
     lectures.mkdir(parents=True)
-    note = (f"```{{note}}\nThis page was executed in **{mode} mode** on {machine()}, "
-            f"{dt.date.today().isoformat()}; the figures and numbers are that run's. The widgets are static "
-            f"stand-ins: their sliders replay steps computed when the page was built. To run the lecture and "
-            f"use the live widgets, see [the two commands](../index.md#two-commands).\n```")
+    note = (
+        f"```{{note}}\nThis page was executed in **{mode} mode** on {machine()}, "
+        f"{dt.date.today().isoformat()}; the figures and numbers are that run's. The widgets are "
+        "static stand-ins: their sliders replay steps computed when the page was built. "
+        "To run the lecture and "
+        f"use the live widgets, see [the two commands](../index.md#two-commands).\n```"
+    )
     import nbformat
     from nbclient import NotebookClient
 
@@ -73,13 +82,26 @@ def main(argv=None) -> int:
         nb.cells.insert(1, nbformat.v4.new_markdown_cell(note))
         nb.cells[1].id = "site-note"
         t1 = time.perf_counter()
-        # executed here (not by Sphinx) so that no widget state is stored: the stand-ins replace the widgets
-        NotebookClient(nb, timeout=3600, kernel_name="python3", store_widget_state=False,
-                       resources={"metadata": {"path": str(lectures)}}).execute()
-        errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-                  if o.get("output_type") == "error"]
+        # executed here, not by Sphinx, so that no widget state is stored (stand-ins replace them)
+        NotebookClient(
+            nb,
+            timeout=3600,
+            kernel_name="python3",
+            store_widget_state=False,
+            resources={"metadata": {"path": str(lectures)}},
+        ).execute()
+        errors = [
+            o
+            for c in nb.cells
+            if c.cell_type == "code"
+            for o in c.get("outputs", [])
+            if o.get("output_type") == "error"
+        ]
         if errors:
-            print(f"site: {src.stem} raised {errors[0]['ename']}: {errors[0]['evalue']}", file=sys.stderr)
+            print(
+                f"site: {src.stem} raised {errors[0]['ename']}: {errors[0]['evalue']}",
+                file=sys.stderr,
+            )
             return 1
         (lectures / f"{src.stem}.ipynb").write_text(course.dumps(nb), encoding="utf-8")
         print(f"site: executed {src.stem} in {time.perf_counter() - t1:.0f} s", flush=True)
@@ -89,7 +111,10 @@ def main(argv=None) -> int:
     rc = build_main(["-b", "html", "-q", "-j", "1", str(SITE_SRC), str(args.out)])
     seconds = time.perf_counter() - t0
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file()) / 2**20
-    print(f"site: {version} build, {mode} mode, {seconds:.0f} s, {size:.1f} MiB in {args.out}/index.html")
+    print(
+        f"site: {version} build, {mode} mode, {seconds:.0f} s, {size:.1f} MiB in "
+        f"{args.out}/index.html"
+    )
     return rc
 
 

@@ -22,12 +22,17 @@ myst_heading_anchors = 3
 # scripts/site.py executes the lectures (quick or full mode) before Sphinx renders them.
 nb_execution_mode = "off"
 nb_merge_streams = True
-nb_ipywidgets_js = {}  # no widget manager from a CDN: widgets are static stand-ins (dmlcourse/site.py)
+# no widget manager from a CDN: widgets are static stand-ins (dmlcourse/site.py)
+nb_ipywidgets_js = {}
 nb_mime_priority_overrides = [("html", "application/vnd.jupyter.widget-view+json", None)]
 
 html_theme = "sphinx_book_theme"
 html_title = "dmlcourse: deep metric learning, hands on"
-html_theme_options = {"show_toc_level": 2, "use_download_button": False, "use_fullscreen_button": False}
+html_theme_options = {
+    "show_toc_level": 2,
+    "use_download_button": False,
+    "use_fullscreen_button": False,
+}
 html_static_path = ["_static"]
 html_css_files = ["dmlcourse.css"]
 # plotly.js once for the whole site (no CDN); every figure's HTML expects window.Plotly
@@ -37,7 +42,9 @@ mathjax_path = "mathjax/tex-chtml.js"
 
 _static = Path(__file__).parent / "_static"
 _static.mkdir(exist_ok=True)
-shutil.copyfile(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", _static / "plotly.min.js")
+shutil.copyfile(
+    Path(plotly.__file__).parent / "package_data" / "plotly.min.js", _static / "plotly.min.js"
+)
 
 
 def _copy_mathjax(app, exc):
@@ -50,8 +57,11 @@ def _copy_mathjax(app, exc):
     dst = Path(app.outdir) / "_static" / "mathjax"
     dst.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src / "tex-chtml.js", dst / "tex-chtml.js")
-    shutil.copytree(src / "output" / "chtml" / "fonts" / "woff-v2", dst / "output" / "chtml" / "fonts" / "woff-v2",
-                    dirs_exist_ok=True)
+    shutil.copytree(
+        src / "output" / "chtml" / "fonts" / "woff-v2",
+        dst / "output" / "chtml" / "fonts" / "woff-v2",
+        dirs_exist_ok=True,
+    )
 
 
 html_context = {"default_mode": "light"}

@@ -1,4 +1,5 @@
-"""Autoencoders, the linear AE = PCA claim, principal angles (vs SciPy), PCA (vs scikit-learn), lifting."""
+"""Autoencoders, the linear AE = PCA claim, principal angles (vs SciPy), PCA (vs scikit-learn),
+lifting."""
 
 import numpy as np
 import pytest
@@ -26,7 +27,11 @@ def test_objective_matches_formula():
     got = ae.autoencoder_objective(x, x_hat, code, m, weight_decay=0.1, code_penalty=0.3)
     x_hat, code = x_hat.detach(), code.detach()
     rec = sum(float(((x[i] - x_hat[i]) ** 2).sum()) for i in range(8)) / 8
-    wd = sum(float((layer.weight.detach() ** 2).sum()) for layer in [*m.encoder, *m.decoder] if hasattr(layer, "weight"))
+    wd = sum(
+        float((layer.weight.detach() ** 2).sum())
+        for layer in [*m.encoder, *m.decoder]
+        if hasattr(layer, "weight")
+    )
     cp = sum(float((code[i] ** 2).sum()) for i in range(8)) / 8
     assert abs(got.item() - (rec + 0.1 * wd + 0.3 * cp)) < 1e-4 * (rec + wd)
 
@@ -64,16 +69,23 @@ def test_principal_angles_match_scipy():
         b = torch.randn(d, l, generator=g, dtype=torch.float64)
         ref = np.rad2deg(subspace_angles(a.numpy(), b.numpy()))
         assert np.allclose(ae.principal_angles(a, b).numpy(), ref, atol=1e-8)
-    # nearly identical subspaces: the small angles must stay accurate (where arccos alone loses them)
+    # nearly identical subspaces: the small angles must stay accurate (where arccos alone loses
+    # them)
     a = torch.randn(30, 4, generator=g, dtype=torch.float64)
-    b = a @ torch.randn(4, 4, generator=g, dtype=torch.float64) + 1e-9 * torch.randn(30, 4, generator=g, dtype=torch.float64)
+    b = a @ torch.randn(4, 4, generator=g, dtype=torch.float64) + 1e-9 * torch.randn(
+        30, 4, generator=g, dtype=torch.float64
+    )
     ref = np.rad2deg(subspace_angles(a.numpy(), b.numpy()))
     got = ae.principal_angles(a, b).numpy()
     assert np.allclose(got, ref, rtol=1e-3, atol=1e-12) and got.max() < 1e-5
     # a subspace with itself and with its orthogonal complement
     q, _ = torch.linalg.qr(torch.randn(6, 6, generator=g, dtype=torch.float64))
-    assert torch.allclose(ae.principal_angles(q[:, :2], q[:, :2]), torch.zeros(2, dtype=torch.float64), atol=1e-6)
-    assert torch.allclose(ae.principal_angles(q[:, :2], q[:, 2:4]), torch.full((2,), 90.0, dtype=torch.float64))
+    assert torch.allclose(
+        ae.principal_angles(q[:, :2], q[:, :2]), torch.zeros(2, dtype=torch.float64), atol=1e-6
+    )
+    assert torch.allclose(
+        ae.principal_angles(q[:, :2], q[:, 2:4]), torch.full((2,), 90.0, dtype=torch.float64)
+    )
     with pytest.raises(ValueError, match="same R"):
         ae.principal_angles(torch.randn(5, 2), torch.randn(6, 2))
 
@@ -82,12 +94,14 @@ def test_pca_matches_sklearn():
     from sklearn.decomposition import PCA
 
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(200, 12, generator=g, dtype=torch.float64) @ torch.randn(12, 12, generator=g, dtype=torch.float64)
+    x = torch.randn(200, 12, generator=g, dtype=torch.float64) @ torch.randn(
+        12, 12, generator=g, dtype=torch.float64
+    )
     mean, comps, var = ae.pca(x, 4)
     sk = PCA(4).fit(x.numpy())
     assert np.allclose(mean.numpy(), sk.mean_)
     assert np.allclose(var.numpy(), sk.explained_variance_)
-    assert np.allclose(np.abs((comps.numpy() * sk.components_).sum(1)), 1.0)   # same axes up to sign
+    assert np.allclose(np.abs((comps.numpy() * sk.components_).sum(1)), 1.0)  # same axes up to sign
     rec = sk.inverse_transform(sk.transform(x.numpy()))
     assert abs(ae.pca_reconstruction_error(x, 4) - ((x.numpy() - rec) ** 2).sum(1).mean()) < 1e-8
     with pytest.raises(ValueError, match="p must be <="):
@@ -127,7 +141,9 @@ def test_linear_autoencoder_learns_the_pca_subspace():
     err_pca = ae.pca_reconstruction_error(x, p)
     assert err_pca <= err_ae * (1 + 1e-6) and err_ae < 1.01 * err_pca
     # a random decoder of the same size is far from the PCA subspace
-    rand = ae.principal_angles(torch.randn(d, p, generator=g, dtype=torch.float64), comps.T.double())
+    rand = ae.principal_angles(
+        torch.randn(d, p, generator=g, dtype=torch.float64), comps.T.double()
+    )
     assert rand.max() > 30
 
 
@@ -136,7 +152,9 @@ def test_train_autoencoder_reduces_loss_and_denoises():
     x = torch.rand(256, 30, generator=g)
     torch.manual_seed(0)
     m = ae.Autoencoder(code_dim=8, hidden=(32,), in_features=30)
-    losses = ae.train_autoencoder(m, x, epochs=20, batch_size=64, lr=3e-3, noise_std=0.3, device="cpu")
+    losses = ae.train_autoencoder(
+        m, x, epochs=20, batch_size=64, lr=3e-3, noise_std=0.3, device="cpu"
+    )
     assert np.mean(losses[-4:]) < np.mean(losses[:4])
     assert ae.reconstruct(m, x).shape == x.shape
 
@@ -180,7 +198,7 @@ def test_lifting_makes_circles_and_xor_separable():
 
 def test_train_autoencoder_reports_a_diverging_loss():
     m = ae.Autoencoder(code_dim=2, hidden=(), in_features=4)
-    x = torch.full((8, 4), 1e30)        # squares overflow float32: the loss is inf from the first step
+    x = torch.full((8, 4), 1e30)  # squares overflow float32: the loss is inf from the first step
     with pytest.raises(FloatingPointError, match="epoch 1"):
         ae.train_autoencoder(m, x, epochs=2, batch_size=4, device="cpu")
 
@@ -191,7 +209,7 @@ def test_train_autoencoder_interrupted_keeps_the_losses_so_far():
 
         def decode(self, code):
             Stops.calls += 1
-            if Stops.calls == 4:        # Ctrl-C during the 4th step (the 2nd epoch)
+            if Stops.calls == 4:  # Ctrl-C during the 4th step (the 2nd epoch)
                 raise KeyboardInterrupt
             return super().decode(code)
 

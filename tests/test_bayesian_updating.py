@@ -1,4 +1,4 @@
-"""Bayesian-updating triplet sampling against a brute-force reference written from the update rule."""
+"""Bayesian-updating triplet sampling against a brute-force reference from the update rule."""
 
 from __future__ import annotations
 
@@ -71,7 +71,9 @@ def test_draws_follow_the_posterior_and_are_seeded():
     mu = torch.stack([s1.mean_and_covariance(c)[0] for c in range(4)])
     assert (torch.cdist(pos, mu).argmin(1) == y[a]).float().mean() > 0.99
     assert (torch.cdist(neg, mu).argmin(1) == neg_class).float().mean() > 0.99
-    emp = torch.cov(pos[y[a] == 0].T)  # 800 draws: the sd of a variance estimate is about 0.09 * 0.05
+    emp = torch.cov(
+        pos[y[a] == 0].T
+    )  # 800 draws: the sd of a variance estimate is about 0.09 * 0.05
     assert torch.allclose(emp, s1.mean_and_covariance(0)[1], atol=0.02)
 
 

@@ -1,4 +1,5 @@
-"""Kernel PCA, the VAE, out-of-distribution detection and few-shot classification, against references."""
+"""Kernel PCA, the VAE, out-of-distribution detection and few-shot classification,
+against references."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from dmlcourse import open_set
 def test_kernel_pca_matches_scikit_learn_up_to_sign():
     x, _ = ae.make_circles(200, seed=0)
     ours = ae.rbf_kernel_pca(x, 3, gamma=2.0).double().numpy()
-    ref = KernelPCA(3, kernel="rbf", gamma=2.0, eigen_solver="dense").fit(x.numpy().astype(np.float64))
+    ref = KernelPCA(3, kernel="rbf", gamma=2.0, eigen_solver="dense").fit(
+        x.numpy().astype(np.float64)
+    )
     theirs = ref.transform(x.numpy().astype(np.float64))
     for j in range(3):
         sign = np.sign(ours[:, j] @ theirs[:, j])
@@ -36,11 +39,17 @@ def test_kernel_pca_makes_circles_linearly_separable():
 
 def test_gaussian_kl_against_torch_distributions_and_the_reparameterisation():
     g = torch.Generator().manual_seed(0)
-    mu, log_var = torch.randn(5, 3, generator=g, dtype=torch.float64), torch.randn(5, 3, generator=g,
-                                                                                    dtype=torch.float64)
+    mu, log_var = (
+        torch.randn(5, 3, generator=g, dtype=torch.float64),
+        torch.randn(5, 3, generator=g, dtype=torch.float64),
+    )
     q = torch.distributions.Normal(mu, (0.5 * log_var).exp())
-    p = torch.distributions.Normal(torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64))
-    assert torch.allclose(ae.gaussian_kl(mu, log_var), torch.distributions.kl_divergence(q, p).sum(1))
+    p = torch.distributions.Normal(
+        torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
+    )
+    assert torch.allclose(
+        ae.gaussian_kl(mu, log_var), torch.distributions.kl_divergence(q, p).sum(1)
+    )
     draws = ae.reparameterize(mu[:1].expand(100_000, 3), log_var[:1].expand(100_000, 3), g)
     assert torch.allclose(draws.mean(0), mu[0], atol=0.03)
     assert torch.allclose(draws.var(0), log_var[0].exp(), rtol=0.03)
@@ -92,7 +101,9 @@ def test_nearest_class_mean_and_few_shot():
     support = torch.tensor([0, 20, 40, 60, 80])
     pred = open_set.nearest_class_mean(z[support], y[support], z)
     means = z[support]
-    loop = torch.tensor([int(torch.argmin(torch.stack([(zi - m).norm() for m in means]))) for zi in z])
+    loop = torch.tensor(
+        [int(torch.argmin(torch.stack([(zi - m).norm() for m in means]))) for zi in z]
+    )
     assert torch.equal(pred, loop)
     one, sd1 = open_set.few_shot_accuracy(z, y, 1, episodes=10)
     ten, _ = open_set.few_shot_accuracy(z, y, 10, episodes=10)

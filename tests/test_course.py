@@ -33,11 +33,17 @@ def test_no_solution_reaches_the_learner(src):
         lines = cell.splitlines()
         for begin, end in course.solution_regions(cell):
             n_regions += 1
-            body = [ln.strip() for ln in lines[begin + 1 : end] if ln.strip() and not ln.strip().startswith("#")]
+            body = [
+                ln.strip()
+                for ln in lines[begin + 1 : end]
+                if ln.strip() and not ln.strip().startswith("#")
+            ]
             assert "\n".join(body) not in learner_code
             for ln in body:
                 if len(ln) > 25:  # a distinctive line of the solution
-                    assert ln not in learner_code, f"{src.name}: solution line reaches the learner: {ln}"
+                    assert ln not in learner_code, (
+                        f"{src.name}: solution line reaches the learner: {ln}"
+                    )
     assert n_regions >= 2
 
 
@@ -59,8 +65,14 @@ def test_builds_are_byte_identical():
 
 
 def test_learner_stub_and_solution_versions():
-    src = "def f(x):\n    \"\"\"doc\"\"\"\n    ### BEGIN SOLUTION\n    return x\n    ### END SOLUTION\n\ncheck(\"00.1\", f)"
-    assert course.strip_solutions(src, "solution") == "def f(x):\n    \"\"\"doc\"\"\"\n    return x\n\ncheck(\"00.1\", f)"
+    src = (
+        'def f(x):\n    """doc"""\n    ### BEGIN SOLUTION\n    return x\n    ### END SOLUTION\n'
+        '\ncheck("00.1", f)'
+    )
+    assert (
+        course.strip_solutions(src, "solution")
+        == 'def f(x):\n    """doc"""\n    return x\n\ncheck("00.1", f)'
+    )
     stub = course.strip_solutions(src, "learner")
     assert "raise NotImplementedError()" in stub and "return x" not in stub
     top = "a = None\n### BEGIN SOLUTION\na = 3\n### END SOLUTION"
@@ -73,10 +85,14 @@ def test_learner_stub_and_solution_versions():
 
 # --- the learner's own copies (make lab) ---------------------------------------------------------
 
+
 def test_learner_copies_are_created_once_and_never_overwritten(tmp_path):
     folder = tmp_path / "my-notebooks"
     msgs = course.learner_copies(folder, today="2026-12-01", only=["00", "01"])
-    assert sorted(p.name for p in folder.glob("*.ipynb")) == ["00_start_here.ipynb", "01_metric_spaces.ipynb"]
+    assert sorted(p.name for p in folder.glob("*.ipynb")) == [
+        "00_start_here.ipynb",
+        "01_metric_spaces.ipynb",
+    ]
     assert all(m.startswith("created") for m in msgs)
     mine = folder / "00_start_here.ipynb"
     nb = json.loads(mine.read_text())
@@ -129,5 +145,8 @@ def test_a_folder_that_cannot_hold_notebooks(tmp_path, monkeypatch):
 
 def test_make_lab_is_wired_to_the_learner_folder():
     mk = (ROOT / "Makefile").read_text()
-    assert "scripts/course.py lab" in mk.replace("$(COURSE)", "scripts/course.py") or "$(COURSE) lab" in mk
+    assert (
+        "scripts/course.py lab" in mk.replace("$(COURSE)", "scripts/course.py")
+        or "$(COURSE) lab" in mk
+    )
     assert "/my-notebooks/" in (ROOT / ".gitignore").read_text()

@@ -25,7 +25,9 @@ def test_mini_is_a_subset_of_the_official_test_split(full_data_dir):
     full = data.load("fashion-mnist", "test", "full")
     assert mini.classes[0] == "T-shirt/top"
     # every mini image appears in the full split with the same label
-    full_keys = {bytes(img.numpy().tobytes()): int(lab) for img, lab in zip(full.images, full.labels)}
+    full_keys = {
+        bytes(img.numpy().tobytes()): int(lab) for img, lab in zip(full.images, full.labels)
+    }
     for img, lab in zip(mini.images[::97], mini.labels[::97]):
         assert full_keys[bytes(img.numpy().tobytes())] == int(lab)
 
@@ -47,11 +49,14 @@ def test_returned_tensors_are_independent_copies():
     assert b.images[0, 0, 0] != 123 or a.images.data_ptr() != b.images.data_ptr()
 
 
-@pytest.mark.parametrize("kw, msg", [
-    (dict(name="cifar10"), "name='cifar10'"),
-    (dict(name="mnist", split="val"), "split='val'"),
-    (dict(name="mnist", size="huge"), "size='huge'"),
-])
+@pytest.mark.parametrize(
+    "kw, msg",
+    [
+        (dict(name="cifar10"), "name='cifar10'"),
+        (dict(name="mnist", split="val"), "split='val'"),
+        (dict(name="mnist", size="huge"), "size='huge'"),
+    ],
+)
 def test_bad_arguments_name_the_parameter(kw, msg):
     with pytest.raises(ValueError, match=msg):
         data.load(**kw)
@@ -77,11 +82,14 @@ def _write_split(folder: Path, n=20, corrupt=None):
     (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(raw_l))
 
 
-@pytest.mark.parametrize("corrupt, msg", [
-    ("truncated", "truncated or corrupt"),
-    ("magic", "bad IDX magic"),
-    ("label_range", "out of range"),
-])
+@pytest.mark.parametrize(
+    "corrupt, msg",
+    [
+        ("truncated", "truncated or corrupt"),
+        ("magic", "bad IDX magic"),
+        ("label_range", "out of range"),
+    ],
+)
 def test_corrupt_files_give_a_clear_error(tmp_path, monkeypatch, corrupt, msg):
     monkeypatch.setenv("DMLCOURSE_DATA_DIR", str(tmp_path))
     _write_split(tmp_path / "mnist", corrupt=corrupt)
@@ -102,6 +110,7 @@ def test_wrong_count_and_truncated_gzip(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------- downloads from a local server
+
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     files: dict = {}
@@ -138,13 +147,19 @@ def server():
 def _official_like(n=10_000):
     imgs = np.random.default_rng(1).integers(0, 255, (n, 28, 28))
     labs = np.arange(n) % 10
-    return {"t10k-images-idx3-ubyte.gz": gzip.compress(_idx_bytes(imgs), mtime=0),
-            "t10k-labels-idx1-ubyte.gz": gzip.compress(_idx_bytes(labs), mtime=0)}
+    return {
+        "t10k-images-idx3-ubyte.gz": gzip.compress(_idx_bytes(imgs), mtime=0),
+        "t10k-labels-idx1-ubyte.gz": gzip.compress(_idx_bytes(labs), mtime=0),
+    }
 
 
 def _setup_mirror(monkeypatch, server, files, route):
     md5 = {k: hashlib.md5(v).hexdigest() for k, v in files.items()}
-    _Handler.files = {"good": files, "drop": files, "bad": {k: v[:-1] + b"x" for k, v in files.items()}}
+    _Handler.files = {
+        "good": files,
+        "drop": files,
+        "bad": {k: v[:-1] + b"x" for k, v in files.items()},
+    }
     port = server.server_address[1]
     monkeypatch.setitem(data.MIRRORS, "mnist", [f"http://127.0.0.1:{port}/{r}/" for r in route])
     monkeypatch.setitem(data.OFFICIAL_MD5, "mnist", {**data.OFFICIAL_MD5["mnist"], **md5})
@@ -156,7 +171,9 @@ def test_download_verifies_and_writes_atomically(tmp_path, monkeypatch, server):
     _setup_mirror(monkeypatch, server, files, ["good"])
     images, labels, _ = data.load("mnist", "test", "full")
     assert images.shape == (10_000, 28, 28)
-    assert sorted(p.name for p in (tmp_path / "mnist").iterdir()) == sorted(files)  # no temp files left
+    assert sorted(p.name for p in (tmp_path / "mnist").iterdir()) == sorted(
+        files
+    )  # no temp files left
 
 
 def test_bad_checksum_then_good_mirror(tmp_path, monkeypatch, server):
@@ -165,7 +182,9 @@ def test_bad_checksum_then_good_mirror(tmp_path, monkeypatch, server):
     assert len(data.load("mnist", "test", "full").labels) == 10_000
 
 
-@pytest.mark.parametrize("route, msg", [(["bad"], "does not match the official"), (["drop"], "drop")])
+@pytest.mark.parametrize(
+    "route, msg", [(["bad"], "does not match the official"), (["drop"], "drop")]
+)
 def test_failed_download_leaves_nothing_and_explains(tmp_path, monkeypatch, server, route, msg):
     monkeypatch.setenv("DMLCOURSE_DATA_DIR", str(tmp_path))
     _setup_mirror(monkeypatch, server, _official_like(), route)
@@ -184,6 +203,7 @@ def test_offline_error_says_where_to_put_files(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------- sampler and loader
+
 
 @pytest.mark.parametrize("P, K", [(4, 8), (10, 5), (3, 7)])
 def test_class_balanced_sampler_covers_every_sample(P, K):
@@ -220,6 +240,9 @@ def test_device_loader_batches_all_data_once():
     xs, ys = zip(*loader)
     assert len(xs) == len(loader) == 11 and xs[0].shape == (10, 1, 28, 28)
     assert torch.equal(torch.sort(torch.cat(ys)).values, torch.sort(labels).values)
-    assert abs(torch.cat(xs).mean().item() - ((images.float() / 255 - 0.1307) / 0.3081).mean().item()) < 1e-5
+    assert (
+        abs(torch.cat(xs).mean().item() - ((images.float() / 255 - 0.1307) / 0.3081).mean().item())
+        < 1e-5
+    )
     with pytest.raises(ValueError, match="images is empty"):
         data.DeviceLoader(images[:0], labels[:0])

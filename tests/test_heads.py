@@ -11,7 +11,9 @@ from dmlcourse import heads
 
 def _setup(seed=0, n=20, d=5, c=7):
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, d, generator=g, dtype=torch.float64), torch.randint(0, c, (n,), generator=g)
+    return torch.randn(n, d, generator=g, dtype=torch.float64), torch.randint(
+        0, c, (n,), generator=g
+    )
 
 
 def _direct_logits(name, head, x, y, **kw):
@@ -29,8 +31,11 @@ def _direct_logits(name, head, x, y, **kw):
                 v = kw["s"] * (cos - kw["m"] if target else cos)
             elif name == "arcface":
                 if target:
-                    v = kw["s"] * (math.cos(theta + kw["m"]) if theta + kw["m"] <= math.pi
-                                   else cos - kw["m"] * math.sin(kw["m"]))
+                    v = kw["s"] * (
+                        math.cos(theta + kw["m"])
+                        if theta + kw["m"] <= math.pi
+                        else cos - kw["m"] * math.sin(kw["m"])
+                    )
                 else:
                     v = kw["s"] * cos
             else:  # sphereface without annealing
@@ -44,14 +49,25 @@ def _direct_logits(name, head, x, y, **kw):
     return out
 
 
-@pytest.mark.parametrize("name, kw", [("normface", dict(s=16.0)), ("cosface", dict(s=30.0, m=0.35)),
-                                      ("arcface", dict(s=30.0, m=0.5)), ("arcface", dict(s=10.0, m=2.5)),
-                                      ("sphereface", dict(m=4)), ("sphereface", dict(m=3))])
+@pytest.mark.parametrize(
+    "name, kw",
+    [
+        ("normface", dict(s=16.0)),
+        ("cosface", dict(s=30.0, m=0.35)),
+        ("arcface", dict(s=30.0, m=0.5)),
+        ("arcface", dict(s=10.0, m=2.5)),
+        ("sphereface", dict(m=4)),
+        ("sphereface", dict(m=3)),
+    ],
+)
 def test_logits_match_the_formulas(name, kw):
     x, y = _setup()
-    args = {"normface": dict(scale=kw.get("s")), "cosface": dict(scale=kw.get("s"), margin=kw.get("m")),
-            "arcface": dict(scale=kw.get("s"), margin=kw.get("m")),
-            "sphereface": dict(margin=kw.get("m"), lambda_base=0.0, lambda_min=0.0)}[name]
+    args = {
+        "normface": dict(scale=kw.get("s")),
+        "cosface": dict(scale=kw.get("s"), margin=kw.get("m")),
+        "arcface": dict(scale=kw.get("s"), margin=kw.get("m")),
+        "sphereface": dict(margin=kw.get("m"), lambda_base=0.0, lambda_min=0.0),
+    }[name]
     head = heads.make_head(name, 5, 7, **args).double()
     got = head(x, y)
     assert torch.allclose(got, _direct_logits(name, head, x, y, **kw), atol=1e-5)
@@ -92,10 +108,12 @@ def test_matches_pytorch_metric_learning(name):
         ref = pml_losses.CosFaceLoss(num_classes=10, embedding_size=8, margin=0.35, scale=64)
         head = heads.CosFaceHead(8, 10, scale=64, margin=0.35)
     else:
-        ref = pml_losses.ArcFaceLoss(num_classes=10, embedding_size=8, margin=math.degrees(0.5), scale=64)
+        ref = pml_losses.ArcFaceLoss(
+            num_classes=10, embedding_size=8, margin=math.degrees(0.5), scale=64
+        )
         head = heads.ArcFaceHead(8, 10, scale=64, margin=0.5)
     with torch.no_grad():
-        head.weight.copy_(ref.W.T)   # its W is (embedding_size, num_classes)
+        head.weight.copy_(ref.W.T)  # its W is (embedding_size, num_classes)
     ours = torch.nn.functional.cross_entropy(head(x, y), y)
     assert ours.item() == pytest.approx(ref(x, y).item(), rel=1e-5)
 
@@ -116,7 +134,8 @@ def test_sphereface_matches_pytorch_metric_learning_without_annealing():
 def test_arcface_gradients_finite_at_the_edges(dtype):
     head = heads.ArcFaceHead(4, 3, scale=64, margin=0.5)
     w = heads.F.normalize(head.weight.detach().float(), dim=1)
-    # features exactly on a class weight (theta = 0, cos = 1) and exactly opposite (theta = pi, cos = -1)
+    # features exactly on a class weight (theta = 0, cos = 1) and exactly opposite (theta = pi, cos
+    # = -1)
     x = torch.stack([w[0], -w[1], w[2] * 3]).to(dtype).requires_grad_(True)
     labels = torch.tensor([0, 1, 2])
     logits = head.to(dtype)(x, labels)
@@ -129,26 +148,33 @@ def test_arcface_gradients_finite_at_the_edges(dtype):
 def test_arcface_fallback_keeps_the_target_logit_decreasing():
     c = torch.cos(torch.linspace(0, math.pi, 2001, dtype=torch.float64))
     t = heads.arc_margin_target(c, 1.0)
-    assert torch.all(t[1:] <= t[:-1] + 1e-9)   # monotone in theta, also past pi - m
+    assert torch.all(t[1:] <= t[:-1] + 1e-9)  # monotone in theta, also past pi - m
     naive = torch.cos(torch.acos(c) + 1.0)
     assert not torch.all(naive[1:] <= naive[:-1] + 1e-9)
 
 
 def test_gradcheck_heads():
     x, y = _setup(n=6, d=3, c=4)
-    for name, kw in (("cosface", {}), ("arcface", {}), ("normface", {}),
-                     ("sphereface", dict(lambda_base=0.0, lambda_min=0.0))):
+    for name, kw in (
+        ("cosface", {}),
+        ("arcface", {}),
+        ("normface", {}),
+        ("sphereface", dict(lambda_base=0.0, lambda_min=0.0)),
+    ):
         head = heads.make_head(name, 3, 4, **kw).double()
         xx = x.clone().requires_grad_(True)
         assert torch.autograd.gradcheck(lambda t, h=head: h(t, y), (xx,), atol=1e-5)
 
 
-@pytest.mark.parametrize("make, msg", [
-    (lambda: heads.CosFaceHead(4, 3, margin=-0.1), "margin must be >= 0.0"),
-    (lambda: heads.ArcFaceHead(4, 3, scale=0), "scale must be > 0.0"),
-    (lambda: heads.SphereFaceHead(4, 3, margin=2.5), "integer >= 1"),
-    (lambda: heads.make_head("magface", 4, 3), "name='magface'"),
-])
+@pytest.mark.parametrize(
+    "make, msg",
+    [
+        (lambda: heads.CosFaceHead(4, 3, margin=-0.1), "margin must be >= 0.0"),
+        (lambda: heads.ArcFaceHead(4, 3, scale=0), "scale must be > 0.0"),
+        (lambda: heads.SphereFaceHead(4, 3, margin=2.5), "integer >= 1"),
+        (lambda: heads.make_head("magface", 4, 3), "name='magface'"),
+    ],
+)
 def test_bad_construction(make, msg):
     with pytest.raises((ValueError, TypeError), match=msg):
         make()
@@ -175,13 +201,16 @@ def test_widgets_update_their_figures():
     box = heads.scale_explorer(4.0)
     y0 = list(box.figure.data[-1].y)
     box.slider.value = 64.0
-    assert box.figure.data[-1].y[0] > y0[0]  # a larger scale makes the true class more certain at θ = 0
+    assert (
+        box.figure.data[-1].y[0] > y0[0]
+    )  # a larger scale makes the true class more certain at θ = 0
     box = heads.margin_explorer(arc_m=0.5)
     arc_before = list(box.figure.data[3].y)
     box.arc.value = 1.0
     assert box.figure.data[3].y[0] < arc_before[0] and "1" in box.figure.data[3].name
     assert torch.tensor(box.figure.data[10].y[10]).item() == pytest.approx(
-        math.degrees(math.pi * 10 / 360 + 1.0), rel=1e-4)
+        math.degrees(math.pi * 10 / 360 + 1.0), rel=1e-4
+    )
 
 
 def test_explorers_survive_the_browsers_slider_round_trip():
@@ -200,5 +229,5 @@ def test_margin_explorer_sets_x_and_y_of_every_trace():
     for tr in box.figure.data:
         assert len(tr.x) == len(tr.y) == 361
     softmax = box.figure.data[4]
-    assert list(softmax.x) == pytest.approx(list(softmax.y))   # softmax: the diagonal θ1 = θ2
+    assert list(softmax.x) == pytest.approx(list(softmax.y))  # softmax: the diagonal θ1 = θ2
     assert all(w.style.description_width == "initial" for w in (box.sphere, box.cos, box.arc))

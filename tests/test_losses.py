@@ -1,4 +1,5 @@
-"""Losses of lecture 5 against independent references: float64 loops, gradcheck, pytorch-metric-learning."""
+"""Losses of lecture 5 against independent references: float64 loops, gradcheck,
+pytorch-metric-learning."""
 
 import math
 
@@ -39,7 +40,10 @@ REDS = ["mean", "sum", "mean_nonzero"]
 @pytest.mark.parametrize("form", ["lecture", "hadsell"])
 def test_contrastive_against_a_loop(distance, reduction, form):
     g = torch.Generator().manual_seed(1)
-    z1, z2 = torch.randn(25, 4, generator=g, dtype=torch.float64), torch.randn(25, 4, generator=g, dtype=torch.float64)
+    z1, z2 = (
+        torch.randn(25, 4, generator=g, dtype=torch.float64),
+        torch.randn(25, 4, generator=g, dtype=torch.float64),
+    )
     y = torch.randint(0, 2, (25,), generator=g)
     m = 1.5 if distance != "cosine" else 0.8
     terms = []
@@ -61,20 +65,31 @@ def test_triplet_against_a_loop(distance, reduction):
     g = torch.Generator().manual_seed(2)
     za, zp, zn = (torch.randn(30, 3, generator=g, dtype=torch.float64) for _ in range(3))
     m = 0.3
-    terms = [max(0.0, _d(za[i].tolist(), zp[i].tolist(), distance) - _d(za[i].tolist(), zn[i].tolist(), distance) + m)
-             for i in range(30)]
+    terms = [
+        max(
+            0.0,
+            _d(za[i].tolist(), zp[i].tolist(), distance)
+            - _d(za[i].tolist(), zn[i].tolist(), distance)
+            + m,
+        )
+        for i in range(30)
+    ]
     got = losses.triplet_loss(za, zp, zn, m, distance=distance, reduction=reduction)
     assert got.item() == pytest.approx(_reduce(terms, reduction), rel=1e-9, abs=1e-12)
 
 
 def _nca_loop(z, labels, variant, scale=1.0):
     n = len(z)
-    d = [[_d(z[i].tolist(), z[j].tolist(), "squared_euclidean") for j in range(n)] for i in range(n)]
+    d = [
+        [_d(z[i].tolist(), z[j].tolist(), "squared_euclidean") for j in range(n)] for i in range(n)
+    ]
     terms = []
     for i in range(n):
         if variant == "goldberger":
             den = sum(math.exp(-scale * d[i][k]) for k in range(n) if k != i)
-            num = sum(math.exp(-scale * d[i][j]) for j in range(n) if j != i and labels[j] == labels[i])
+            num = sum(
+                math.exp(-scale * d[i][j]) for j in range(n) if j != i and labels[j] == labels[i]
+            )
             if any(j != i and labels[j] == labels[i] for j in range(n)):
                 terms.append(-math.log(num / den))
         else:
@@ -105,16 +120,22 @@ def test_nca_against_a_loop(variant, seed):
 @pytest.mark.parametrize("distance", DISTS)
 def test_gradients_pass_gradcheck(distance):
     g = torch.Generator().manual_seed(3)
-    z1, z2 = (torch.randn(6, 3, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    z1, z2 = (
+        torch.randn(6, 3, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(2)
+    )
     zn = torch.randn(6, 3, generator=g, dtype=torch.float64, requires_grad=True)
     y = torch.tensor([0, 1, 0, 1, 1, 0])
     labels = torch.tensor([0, 0, 1, 1, 2, 2])
-    assert torch.autograd.gradcheck(lambda a, b: losses.contrastive_loss(a, b, y, 2.0, distance=distance), (z1, z2))
-    assert torch.autograd.gradcheck(lambda a, b, c: losses.triplet_loss(a, b, c, 1.0, distance=distance),
-                                    (z1, z2, zn))
+    assert torch.autograd.gradcheck(
+        lambda a, b: losses.contrastive_loss(a, b, y, 2.0, distance=distance), (z1, z2)
+    )
+    assert torch.autograd.gradcheck(
+        lambda a, b, c: losses.triplet_loss(a, b, c, 1.0, distance=distance), (z1, z2, zn)
+    )
     for variant in ("goldberger", "negatives_only"):
-        assert torch.autograd.gradcheck(lambda a, v=variant: losses.nca_loss(a, labels, variant=v, distance=distance),
-                                        (z1,))
+        assert torch.autograd.gradcheck(
+            lambda a, v=variant: losses.nca_loss(a, labels, variant=v, distance=distance), (z1,)
+        )
 
 
 def test_contrastive_matches_pytorch_metric_learning_on_all_pairs():
@@ -122,14 +143,23 @@ def test_contrastive_matches_pytorch_metric_learning_on_all_pairs():
     z = torch.randn(32, 5, generator=g, dtype=torch.float64)
     labels = torch.randint(0, 4, (32,), generator=g)
     margin = 3.0
-    ref = pml_losses.ContrastiveLoss(pos_margin=0, neg_margin=margin,
-                                     distance=pml_distances.LpDistance(normalize_embeddings=False))(z, labels)
+    ref = pml_losses.ContrastiveLoss(
+        pos_margin=0,
+        neg_margin=margin,
+        distance=pml_distances.LpDistance(normalize_embeddings=False),
+    )(z, labels)
     i, j = torch.triu_indices(32, 32, 1)
-    i, j = torch.cat([i, j]), torch.cat([j, i])  # pytorch-metric-learning uses both orders of every pair
+    i, j = (
+        torch.cat([i, j]),
+        torch.cat([j, i]),
+    )  # pytorch-metric-learning uses both orders of every pair
     y = (labels[i] != labels[j]).long()
     per = losses.contrastive_loss(z[i], z[j], y, margin, distance="euclidean", reduction="none")
-    # its reduction: the mean over non-zero terms, separately for similar and dissimilar pairs, then summed
-    ours = losses.reduce_terms(per[y == 0], "mean_nonzero") + losses.reduce_terms(per[y == 1], "mean_nonzero")
+    # its reduction: the mean over non-zero terms, separately for similar and dissimilar pairs, then
+    # summed
+    ours = losses.reduce_terms(per[y == 0], "mean_nonzero") + losses.reduce_terms(
+        per[y == 1], "mean_nonzero"
+    )
     assert ours.item() == pytest.approx(ref.item(), rel=1e-7)
 
 
@@ -138,8 +168,9 @@ def test_triplet_matches_pytorch_metric_learning_on_given_triplets():
     z = torch.randn(40, 6, generator=g, dtype=torch.float64) * 0.5
     a, p, n = (torch.randint(0, 40, (100,), generator=g) for _ in range(3))
     labels = torch.arange(40)  # the labels are not used when indices_tuple is given
-    ref = pml_losses.TripletMarginLoss(margin=0.4, distance=pml_distances.LpDistance(normalize_embeddings=False))(
-        z, labels, indices_tuple=(a, p, n))
+    ref = pml_losses.TripletMarginLoss(
+        margin=0.4, distance=pml_distances.LpDistance(normalize_embeddings=False)
+    )(z, labels, indices_tuple=(a, p, n))
     ours = losses.triplet_loss_from_indices(z, a, p, n, margin=0.4, reduction="mean_nonzero")
     assert ours.item() == pytest.approx(ref.item(), rel=1e-7)
 
@@ -148,9 +179,13 @@ def test_edge_cases_are_defined_and_backpropagate():
     z = torch.zeros(4, 3, requires_grad=True)
     # identical embeddings: distance 0, finite values and gradients for every distance
     for distance in DISTS:
-        for loss in (losses.contrastive_loss(z, z.detach() * 1, torch.tensor([0, 1, 0, 1]), 1.0, distance=distance),
-                     losses.triplet_loss(z, z * 1, z * 1, 0.5, distance=distance),
-                     losses.nca_loss(z, torch.tensor([0, 0, 1, 1]), distance=distance)):
+        for loss in (
+            losses.contrastive_loss(
+                z, z.detach() * 1, torch.tensor([0, 1, 0, 1]), 1.0, distance=distance
+            ),
+            losses.triplet_loss(z, z * 1, z * 1, 0.5, distance=distance),
+            losses.nca_loss(z, torch.tensor([0, 0, 1, 1]), distance=distance),
+        ):
             z.grad = None
             loss.backward()
             assert torch.isfinite(loss) and torch.isfinite(z.grad).all()
@@ -170,17 +205,32 @@ def test_edge_cases_are_defined_and_backpropagate():
     assert empty.item() == 0.0
 
 
-@pytest.mark.parametrize("call, msg", [
-    (lambda z: losses.triplet_loss(z, z, z[:3], 0.1), r"za has shape \(4, 2\) but zn has \(3, 2\)"),
-    (lambda z: losses.triplet_loss(z, z, z, -0.5), "margin must be >= 0.0, got -0.5"),
-    (lambda z: losses.triplet_loss(z, z, z, float("nan")), "margin must be a number, got NaN"),
-    (lambda z: losses.triplet_loss(z, z, z, 0.1, distance="manhattan"), "distance='manhattan'"),
-    (lambda z: losses.triplet_loss(z, z, z, 0.1, reduction="median"), "reduction='median'"),
-    (lambda z: losses.contrastive_loss(z, z, torch.tensor([0, 2, 1, 0]), 1.0), "dissimilar must hold only 0"),
-    (lambda z: losses.contrastive_loss(z, z, torch.tensor([0, 1]), 1.0), "dissimilar has 2 entries"),
-    (lambda z: losses.nca_loss(z, torch.tensor([0, 1, 1])), "labels has 3 entries"),
-    (lambda z: losses.nca_loss(z, torch.tensor([0, 1, 1, 0]), variant="sklearn"), "variant='sklearn'"),
-])
+@pytest.mark.parametrize(
+    "call, msg",
+    [
+        (
+            lambda z: losses.triplet_loss(z, z, z[:3], 0.1),
+            r"za has shape \(4, 2\) but zn has \(3, 2\)",
+        ),
+        (lambda z: losses.triplet_loss(z, z, z, -0.5), "margin must be >= 0.0, got -0.5"),
+        (lambda z: losses.triplet_loss(z, z, z, float("nan")), "margin must be a number, got NaN"),
+        (lambda z: losses.triplet_loss(z, z, z, 0.1, distance="manhattan"), "distance='manhattan'"),
+        (lambda z: losses.triplet_loss(z, z, z, 0.1, reduction="median"), "reduction='median'"),
+        (
+            lambda z: losses.contrastive_loss(z, z, torch.tensor([0, 2, 1, 0]), 1.0),
+            "dissimilar must hold only 0",
+        ),
+        (
+            lambda z: losses.contrastive_loss(z, z, torch.tensor([0, 1]), 1.0),
+            "dissimilar has 2 entries",
+        ),
+        (lambda z: losses.nca_loss(z, torch.tensor([0, 1, 1])), "labels has 3 entries"),
+        (
+            lambda z: losses.nca_loss(z, torch.tensor([0, 1, 1, 0]), variant="sklearn"),
+            "variant='sklearn'",
+        ),
+    ],
+)
 def test_bad_input_is_explained(call, msg):
     with pytest.raises((ValueError, TypeError), match=msg):
         call(torch.randn(4, 2))

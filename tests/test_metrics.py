@@ -10,11 +10,15 @@ from dmlcourse import metrics
 
 
 def _pml(query, qlab, ref=None, rlab=None):
-    calc = AccuracyCalculator(include=("precision_at_1", "r_precision", "mean_average_precision_at_r"),
-                              knn_func=CustomKNN(LpDistance(normalize_embeddings=False)), device=torch.device("cpu"))
+    calc = AccuracyCalculator(
+        include=("precision_at_1", "r_precision", "mean_average_precision_at_r"),
+        knn_func=CustomKNN(LpDistance(normalize_embeddings=False)),
+        device=torch.device("cpu"),
+    )
     same = ref is None
-    return calc.get_accuracy(query, qlab, query if same else ref, qlab if same else rlab,
-                             ref_includes_query=same)
+    return calc.get_accuracy(
+        query, qlab, query if same else ref, qlab if same else rlab, ref_includes_query=same
+    )
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -29,9 +33,13 @@ def test_metrics_agree_with_pytorch_metric_learning(seed, same):
     else:
         ref, rl = torch.randn(400, 8, generator=g), torch.randint(0, 7, (400,), generator=g)
     expected = _pml(q, ql, ref, rl)
-    assert metrics.precision_at_1(q, ql, ref, rl) == pytest.approx(expected["precision_at_1"], abs=1e-6)
+    assert metrics.precision_at_1(q, ql, ref, rl) == pytest.approx(
+        expected["precision_at_1"], abs=1e-6
+    )
     assert metrics.r_precision(q, ql, ref, rl) == pytest.approx(expected["r_precision"], abs=1e-6)
-    assert metrics.map_at_r(q, ql, ref, rl) == pytest.approx(expected["mean_average_precision_at_r"], abs=1e-6)
+    assert metrics.map_at_r(q, ql, ref, rl) == pytest.approx(
+        expected["mean_average_precision_at_r"], abs=1e-6
+    )
 
 
 def _brute_force(q, ql, k):
@@ -49,7 +57,7 @@ def _brute_force(q, ql, k):
         p1.append(rel[0])
         rec.append(float(rel[:k].max()))
         rp.append(rel[:r].sum() / r)
-        ap.append(sum(rel[:j + 1].sum() / (j + 1) * rel[j] for j in range(r)) / r)
+        ap.append(sum(rel[: j + 1].sum() / (j + 1) * rel[j] for j in range(r)) / r)
     return [float(np.mean(v)) for v in (p1, rec, rp, ap)]
 
 

@@ -25,11 +25,17 @@ def _dist(z, distance):
 
 def _batch(seed, n, classes, dim=3):
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, dim, generator=g, dtype=torch.float64), torch.randint(0, classes, (n,), generator=g)
+    return torch.randn(n, dim, generator=g, dtype=torch.float64), torch.randint(
+        0, classes, (n,), generator=g
+    )
 
 
-CASES = [(s, n, c, dist) for s in (0, 1, 2) for n, c in ((12, 3), (20, 5), (9, 9)) for dist in
-         ("euclidean", "squared_euclidean")]
+CASES = [
+    (s, n, c, dist)
+    for s in (0, 1, 2)
+    for n, c in ((12, 3), (20, 5), (9, 9))
+    for dist in ("euclidean", "squared_euclidean")
+]
 
 
 def _triplet_set(a, p, n):
@@ -39,8 +45,13 @@ def _triplet_set(a, p, n):
 @pytest.mark.parametrize("seed, n, classes, distance", CASES)
 def test_batch_all(seed, n, classes, distance):
     z, y = _batch(seed, n, classes)
-    expected = [(i, j, k) for i in range(n) for j in range(n) for k in range(n)
-                if j != i and y[j] == y[i] and y[k] != y[i]]
+    expected = [
+        (i, j, k)
+        for i in range(n)
+        for j in range(n)
+        for k in range(n)
+        if j != i and y[j] == y[i] and y[k] != y[i]
+    ]
     assert _triplet_set(*miners.batch_all(z, y, distance=distance)) == sorted(expected)
 
 
@@ -56,7 +67,9 @@ def test_batch_hard(seed, n, classes, distance):
         if ps and ns:
             expected[i] = (max(d[i][j] for j in ps), min(d[i][k] for k in ns))
     assert sorted(a.tolist()) == sorted(expected)
-    for i, j, k in zip(a.tolist(), p.tolist(), neg.tolist()):  # compare distances: ties are possible
+    for i, j, k in zip(
+        a.tolist(), p.tolist(), neg.tolist()
+    ):  # compare distances: ties are possible
         assert y[j] == y[i] and j != i and y[k] != y[i]
         assert d[i][j] == pytest.approx(expected[i][0]) and d[i][k] == pytest.approx(expected[i][1])
 
@@ -71,8 +84,13 @@ def test_batch_semi_hard(seed, n, classes, distance, margin):
         for j in range(n):
             if j == i or y[j] != y[i]:
                 continue
-            cands = [d[i][k] for k in range(n) if y[k] != y[i] and d[i][k] > d[i][j]
-                     and (margin is None or d[i][k] < d[i][j] + margin)]
+            cands = [
+                d[i][k]
+                for k in range(n)
+                if y[k] != y[i]
+                and d[i][k] > d[i][j]
+                and (margin is None or d[i][k] < d[i][j] + margin)
+            ]
             if cands:  # the stated policy: pairs without a semi-hard negative are skipped
                 expected[i, j] = min(cands)
     a, p, neg = miners.batch_semi_hard(z, y, margin, distance=distance)
@@ -86,8 +104,12 @@ def test_easy_positive(seed, n, classes, distance):
     z, y = _batch(seed, n, classes)
     d = _dist(z, distance)
     a, p, neg = miners.easy_positive(z, y, distance=distance)
-    expected = sorted((i, k) for i in range(n) for k in range(n)
-                      if y[k] != y[i] and any(j != i and y[j] == y[i] for j in range(n)))
+    expected = sorted(
+        (i, k)
+        for i in range(n)
+        for k in range(n)
+        if y[k] != y[i] and any(j != i and y[j] == y[i] for j in range(n))
+    )
     assert sorted(zip(a.tolist(), neg.tolist())) == expected
     for i, j in zip(a.tolist(), p.tolist()):
         closest = min(d[i][jj] for jj in range(n) if jj != i and y[jj] == y[i])
@@ -131,7 +153,9 @@ def test_distance_weighted_follows_inverse_density():
     y = torch.tensor([0, 0] + [1] * 28)  # anchor 0 has one positive and 28 negatives
     d = torch.cdist(z, z)[0, 2:]
     cutoff, nz = 0.5, 1.4
-    q = (dim - 2) * torch.log(d.clamp_min(cutoff)) + (dim - 3) / 2 * torch.log(1 - d.clamp_min(cutoff) ** 2 / 4)
+    q = (dim - 2) * torch.log(d.clamp_min(cutoff)) + (dim - 3) / 2 * torch.log(
+        1 - d.clamp_min(cutoff) ** 2 / 4
+    )
     w = torch.exp(-q) * (d < nz)
     w = w / w.sum()
     counts = torch.zeros(28, dtype=torch.float64)
@@ -150,7 +174,9 @@ def test_distance_weighted_follows_inverse_density():
 def test_agrees_with_pytorch_metric_learning_batch_hard():
     z, y = _batch(3, 64, 8, dim=5)
     ours = miners.batch_hard(z, y)
-    ref = pml_miners.BatchHardMiner(distance=pml_distances.LpDistance(normalize_embeddings=False))(z, y)
+    ref = pml_miners.BatchHardMiner(distance=pml_distances.LpDistance(normalize_embeddings=False))(
+        z, y
+    )
     assert sorted(ours[0].tolist()) == sorted(ref[0].tolist())
     # same distances (indices could differ only on ties)
     d = torch.cdist(z, z)
@@ -217,7 +243,9 @@ def test_mined_triplet_loss_logs_activity():
         out = miners.MinedTripletLoss(name, margin=0.3)(z, labels)
         out["loss"].backward()
         assert torch.isfinite(out["loss"])
-        if name != "easy_positive":  # eq. 19 is a softmax over all negatives, not a hinge: nothing is "inactive"
+        if (
+            name != "easy_positive"
+        ):  # eq. 19 is a softmax over all negatives, not a hinge: nothing is "inactive"
             assert 0.0 <= out["active_fraction"] <= 1.0 and out["triplets"] > 0
     with pytest.raises(ValueError, match="miner='hardest'"):
         miners.MinedTripletLoss("hardest")
@@ -237,13 +265,19 @@ def test_mining_explorer_follows_anchor_and_miner():
 @pytest.mark.parametrize("kind, code", [("hard", 0), ("semihard", 1), ("easy", 2)])
 def test_negative_types_match_pytorch_metric_learning(kind, code):
     z, y = _batch(7, 48, 6, dim=4)
-    ref = pml_miners.TripletMarginMiner(margin=0.3, type_of_triplets=kind,
-                                        distance=pml_distances.LpDistance(normalize_embeddings=False))(z, y)
+    ref = pml_miners.TripletMarginMiner(
+        margin=0.3,
+        type_of_triplets=kind,
+        distance=pml_distances.LpDistance(normalize_embeddings=False),
+    )(z, y)
     res = miners.negative_types(z, y, 0.3)
     keep = res.kind == code
     assert _triplet_set(res.a[keep], res.p[keep], res.n[keep]) == _triplet_set(*ref)
-    all_ref = pml_miners.TripletMarginMiner(margin=1e9, type_of_triplets="all",
-                                            distance=pml_distances.LpDistance(normalize_embeddings=False))(z, y)
+    all_ref = pml_miners.TripletMarginMiner(
+        margin=1e9,
+        type_of_triplets="all",
+        distance=pml_distances.LpDistance(normalize_embeddings=False),
+    )(z, y)
     assert _triplet_set(*miners.batch_all(z, y)) == _triplet_set(*all_ref)
 
 
@@ -272,23 +306,40 @@ def test_distance_weights_match_pytorch_metric_learning(monkeypatch):
 def test_batch_all_loss_without_listing_triplets(reduction, distance):
     z, y = _batch(9, 30, 4, dim=5)
     zz = z.clone().requires_grad_(True)
-    expect = losses.triplet_loss_from_indices(z, *miners.batch_all(z, y, distance=distance), margin=0.4,
-                                              distance=distance, reduction=reduction)
+    expect = losses.triplet_loss_from_indices(
+        z,
+        *miners.batch_all(z, y, distance=distance),
+        margin=0.4,
+        distance=distance,
+        reduction=reduction,
+    )
     got = losses.batch_all_triplet_loss(zz, y, 0.4, distance=distance, reduction=reduction)
     assert got.item() == pytest.approx(expect.item(), rel=1e-9)
-    assert torch.autograd.gradcheck(lambda t: losses.batch_all_triplet_loss(t, y, 0.4, distance=distance,
-                                                                            reduction=reduction), (zz,))
+    assert torch.autograd.gradcheck(
+        lambda t: losses.batch_all_triplet_loss(t, y, 0.4, distance=distance, reduction=reduction),
+        (zz,),
+    )
 
 
-@pytest.mark.parametrize("seed, n, classes, margin", [(0, 16, 2, 0.0), (1, 40, 5, 0.2), (2, 64, 8, 1.0),
-                                                      (3, 33, 1, 0.5), (4, 50, 50, 0.3)])
+@pytest.mark.parametrize(
+    "seed, n, classes, margin",
+    [(0, 16, 2, 0.0), (1, 40, 5, 0.2), (2, 64, 8, 1.0), (3, 33, 1, 0.5), (4, 50, 50, 0.3)],
+)
 @pytest.mark.parametrize("distance", ["euclidean", "cosine"])
-def test_batch_all_loss_value_and_gradient_match_listed_triplets(seed, n, classes, margin, distance):
-    """Counting active triplets by sorting gives the same loss and gradient as listing every triplet."""
+def test_batch_all_loss_value_and_gradient_match_listed_triplets(
+    seed, n, classes, margin, distance
+):
+    """Counting active triplets by sorting gives the same loss and gradient as listing every
+    triplet."""
     z, y = _batch(seed, n, classes, dim=6)
     za, zb = z.clone().requires_grad_(True), z.clone().requires_grad_(True)
-    expect = losses.triplet_loss_from_indices(za, *miners.batch_all(z, y, distance=distance), margin=margin,
-                                              distance=distance, reduction="mean_nonzero")
+    expect = losses.triplet_loss_from_indices(
+        za,
+        *miners.batch_all(z, y, distance=distance),
+        margin=margin,
+        distance=distance,
+        reduction="mean_nonzero",
+    )
     got = losses.batch_all_triplet_loss(zb, y, margin, distance=distance, reduction="mean_nonzero")
     assert got.item() == pytest.approx(expect.item(), rel=1e-9, abs=1e-12)
     expect.backward()

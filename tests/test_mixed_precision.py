@@ -1,4 +1,5 @@
-"""Half precision: distances widened to float32, miners that agree with float64, autocast training steps.
+"""Half precision: distances widened to float32, miners that agree with float64,
+autocast training steps.
 
 The reference is float64 computed on the same (already rounded) half-precision inputs, plus the
 exact value of the textbook example.
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 from dmlcourse import heads, losses, miners, models
-from dmlcourse.distances import paired_distance, pairwise_distance
+from dmlcourse.core.distances import paired_distance, pairwise_distance
 
 HALVES = [torch.float16, torch.bfloat16]
 
@@ -39,7 +40,9 @@ def test_one_degree_apart(dtype):
 def test_near_far_identical_forward_and_backward(dtype, distance):
     g = torch.Generator().manual_seed(0)
     base = torch.randn(6, 16, generator=g)
-    x = torch.cat([base, base[:2] + 1e-2 * torch.randn(2, 16, generator=g), base[:1], 30 * base[3:4]]).to(dtype)
+    x = torch.cat(
+        [base, base[:2] + 1e-2 * torch.randn(2, 16, generator=g), base[:1], 30 * base[3:4]]
+    ).to(dtype)
     x16 = x.clone().requires_grad_(True)
     x64 = x.double().clone().requires_grad_(True)
     d16, d64 = pairwise_distance(x16, distance=distance), pairwise_distance(x64, distance=distance)
@@ -71,7 +74,11 @@ def _triplet_sets(fn, z, y):
 @pytest.mark.parametrize("dtype", HALVES)
 @pytest.mark.parametrize("miner", ["batch_hard", "batch_semi_hard", "easy_positive", "batch_all"])
 def test_miners_agree_with_float64(dtype, miner):
-    fn = miners.MINERS[miner] if miner != "batch_semi_hard" else (lambda z, y: miners.batch_semi_hard(z, y, 0.2))
+    fn = (
+        miners.MINERS[miner]
+        if miner != "batch_semi_hard"
+        else (lambda z, y: miners.batch_semi_hard(z, y, 0.2))
+    )
     for seed in range(5):
         g = torch.Generator().manual_seed(seed)
         y = torch.arange(8).repeat_interleave(4)
@@ -101,7 +108,9 @@ def test_semi_hard_near_the_boundary_in_float16():
 
 
 LOSS_FNS = {
-    "contrastive": lambda z, y: losses.contrastive_loss(z[::2], z[1::2], (y[::2] != y[1::2]).float(), 1.0),
+    "contrastive": lambda z, y: losses.contrastive_loss(
+        z[::2], z[1::2], (y[::2] != y[1::2]).float(), 1.0
+    ),
     "nca": lambda z, y: losses.nca_loss(z, y),
     "easy_positive": lambda z, y: losses.easy_positive_loss(z, y),
     "batch_all": lambda z, y: losses.batch_all_triplet_loss(z, y, 0.2),
@@ -112,7 +121,9 @@ LOSS_FNS = {
 def _step(loss_fn, head=None):
     torch.manual_seed(0)
     model = models.MLP(embedding_dim=16)
-    params = list(model.parameters()) + (list(loss_fn.parameters()) if isinstance(loss_fn, torch.nn.Module) else [])
+    params = list(model.parameters()) + (
+        list(loss_fn.parameters()) if isinstance(loss_fn, torch.nn.Module) else []
+    )
     opt = torch.optim.Adam(params, lr=1e-3)
     x = torch.rand(32, 1, 28, 28)
     y = torch.arange(8).repeat_interleave(4)

@@ -13,6 +13,7 @@ def test_project_2d_shapes_and_pca_matches_svd():
     # the first coordinate carries the largest variance, as PCA promises
     assert xy[:, 0].var() > xy[:, 1].var() > 0
     from sklearn.decomposition import PCA
+
     ref = PCA(2).fit_transform(z.numpy().astype(np.float64))
     np.testing.assert_allclose(np.abs(xy), np.abs(ref), atol=1e-4)
     um = plots.project_2d(z, method="umap", seed=0, n_epochs=20)
@@ -47,7 +48,11 @@ def test_embedding_explorer_shows_the_hovered_image():
 
     trace = box.figure.data[1]  # the "odd" class: indices 1, 3, 5, ...
     box.show_point(trace, Points())
-    assert "index 5" in box.preview.value and "odd" in box.preview.value and "data:image/png;base64" in box.preview.value
+    assert (
+        "index 5" in box.preview.value
+        and "odd" in box.preview.value
+        and "data:image/png;base64" in box.preview.value
+    )
 
 
 def test_image_grid_and_data_uri():

@@ -22,13 +22,16 @@ def test_copies_and_shared_network_give_the_same_outputs_and_update():
             losses.contrastive_loss(*z, y, 1.0).backward()
         opt_a.step()
         copies.step(opt_b)
-    for p_shared, p0, p1 in zip(shared.parameters(), copies.branches[0].parameters(), copies.branches[1].parameters()):
+    for p_shared, p0, p1 in zip(
+        shared.parameters(), copies.branches[0].parameters(), copies.branches[1].parameters()
+    ):
         assert torch.allclose(p_shared, p0, atol=1e-6) and torch.equal(p0, p1)
     assert siamese.parameter_bytes(copies) == 2 * siamese.parameter_bytes(shared)
 
 
 def test_naive_copies_without_summing_would_differ():
-    """The gradient of a shared weight is the SUM over its uses: updating with one copy's gradient is wrong."""
+    """The gradient of a shared weight is the SUM over its uses: updating with one copy's gradient
+    is wrong."""
     torch.manual_seed(1)
     net = torch.nn.Linear(3, 2)
     x1, x2 = torch.randn(5, 3), torch.randn(5, 3)
@@ -86,9 +89,12 @@ def test_pair_distances_split_by_label():
 def test_explorers_fit_their_data():
     d_ap, d_an = torch.rand(200) * 0.3, torch.rand(200) * 0.4
     box = siamese.triplet_margin_explorer(d_ap, d_an, margin=0.2)
-    assert max(box.figure.layout.xaxis.range) < 0.5   # the triplets fill the square
-    assert box.figure.data[1].line.color != "white"   # the legend's line shows on white
-    per_epoch = [(torch.rand(50) * 0.2, torch.rand(50) * 0.2), (torch.rand(50) * 3, torch.rand(50) * 3)]
+    assert max(box.figure.layout.xaxis.range) < 0.5  # the triplets fill the square
+    assert box.figure.data[1].line.color != "white"  # the legend's line shows on white
+    per_epoch = [
+        (torch.rand(50) * 0.2, torch.rand(50) * 0.2),
+        (torch.rand(50) * 3, torch.rand(50) * 3),
+    ]
     box = siamese.histogram_browser(per_epoch)
     box.slider.value = 0
     assert box.figure.layout.xaxis.range[1] < 0.25 and box.figure.data[0].xbins.size < 0.01

@@ -1,4 +1,4 @@
-"""make site: one lecture built in quick mode, then its pages checked like a reader would need them."""
+"""make site: one lecture built in quick mode, then its pages checked as a reader needs them."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ def test_pairs_have_the_right_similarity_and_fraction():
     labels = torch.randint(0, 5, (200,))
     i, j, y = tuples.make_pairs(labels, 1000, positive_fraction=0.3, seed=1)
     assert len(i) == len(j) == len(y) == 1000
-    assert torch.equal(y, (labels[i] != labels[j]).long())   # y = 1 exactly for dissimilar pairs
+    assert torch.equal(y, (labels[i] != labels[j]).long())  # y = 1 exactly for dissimilar pairs
     assert (y == 0).sum().item() == 300 and torch.all(i[y == 0] != j[y == 0])
     again = tuples.make_pairs(labels, 1000, positive_fraction=0.3, seed=1)
     assert all(torch.equal(a, b) for a, b in zip((i, j, y), again))
@@ -17,7 +17,11 @@ def test_pairs_have_the_right_similarity_and_fraction():
 def test_triplets_are_valid_and_cover_all_negative_classes():
     labels = torch.arange(60) % 6
     a, p, n = tuples.make_triplets(labels, 3000, seed=2)
-    assert torch.all(labels[a] == labels[p]) and torch.all(a != p) and torch.all(labels[a] != labels[n])
+    assert (
+        torch.all(labels[a] == labels[p])
+        and torch.all(a != p)
+        and torch.all(labels[a] != labels[n])
+    )
     # negatives are drawn uniformly: every other class appears for anchors of class 0
     assert set(labels[n[labels[a] == 0]].tolist()) == {1, 2, 3, 4, 5}
     q = tuples.make_quadruplets(labels, 500, seed=3)

@@ -1,4 +1,5 @@
-"""dmlcourse.uncertainty against float64 formulas, numerical integration, SciPy and torch.distributions."""
+"""dmlcourse.uncertainty against float64 formulas, numerical integration, SciPy and
+torch.distributions."""
 
 import math
 
@@ -12,7 +13,10 @@ from dmlcourse import uncertainty as U
 
 def _gaussians(n=6, d=5, seed=0, dtype=torch.float64):
     g = torch.Generator().manual_seed(seed)
-    mu1, mu2 = torch.randn(n, d, generator=g, dtype=dtype), torch.randn(n, d, generator=g, dtype=dtype)
+    mu1, mu2 = (
+        torch.randn(n, d, generator=g, dtype=dtype),
+        torch.randn(n, d, generator=g, dtype=dtype),
+    )
     var1 = torch.rand(n, d, generator=g, dtype=dtype) * 2 + 0.05
     var2 = torch.rand(n, d, generator=g, dtype=dtype) * 2 + 0.05
     return mu1, var1, mu2, var2
@@ -32,23 +36,34 @@ def _direct(mu1, var1, mu2, var2):
 
 def test_mls_matches_the_direct_formula():
     mu1, var1, mu2, var2 = _gaussians()
-    assert torch.allclose(U.mutual_likelihood_score(mu1, var1, mu2, var2), _direct(mu1, var1, mu2, var2), atol=1e-10)
+    assert torch.allclose(
+        U.mutual_likelihood_score(mu1, var1, mu2, var2), _direct(mu1, var1, mu2, var2), atol=1e-10
+    )
     got32 = U.mutual_likelihood_score(mu1.float(), var1.float(), mu2.float(), var2.float())
-    assert got32.dtype == torch.float32 and torch.allclose(got32.double(), _direct(mu1, var1, mu2, var2), atol=1e-4)
+    assert got32.dtype == torch.float32 and torch.allclose(
+        got32.double(), _direct(mu1, var1, mu2, var2), atol=1e-4
+    )
     # log-variances give the same scores
-    assert torch.allclose(U.mutual_likelihood_score(mu1, var1.log(), mu2, var2.log(), log_var=True),
-                          _direct(mu1, var1, mu2, var2), atol=1e-10)
+    assert torch.allclose(
+        U.mutual_likelihood_score(mu1, var1.log(), mu2, var2.log(), log_var=True),
+        _direct(mu1, var1, mu2, var2),
+        atol=1e-10,
+    )
     terms = U.mls_terms(mu1, var1, mu2, var2)
     assert torch.allclose(terms["attention"] + terms["penalty"] + terms["constant"], terms["total"])
 
 
-@pytest.mark.parametrize("m1, v1, m2, v2", [(0.0, 1.0, 0.5, 2.0), (-1.0, 0.1, 2.0, 0.3), (3.0, 5.0, 3.0, 0.01)])
+@pytest.mark.parametrize(
+    "m1, v1, m2, v2", [(0.0, 1.0, 0.5, 2.0), (-1.0, 0.1, 2.0, 0.3), (3.0, 5.0, 3.0, 0.01)]
+)
 def test_mls_is_the_log_of_the_gaussian_integral_1d(m1, v1, m2, v2):
     # p(z1 = z2) = integral of N(z; m1, v1) N(z; m2, v2) dz, by numerical quadrature
     f = lambda z: stats.norm.pdf(z, m1, math.sqrt(v1)) * stats.norm.pdf(z, m2, math.sqrt(v2))
     val, _ = integrate.quad(f, -np.inf, np.inf, points=None, epsabs=1e-14, limit=200)
     t = lambda x: torch.tensor([[x]], dtype=torch.float64)
-    assert U.mutual_likelihood_score(t(m1), t(v1), t(m2), t(v2)).item() == pytest.approx(math.log(val), abs=1e-7)
+    assert U.mutual_likelihood_score(t(m1), t(v1), t(m2), t(v2)).item() == pytest.approx(
+        math.log(val), abs=1e-7
+    )
 
 
 def test_mls_is_the_log_of_the_gaussian_integral_monte_carlo_3d():
@@ -72,7 +87,9 @@ def test_mls_symmetry_and_invariance():
     shift = torch.randn(1, mu1.shape[1], dtype=torch.float64)
     assert torch.allclose(s, U.mutual_likelihood_score(mu1 + shift, var1, mu2 + shift, var2))
     p = torch.randperm(mu1.shape[1])
-    assert torch.allclose(s, U.mutual_likelihood_score(mu1[:, p], var1[:, p], mu2[:, p], var2[:, p]))
+    assert torch.allclose(
+        s, U.mutual_likelihood_score(mu1[:, p], var1[:, p], mu2[:, p], var2[:, p])
+    )
     # the official PFE form is an increasing affine map: same order
     official = U.pfe_official_score(mu1, var1, mu2, var2)
     assert torch.allclose(official, 2 * s + mu1.shape[1] * math.log(2 * math.pi))
@@ -85,7 +102,7 @@ def test_pairwise_and_broadcasting_agree():
     assert full.shape == (7, 4)
     for a in range(7):
         for b in range(4):
-            ref = _direct(mu1[a:a + 1], var1[a:a + 1], mu2[b:b + 1], var2[b:b + 1])[0]
+            ref = _direct(mu1[a : a + 1], var1[a : a + 1], mu2[b : b + 1], var2[b : b + 1])[0]
             assert full[a, b].item() == pytest.approx(ref.item(), abs=1e-10)
 
 
@@ -108,7 +125,9 @@ def test_mls_stable_for_tiny_and_huge_variances(dtype):
 
 def test_mls_gradcheck():
     mu1, var1, mu2, var2 = (t.requires_grad_(True) for t in _gaussians(n=3, d=4, seed=3))
-    assert torch.autograd.gradcheck(lambda a, b, c, d: U.mutual_likelihood_score(a, b, c, d), (mu1, var1, mu2, var2))
+    assert torch.autograd.gradcheck(
+        lambda a, b, c, d: U.mutual_likelihood_score(a, b, c, d), (mu1, var1, mu2, var2)
+    )
 
 
 def test_bad_input_gives_clear_errors():
@@ -136,19 +155,25 @@ def test_bad_input_gives_clear_errors():
 
 
 def test_pfe_loss_learns_the_true_noise_on_a_toy_problem():
-    """Samples = class centre + noise of a known scale per sample; the head sees a feature from which that
-    scale can be read. Trained with the PFE loss, its variance must rank samples by their true noise and
+    """Samples = class centre + noise of a known scale per sample; the head sees a feature from
+    which that
+    scale can be read. Trained with the PFE loss, its variance must rank samples by their true noise
+    and
     be close to the true variance (the optimum of the loss for same-class pairs)."""
     g = torch.Generator().manual_seed(0)
     n_classes, per_class, dim = 20, 16, 8
     centres = torch.nn.functional.normalize(torch.randn(n_classes, dim, generator=g), dim=1) * 3
     labels = torch.arange(n_classes).repeat_interleave(per_class)
-    sigma = torch.exp(torch.rand(len(labels), generator=g) * 3 - 3.5)        # true noise scale in [0.03, 0.6]
+    sigma = torch.exp(
+        torch.rand(len(labels), generator=g) * 3 - 3.5
+    )  # true noise scale in [0.03, 0.6]
     mu = centres[labels] + sigma[:, None] * torch.randn(len(labels), dim, generator=g)
     features = torch.cat([torch.log(sigma)[:, None], torch.randn(len(labels), 3, generator=g)], 1)
     torch.manual_seed(0)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)          # 400 tiny steps: threads only add overhead (and suffer on a busy machine)
+    torch.set_num_threads(
+        1
+    )  # 400 tiny steps: threads only add overhead (and suffer on a busy machine)
     try:
         _train_toy_head(mu, features, labels, sigma, g, dim)
     finally:
@@ -172,8 +197,8 @@ def _train_toy_head(mu, features, labels, sigma, g, dim):
         var = head(features).exp()
     rho = stats.spearmanr(U.harmonic_variance(var).numpy(), sigma.numpy()).statistic
     assert rho > 0.95
-    ratio = (U.harmonic_variance(var) / sigma ** 2).log()
-    assert ratio.abs().median().item() < math.log(2)       # within a factor 2 of the true variance
+    ratio = (U.harmonic_variance(var) / sigma**2).log()
+    assert ratio.abs().median().item() < math.log(2)  # within a factor 2 of the true variance
 
 
 def test_pfe_module_keeps_the_mean_frozen():
@@ -198,8 +223,13 @@ def test_fusion_against_the_product_of_gaussians():
     z1, _ = integrate.quad(lambda z: z * prod(z), -20, 20, points=[0.0, 2.0], limit=200)
     z2, _ = integrate.quad(lambda z: z * z * prod(z), -20, 20, points=[0.0, 2.0], limit=200)
     mean, var = z1 / z0, z2 / z0 - (z1 / z0) ** 2
-    mu_f, var_f = U.fuse(torch.tensor(mus, dtype=torch.float64)[:, None], torch.tensor(vs, dtype=torch.float64)[:, None])
-    assert mu_f.item() == pytest.approx(mean, abs=1e-8) and var_f.item() == pytest.approx(var, abs=1e-8)
+    mu_f, var_f = U.fuse(
+        torch.tensor(mus, dtype=torch.float64)[:, None],
+        torch.tensor(vs, dtype=torch.float64)[:, None],
+    )
+    assert mu_f.item() == pytest.approx(mean, abs=1e-8) and var_f.item() == pytest.approx(
+        var, abs=1e-8
+    )
     # batched over dimensions and groups, equal variances -> the plain average
     mu = torch.randn(5, 4, 3, dtype=torch.float64)
     m, v = U.fuse(mu, torch.full_like(mu, 2.0), dim=1)
@@ -208,8 +238,10 @@ def test_fusion_against_the_product_of_gaussians():
 
 def test_dul_kl_against_torch_distributions():
     g = torch.Generator().manual_seed(0)
-    mu, log_var = torch.randn(10, 6, generator=g, dtype=torch.float64), torch.randn(10, 6, generator=g,
-                                                                                     dtype=torch.float64)
+    mu, log_var = (
+        torch.randn(10, 6, generator=g, dtype=torch.float64),
+        torch.randn(10, 6, generator=g, dtype=torch.float64),
+    )
     q = torch.distributions.Normal(mu, (0.5 * log_var).exp())
     p = torch.distributions.Normal(torch.zeros_like(mu), torch.ones_like(mu))
     assert torch.allclose(U.dul_kl(mu, log_var), torch.distributions.kl_divergence(q, p).sum(1))
@@ -220,7 +252,9 @@ def test_dul_kl_against_torch_distributions():
 def test_reparameterisation_has_the_right_moments_and_gradients():
     mu = torch.tensor([[1.0, -2.0]], requires_grad=True)
     log_var = torch.tensor([[0.0, math.log(4.0)]], requires_grad=True)
-    z = U.reparameterize(mu.expand(200_000, 2), log_var.expand(200_000, 2), torch.Generator().manual_seed(0))
+    z = U.reparameterize(
+        mu.expand(200_000, 2), log_var.expand(200_000, 2), torch.Generator().manual_seed(0)
+    )
     assert torch.allclose(z.mean(0), mu[0].detach(), atol=0.02)
     assert torch.allclose(z.var(0), torch.tensor([1.0, 4.0]), rtol=0.02)
     z.sum().backward()
@@ -230,6 +264,7 @@ def test_reparameterisation_has_the_right_moments_and_gradients():
 def test_dul_loss_trains_mean_and_variance():
     torch.manual_seed(0)
     from dmlcourse import heads
+
     net = U.DULNet(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 16)), 16, 8)
     loss_fn = U.DULLoss(heads.CosFaceHead(8, 3), kl_weight=0.1)
     out = loss_fn(net(torch.randn(12, 1, 28, 28)), torch.arange(3).repeat(4))
@@ -245,7 +280,7 @@ def test_degradations():
         assert torch.equal(U.degrade(img, kind, 0.0), img)
         out = U.degrade(img, kind, 0.7, seed=1)
         assert out.dtype == torch.uint8 and out.shape == img.shape
-        assert torch.equal(out, U.degrade(img, kind, 0.7, seed=1))        # seeded
+        assert torch.equal(out, U.degrade(img, kind, 0.7, seed=1))  # seeded
         assert not torch.equal(out, img)
     x = img.float() / 255
     # blur keeps the mean in the interior and lowers the variance; contrast keeps the mean exactly
@@ -270,15 +305,21 @@ def test_mls_explorer_updates():
     box.mu2.value = 2.5
     after = [list(box.figure.data[k].y) for k in range(len(box.figure.data))]
     assert before != after
-    t = U.mls_terms(torch.tensor([[box.mu1.value]]), torch.tensor([[box.var1.value]]),
-                    torch.tensor([[box.mu2.value]]), torch.tensor([[box.var2.value]]))
+    t = U.mls_terms(
+        torch.tensor([[box.mu1.value]]),
+        torch.tensor([[box.var1.value]]),
+        torch.tensor([[box.mu2.value]]),
+        torch.tensor([[box.var2.value]]),
+    )
     bars = box.figure.data[-1]
     assert bars.y[-1] == pytest.approx(t["total"].item(), abs=1e-5)
 
 
 def test_harmonic_variance_value_and_bad_input():
     var = torch.tensor([[1.0, 4.0], [2.0, 2.0]], dtype=torch.float64)
-    assert torch.allclose(U.harmonic_variance(var), torch.tensor([2 / (1 + 0.25), 2.0], dtype=torch.float64))
+    assert torch.allclose(
+        U.harmonic_variance(var), torch.tensor([2 / (1 + 0.25), 2.0], dtype=torch.float64)
+    )
     with pytest.raises(ValueError, match="var must hold variances > 0"):
         U.harmonic_variance(torch.tensor([[1.0, 0.0]]))
 
@@ -288,7 +329,10 @@ def test_mls_explorer_defaults_survive_the_browser_and_bars_fit():
 
     box = U.mls_explorer()
     assert snapped(box) == {}
-    assert "penalty 0.000" in box.figure.layout.title.text or "penalty -0.000" in box.figure.layout.title.text
-    box.var1.value, box.var2.value, box.mu2.value = 2.0 ** -6, 2.0 ** -6, 4.0
+    assert (
+        "penalty 0.000" in box.figure.layout.title.text
+        or "penalty -0.000" in box.figure.layout.title.text
+    )
+    box.var1.value, box.var2.value, box.mu2.value = 2.0**-6, 2.0**-6, 4.0
     mls = box.figure.data[3].y[-1]
-    assert mls < -100 and box.figure.layout.yaxis2.range[0] < mls   # the bar is not cut at -8
+    assert mls < -100 and box.figure.layout.yaxis2.range[0] < mls  # the bar is not cut at -8

@@ -24,17 +24,26 @@ def test_eer_and_tar_at_far_by_brute_force():
     same = torch.rand(2000, generator=g) < 0.5
     scores = torch.randn(2000, generator=g) + 2 * same.float()
     # brute force over all thresholds
-    best = min(((scores[~same] >= t).float().mean().item(), 1 - (scores[same] >= t).float().mean().item())
-               for t in scores.tolist() for _ in [0])
+    best = min(
+        ((scores[~same] >= t).float().mean().item(), 1 - (scores[same] >= t).float().mean().item())
+        for t in scores.tolist()
+        for _ in [0]
+    )
     eer = verification.equal_error_rate(scores, same)
     ts = torch.sort(scores).values
-    gaps = [abs((scores[~same] >= t).float().mean().item() - (scores[same] < t).float().mean().item()) for t in ts]
+    gaps = [
+        abs((scores[~same] >= t).float().mean().item() - (scores[same] < t).float().mean().item())
+        for t in ts
+    ]
     t_star = ts[int(np.argmin(gaps))]
     far_star = (scores[~same] >= t_star).float().mean().item()
     assert abs(eer - far_star) < 0.01 and 0.1 < eer < 0.2 and best is not None
     for target in (1e-2, 1e-1):
-        cands = [(scores[same] >= t).float().mean().item() for t in ts
-                 if (scores[~same] >= t).float().mean().item() <= target]
+        cands = [
+            (scores[same] >= t).float().mean().item()
+            for t in ts
+            if (scores[~same] >= t).float().mean().item() <= target
+        ]
         assert verification.tar_at_far(scores, same, target) == pytest.approx(max(cands))
 
 

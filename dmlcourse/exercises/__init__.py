@@ -30,7 +30,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["Exercise", "NotAttempted", "Outcome", "check", "exercise", "grade", "hint", "show_solution"]
+__all__ = [
+    "Exercise",
+    "NotAttempted",
+    "Outcome",
+    "check",
+    "exercise",
+    "grade",
+    "hint",
+    "show_solution",
+]
 
 
 class NotAttempted(Exception):
@@ -46,7 +55,9 @@ class Exercise:
     writes: str
     hints: tuple[str, ...]
     check: Callable
-    mistakes: tuple[str, ...] = field(default=())  # typical wrong answers the check names (for the docs)
+    mistakes: tuple[str, ...] = field(
+        default=()
+    )  # typical wrong answers the check names (for the docs)
 
 
 @dataclass(frozen=True)
@@ -118,12 +129,19 @@ def grade(id: str, *answers) -> Outcome:
     except (NotAttempted, NotImplementedError):
         return Outcome(id, "not attempted", not_yet)
     except AssertionError as exc:
-        return Outcome(id, "wrong", f"{ex.title}: {exc}\n  (stuck? hint(\"{id}\") gives a hint)")
+        return Outcome(id, "wrong", f'{ex.title}: {exc}\n  (stuck? hint("{id}") gives a hint)')
     except Exception as exc:  # the learner's code raised: show where, keep Run All going
         tb = traceback.extract_tb(exc.__traceback__)
-        where = next((f"line {f.lineno} of {f.name}" for f in reversed(tb) if "dmlcourse" not in f.filename), "")
-        return Outcome(id, "wrong", f"{ex.title}: your code raised {type(exc).__name__}: {exc}"
-                       + (f" ({where})" if where else ""))
+        where = next(
+            (f"line {f.lineno} of {f.name}" for f in reversed(tb) if "dmlcourse" not in f.filename),
+            "",
+        )
+        return Outcome(
+            id,
+            "wrong",
+            f"{ex.title}: your code raised {type(exc).__name__}: {exc}"
+            + (f" ({where})" if where else ""),
+        )
     return Outcome(id, "passed", f"{ex.title}: {msg or 'correct.'}")
 
 
@@ -146,7 +164,7 @@ def hint(id: str, number: int | None = None) -> None:
     if not 1 <= int(number) <= len(ex.hints):
         raise ValueError(f"number={number!r}: exercise {id} has hints 1 to {len(ex.hints)}")
     _HINTS_SHOWN[id] = max(_HINTS_SHOWN.get(id, 0), int(number))
-    more = f" (hint(\"{id}\") again for hint {number + 1})" if number < len(ex.hints) else ""
+    more = f' (hint("{id}") again for hint {number + 1})' if number < len(ex.hints) else ""
     print(f"hint {number}/{len(ex.hints)} for {id}: {ex.hints[number - 1]}{more}")
 
 
@@ -167,16 +185,20 @@ def solution_text(id: str) -> str:
     if folder is None:
         raise FileNotFoundError(
             "the solutions live in the course's source notebooks (notebooks/NN_name.py in a clone of the "
-            "course); none found here. Set DMLCOURSE_COURSE_DIR to the clone's folder.")
+            "course); none found here. Set DMLCOURSE_COURSE_DIR to the clone's folder."
+        )
     src = next(folder.glob(f"{id[:2]}_*.py"))
     cells = re.split(r"^# %%", src.read_text(encoding="utf-8"), flags=re.M)
     for cell in cells:
         header, _, body = cell.partition("\n")
         if re.search(rf'exercise="{re.escape(id)}"', header):
-            lines = [ln for ln in body.rstrip().splitlines() if ln.strip() not in ("### BEGIN SOLUTION",
-                                                                                   "### END SOLUTION")]
+            lines = [
+                ln
+                for ln in body.rstrip().splitlines()
+                if ln.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION")
+            ]
             return "\n".join(lines)
-    raise LookupError(f"exercise {id}: no cell marked exercise=\"{id}\" in {src.name}")
+    raise LookupError(f'exercise {id}: no cell marked exercise="{id}" in {src.name}')
 
 
 def show_solution(id: str) -> None:

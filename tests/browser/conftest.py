@@ -21,8 +21,16 @@ ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("DMLCOURSE_CHROMIUM", "/usr/bin/chromium")
 BUILD = ROOT / "build" / "browser"
 SHOTS = ROOT / "build" / "browser-shots"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 VIEWPORT = {"width": 1500, "height": 1000}
 NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
 ONLY = [o for o in os.environ.get("DMLCOURSE_BROWSER_ONLY", "").split(",") if o]
@@ -45,10 +53,12 @@ def pytest_collection_modifyitems(config, items):
             if "tests/browser" in str(item.fspath).replace(os.sep, "/"):
                 item.add_marker(pytest.mark.skip(reason=_SKIP))
         return
+
     # notebook-major order: every check of one notebook, then the next (one notebook open at a time)
     def key(item):
         nb = item.callspec.params.get("name", "") if hasattr(item, "callspec") else ""
         return (nb, item.fspath.basename)
+
     order = {id(it): i for i, it in enumerate(items)}
     items.sort(key=lambda it: (key(it), order[id(it)]))
 
@@ -60,8 +70,12 @@ def lab_url():
 
     nb_dir = BUILD / "nb"
     shutil.rmtree(nb_dir, ignore_errors=True)
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "course.py"), "build", "solution", str(nb_dir)],
-                   check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "course.py"), "build", "solution", str(nb_dir)],
+        check=True,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
     SHOTS.mkdir(parents=True, exist_ok=True)
     with lab_server(nb_dir, BUILD) as url:
         yield url

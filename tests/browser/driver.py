@@ -13,7 +13,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-RUN_TIMEOUT = float(os.environ.get("DMLCOURSE_BROWSER_RUN_TIMEOUT", 600))  # s, Run All of one notebook (quick)
+RUN_TIMEOUT = float(
+    os.environ.get("DMLCOURSE_BROWSER_RUN_TIMEOUT", 600)
+)  # s, Run All of one notebook (quick)
 
 # Installed in the kernel before Run All: every state update that comes from the front end.
 HOOK = r"""
@@ -164,22 +166,42 @@ RUNNING = r"""() => {
 def lab_server(nb_dir: Path, build: Path):
     """JupyterLab on nb_dir, quick mode, no token, its own port and settings; yields its URL."""
     settings = build / "settings"
-    for path, value in (("@jupyterlab/apputils-extension/notification.jupyterlab-settings", {"fetchNews": "false"}),
-                        ("@jupyterlab/notebook-extension/tracker.jupyterlab-settings", {"windowingMode": "none"})):
+    for path, value in (
+        ("@jupyterlab/apputils-extension/notification.jupyterlab-settings", {"fetchNews": "false"}),
+        ("@jupyterlab/notebook-extension/tracker.jupyterlab-settings", {"windowingMode": "none"}),
+    ):
         (settings / path).parent.mkdir(parents=True, exist_ok=True)
         (settings / path).write_text(json.dumps(value))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = dict(os.environ, DMLCOURSE_QUICK=os.environ.get("DMLCOURSE_QUICK", "1"),
-               JUPYTERLAB_SETTINGS_DIR=str(settings), JUPYTERLAB_WORKSPACES_DIR=str(build / "workspaces"))
+    env = dict(
+        os.environ,
+        DMLCOURSE_QUICK=os.environ.get("DMLCOURSE_QUICK", "1"),
+        JUPYTERLAB_SETTINGS_DIR=str(settings),
+        JUPYTERLAB_WORKSPACES_DIR=str(build / "workspaces"),
+    )
     log = open(build / "jupyter-lab.log", "w")
     # the jupyter-lab script itself (no shell in between): proc.pid is the server's process id
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "jupyter-lab"), "--no-browser", "--allow-root", f"--port={port}",
-         "--ip=127.0.0.1", "--ServerApp.token=", "--ServerApp.password=", "--ServerApp.disable_check_xsrf=True",
-         "--LabApp.expose_app_in_browser=True", f"--ServerApp.root_dir={nb_dir}"],
-        env=env, cwd=nb_dir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            str(Path(sys.executable).parent / "jupyter-lab"),
+            "--no-browser",
+            "--allow-root",
+            f"--port={port}",
+            "--ip=127.0.0.1",
+            "--ServerApp.token=",
+            "--ServerApp.password=",
+            "--ServerApp.disable_check_xsrf=True",
+            "--LabApp.expose_app_in_browser=True",
+            f"--ServerApp.root_dir={nb_dir}",
+        ],
+        env=env,
+        cwd=nb_dir,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(240):
@@ -212,7 +234,9 @@ class NotebookRun:
         self.name, self.shots, self.failure = name, shots, None
         self.console: list[str] = []
         self.page = browser.new_page(viewport={"width": 1500, "height": 1000})
-        self.page.on("console", lambda m: self.console.append(m.text) if m.type == "error" else None)
+        self.page.on(
+            "console", lambda m: self.console.append(m.text) if m.type == "error" else None
+        )
         self.page.on("pageerror", lambda e: self.console.append(f"page error: {e}"))
         self.page.set_default_timeout(60_000)
         try:
@@ -224,11 +248,16 @@ class NotebookRun:
     def _open_and_run(self, url: str):
         pg = self.page
         pg.goto(f"{url}/lab/tree/{self.name}.ipynb?reset")
-        pg.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget "
-                             "&& window.jupyterapp.shell.currentWidget.sessionContext "
-                             "&& document.querySelector('.jp-Notebook .jp-Cell')", timeout=90_000)
-        pg.evaluate("() => { if (!window.jupyterapp.shell.leftCollapsed) "
-                    "window.jupyterapp.commands.execute('application:toggle-left-area'); }")
+        pg.wait_for_function(
+            "() => window.jupyterapp && window.jupyterapp.shell.currentWidget "
+            "&& window.jupyterapp.shell.currentWidget.sessionContext "
+            "&& document.querySelector('.jp-Notebook .jp-Cell')",
+            timeout=90_000,
+        )
+        pg.evaluate(
+            "() => { if (!window.jupyterapp.shell.leftCollapsed) "
+            "window.jupyterapp.commands.execute('application:toggle-left-area'); }"
+        )
         self._wait_idle(90)
         out = self.kernel(HOOK + "\nprint('hooked')")
         assert "hooked" in out, out
@@ -238,7 +267,9 @@ class NotebookRun:
         self._wait_idle(RUN_TIMEOUT)
         self.run_seconds = time.time() - t0
         time.sleep(2)  # let the last widgets render and send what they send
-        self.race = json.loads(self.kernel("import json; print(json.dumps(_dml_frontend_updates))").strip() or "[]")
+        self.race = json.loads(
+            self.kernel("import json; print(json.dumps(_dml_frontend_updates))").strip() or "[]"
+        )
         self.shot("after-run-all")
 
     def _wait_idle(self, timeout: float):
@@ -291,7 +322,9 @@ class NotebookRun:
 
     def close(self):
         try:
-            self.page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.shutdown()")
+            self.page.evaluate(
+                "() => window.jupyterapp.shell.currentWidget.sessionContext.shutdown()"
+            )
         except Exception:  # noqa: BLE001
             pass
         self.page.close()

@@ -36,7 +36,9 @@ def slider_round_trip(slider) -> float:
     name = type(slider).__name__
     if name == "FloatLogSlider":
         base = slider.base
-        return base ** round_trip(math.log(slider.value) / math.log(base), slider.min, slider.max, slider.step)
+        return base ** round_trip(
+            math.log(slider.value) / math.log(base), slider.min, slider.max, slider.step
+        )
     if name in ("IntSlider", "Play"):
         return int(_js_round(round_trip(slider.value, slider.min, slider.max, slider.step)))
     return round_trip(slider.value, slider.min, slider.max, slider.step)

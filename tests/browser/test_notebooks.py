@@ -17,9 +17,15 @@ IGNORED_CONSOLE = ("favicon", "Failed to load resource: the server responded wit
 
 
 def _close(a, b) -> bool:
-    if a is None or b is None or (isinstance(a, float) and math.isnan(a)) or (isinstance(b, float) and math.isnan(b)):
-        return (a is None or (isinstance(a, float) and math.isnan(a))) == \
-               (b is None or (isinstance(b, float) and math.isnan(b)))
+    if (
+        a is None
+        or b is None
+        or (isinstance(a, float) and math.isnan(a))
+        or (isinstance(b, float) and math.isnan(b))
+    ):
+        return (a is None or (isinstance(a, float) and math.isnan(a))) == (
+            b is None or (isinstance(b, float) and math.isnan(b))
+        )
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         return abs(a - b) <= 1e-6 * (1 + abs(a))
     return str(a) == str(b)
@@ -43,14 +49,18 @@ def figure_differences(kfig: dict, bfig: dict) -> list[str]:
     if (kfig["title"] or "") != (bfig["title"] or "").replace("Click to enter Plot title", ""):
         out.append(f"title: kernel {kfig['title']!r}, browser {bfig['title']!r}")
     if len(kfig["traces"]) != len(bfig["traces"]):
-        return out + [f"{len(kfig['traces'])} traces in the kernel, {len(bfig['traces'])} in the browser"]
+        return out + [
+            f"{len(kfig['traces'])} traces in the kernel, {len(bfig['traces'])} in the browser"
+        ]
     for i, (kt, bt, ft) in enumerate(zip(kfig["traces"], bfig["traces"], bfig["full"])):
         for key in ("x", "y", "z"):
             d = _same_values(kt[key], bt[key])
             if d:
                 out.append(f"trace {i} ({kt['name']}) {key}: {d}")
             elif key != "z" and kt["type"] in ("scatter", "scattergl") and kt[key]:
-                d = _same_values(kt[key], ft[key])   # what plotly draws (falls back to the index when lost)
+                d = _same_values(
+                    kt[key], ft[key]
+                )  # what plotly draws (falls back to the index when lost)
                 if d:
                     out.append(f"trace {i} ({kt['name']}) drawn {key}: {d}")
     return out
@@ -59,8 +69,11 @@ def figure_differences(kfig: dict, bfig: dict) -> list[str]:
 def interactive(nb) -> list[tuple[int, dict, dict]]:
     """(index on the page, kernel figure, browser figure) for every FigureWidget on the page."""
     kfigs, bfigs = nb.kernel_figures(), nb.browser_figures()
-    return [(b["i"], kfigs[b["traces"][0]["uid"]], b) for b in bfigs
-            if b["traces"] and b["traces"][0]["uid"] in kfigs]
+    return [
+        (b["i"], kfigs[b["traces"][0]["uid"]], b)
+        for b in bfigs
+        if b["traces"] and b["traces"][0]["uid"] in kfigs
+    ]
 
 
 def _plot(nb, i):
@@ -88,10 +101,20 @@ def _margin_explorer_checks(nb, figs) -> list[str]:
         if not xr or abs(xr[0]) > 1e-6 or abs(xr[1] - 180) > 1e-6:
             out.append(f"figure {i}: left panel's θ axis is {xr}, not [0, 180]")
         soft = b["full"][4]  # class 1's softmax boundary (right panel)
-        if not soft["x"] or not soft["y"] or len(soft["x"]) != len(soft["y"]) or \
-                any(abs(x - y) > 1e-6 for x, y in zip(soft["x"], soft["y"]) if x is not None and y is not None):
+        if (
+            not soft["x"]
+            or not soft["y"]
+            or len(soft["x"]) != len(soft["y"])
+            or any(
+                abs(x - y) > 1e-6
+                for x, y in zip(soft["x"], soft["y"])
+                if x is not None and y is not None
+            )
+        ):
             xs, ys = soft["x"] or [], soft["y"] or []
-            out.append(f"figure {i}: the softmax boundary is not the diagonal (x[-1] = {xs[-1:]}, y[-1] = {ys[-1:]})")
+            out.append(
+                f"figure {i}: the softmax boundary is not the diagonal (x[-1] = {xs[-1:]}, y[-1] = {ys[-1:]})"
+            )
     return out
 
 
@@ -127,8 +150,10 @@ def test_run_all_is_clean(notebook, name):
 def test_widgets_keep_what_the_cells_set(notebook, name):
     """After Run All at full speed, no widget got a value from the front end that nobody touched
     (sliders snapping 0.25 to 0.2512 on their first render overwrite what a cell set)."""
-    race = [f"{u['widget']} {u['description']!r}: kernel had {u['before']}, browser sent {u['sent']}"
-            for u in notebook.race]
+    race = [
+        f"{u['widget']} {u['description']!r}: kernel had {u['before']}, browser sent {u['sent']}"
+        for u in notebook.race
+    ]
     assert not race, "the browser overwrote what the cells set:\n" + "\n".join(race)
 
 
@@ -146,7 +171,10 @@ def test_figures_show_what_the_kernel_holds(notebook, name):
         pytest.skip(f"{name}: no interactive figure")
     for i, k, b in figs:
         path = notebook.shot(f"figure{i}-initial", _plot(notebook, i))
-        problems += [f"figure {i} ({k['title']!r}) initial: {d}  [{path.name}]" for d in figure_differences(k, b)]
+        problems += [
+            f"figure {i} ({k['title']!r}) initial: {d}  [{path.name}]"
+            for d in figure_differences(k, b)
+        ]
     problems += _margin_explorer_checks(notebook, figs)
     moved = {}
     for i, _k, _b in figs:
@@ -158,7 +186,9 @@ def test_figures_show_what_the_kernel_holds(notebook, name):
         figs = interactive(notebook)
         for i, label in moved.items():
             path = notebook.shot(f"figure{i}-after-moving", _plot(notebook, i))
-            problems += [f"figure {i} after moving {label!r}: {d}  [{path.name}]" for d in diffs.get(i, [])]
+            problems += [
+                f"figure {i} after moving {label!r}: {d}  [{path.name}]" for d in diffs.get(i, [])
+            ]
         problems += [f"after moving a slider: {p}" for p in _margin_explorer_checks(notebook, figs)]
     print(f"{name}: {len(figs)} interactive figures; moved sliders {moved}")
     assert not problems, "\n".join(problems)
@@ -173,9 +203,16 @@ def test_every_trace_and_legend_entry_is_visible(notebook, name):
     problems = []
     for i, k, _b in figs:
         v = notebook.visibility(i)
-        bad = [f"markers of {t['name']!r} ({t['n']}): fill {t['fill']}, stroke {t['stroke']} {t['strokeWidth']}"
-               for t in v["traces"] if not t["ok"]]
-        bad += [f"legend entry {e['name']!r} shows no symbol: {e['paints']}" for e in v["legend"] if not e["ok"]]
+        bad = [
+            f"markers of {t['name']!r} ({t['n']}): fill {t['fill']}, stroke {t['stroke']} {t['strokeWidth']}"
+            for t in v["traces"]
+            if not t["ok"]
+        ]
+        bad += [
+            f"legend entry {e['name']!r} shows no symbol: {e['paints']}"
+            for e in v["legend"]
+            if not e["ok"]
+        ]
         if bad:
             path = notebook.shot(f"figure{i}-visibility", _plot(notebook, i))
             problems += [f"figure {i} ({k['title']!r}): {b}  [{path.name}]" for b in bad]
@@ -216,7 +253,9 @@ def test_embedding_lab(notebook, name):
         nb.settle()
         after = float(state("embedding_lab.margin.value"))
         assert after > before, f"margin slider: {before} -> {after}"
-        assert state("repr(embedding_lab.margin.value)") == repr(round(after, 2)), "margin is off the grid"
+        assert state("repr(embedding_lab.margin.value)") == repr(round(after, 2)), (
+            "margin is off the grid"
+        )
     root.get_by_role("button", name="Train").click()
     end = time.time() + 240
     while time.time() < end and state("embedding_lab.training") == "True":
@@ -237,7 +276,11 @@ def test_embedding_lab(notebook, name):
         margin.locator(".noUi-handle").first.focus()
         page.keyboard.press("ArrowRight")
     elif miner.count() and miner.is_enabled():
-        miner.select_option(label=[o for o in miner.locator("option").all_inner_texts() if o != miner.input_value()][0])
+        miner.select_option(
+            label=[
+                o for o in miner.locator("option").all_inner_texts() if o != miner.input_value()
+            ][0]
+        )
     nb.settle()
     root.get_by_role("button", name="Train").click()
     root.get_by_role("button", name="Stop").click(timeout=30_000)

@@ -19,7 +19,9 @@ def check_choice(name: str, value, allowed) -> str:
     return value
 
 
-def check_int(name: str, value, *, min_value: int | None = None, max_value: int | None = None) -> int:
+def check_int(
+    name: str, value, *, min_value: int | None = None, max_value: int | None = None
+) -> int:
     if isinstance(value, bool) or not isinstance(value, Integral):
         raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__}).")
     value = int(value)
@@ -42,7 +44,9 @@ def check_float(
         if isinstance(value, torch.Tensor) and value.numel() == 1:
             value = value.item()
         else:
-            raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__}).")
+            raise TypeError(
+                f"{name} must be a real number, got {value!r} ({type(value).__name__})."
+            )
     value = float(value)
     if math.isnan(value):
         raise ValueError(f"{name} must be a number, got NaN.")
@@ -56,7 +60,9 @@ def check_float(
     return value
 
 
-def check_tensor(name: str, value, *, ndim: int | None = None, floating: bool = False) -> torch.Tensor:
+def check_tensor(
+    name: str, value, *, ndim: int | None = None, floating: bool = False
+) -> torch.Tensor:
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}.")
     if ndim is not None and value.ndim != ndim:
@@ -66,7 +72,9 @@ def check_tensor(name: str, value, *, ndim: int | None = None, floating: bool = 
     return value
 
 
-def check_embeddings_labels(embeddings, labels, *, name: str = "embeddings", labels_name: str = "labels"):
+def check_embeddings_labels(
+    embeddings, labels, *, name: str = "embeddings", labels_name: str = "labels"
+):
     """Check a (N, D) float embedding matrix and its (N,) integer labels."""
     check_tensor(name, embeddings, ndim=2, floating=True)
     check_tensor(labels_name, labels, ndim=1)
@@ -74,7 +82,23 @@ def check_embeddings_labels(embeddings, labels, *, name: str = "embeddings", lab
         raise TypeError(f"{labels_name} must be an integer tensor, got dtype {labels.dtype}.")
     if labels.shape[0] != embeddings.shape[0]:
         raise ValueError(
-            f"{labels_name} has {labels.shape[0]} entries but {name} has {embeddings.shape[0]} rows; "
+            f"{labels_name} has {labels.shape[0]} entries but {name} has {embeddings.shape[0]} "
+            "rows; "
             "they must match."
         )
     return embeddings, labels
+
+
+def check_images_labels(
+    images, labels, *, why: str = "a loader needs at least one sample"
+) -> tuple:
+    """Check a non-empty image tensor and its (N,) labels, one label per image."""
+    check_tensor("images", images)
+    check_tensor("labels", labels, ndim=1)
+    if len(images) != len(labels):
+        raise ValueError(
+            f"images has {len(images)} entries but labels has {len(labels)}; they must match."
+        )
+    if len(images) == 0:
+        raise ValueError(f"images is empty; {why}.")
+    return images, labels

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from ._validate import check_choice, check_tensor
+from .validate import check_choice, check_tensor
 
 DISTANCES = ("euclidean", "squared_euclidean", "cosine")
 
@@ -29,7 +29,9 @@ SQRT_EPS = 1e-12
 def safe_sqrt(d2: torch.Tensor) -> torch.Tensor:
     """sqrt that is exactly 0 at 0 with a zero (not NaN/inf) gradient there."""
     mask = d2 > SQRT_EPS
-    return torch.where(mask, torch.sqrt(torch.where(mask, d2, torch.ones_like(d2))), torch.zeros_like(d2))
+    return torch.where(
+        mask, torch.sqrt(torch.where(mask, d2, torch.ones_like(d2))), torch.zeros_like(d2)
+    )
 
 
 HALF = (torch.float16, torch.bfloat16)
@@ -40,7 +42,9 @@ def widen(t: torch.Tensor) -> torch.Tensor:
     return t.float() if t.dtype in HALF else t
 
 
-def pairwise_distance(x: torch.Tensor, y: torch.Tensor | None = None, distance: str = "euclidean") -> torch.Tensor:
+def pairwise_distance(
+    x: torch.Tensor, y: torch.Tensor | None = None, distance: str = "euclidean"
+) -> torch.Tensor:
     """All distances between the rows of ``x`` (N, D) and ``y`` (M, D): an (N, M) matrix.
 
     ``y=None`` means ``y = x`` (the diagonal is then exactly 0).
@@ -53,7 +57,9 @@ def pairwise_distance(x: torch.Tensor, y: torch.Tensor | None = None, distance: 
     if not same:
         check_tensor("y", y, ndim=2, floating=True)
         if y.shape[1] != x.shape[1]:
-            raise ValueError(f"x has {x.shape[1]} dimensions but y has {y.shape[1]}; they must match.")
+            raise ValueError(
+                f"x has {x.shape[1]} dimensions but y has {y.shape[1]}; they must match."
+            )
     with torch.autocast(device_type=x.device.type, enabled=False):
         return _pairwise(widen(x), None if same else widen(y), distance)
 
@@ -82,7 +88,9 @@ def paired_distance(x: torch.Tensor, y: torch.Tensor, distance: str = "euclidean
     check_tensor("x", x, ndim=2, floating=True)
     check_tensor("y", y, ndim=2, floating=True)
     if x.shape != y.shape:
-        raise ValueError(f"x has shape {tuple(x.shape)} but y has {tuple(y.shape)}; they must match.")
+        raise ValueError(
+            f"x has shape {tuple(x.shape)} but y has {tuple(y.shape)}; they must match."
+        )
     x, y = widen(x), widen(y)
     if distance == "cosine":
         return 1.0 - torch.nn.functional.cosine_similarity(x, y, dim=1, eps=1e-12)

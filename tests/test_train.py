@@ -1,0 +1,201 @@
+"""train: fit_epoch, the training loop, its History and its hooks."""
+
+import numpy as np
+import pytest
+import torch
+
+from dmlcourse import data, losses, models, runtime, train
+
+
+@pytest.fixture(scope="module")
+def mini():
+    tr = data.load("mnist", "train", "mini")
+    te = data.load("mnist", "test", "mini")
+    idx = data.balanced_subset(tr.labels, 60)
+    return tr.images[idx], tr.labels[idx], te.images[:300], te.labels[:300]
+
+
+def test_training_learns_and_records_history(mini):
+    x, y, xt, yt = mini
+    runtime.seed_everything(0)
+    model = models.SmallCNN(16)
+    h = train.train(
+        model,
+        losses.nca_loss,
+        x,
+        y,
+        epochs=3,
+        batch_size=60,
+        samples_per_class=6,
+        name="mnist",
+        eval_data=(xt, yt),
+        probe=xt[:40],
+        probe_labels=yt[:40],
+        progress=False,
+        device="cpu",
+    )
+    assert h.epochs_done == 3 and len(h.step_loss) == 3 * 10 and len(h.snapshots) == 4
+    assert h.snapshots[0].shape == (40, 16) and not h.interrupted
+    first, last = np.mean(h.step_loss[:5]), np.mean(h.step_loss[-5:])
+    assert last < first
+    assert h.epoch_metrics[-1]["precision_at_1"] > 0.5  # far above chance (0.1)
+
+
+def test_training_is_reproducible(mini):
+    x, y, _, _ = mini
+    runs = []
+    for _ in range(2):
+        runtime.seed_everything(3)
+        model = models.MLP(8)
+        runs.append(
+            train.train(
+                model,
+                losses.nca_loss,
+                x,
+                y,
+                epochs=1,
+                batch_size=50,
+                seed=3,
+                progress=False,
+                device="cpu",
+            ).step_loss
+        )
+    assert runs[0] == runs[1]
+
+
+def test_interrupt_keeps_partial_history(mini):
+    x, y, _, _ = mini
+    calls = {"n": 0}
+
+    def loss_fn(z, labels):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt
+        return losses.nca_loss(z, labels)
+
+    h = train.train(
+        models.MLP(8), loss_fn, x, y, epochs=3, batch_size=60, progress=False, device="cpu"
+    )
+    assert h.interrupted and len(h.step_loss) == 6 and "interrupted" in h.message
+
+
+def test_stop_request_and_nan(mini):
+    x, y, _, _ = mini
+    h = train.train(
+        models.MLP(8),
+        losses.nca_loss,
+        x,
+        y,
+        epochs=3,
+        batch_size=60,
+        progress=False,
+        device="cpu",
+        should_stop=lambda: True,
+    )
+    assert h.interrupted and len(h.step_loss) == 1 and h.epochs_done == 1
+    with pytest.warns(RuntimeWarning, match="became nan"):
+        h = train.train(
+            models.MLP(8),
+            lambda z, t: z.sum() * float("nan"),
+            x,
+            y,
+            epochs=2,
+            progress=False,
+            device="cpu",
+        )
+    assert h.interrupted and "nan" in h.message
+
+
+def test_loss_module_parameters_are_trained(mini):
+    x, y, _, _ = mini
+
+    class Head(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(8, 10)
+
+        def forward(self, z, labels):
+            return {
+                "loss": torch.nn.functional.cross_entropy(self.fc(z), labels),
+                "active_fraction": 1.0,
+            }
+
+    head = Head()
+    before = head.fc.weight.detach().clone()
+    h = train.train(
+        models.MLP(8), head, x, y, epochs=1, batch_size=60, progress=False, device="cpu"
+    )
+    assert not torch.equal(before, head.fc.weight.detach())
+    assert h.step_info["active_fraction"] == [1.0] * len(h.step_loss)
+
+
+@pytest.mark.parametrize(
+    "kw, msg",
+    [
+        (dict(batch_size=6, samples_per_class=4), r"batch_size=6 is smaller than P x K = 2 x 4"),
+        (dict(epochs=-1), "epochs must be >= 0"),
+        (dict(lr=float("nan")), "lr must be a number"),
+        (dict(probe=torch.zeros(0, 28, 28)), "probe is empty"),
+    ],
+)
+def test_train_bad_input(mini, kw, msg):
+    x, y, _, _ = mini
+    with pytest.raises(ValueError, match=msg):
+        train.train(models.MLP(8), losses.nca_loss, x, y, progress=False, **kw)
+
+
+def test_history_save_load_roundtrip(tmp_path):
+    h = train.History(
+        step_loss=[1.0, 0.5],
+        epoch_metrics=[{"epoch": 1, "loss": 0.7}],
+        snapshots=[torch.ones(2, 2)],
+    )
+    h.save(tmp_path / "h.pt")
+    g = train.History.load(tmp_path / "h.pt")
+    assert g.step_loss == h.step_loss and torch.equal(g.snapshots[0], h.snapshots[0])
+
+
+def test_fit_epoch_is_the_loop_of_train(mini):
+    """train() is fit_epoch repeated: the same steps give the same losses."""
+    x, y, _, _ = mini
+    runtime.seed_everything(0)
+    h = train.train(
+        models.MLP(8),
+        losses.nca_loss,
+        x,
+        y,
+        epochs=1,
+        batch_size=60,
+        seed=0,
+        progress=False,
+        device="cpu",
+    )
+    runtime.seed_everything(0)
+    model = models.MLP(8)
+    runtime.seed_everything(0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loader = data.DeviceLoader(x, y, batch_size=60, device="cpu", seed=0)
+    mine = train.History()
+    mean = train.fit_epoch(model, losses.nca_loss, loader, optimizer, history=mine)
+    assert mine.step_loss == h.step_loss and mean == pytest.approx(h.epoch_metrics[0]["loss"])
+    stopped = train.History()
+    train.fit_epoch(
+        model, losses.nca_loss, loader, optimizer, history=stopped, on_step=lambda hist: True
+    )
+    assert len(stopped.step_loss) == 1
+
+
+def test_max_steps_ends_training_without_an_interrupt(mini):
+    x, y, _, _ = mini
+    h = train.train(
+        models.MLP(8),
+        losses.nca_loss,
+        x,
+        y,
+        epochs=3,
+        batch_size=60,
+        progress=False,
+        device="cpu",
+        max_steps=12,
+    )
+    assert len(h.step_loss) == 12 and h.epochs_done == 2 and not h.interrupted
