@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
 import numpy as np
+from scipy import stats
 
 from ..core.validate import check_choice, check_float, check_int
 from . import runner
@@ -65,8 +66,6 @@ def seed_stats(values) -> dict:
 
 
 def _t_quantile(level: float, df: float) -> float:
-    from scipy import stats
-
     return float(stats.t.ppf(0.5 + level / 2, df))
 
 
