@@ -491,9 +491,12 @@ def mls_explorer(mu1: float = 0.0, var1: float = 0.5, mu2: float = 1.0, var2: fl
         fig.data[3].y, fig.data[3].text = bars, [f"{b:.2f}" for b in bars]
         lo, hi = min(bars + [0.0]), max(bars + [0.0])  # the bars' own range: -8.9 and -399 differ
         fig.layout.yaxis2.range = [lo - 0.15 * (hi - lo) - 0.5, hi + 0.15 * (hi - lo) + 0.5]
+        def show(key):  # 3 decimals, and no "-0.000" for a term that rounds to zero
+            v = t[key].item()
+            return f"{0.0 if abs(v) < 5e-4 else v:.3f}"
+
         fig.layout.title = (
-            f"MLS = {t['total'].item():.3f}   (attention {t['attention'].item():.3f}, "
-            f"penalty {t['penalty'].item():.3f})"
+            f"MLS = {show('total')}   (attention {show('attention')}, penalty {show('penalty')})"
         )
 
     for w in (s_mu1, s_var1, s_mu2, s_var2):
