@@ -221,22 +221,27 @@ for m in METHODS:
 
 # %%
 p1 = {m: over_seeds(m, "p1") for m in METHODS}
-beyond_noise = [(a, b) for a in METHODS for b in METHODS if a != b and clearly_better(p1[a], p1[b])]
+mapr = {m: over_seeds(m, "map_r") for m in METHODS}
 n_pairs = len(METHODS) * (len(METHODS) - 1) // 2
-print(f"{d0}: of the {n_pairs} pairs of miners, {len(beyond_noise)} differ in P@1 by more than their seed spread:")
-for a, b in beyond_noise:
-    print(f"  {a:<23} > {b:<23} ({pm(p1[a])} against {pm(p1[b])})")
-best = max(METHODS, key=lambda m: p1[m].mean())
-runners_up = [m for m in METHODS if m != best and not clearly_better(p1[best], p1[m])]
-print(f"the best mean, {best}, is within noise of: {', '.join(runners_up) or 'none'}")
-assert clearly_better(p1["batch_semi_hard"], p1["batch_hard"])       # the one gap that survives every setting
-assert len(beyond_noise) < n_pairs // 2                                # most of the "ranking" is noise
+beyond = {}
+for name, score in (("P@1", p1), ("MAP@R", mapr)):
+    beyond[name] = [(a, b) for a in METHODS for b in METHODS if a != b and clearly_better(score[a], score[b])]
+    best = max(METHODS, key=lambda m: score[m].mean())
+    ties = [m for m in METHODS if m != best and not clearly_better(score[best], score[m])]
+    print(f"{d0}, {name}: {len(beyond[name])} of the {n_pairs} pairs differ by more than their seed spread; "
+          f"the best mean ({best}) is within noise of: {', '.join(ties) or 'none'}")
+print(f"semi-hard against batch-hard beyond noise?  P@1: {clearly_better(p1['batch_semi_hard'], p1['batch_hard'])}"
+      f",  MAP@R: {clearly_better(mapr['batch_semi_hard'], mapr['batch_hard'])}")
+assert len(beyond["P@1"]) < n_pairs // 2              # most of a P@1 "ranking" of these miners is noise
+assert len(beyond["MAP@R"]) > len(beyond["P@1"])      # MAP@R, which scores the whole ranking, separates more
 
 # %% [markdown]
-# Read the table with its error bars. Batch-hard's collapse (§4) is a real gap; most of the rest is not: with a
-# few seeds, neighbouring rows overlap, and the order you would write in a paper from one seed is not the order of
-# the means. The best miner's lead over the runners-up printed above is within the seed spread. We come back to
-# this in §7.
+# Read the table with its error bars. In P@1, most pairs of miners overlap: the order you would write down from one
+# seed is mostly noise, and the best miner's lead over the runners-up printed above is within the seed spread.
+# MAP@R, which scores where *all* of a query's class-mates are ranked and not only the first neighbour, separates
+# more pairs. Batch-hard is the example: its collapse (§4) is plain in MAP@R, while P@1 barely registers it in our
+# quick-mode runs (the line printed above) — the nearest neighbour can stay right in an embedding squeezed into a
+# tiny ball. We come back to comparisons in §7.
 #
 # Below: what happens *during* training (seed 0).
 
@@ -342,14 +347,17 @@ for phase in ("after semi-hard", "then batch-hard"):
     print(f"warm start, {phase:<16}: spread {pm(warm_of(phase, 'spread'))}, MAP@R {pm(warm_of(phase, 'map_r'))}")
 print(f"batch-hard from scratch     : spread {pm(over_seeds('batch_hard', 'spread'))}, "
       f"MAP@R {pm(over_seeds('batch_hard', 'map_r'))}")
+warm_better = clearly_better(warm_of("then batch-hard", "map_r"), over_seeds("batch_hard", "map_r"))
+print(f"warm start ranks better than batch-hard from scratch, beyond the seed spread: {warm_better}")
 # switching to batch-hard shrinks the organised embedding too (every seed): the collapse is a property of the miner
 assert (warm_of("then batch-hard", "spread") < 0.5 * warm_of("after semi-hard", "spread")).all()
-# ... but it ranks better than from scratch
-assert clearly_better(warm_of("then batch-hard", "map_r"), over_seeds("batch_hard", "map_r"))
+assert not clearly_better(over_seeds("batch_hard", "map_r"), warm_of("then batch-hard", "map_r"))  # never worse
 
 # %% [markdown]
-# Even from an organised start, batch-hard pulls the embeddings together (the spread drops sharply), although the
-# ranking — and so MAP@R — suffers less than from a random start. On the sphere, semi-hard or easy-positive mining
+# Even from an organised start, batch-hard pulls the embeddings together (the spread drops sharply). An earlier
+# version of this notebook also claimed, from one run, that the warm start then *ranks* better than batch-hard from
+# scratch; over seeds, whether that gap exceeds the spread is the line printed above — in our quick-mode runs it did
+# not. On the sphere, semi-hard or easy-positive mining
 # is the safer choice; batch-hard works better on unnormalised embeddings or with a soft margin (Hermans et al., 2017).
 #
 # ### Easy-positive loss (eq. 19) — and a correction
@@ -391,6 +399,19 @@ for k, m in eq.items():
 act18 = torch.tensor([sum(results["easy_positive", d0, s_]["history"].step_info["active_fraction"][-5:]) / 5
                       for s_ in SEEDS])
 print(f"eq. 18: share of its (anchor, negative) hinges still active over the last steps: {pm(act18)}")
+assert clearly_better(over_seeds("easy_positive_softmax", "map_r"), over_seeds("easy_positive", "map_r"))
+assert all((over_seeds(m, "spread") > 0.5).all() for m in ("easy_positive", "easy_positive_softmax"))  # no collapse
+assert all(clearly_better(ratio[m], ratio["batch_semi_hard"]) for m in ("easy_positive", "easy_positive_softmax"))
+assert act18.mean() < 0.2                  # eq. 18's hinge is almost always satisfied: its gradient has faded
+
+# %% [markdown]
+# What the two losses do with the same triplets. **Neither collapses** (spread near 1) and **neither makes compact
+# classes**: the within/between ratio stays well above semi-hard's, since no anchor is pulled towards its far
+# positives. **Eq. 18 stops learning early**: the closest positive is, for nearly every anchor, nearer than almost
+# every negative by more than $m$, so almost all of its hinges are zero (the printed active share) and its mean
+# loss — and gradient — fades. **Eq. 19 keeps pushing** (a softmax is never exactly satisfied) and ranks clearly
+# better by MAP@R. P@1 does not separate them. The paper's method is eq. 19; eq. 18 is the slide's hinge version,
+# and it is the weaker of the two here.
 
 # %% [markdown]
 # ## 5. Averaging matters
@@ -527,7 +548,7 @@ assert abs(rand_d.mean() - math.sqrt(2)) < 0.03 and abs(rand_d.std() - 1 / math.
 assert gap_random < 0.05                              # the formula describes random points on the sphere ...
 assert gap_trained > 2 * gap_random                   # ... and not a trained embedding
 assert trained_pos.mean() < trained_neg.mean()
-assert ratio_05 > 1e10
+assert ratio_05 > 1e9
 
 # %% [markdown]
 # The trained embedding is far from uniform on the sphere: same-class pairs are close and different-class pairs
@@ -572,6 +593,7 @@ print(f"after {len(order.split(128))} batches: posterior means within {mean_err:
       f"trace of the covariance: posterior {tr_post:.3f}, empirical {tr_emp:.3f}")
 print(f"drawn positives: {own.mean():.3f} from their class's mean, {other.mean():.3f} from the negative's class mean")
 assert mean_err < 0.05                     # kappa0 = 1 against ~100 points per class: the data dominate the mean
+assert tr_post > 2 * tr_emp                 # ... but the prior Psi0 = I still inflates the covariance
 assert own.mean() < other.mean()
 
 # %% [markdown]
@@ -631,15 +653,21 @@ seed0_order = sorted(GRID, key=lambda m: -check[m]["p1"][0])
 mean_order = sorted(GRID, key=lambda m: -check[m]["p1"].mean())
 print(f"MAP@R differences beyond the seed spread: {rc_beyond or 'none'}")
 print(f"best mean MAP@R: {rc_best}; within noise of it: {', '.join(rc_ties) or 'none'}")
-print(f"ranking by seed 0 alone: {seed0_order}\\nranking by the mean:     {mean_order}")
+print(f"ranking by seed 0 alone: {seed0_order}\nranking by the mean:     {mean_order}")
+older_best = max((m for m in GRID if GRID[m][0] < 2018), key=lambda m: check[m]["map_r"].mean())
+newer = [m for m in GRID if GRID[m][0] >= 2020]
 assert all(val_scores[m][chosen[m]] == max(val_scores[m].values()) for m in GRID)   # chosen on validation only
-assert len(rc_ties) >= 2                  # the "winner" is not clearly ahead of at least two other methods
+# no method of 2020-21 beats the best tuned method of 2006-17 beyond the seed spread
+assert not any(clearly_better(check[m]["map_r"], check[older_best]["map_r"]) for m in newer)
 
 # %% [markdown]
 # What the table says. Once each method gets the same network and budget and its hyper-parameter is chosen on
-# validation data, the newest method is not the clear winner: the best mean is within the seed spread of several
-# older ones, and a ranking read off one seed can differ from the ranking of the means. What this means for reading
-# papers: before believing a gain, check that the baseline had the same network, embedding size, training budget
+# validation data, the newest methods are not the winners: neither eq. 19 (2020) nor Bayesian updating (2021) beats
+# the best of the older ones beyond the seed spread — in our runs the triplet loss with semi-hard or
+# distance-weighted mining (2015, 2017) leads. The printed lines say which methods are within noise of the best,
+# and a ranking read off seed 0 alone can differ from the ranking of the means. Look also at the validation column:
+# some grid choices are made on gaps of a few thousandths — tuning decisions are noisy too. What this means for
+# reading papers: before believing a gain, check that the baseline had the same network, embedding size, training budget
 # and tuning effort; that the hyper-parameters were chosen without looking at the test set; and that the gain is
 # larger than the run-to-run spread — a table without error bars cannot tell you that.
 
@@ -685,6 +713,18 @@ display(embedding_lab)
 # - **batch-all** uses everything (slow, diluted), **batch-hard** the extremes (strong but collapses from a random
 #   start on the sphere), **semi-hard** the negatives just beyond the positive (stable), **easy-positive** pairs each
 #   anchor with its closest positive (no collapse), **distance-weighted** spreads negatives over all distances.
+# - The loss on the mined triplets is a separate, explicit choice (`MinedTripletLoss(..., loss=...)`): with the
+#   easy-positive triplets, the hinge (eq. 18) stops learning early; the softmax (eq. 19) keeps pushing and ranks
+#   better.
+# - Compare over seeds: report mean ± sd and call a difference real only when it exceeds the spread. Much of a
+#   one-run ranking of miners is noise; MAP@R separates methods that P@1 does not.
+# - Four families of triplet sampling: by extreme distances, uniformly from the classes, by a distribution over the
+#   batch's points (distance-weighted, with weights $1/q(d)$ that undo the concentration of random distances near
+#   $\sqrt 2$), and from fitted class distributions (Bayesian updating, a Normal-Inverse-Wishart posterior per
+#   class). The first three are survey sampling of the batch; the fourth draws new points.
+# - Reality check: with the same network and budget and hyper-parameters chosen on a validation split, the newer
+#   losses do not beat the tuned older ones. Read papers' tables for equal baselines, validation-based tuning and
+#   error bars.
 # - A miner returns indices; an anchor without a positive or negative is skipped; an empty result gives a zero loss
 #   that still back-propagates — check how many triplets you mine when the loss is stuck at 0.
 # - How the loss is averaged changes what you read and, in short runs, what you learn: the plain mean fades as
