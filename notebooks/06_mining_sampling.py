@@ -25,10 +25,10 @@ import math
 import matplotlib.pyplot as plt
 from dmlcourse import cache, losses, miners, siamese
 
-TRAIN_PER_CLASS = runtime.quick(900, 120)     # training images per class the networks fit ...
+TRAIN_PER_CLASS = runtime.quick(500, 120)     # training images per class the networks fit ...
 VAL_PER_CLASS = runtime.quick(100, 30)        # ... and a validation split held out from the training set
 TEST_PER_CLASS = runtime.quick(200, 100)
-EPOCHS = runtime.quick(4, 2)                  # short runs, so that every comparison gets several seeds
+EPOCHS = runtime.quick(3, 2)                  # short runs, so that every comparison gets several seeds
 SEEDS = runtime.quick([0, 1, 2], [0, 1])
 DATASETS = runtime.quick(["fashion-mnist", "mnist"], ["fashion-mnist"])
 
