@@ -122,7 +122,11 @@ def batch_semi_hard(
 
 @torch.no_grad()
 def easy_positive(z: torch.Tensor, labels: torch.Tensor, *, distance: str = "euclidean"):
-    """Per anchor, its *closest* positive, paired with every negative (eq. 18)."""
+    """Per anchor, its *closest* positive, paired with every negative (the triplets of eq. 18).
+
+    With the triplet hinge on these triplets this is eq. 18; the easy-positive method itself
+    (Xuan et al., 2020; eq. 19) puts the same positive and negatives in a softmax instead:
+    ``MinedTripletLoss("easy_positive", loss="easy_positive_softmax")``."""
     d, pos, neg = _masks(z, labels, distance)
     ok = pos.any(1)
     p_best = d.masked_fill(~pos, float("inf")).argmin(1)
@@ -389,20 +393,35 @@ MINER_NAMES = (*MINERS, "bayesian_updating")
 # --------------------------------------------------------------------------- training with a miner
 
 
-class MinedTripletLoss(torch.nn.Module):
-    """Triplet loss on the triplets a miner selects — a ``loss_fn`` for ``train.train``.
+# The losses MinedTripletLoss can put on what is mined: the hinge of eqs. 15-18 on every mined
+# triplet, or the easy-positive softmax of eq. 19 (its own positive and negatives: miner
+# "easy_positive" only).
+MINED_LOSSES = ("triplet", "easy_positive_softmax")
 
-    ``miner`` is a name from :data:`MINERS` (or a callable ``(z, labels) -> (a, p, n)``).
-    ``miner="easy_positive"`` uses :func:`dmlcourse.losses.easy_positive_loss` (eq. 19)
-    instead of the hinge. Logs per step: ``active_fraction`` (mined triplets with a
-    non-zero loss) and ``triplets`` (how many were mined).
+
+class MinedTripletLoss(torch.nn.Module):
+    """A loss on the triplets a miner selects — a ``loss_fn`` for ``train.train``.
+
+    ``miner`` is a name from :data:`MINER_NAMES` (or a callable ``(z, labels) -> (a, p, n)``).
+    ``loss`` says which loss is applied, explicitly (nothing switches with the miner):
+
+    * ``"triplet"`` (default): the triplet hinge ``[d(a,p) - d(a,n) + margin]_+`` on every mined
+      triplet, reduced by ``reduction``. With ``miner="easy_positive"`` this is eq. 18.
+    * ``"easy_positive_softmax"``: :func:`dmlcourse.losses.easy_positive_loss` (eq. 19, scale
+      ``ep_scale``), the easy-positive method of Xuan et al. (2020). It has no margin (pass
+      ``margin=None`` or leave it: it is not used) and needs ``miner="easy_positive"``, whose
+      triplets (closest positive, every negative) it puts in a softmax.
+
+    Logs per step with the hinge: ``active_fraction`` (mined triplets with a non-zero loss) and
+    ``triplets`` (how many were mined).
     """
 
     def __init__(
         self,
         miner="batch_hard",
-        margin: float = 0.2,
+        margin: float | None = 0.2,
         *,
+        loss: str = "triplet",
         distance: str = "euclidean",
         reduction: str = "mean",
         semi_hard_margin: bool = True,
@@ -410,14 +429,31 @@ class MinedTripletLoss(torch.nn.Module):
         seed: int = 0,
     ):
         super().__init__()
-        self.margin = check_float("margin", margin, min_value=0.0)
-        self.distance = check_choice("distance", distance, DISTANCES)
-        self.reduction = check_choice("reduction", reduction, REDUCTIONS)
+        self.loss = check_choice("loss", loss, MINED_LOSSES)
         if isinstance(miner, str):
             check_choice("miner", miner, MINER_NAMES)
+        elif not callable(miner):
+            raise TypeError(f"miner must be a name or a callable, got {type(miner).__name__}.")
+        if loss == "easy_positive_softmax":
+            if miner != "easy_positive":
+                raise ValueError(
+                    f"loss='easy_positive_softmax' (eq. 19) takes the easy-positive triplets; "
+                    f"miner must be 'easy_positive', got miner={miner!r}."
+                )
+            self.margin = None if margin is None else check_float("margin", margin, min_value=0.0)
+        else:
+            if margin is None:
+                raise ValueError(
+                    "margin=None: the triplet hinge needs a margin >= 0. The margin-free "
+                    "easy-positive loss (eq. 19) is "
+                    "MinedTripletLoss('easy_positive', loss='easy_positive_softmax')."
+                )
+            self.margin = check_float("margin", margin, min_value=0.0)
+        self.distance = check_choice("distance", distance, DISTANCES)
+        self.reduction = check_choice("reduction", reduction, REDUCTIONS)
         self.miner = miner
         self.semi_hard_margin = semi_hard_margin
-        self.ep_scale = ep_scale
+        self.ep_scale = check_float("ep_scale", ep_scale, min_value=0.0, strict_min=True)
         self.generator = torch.Generator().manual_seed(seed)
         self.sampler = BayesianUpdating(seed=seed) if miner == "bayesian_updating" else None
 
@@ -436,7 +472,7 @@ class MinedTripletLoss(torch.nn.Module):
         return MINERS[m](z, labels, distance=self.distance)
 
     def forward(self, z, labels):
-        if self.miner == "easy_positive":
+        if self.loss == "easy_positive_softmax":
             return {
                 "loss": easy_positive_loss(z, labels, scale=self.ep_scale, reduction=self.reduction)
             }

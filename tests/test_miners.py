@@ -243,12 +243,72 @@ def test_mined_triplet_loss_logs_activity():
         out = miners.MinedTripletLoss(name, margin=0.3)(z, labels)
         out["loss"].backward()
         assert torch.isfinite(out["loss"])
-        if (
-            name != "easy_positive"
-        ):  # eq. 19 is a softmax over all negatives, not a hinge: nothing is "inactive"
-            assert 0.0 <= out["active_fraction"] <= 1.0 and out["triplets"] > 0
+        assert 0.0 <= out["active_fraction"] <= 1.0 and out["triplets"] > 0
+    # eq. 19 is a softmax over all negatives, not a hinge: nothing is "inactive", nothing logged
+    out = miners.MinedTripletLoss("easy_positive", loss="easy_positive_softmax")(z, labels)
+    assert set(out) == {"loss"}
     with pytest.raises(ValueError, match="miner='hardest'"):
         miners.MinedTripletLoss("hardest")
+
+
+def test_easy_positive_hinge_is_eq_18_against_a_loop():
+    """The default loss="triplet" with the easy-positive miner is eq. 18: per anchor, the hinge
+    with its closest positive and each negative (mean over those triplets)."""
+    z, y = _batch(5, 15, 3, dim=4)
+    d = _dist(z, "euclidean")
+    m = 0.5
+    terms = []
+    for i in range(15):
+        ps = [j for j in range(15) if j != i and y[j] == y[i]]
+        if not ps:
+            continue
+        d_ap = min(d[i][j] for j in ps)
+        terms += [max(d_ap - d[i][k] + m, 0.0) for k in range(15) if y[k] != y[i]]
+    got = miners.MinedTripletLoss("easy_positive", m)(z, y)
+    assert got["loss"].item() == pytest.approx(sum(terms) / len(terms), rel=1e-9)
+    assert got["triplets"] == len(terms)
+    assert got["active_fraction"] == pytest.approx(sum(t > 0 for t in terms) / len(terms))
+
+
+def test_easy_positive_softmax_is_eq_19_and_must_be_asked_for():
+    z, y = _batch(6, 16, 4, dim=5)
+    ep = miners.MinedTripletLoss("easy_positive", None, loss="easy_positive_softmax", ep_scale=3.0)
+    assert ep(z, y)["loss"].item() == pytest.approx(
+        losses.easy_positive_loss(z, y, scale=3.0).item(), rel=1e-12
+    )
+    hinge = miners.MinedTripletLoss("easy_positive", 0.2)
+    assert hinge.loss == "triplet"  # the default: nothing switches with the miner's name
+    assert hinge(z, y)["loss"].item() != pytest.approx(ep(z, y)["loss"].item())
+    with pytest.raises(ValueError, match="miner must be 'easy_positive'"):
+        miners.MinedTripletLoss("batch_hard", loss="easy_positive_softmax")
+    with pytest.raises(ValueError, match="margin=None"):
+        miners.MinedTripletLoss("easy_positive", None)
+    with pytest.raises(ValueError, match="loss='softmax'"):
+        miners.MinedTripletLoss("easy_positive", loss="softmax")
+    with pytest.raises(ValueError, match="ep_scale"):
+        miners.MinedTripletLoss("easy_positive", loss="easy_positive_softmax", ep_scale=0)
+
+
+def test_distance_log_density_matches_random_unit_vectors():
+    """q(d) of two uniform points on the unit sphere in R^p against a Monte-Carlo sample:
+    the CDF of the normalised density and the empirical CDF agree (Kolmogorov distance)."""
+    g = torch.Generator().manual_seed(0)
+    for p in (3, 8, 32):
+        x = torch.nn.functional.normalize(torch.randn(20000, p, generator=g, dtype=torch.float64))
+        y = torch.nn.functional.normalize(torch.randn(20000, p, generator=g, dtype=torch.float64))
+        sample = (x - y).norm(dim=1).sort().values
+        grid = torch.linspace(1e-4, 2 - 1e-4, 20001, dtype=torch.float64)
+        dens = torch.exp(miners.distance_log_density(grid, p))
+        cdf = torch.cumsum(dens, 0)
+        cdf = cdf / cdf[-1]
+        model = torch.from_numpy(
+            __import__("numpy").interp(sample.numpy(), grid.numpy(), cdf.numpy())
+        )
+        empirical = torch.arange(1, len(sample) + 1, dtype=torch.float64) / len(sample)
+        assert (model - empirical).abs().max() < 0.015, p
+        if p == 32:  # concentrated near sqrt(2), spread about 1/sqrt(2p)
+            assert abs(sample.mean().item() - math.sqrt(2)) < 0.02
+            assert abs(sample.std().item() - 1 / math.sqrt(2 * p)) < 0.02
 
 
 def test_mining_explorer_follows_anchor_and_miner():
