@@ -16,7 +16,7 @@ from ..core.validate import check_choice, check_float, check_int
 METRIC_LOSSES = ("contrastive", "triplet", "nca")
 HEAD_LOSSES = tuple(heads.HEADS)  # softmax, normface, sphereface, cosface, arcface
 LOSSES = METRIC_LOSSES + HEAD_LOSSES
-MINERS = tuple(miners.MINERS)
+MINERS = miners.MINER_NAMES  # the stateless miners and Bayesian-updating sampling
 NETWORKS = ("mlp", "cnn")
 EMBEDDING_DIMS = (2, 8, 16, 32, 64, 128)
 LAYOUTS = (
@@ -43,8 +43,8 @@ def uses_miner(loss: str) -> bool:
 
 
 def uses_margin(loss: str, miner: str | None = None) -> bool:
-    """Losses with a margin; the easy-positive "miner" replaces the hinge by a softmax, so it has
-    none."""
+    """Losses with a margin. With the easy-positive miner the Lab trains eq. 19, the softmax
+    form (``MinedTripletLoss(loss="easy_positive_softmax")``), which has none."""
     return loss in MARGINS and not (loss == "triplet" and miner == "easy_positive")
 
 

@@ -114,8 +114,12 @@ def make_model(config: LabConfig) -> torch.nn.Module:
 def make_loss(config: LabConfig, num_classes: int = 10) -> torch.nn.Module:
     """The ``loss_fn`` of a run, from the package's losses, miners and heads."""
     c = config.normalized()
+    if c.loss == "triplet" and c.miner == "easy_positive":  # the Lab trains eq. 19 (no margin)
+        return miners.MinedTripletLoss(
+            "easy_positive", None, loss="easy_positive_softmax", seed=c.seed
+        )
     if c.loss == "triplet":
-        return miners.MinedTripletLoss(c.miner, c.margin, seed=c.seed)
+        return miners.MinedTripletLoss(c.miner, c.margin, loss="triplet", seed=c.seed)
     if c.loss == "contrastive":
         return siamese.make_batch_loss("contrastive", margin=c.margin)
     if c.loss == "nca":

@@ -36,3 +36,21 @@ def test_runs_are_stored_in_the_package_cache(_cache):
 def test_run_lab_needs_a_config():
     with pytest.raises(TypeError, match="config"):
         lab.run_lab({"loss": "nca"})
+
+
+def test_every_miner_of_the_lab_makes_a_loss_that_trains():
+    import torch
+
+    from dmlcourse.lab import config as lab_config
+    from dmlcourse.lab import runner as lab_runner
+
+    z = torch.nn.functional.normalize(torch.randn(24, 8), dim=1).requires_grad_(True)
+    y = torch.arange(6).repeat_interleave(4)
+    for miner in lab_config.MINERS:
+        loss_fn = lab_runner.make_loss(lab_config.LabConfig(loss="triplet", miner=miner))
+        out = loss_fn(z, y)
+        out["loss"].backward()
+        assert torch.isfinite(out["loss"]), miner
+    assert "bayesian_updating" in lab_config.MINERS
+    ep = lab_runner.make_loss(lab_config.LabConfig(loss="triplet", miner="easy_positive"))
+    assert ep.loss == "easy_positive_softmax"  # the Lab trains eq. 19 for this miner
