@@ -184,7 +184,7 @@ def run(method, dataset=d0, seed=0, margin=0.2, reduction="mean", scale=10.0):
         record()
         hist = train.train(model, make_loss(method, margin, reduction, scale, seed), tr.images[fit], tr.labels[fit],
                            epochs=EPOCHS, batch_size=128, samples_per_class=16, lr=2e-3, seed=seed, name=dataset,
-                           device=device, on_epoch_end=record, progress=not QUICK)
+                           device=device, on_epoch_end=record, progress=True)
         z = models.embed(model, xt, name=dataset, device=device).cpu()
         zv = models.embed(model, tr.images[val], name=dataset, device=device).cpu()
         yv = tr.labels[val]
