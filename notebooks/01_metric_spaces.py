@@ -47,7 +47,8 @@ K = 5                                        # k of the kNN classifier (majority
 # | symmetry | $d(x, y) = d(y, x)$ | there and back are the same length |
 # | triangle inequality | $d(x, z) \le d(x, y) + d(y, z)$ | a detour through $y$ is never shorter |
 #
-# (Non-negativity, $d \ge 0$, follows from the other three.) A function that satisfies all but positivity — distinct
+# Non-negativity, $d \ge 0$, need not be listed: it follows from identity, symmetry and the triangle inequality,
+# since $2\,d(x, y) = d(x, y) + d(y, x) \ge d(x, x) = 0$. A function that satisfies all but positivity — distinct
 # points may be at distance 0 — is a **pseudo-metric**.
 #
 # A sample of points can never *prove* an axiom, but it can *refute* one: `check_axioms` evaluates $d$ on every pair
@@ -209,6 +210,8 @@ print(f"{K}-NN test accuracy ({len(splits['mnist'][3])} test images against {len
 print(f"{'':<34}{'MNIST':>8}{'Fashion':>9}")
 for r in rows:
     print(f"{r:<34}{knn['mnist', r]:>8.3f}{knn['fashion-mnist', r]:>9.3f}")
+print(f"\n(the learned embedding: {EPOCHS} epochs on {len(splits['mnist'][1])} training images per dataset"
+      f"{', quick mode' if QUICK else ''})")
 
 for dataset in ("mnist", "fashion-mnist"):
     best_raw = max(knn[dataset, "pixels, " + d] for d in RAW_DISTANCES)
@@ -221,8 +224,8 @@ for dataset in ("mnist", "fashion-mnist"):
 # the squared Euclidean row equals the Euclidean one (same order of neighbours, as promised). The learned embedding
 # beats every one of them on both datasets. That is the whole motivation of metric learning: instead of choosing a
 # distance, learn a map $f$ such that the plain Euclidean distance between $f(x)$ and $f(y)$ means *same class or
-# not*. (In quick mode the network trains for two epochs on a subset; without `DMLCOURSE_QUICK` it trains at full
-# strength and the gap widens.)
+# not*. (The line under the table says how long the network trained. In quick mode that is a few epochs on a subset;
+# without `DMLCOURSE_QUICK` it trains at full strength and the gap widens.)
 #
 # ## 4. Classification versus verification, closed-set versus open-set
 #
@@ -460,29 +463,74 @@ for dataset in ("mnist", "fashion-mnist"):
 #
 # ## Exercises
 #
-# 1. **The Manhattan distance.** Write `my_manhattan(u, v)`, the row-wise $\sum_k |u_k - v_k|$, and check it with
-#    `check_distance` (it recognises a missing absolute value, a square root too many, a mean instead of a sum...).
-#    Then run `ms.check_axioms(my_manhattan, pts)`: is it a metric?
-# 2. **Find violations.** Write `my_violations(D)` which takes an $n \times n$ distance matrix and returns the
-#    $n \times n \times n$ boolean tensor that is True at $[a, b, c]$ where $D[a,c] > D[a,b] + D[b,c]$, without
-#    loops (broadcasting). Check it with `check_triangle_violations`.
-# 3. **Triplets from labels.** Write `my_triplets(labels, n)` returning $n$ triplets of indices (anchor, positive,
-#    negative) and check it with `check_make_triplets`.
-# 4. **Open set, harder.** Re-run section 4 with `SEEN = [0, 1, 2, 3, 4, 5, 6, 7]`: does the embedding's P@1 on the
-#    two held-out digits go up or down, and why?
+# Each exercise asks you to write a few lines in the cell below it; the `check(...)` at the end of the cell says
+# ✓ (right), ✗ (and what looks wrong) or ○ (not attempted yet). Stuck? `hint("01.1")` gives a hint, and another
+# one each time you call it. `show_solution("01.1")` prints the solution, for when you decide to look.
+#
+# 1. **The Manhattan distance.** Write `my_manhattan(u, v)`, the row-wise $\sum_k |u_k - v_k|$ of two $N \times D$
+#    tensors, without `dmlcourse.metric_spaces`. Then run `ms.check_axioms(my_manhattan, pts)`: is it a metric?
+# 2. **Find the violations.** Write `my_violations(D)`: for an $n \times n$ distance matrix, the $n \times n \times n$
+#    boolean tensor that is True at $[a, b, c]$ where $D[a,c] > D[a,b] + D[b,c]$ (plus $10^{-9}$ for round-off),
+#    without loops (broadcasting).
+# 3. **Triplets from labels.** Write `my_triplets(labels, n)`: $n$ random triplets of indices (anchor, positive,
+#    negative), without `dmlcourse.tuples`. Mind the anchors whose class has a single sample.
+# 4. **Predict, then explain: squaring the distance.** Before you look at section 3's table again, guess the 5-NN
+#    accuracy of the *squared* Euclidean distance on MNIST pixels. Then explain it with one number: the fraction of
+#    the first 200 MNIST test images whose $K$ nearest training images are the same set under both distances.
+# 5. **Explore (no check).** Section 4 with `SEEN = [0, 1, 2, 3, 4, 5, 6, 7]` (it retrains two networks): does the
+#    embedding's P@1 on the two held-out digits go up or down?
 
 # %%
-from dmlcourse.exercises.lecture01 import check_distance, check_make_triplets, check_triangle_violations
+from dmlcourse.exercises import check, hint, show_solution
 
+# %% exercise="01.1"
 def my_manhattan(u, v):
-    return (u - v).abs().sum(-1)                                  # replace with your own version
+    """Return the (N,) tensor of Manhattan distances sum_k |u[i, k] - v[i, k]|, one per row of u and v."""
+    ### BEGIN SOLUTION
+    return (u - v).abs().sum(-1)
+    ### END SOLUTION
 
+
+check("01.1", my_manhattan)
+
+# %% exercise="01.2"
 def my_violations(D):
-    return D[:, None, :] > D[:, :, None] + D[None, :, :] + 1e-9   # replace with your own version
+    """Return the (n, n, n) bool tensor, True at [a, b, c] exactly where D[a, c] > D[a, b] + D[b, c] + 1e-9."""
+    ### BEGIN SOLUTION
+    return D[:, None, :] > D[:, :, None] + D[None, :, :] + 1e-9
+    ### END SOLUTION
 
+
+check("01.2", my_violations)
+
+# %% exercise="01.3"
 def my_triplets(labels, n):
-    return tuples.make_triplets(labels, n, seed=0)                # replace with your own version
+    """Return (anchors, positives, negatives): three tensors of n random indices into labels, with
+    labels[positive] == labels[anchor], positive != anchor, and labels[negative] != labels[anchor]."""
+    ### BEGIN SOLUTION
+    same = labels[:, None] == labels[None, :]
+    pos = same & ~torch.eye(len(labels), dtype=torch.bool)
+    ok = torch.nonzero(pos.any(1) & (~same).any(1)).flatten()   # anchors with a positive and a negative
+    a = ok[torch.randint(len(ok), (n,))]
+    p = torch.multinomial(pos[a].float(), 1).flatten()          # one random True column per row
+    neg = torch.multinomial((~same[a]).float(), 1).flatten()
+    return a, p, neg
+    ### END SOLUTION
 
-check_distance(my_manhattan, "manhattan")
-check_triangle_violations(my_violations)
-check_make_triplets(my_triplets)
+
+check("01.3", my_triplets)
+
+# %% exercise="01.4"
+my_prediction = None        # your guess: 5-NN accuracy of the SQUARED Euclidean distance on MNIST pixels
+my_same_neighbours = None   # fraction of the 200 queries Q whose K nearest images in P are the same under both
+xtr_m, _, xte_m, _ = splits["mnist"]
+P, Q = data.to_float(xtr_m).flatten(1), data.to_float(xte_m[:200]).flatten(1)   # training and test pixels
+### BEGIN SOLUTION
+my_prediction = 0.85
+d = torch.cdist(Q, P)
+nearest = d.topk(K, largest=False).indices.sort(1).values
+nearest_squared = (d**2).topk(K, largest=False).indices.sort(1).values
+my_same_neighbours = (nearest == nearest_squared).all(1).float().mean().item()
+### END SOLUTION
+
+check("01.4", my_prediction, my_same_neighbours, knn, Q, P, K)

@@ -145,7 +145,7 @@ fig.tight_layout()
 # neighbour under the current $W$ — it changes as $W$ does.
 
 # %%
-ball = mh.unit_ball_explorer(eig1=1.0, eig2=0.25, angle=30.0)
+ball = mh.unit_ball_explorer(eig1=1.0, eig2=0.1, angle=30.0)
 ball
 
 # %%
@@ -180,7 +180,11 @@ def pca_split(dataset):
     xtr, xte = data.to_float(tr.images[keep]).flatten(1), data.to_float(te.images[tkeep]).flatten(1)
     mean, comps = mh.pca(xtr, PCA_DIM)
     ptr, pte = (xtr - mean) @ comps.T, (xte - mean) @ comps.T
-    scale = ptr.std()                       # one global scale: distances of order 1 (NCA's softmax cares)
+    # one global scale, so that distances are of order 1. NCA's answer does not depend on it: NCA.fit divides its
+    # starting L by the data's standard deviation, and L itself can absorb any scale. What the scale does change is
+    # Adam's effective step (about lr per entry, whatever the gradient, so relative to L's size), and it would change
+    # the result if the distances went into the softmax through a fixed, unlearned temperature.
+    scale = ptr.std()
     return ptr / scale, tr.labels[keep], pte / scale, te.labels[tkeep], tr.images[keep], te.images[tkeep]
 
 sets = {d: pca_split(d) for d in ("mnist", "fashion-mnist")}
@@ -390,28 +394,71 @@ for d in sets:
 #
 # ## Exercises
 #
-# 1. **The distance.** Write `my_mahalanobis(x, y, W)` (row-wise, no loops) and check it with `check_mahalanobis`
-#    (it spots a missing square root, $W^{-1}$ in place of $W$, an $N \times N$ result...).
-# 2. **The NCA loss.** Write `my_nca(L, x, labels)`, the mean of $-\log p_i$, and check value *and* gradient with
-#    `check_nca_loss` (it spots $p_{ii} \ne 0$, the unsquared distance, a sum instead of a mean, scikit-learn's objective).
-# 3. **Whitening.** Write `my_whitening(x)` returning $L$ with $L^\top L = \Sigma^{-1}$ (eigen-decomposition or
-#    Cholesky) and check it with `check_whitening`.
-# 4. **Scale matters.** NCA's $p_{ij}$ uses the distance without a temperature, so multiplying the data by 10 changes
-#    the problem. Re-run `fit_both` on `ptr * 10`: what happens to our loss at the start, and to the kNN accuracy?
+# Each exercise asks you to write a few lines in the cell below it; the `check(...)` at the end of the cell says
+# ✓ (right), ✗ (and what looks wrong) or ○ (not attempted yet). Stuck? `hint("02.1")` gives a hint, and another
+# one each time you call it. `show_solution("02.1")` prints the solution, for when you decide to look.
+#
+# 1. **The distance.** Write `my_mahalanobis(x, y, W)`: row-wise $\|x_i - y_i\|_W$, without loops and without
+#    `dmlcourse.mahalanobis`.
+# 2. **The NCA loss.** Write `my_nca(L, x, labels)`, the mean over points of $-\log p_i$ (section 3's formula),
+#    in torch so that it has a gradient with respect to $L$; the check tests the value *and* the gradient.
+# 3. **Whitening.** Write `my_whitening(x)` returning a $D \times D$ matrix $L$ with $L^\top L = \Sigma^{-1}$
+#    (eigen-decomposition or Cholesky), so that $x \mapsto Lx$ has identity covariance.
+# 4. **Predict, then explain: whitening.** Before you look at section 4's table again, guess the 1-NN accuracy of the
+#    $\Sigma^{-1}$ Mahalanobis distance on MNIST's 30 PCA coordinates. Then explain it with one number: how many times
+#    more whitening stretches the weakest PCA coordinate of the training set than the strongest.
+# 5. **Explore (no check).** Fit `mh.NCA(RANK, max_iter=NCA_STEPS, lr=0.01, batch_size=500)` on `10 * ptr` and on
+#    `ptr` and compare `losses_[0]`: the start is the same (why? read `NCA.fit`). Then compare the curves: Adam's
+#    step is about `lr` per entry of $L$, and $L$ is ten times smaller on the larger data.
 
 # %%
-from dmlcourse.exercises.lecture02 import check_mahalanobis, check_nca_loss, check_whitening
+from dmlcourse.exercises import check, hint, show_solution
 
+# %% exercise="02.1"
 def my_mahalanobis(x, y, W):
+    """Return the (N,) tensor of distances sqrt((x[i] - y[i])^T W (x[i] - y[i])), one per row."""
+    ### BEGIN SOLUTION
     diff = x - y
-    return torch.sqrt(((diff @ W) * diff).sum(1))                     # replace with your own version
+    return torch.sqrt(((diff @ W) * diff).sum(-1))
+    ### END SOLUTION
 
+
+check("02.1", my_mahalanobis)
+
+# %% exercise="02.2"
 def my_nca(L, x, labels):
-    return mh.nca_linear_loss(L, x, labels)                           # replace with your own version
+    """Return a scalar tensor: the mean over i of -log p_i, where p_i = sum of p_ij over the OTHER points j of
+    i's class and p_ij = exp(-||L x_i - L x_j||^2) / sum over k != i of exp(-||L x_i - L x_k||^2)."""
+    ### BEGIN SOLUTION
+    z = x @ L.T
+    d = torch.cdist(z, z) ** 2
+    eye = torch.eye(len(x), dtype=torch.bool)
+    p_ij = torch.softmax((-d).masked_fill(eye, float("-inf")), dim=1)     # p_ii = 0
+    p = (p_ij * (labels[:, None] == labels[None, :])).sum(1)
+    return -p.log().mean()
+    ### END SOLUTION
 
+
+check("02.2", my_nca)
+
+# %% exercise="02.3"
 def my_whitening(x):
-    return mh.whitening(x, shrinkage=0.0)                             # replace with your own version
+    """Return a (D, D) matrix L with L^T L = inverse of the covariance of x (N, D)."""
+    ### BEGIN SOLUTION
+    evals, evecs = torch.linalg.eigh(torch.cov(x.T))
+    return evecs @ torch.diag(evals.rsqrt()) @ evecs.T
+    ### END SOLUTION
 
-check_mahalanobis(my_mahalanobis)
-check_nca_loss(my_nca)
-check_whitening(my_whitening)
+
+check("02.3", my_whitening)
+
+# %% exercise="02.4"
+my_prediction = None     # your guess: 1-NN accuracy of the Σ⁻¹ distance on MNIST's 30 PCA coordinates
+my_amplification = None  # std of the strongest training coordinate / std of the weakest (sets["mnist"][0])
+### BEGIN SOLUTION
+my_prediction = 0.8
+s = sets["mnist"][0].std(0)
+my_amplification = (s.max() / s.min()).item()
+### END SOLUTION
+
+check("02.4", my_prediction, my_amplification, table, sets["mnist"][0])

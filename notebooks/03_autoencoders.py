@@ -437,39 +437,58 @@ for dataset, imgs in recon.items():
 #
 # ## Exercises
 #
-# 1. **Principal angles.** Write `my_angles(A, B)` returning the principal angles in degrees between the column
-#    spaces of A and B. Check it with `check_principal_angles`. It names the usual mistakes (radians, bases that
-#    are not orthonormal, cosines instead of angles).
-# 2. **Collapse the layers.** Write `my_collapse(weights)` that turns the list `[W_1, W_2, ..., W_L]` of
-#    `nn.Linear` weights (the first layer acts first) into the single matrix the stack computes. Check it with
-#    `check_collapsed_encoder`.
-# 3. **How much noise?** Re-train the denoising autoencoder of section 2 with $\sigma$ = 0.1, 0.3 and 1.0
-#    (`AE_SETTINGS`). Plot copy gain and MAP@R against $\sigma$. Where is the sweet spot, and why does very large
-#    noise hurt again?
-# 4. **Axes, not just the span.** Run PCA (`ae.pca`) on the reconstructions `lin.reconstruct(xc)` and compare its
-#    components with `pcs` one by one (`principal_angles` of single columns). Then try PCA on the 10-D `codes`,
-#    mapped back through `D`: why does that not give the principal axes in general? (Hint: is `D` orthonormal?)
+# Each exercise asks you to write a few lines in the cell below it; the `check(...)` at the end of the cell says
+# ✓ (right), ✗ (and what looks wrong) or ○ (not attempted yet). Stuck? `hint("03.1")` gives a hint, and another
+# one each time you call it. `show_solution("03.1")` prints the solution, for when you decide to look.
+#
+# 1. **Principal angles.** Write `my_angles(A, B)`: the principal angles, in degrees, between the column spaces of
+#    `A` and `B`, without `dmlcourse.autoencoders`.
+# 2. **Collapse the layers.** Write `my_collapse(weights)`: the single matrix that the stack of `nn.Linear` weights
+#    `[W_1, W_2, ..., W_L]` computes (the first layer acts first).
+# 3. **Predict, then explain: can a linear autoencoder beat PCA?** Before you look at section 3's printout again,
+#    guess the ratio `err_ae / err_pca` of the linear autoencoder's reconstruction error to PCA's (same rank
+#    $p = 10$). Then explain it with one number: the smallest mean squared error that *any* rank-$p$ linear map
+#    can reach on `xc`, computed from the eigenvalues of its covariance.
+# 4. **Explore (no check).** Run PCA (`ae.pca`) on the reconstructions `ae.reconstruct(lin, xc)` and compare its
+#    components with `pcs` one by one (`ae.principal_angles` of single columns). Why does PCA of the codes, mapped
+#    back through `D`, not give the principal axes in general? (Is `D` orthonormal?)
 
 # %%
-from dmlcourse.exercises.lecture03 import check_collapsed_encoder, check_principal_angles
+from dmlcourse.exercises import check, hint, show_solution
 
-
+# %% exercise="03.1"
 def my_angles(A, B):
+    """Return the min(k, l) principal angles, in DEGREES, between the column spaces of A (d, k) and B (d, l)."""
+    ### BEGIN SOLUTION
     qa, _ = torch.linalg.qr(A)
     qb, _ = torch.linalg.qr(B)
     cos = torch.linalg.svdvals(qa.T @ qb).clamp(-1, 1)
     return torch.rad2deg(torch.arccos(cos))
+    ### END SOLUTION
 
 
-check_principal_angles(my_angles)      # replace with your own version
+check("03.1", my_angles)
 
-
-# %%
+# %% exercise="03.2"
 def my_collapse(weights):
+    """Return the one matrix M with M x == W_L (... (W_2 (W_1 x))), for weights [W_1, ..., W_L] of shape (out, in)."""
+    ### BEGIN SOLUTION
     m = weights[0]
     for w in weights[1:]:
-        m = w @ m
+        m = w @ m          # the next layer acts after: it goes on the left
     return m
+    ### END SOLUTION
 
 
-check_collapsed_encoder(my_collapse)
+check("03.2", my_collapse)
+
+# %% exercise="03.3"
+my_prediction = None  # your guess of err_ae / err_pca (1 = exactly as good as PCA)
+my_floor = None       # the smallest mean squared reconstruction error of any rank-p linear map on xc
+### BEGIN SOLUTION
+my_prediction = 1.0
+evals = torch.linalg.eigvalsh(xc.T @ xc / len(xc))      # ascending
+my_floor = evals[:-p].sum().item()                      # all but the p largest
+### END SOLUTION
+
+check("03.3", my_prediction, my_floor, err_ae, err_pca, xc, p)

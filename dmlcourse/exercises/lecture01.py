@@ -1,11 +1,36 @@
-"""Check functions for the exercises of 01_metric_spaces."""
+"""Exercises of 01_metric_spaces.
+
+The references here are written from the definitions, independent of ``dmlcourse.metric_spaces``
+and ``dmlcourse.tuples`` (which the notebook teaches and the learner must not call): SciPy's
+``cityblock`` for the Manhattan distance, a plain triple loop for the triangle inequality, the
+defining properties of a triplet, and a float64 ``torch.cdist`` for the neighbours of section 3.
+"""
 
 from __future__ import annotations
 
 import torch
+from scipy.spatial.distance import cityblock
 
-from .. import metric_spaces
+from . import exercise
 from ._common import close as _close
+
+
+def reference_manhattan(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Row-wise sum |u_k - v_k|, one SciPy call per row (float64)."""
+    return torch.tensor([cityblock(a, b) for a, b in zip(u.double().numpy(), v.double().numpy())],
+                        dtype=torch.float64)
+
+
+def reference_violations(D: torch.Tensor, tol: float = 1e-9) -> torch.Tensor:
+    """[a, b, c] True where D[a, c] > D[a, b] + D[b, c] + tol: a plain loop over all triples."""
+    n = len(D)
+    d = D.double().tolist()
+    out = torch.zeros(n, n, n, dtype=torch.bool)
+    for a in range(n):
+        for b in range(n):
+            for c in range(n):
+                out[a, b, c] = d[a][c] > d[a][b] + d[b][c] + tol
+    return out
 
 
 def _points(seed, n=32, dim=5):
@@ -13,54 +38,58 @@ def _points(seed, n=32, dim=5):
     return torch.randn(n, dim, generator=g, dtype=torch.float64), torch.randn(n, dim, generator=g, dtype=torch.float64)
 
 
-def check_distance(fn, kind: str = "manhattan") -> None:
-    """Check a row-wise distance ``fn(u, v) -> (N,)`` of two (N, D) tensors against ours.
-
-    ``kind`` is "manhattan" (sum |u - v|), "euclidean" or "cosine" (1 - cos(u, v))."""
-    ours_fn = {"manhattan": metric_spaces.manhattan, "euclidean": metric_spaces.euclidean,
-               "cosine": metric_spaces.cosine_distance}
-    if kind not in ours_fn:
-        raise ValueError(f"kind={kind!r} is not allowed; choose one of {sorted(ours_fn)}.")
+@exercise("01.1", "The Manhattan distance", writes="my_manhattan",
+          hints=["Work row by row: u and v are (N, D), the answer is (N,), one distance per row.",
+                 "The Manhattan (city-block) distance adds up the absolute differences of the coordinates.",
+                 "(u - v).abs().sum(-1)"],
+          mistakes=["no absolute value (not symmetric, negative)", "a square root too many",
+                    "the Euclidean distance", "a mean over coordinates instead of a sum", "sum over the wrong axis"])
+def check_manhattan(fn) -> str:
+    """``fn(u, v) -> (N,)``: the row-wise Manhattan distance sum_k |u_k - v_k| of two (N, D) tensors."""
     for seed in range(3):
         u, v = _points(seed)
-        yours = torch.as_tensor(fn(u, v))
-        ours = ours_fn[kind](u, v)
+        yours = torch.as_tensor(fn(u.clone(), v.clone()))
+        ours = reference_manhattan(u, v)
         if yours.shape != ours.shape:
             raise AssertionError(f"return one distance per row: expected shape {tuple(ours.shape)}, got "
                                  f"{tuple(yours.shape)} (did you sum over the wrong axis, or forget to sum?).")
         if _close(yours, ours):
             continue
         diagnoses = {
-            "off by a square root: you returned the squared distance": ours**2,
-            "off by a square root: you took a square root too many": ours.sqrt(),
-            "you returned the cosine SIMILARITY; the distance is 1 - cos": 1 - ours,
-            "you computed the Euclidean distance, not the Manhattan one": metric_spaces.euclidean(u, v),
-            "you computed the Manhattan distance": metric_spaces.manhattan(u, v),
+            "off by a square root: you took a square root of the sum": ours.sqrt(),
+            "you squared the distance": ours**2,
+            "you computed the Euclidean distance sqrt(sum (u - v)^2), not the Manhattan one sum |u - v|":
+                ((u - v) ** 2).sum(1).sqrt(),
             "you divided by the number of coordinates (a mean, not a sum)": ours / u.shape[1],
         }
         for message, value in diagnoses.items():
             if _close(yours, value):
                 raise AssertionError(message)
-        if not _close(torch.as_tensor(fn(u, u)), torch.zeros(len(u))):
+        if not _close(torch.as_tensor(fn(u.clone(), u.clone())), torch.zeros(len(u))):
             raise AssertionError("d(x, x) is not 0: the identity axiom fails.")
-        if not _close(yours, torch.as_tensor(fn(v, u))):
-            raise AssertionError("your distance is not symmetric: d(u, v) != d(v, u) (an absolute value or a "
-                                 "square is missing?).")
+        if not _close(yours, torch.as_tensor(fn(v.clone(), u.clone()))):
+            raise AssertionError("your distance is not symmetric, d(u, v) != d(v, u): the absolute value of each "
+                                 "difference is missing?")
         if (yours < -1e-12).any():
             raise AssertionError("your distance is negative for some pairs (an absolute value is missing?).")
         i = int((yours - ours).abs().argmax())
         raise AssertionError(f"row {i}: expected {ours[i].item():.6f}, your function gave {yours[i].item():.6f}.")
-    print(f"{kind} distance: correct on 3 random problems (symmetric, zero on the diagonal).")
+    return "the same as SciPy's cityblock on 3 random problems."
 
 
-def check_triangle_violations(fn) -> None:
-    """Check ``fn(D) -> bool tensor (n, n, n)`` with ``[a, b, c]`` True exactly where the distance
-    matrix D violates the triangle inequality: D[a, c] > D[a, b] + D[b, c] (+ 1e-9)."""
+@exercise("01.2", "Find the triangle violations", writes="my_violations",
+          hints=["Give D three axes with None so that entry [a, b, c] can see D[a, c], D[a, b] and D[b, c] at once.",
+                 "D[a, c] is D[:, None, :] (b is the new middle axis); D[a, b] is D[:, :, None]; D[b, c] is "
+                 "D[None, :, :].",
+                 "D[:, None, :] > D[:, :, None] + D[None, :, :] + 1e-9"],
+          mistakes=["flags equality (>=)", "wrong shape", "wrong index order"])
+def check_violations(fn) -> str:
+    """``fn(D) -> bool (n, n, n)``, True at [a, b, c] exactly where D[a, c] > D[a, b] + D[b, c] (+ 1e-9)."""
     for seed in range(3):
         g = torch.Generator().manual_seed(seed)
-        x = torch.randn(9, 2, generator=g, dtype=torch.float64)
+        x = torch.randn(8, 2, generator=g, dtype=torch.float64)
         D = torch.cdist(x, x) ** (1 if seed == 0 else 2)   # Euclidean (no violation), then squared (some)
-        ours = D[:, None, :] > D[:, :, None] + D[None, :, :] + 1e-9
+        ours = reference_violations(D)
         yours = torch.as_tensor(fn(D.clone()))
         if yours.shape != ours.shape:
             raise AssertionError(f"return one boolean per triple (a, b, c): expected shape {tuple(ours.shape)}, "
@@ -77,25 +106,46 @@ def check_triangle_violations(fn) -> None:
         a, b, c = (int(t) for t in torch.nonzero(yours != ours)[0])
         raise AssertionError(f"triple (a, b, c) = ({a}, {b}, {c}): d(a,c) = {D[a, c]:.3f}, d(a,b) + d(b,c) = "
                              f"{D[a, b] + D[b, c]:.3f}; expected {bool(ours[a, b, c])}, you gave {bool(yours[a, b, c])}.")
-    print("triangle violations: correct on 3 random distance matrices (a metric and two non-metrics).")
+    return "the same as a loop over all triples, on a metric and two non-metrics."
 
 
-def check_make_triplets(fn) -> None:
-    """Check ``fn(labels, n) -> (a, p, n_)``: n triplets of indices with labels[p] == labels[a],
-    p != a and labels[n_] != labels[a]. (Random, so the properties are checked, not the values.)"""
+def _triplet_problems():
     for seed in range(3):
         g = torch.Generator().manual_seed(seed)
-        labels = torch.randint(0, 4, (40,), generator=g)
-        out = fn(labels, 50)
+        yield torch.randint(0, 4, (40,), generator=g)
+    # a class with ONE sample (label 9): it can be a negative, never an anchor (it has no positive)
+    yield torch.cat([torch.arange(5).repeat_interleave(6), torch.tensor([9])])
+
+
+@exercise("01.3", "Triplets from labels", writes="my_triplets",
+          hints=["Work with the (N, N) boolean matrix same = labels[:, None] == labels[None, :]: the positives of i "
+                 "are the True entries of row i except i itself, its negatives the False entries.",
+                 "An anchor needs at least one positive: draw anchors only among the i whose row has another True. "
+                 "torch.multinomial(mask.float(), 1) draws one True column per row.",
+                 "pos = same & ~torch.eye(N, dtype=bool); ok = torch.nonzero(pos.any(1)).flatten(); "
+                 "a = ok[torch.randint(len(ok), (n,), generator=g)]; then one multinomial draw from pos[a] and one "
+                 "from ~same[a]."],
+          mistakes=["the anchor is its own positive", "a negative of the anchor's class",
+                    "an anchor whose class has one sample", "labels instead of indices", "the same triplet n times"])
+def check_triplets(fn) -> str:
+    """``fn(labels, n) -> (a, p, neg)``: n random triplets of INDICES with labels[p] == labels[a], p != a and
+    labels[neg] != labels[a]. (Random, so the properties are checked, not the values.)"""
+    total = 0
+    for labels in _triplet_problems():
+        out = fn(labels.clone(), 50)
         if not (isinstance(out, (tuple, list)) and len(out) == 3):
             raise AssertionError("return three index tensors (anchors, positives, negatives).")
-        a, p, n = (torch.as_tensor(t).long() for t in out)
+        a, p, n = (torch.as_tensor(t).long().flatten() for t in out)
         if not (len(a) == len(p) == len(n) == 50):
             raise AssertionError(f"asked for 50 triplets, got lengths {len(a)}, {len(p)}, {len(n)}.")
         for name, t in (("anchor", a), ("positive", p), ("negative", n)):
             if t.min() < 0 or t.max() >= len(labels):
                 raise AssertionError(f"some {name} indices are outside 0..{len(labels) - 1}: return INDICES "
-                                     "into labels, not labels.")
+                                     "into labels, not labels (and no -1 for 'none found').")
+        counts = torch.bincount(labels)
+        if (counts[labels[a]] < 2).any():
+            raise AssertionError("an anchor comes from a class with a single sample, so it has no positive: draw "
+                                 "anchors only among the samples that have another sample of their class.")
         if (a == p).any():
             raise AssertionError("some positives are the anchor itself: a positive must be ANOTHER sample of "
                                  "the anchor's class.")
@@ -103,4 +153,60 @@ def check_make_triplets(fn) -> None:
             raise AssertionError("some positives have a different class from their anchor.")
         if (labels[a] == labels[n]).any():
             raise AssertionError("some negatives have the anchor's class: a negative must come from another class.")
-    print("make_triplets: 150 triplets checked (right classes, no anchor used as its own positive).")
+        if len({(int(i), int(j), int(k)) for i, j, k in zip(a, p, n)}) < 10:
+            raise AssertionError("your 50 triplets are nearly all the same: draw the anchors (and their positive and "
+                                 "negative) at random.")
+        total += 50
+    return f"{total} triplets checked (right classes, no anchor as its own positive, no anchor without a positive)."
+
+
+def reference_same_neighbours(queries: torch.Tensor, reference: torch.Tensor, k: int) -> float:
+    """Fraction of queries whose k nearest references are the same SET under ||q - r|| and ||q - r||^2 (float64)."""
+    d = torch.cdist(queries.double(), reference.double())
+    a = torch.topk(d, k, dim=1, largest=False).indices.sort(1).values
+    b = torch.topk(d**2, k, dim=1, largest=False).indices.sort(1).values
+    return (a == b).all(1).double().mean().item()
+
+
+@exercise("01.4", "Predict, then explain: squaring the distance", writes="my_prediction and my_same_neighbours",
+          hints=["A prediction is a guess: any accuracy in [0, 1] is accepted. Write it BEFORE looking at the table "
+                 "of section 3 again.",
+                 "The kNN classifier only uses WHICH K training images are nearest, not how far they are. Compute, "
+                 "for each of the first 200 test images, its K nearest training images under both distances "
+                 "(torch.cdist, then torch.topk(..., largest=False)), and compare the two index sets.",
+                 "d = torch.cdist(Q, P); a = d.topk(K, largest=False).indices.sort(1).values; same for d ** 2; "
+                 "then (a == b).all(1).float().mean().item()"])
+def check_squaring(prediction, same_neighbours, knn, queries, reference, k) -> str:
+    """``prediction``: the guessed 5-NN accuracy of the squared Euclidean distance on MNIST pixels;
+    ``same_neighbours``: the fraction of ``queries`` whose k nearest ``reference`` images are the same set
+    under the Euclidean and the squared Euclidean distance."""
+    try:
+        prediction = float(prediction)
+    except (TypeError, ValueError):
+        raise AssertionError("my_prediction must be one number: your guess of an accuracy.") from None
+    if not 0.0 <= prediction <= 1.0:
+        raise AssertionError(f"my_prediction = {prediction}: an accuracy lies in [0, 1].")
+    try:
+        yours = float(same_neighbours)
+    except (TypeError, ValueError):
+        raise AssertionError("my_same_neighbours must be one number (a fraction of the test images), e.g. "
+                             "with .float().mean().item().") from None
+    ours = reference_same_neighbours(queries, reference, k)
+    if abs(yours - ours) > 1.0 / len(queries) + 1e-9:   # one query of slack, for a tie between two distances
+        d = torch.cdist(queries.double(), reference.double())
+        by_value = (torch.topk(d, k, dim=1, largest=False).values
+                    == torch.topk(d**2, k, dim=1, largest=False).values).all(1).double().mean().item()
+        if abs(yours - by_value) < 1e-9 and by_value < ours:
+            raise AssertionError(f"you get {yours:.3f}: you compared the DISTANCES, which squaring does change. "
+                                 "Compare the INDICES of the K nearest training images.")
+        if yours > 1.0 or yours < 0.0:
+            raise AssertionError(f"{yours} is not a fraction of the test images: average over them.")
+        raise AssertionError(f"for these {len(queries)} test images the fraction with the same {k} nearest training "
+                             f"images is {ours:.3f}, not {yours:.3f}. Compare the sets of indices (sort them), "
+                             "for the Euclidean distance and its square.")
+    eu, sq = knn["mnist", "pixels, euclidean"], knn["mnist", "pixels, squared euclidean"]
+    return (f"measured: Euclidean {eu:.3f}, squared Euclidean {sq:.3f} (your guess was off by "
+            f"{abs(prediction - sq):.3f}). {ours:.0%} of the queries keep the same {k} neighbours: t -> t^2 is "
+            "increasing on t >= 0, so it never changes which training image is nearer, and the kNN vote, which "
+            "only sees the neighbours, cannot change. The squared distance breaks the triangle inequality, yet "
+            "ranks exactly like the metric.")

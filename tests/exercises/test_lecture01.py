@@ -1,59 +1,108 @@
-"""The checkers of 01_metric_spaces accept a correct answer and name the typical mistakes."""
+"""Exercises of 01_metric_spaces: stubs are 'not attempted', typical mistakes are named, solutions pass."""
 
-import pytest
+import torch
 
-from dmlcourse.exercises import lecture01
-
-
-def test_distance_checker_accepts_correct_answers():
-    lecture01.check_distance(lambda u, v: (u - v).abs().sum(1), "manhattan")
-    lecture01.check_distance(lambda u, v: ((u - v) ** 2).sum(1).sqrt(), "euclidean")
-    lecture01.check_distance(lambda u, v: 1 - (u * v).sum(1) / (u.norm(dim=1) * v.norm(dim=1)), "cosine")
+from dmlcourse import metric_spaces, tuples
+from dmlcourse.exercises import grade, lecture01
 
 
-@pytest.mark.parametrize("wrong,kind,message", [
-    (lambda u, v: (u - v).sum(1), "manhattan", "not symmetric"),
-    (lambda u, v: ((u - v) ** 2).sum(1), "euclidean", "off by a square root"),
-    (lambda u, v: (u - v).abs().sum(1).sqrt(), "manhattan", "square root too many"),
-    (lambda u, v: (u * v).sum(1) / (u.norm(dim=1) * v.norm(dim=1)), "cosine", "SIMILARITY"),
-    (lambda u, v: ((u - v) ** 2).sum(1).sqrt(), "manhattan", "Euclidean distance, not the Manhattan"),
-    (lambda u, v: (u - v).abs().sum(0), "manhattan", "one distance per row"),
-    (lambda u, v: (u - v).abs().mean(1), "manhattan", "a mean, not a sum"),
-])
-def test_distance_checker_names_mistakes(wrong, kind, message):
-    with pytest.raises(AssertionError, match=message):
-        lecture01.check_distance(wrong, kind)
+def test_references_match_the_package():
+    # the exercise references (SciPy, a triple loop, properties) are independent of the package: they must agree
+    g = torch.Generator().manual_seed(0)
+    u, v = torch.randn(20, 6, generator=g, dtype=torch.float64), torch.randn(20, 6, generator=g, dtype=torch.float64)
+    assert torch.allclose(lecture01.reference_manhattan(u, v), metric_spaces.manhattan(u, v), atol=1e-12)
+    x = torch.randn(7, 2, generator=g, dtype=torch.float64)
+    for D, fn in ((torch.cdist(x, x), metric_spaces.euclidean), (torch.cdist(x, x) ** 2, metric_spaces.squared_euclidean)):
+        ours = lecture01.reference_violations(D)
+        report = metric_spaces.check_axioms(fn, x, max_examples=7**3)
+        flagged = set(map(tuple, torch.nonzero(ours).tolist()))
+        assert report.holds["triangle"] == (not flagged)
+        assert flagged == set(report.examples.get("triangle", []))
+    assert grade("01.3", lambda labels, n: tuples.make_triplets(labels, n, seed=0)).passed
+    q, r = torch.rand(30, 10, generator=g), torch.rand(200, 10, generator=g)
+    assert lecture01.reference_same_neighbours(q, r, 5) == 1.0
 
 
-def test_triangle_checker():
-    lecture01.check_triangle_violations(lambda D: D[:, None, :] > D[:, :, None] + D[None, :, :] + 1e-9)
-    with pytest.raises(AssertionError, match="flag equality"):
-        lecture01.check_triangle_violations(lambda D: D[:, None, :] >= D[:, :, None] + D[None, :, :])
-    with pytest.raises(AssertionError, match="one boolean per triple"):
-        lecture01.check_triangle_violations(lambda D: D > 0)
-    # a wrong index order: compares d(a, b) with d(a, c) + d(c, b)
-    with pytest.raises(AssertionError, match=r"triple \(a, b, c\)"):
-        lecture01.check_triangle_violations(lambda D: D[:, :, None] > D[:, None, :] + D[None, :, :].transpose(1, 2)
-                                            + 1e-9 + (D[:, None, :] * 0 + 1e-3))
+def test_01_1(exercise_namespace):
+    assert grade("01.1", exercise_namespace("01.1", "learner")["my_manhattan"]).status == "not attempted"
+    assert grade("01.1", exercise_namespace("01.1", "solution")["my_manhattan"]).passed
+    mistakes = {
+        "not symmetric": lambda u, v: (u - v).sum(1),
+        "square root of the sum": lambda u, v: (u - v).abs().sum(1).sqrt(),
+        "Euclidean distance": lambda u, v: ((u - v) ** 2).sum(1).sqrt(),
+        "one distance per row": lambda u, v: (u - v).abs().sum(0),
+        "a mean, not a sum": lambda u, v: (u - v).abs().mean(1),
+        "squared the distance": lambda u, v: (u - v).abs().sum(1) ** 2,
+    }
+    for message, wrong in mistakes.items():
+        out = grade("01.1", wrong)
+        assert out.status == "wrong" and message in out.message, (message, out.message)
 
 
-def test_make_triplets_checker():
-    from dmlcourse import tuples
+def test_01_2(exercise_namespace):
+    assert grade("01.2", exercise_namespace("01.2", "learner")["my_violations"]).status == "not attempted"
+    assert grade("01.2", exercise_namespace("01.2", "solution")["my_violations"]).passed
+    assert "flag equality" in grade("01.2", lambda D: D[:, None, :] >= D[:, :, None] + D[None, :, :]).message
+    assert "one boolean per triple" in grade("01.2", lambda D: D > 0).message
+    # the wrong roles: d(a, b) against d(a, c) + d(c, b)
+    wrong = grade("01.2", lambda D: D[:, :, None] > D[:, None, :] + D[None, :, :].transpose(1, 2) + 1e-3)
+    assert "triple (a, b, c)" in wrong.message or "which entries of D" in wrong.message
 
-    lecture01.check_make_triplets(lambda labels, n: tuples.make_triplets(labels, n, seed=0))
+
+def _good_triplets(labels, n):
+    return tuples.make_triplets(labels, n, seed=0)
+
+
+def test_01_3(exercise_namespace):
+    assert grade("01.3", exercise_namespace("01.3", "learner")["my_triplets"]).status == "not attempted"
+    assert grade("01.3", exercise_namespace("01.3", "solution")["my_triplets"]).passed
 
     def self_positive(labels, n):
-        a, _, neg = tuples.make_triplets(labels, n, seed=0)
+        a, _, neg = _good_triplets(labels, n)
         return a, a, neg
 
-    with pytest.raises(AssertionError, match="anchor itself"):
-        lecture01.check_make_triplets(self_positive)
-
     def same_class_negative(labels, n):
-        a, p, _ = tuples.make_triplets(labels, n, seed=0)
+        a, p, _ = _good_triplets(labels, n)
         return a, p, p
 
-    with pytest.raises(AssertionError, match="negatives have the anchor's class"):
-        lecture01.check_make_triplets(same_class_negative)
-    with pytest.raises(AssertionError, match="50 triplets"):
-        lecture01.check_make_triplets(lambda labels, n: tuples.make_triplets(labels, 10, seed=0))
+    def singleton_anchor(labels, n):   # anchors drawn among all samples: a singleton class has no positive
+        a = torch.arange(n) % len(labels)
+        same = labels[:, None] == labels[None, :]
+        pos = same & ~torch.eye(len(labels), dtype=torch.bool)
+        p = torch.where(pos[a].any(1), pos[a].float().argmax(1), a)
+        return a, p, (~same[a]).float().argmax(1)
+
+    def one_triplet(labels, n):
+        a, p, neg = _good_triplets(labels, 1)
+        return a.repeat(n), p.repeat(n), neg.repeat(n)
+
+    def labels_not_indices(labels, n):
+        a, p, neg = _good_triplets(labels, n)
+        return labels[a] + 100, labels[p] + 100, labels[neg] + 100
+
+    expected = {self_positive: "anchor itself", same_class_negative: "negatives have the anchor's class",
+                singleton_anchor: "single sample", one_triplet: "nearly all the same",
+                labels_not_indices: "INDICES", lambda labels, n: _good_triplets(labels, 10): "50 triplets"}
+    for wrong, message in expected.items():
+        out = grade("01.3", wrong)
+        assert out.status == "wrong" and message in out.message, (message, out.message)
+
+
+def test_01_4(exercise_namespace):
+    g = torch.Generator().manual_seed(0)
+    images_tr = (torch.rand(300, 28, 28, generator=g) * 255).to(torch.uint8)
+    images_te = (torch.rand(250, 28, 28, generator=g) * 255).to(torch.uint8)
+    labels_tr, labels_te = torch.arange(300) % 10, torch.arange(250) % 10
+    knn = {("mnist", "pixels, euclidean"): 0.9, ("mnist", "pixels, squared euclidean"): 0.9}
+    from dmlcourse import data
+
+    nb = dict(splits={"mnist": (images_tr, labels_tr, images_te, labels_te)}, data=data, K=5, knn=knn)
+    learner = exercise_namespace("01.4", "learner", **nb)
+    args = (knn, learner["Q"], learner["P"], 5)
+    assert grade("01.4", learner["my_prediction"], learner["my_same_neighbours"], *args).status == "not attempted"
+    sol = exercise_namespace("01.4", "solution", **nb)
+    out = grade("01.4", sol["my_prediction"], sol["my_same_neighbours"], *args)
+    assert out.passed and "increasing" in out.message
+    assert "DISTANCES" in grade("01.4", 0.9, 0.0, *args).message            # compared the distance values
+    assert "[0, 1]" in grade("01.4", 90, 1.0, *args).message                # a percentage, not an accuracy
+    assert "not 0.500" in grade("01.4", 0.9, 0.5, *args).message
