@@ -53,6 +53,12 @@ P1_COLOR, P1_FILL = "#636efa", "rgba(99,110,250,0.2)"
 MAP_COLOR, MAP_FILL = "#ef553b", "rgba(239,85,59,0.2)"
 
 
+def _wrap(label: str, per_line: int = 4) -> str:
+    """A run's label on lines of ``per_line`` parts, so that it fits a 420-px kept panel."""
+    parts = label.split(" · ")
+    return "<br>".join(" · ".join(parts[i : i + per_line]) for i in range(0, len(parts), per_line))
+
+
 def _fmt(v, digits=3) -> str:
     return "–" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.{digits}f}"
 
@@ -682,7 +688,7 @@ class EmbeddingLab:
                 subplot_titles=(
                     "training loss per step",
                     "probe-set retrieval per epoch",
-                    "active triplets / pairs per epoch",
+                    "active triplets / pairs",
                 ),
             )
         )
@@ -725,7 +731,10 @@ class EmbeddingLab:
                     2,
                 )
         fig.update_layout(
-            height=280, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25)
+            height=280,
+            width=1120,  # the box's width: plotly's default 700 px cut the third subplot's title
+            margin=dict(l=10, r=10, t=40, b=10),
+            legend=dict(orientation="h", y=-0.25),
         )
         fig.update_xaxes(title_text="step", row=1, col=1)
         fig.update_xaxes(title_text="epoch", row=1, col=2)
@@ -748,7 +757,11 @@ class EmbeddingLab:
                 trace.name = f"{c}: {names[c]}"
                 trace.text = [f"{names[c]} · probe {i}" for i in idx]
             fig.layout.title = title
-            lo, hi = run.layouts.reshape(-1, 2).min(0), run.layouts.reshape(-1, 2).max(0)
+            # chained/Procrustes layouts share one frame: fixed axes over all epochs keep the motion
+            # readable; PCA re-fits every epoch, so its axes follow the epoch shown (else the
+            # trained embedding ends as a small blob in the middle)
+            pts = np.asarray(xy) if run.config.get("layout") == "pca" else run.layouts
+            lo, hi = pts.reshape(-1, 2).min(0), pts.reshape(-1, 2).max(0)
             pad = 0.05 * (hi - lo + 1e-6)
             fig.layout.xaxis.range = [float(lo[0] - pad[0]), float(hi[0] + pad[0])]
             fig.layout.yaxis.range = [float(lo[1] - pad[1]), float(hi[1] + pad[1])]
@@ -779,12 +792,12 @@ class EmbeddingLab:
             self.figure,
             run,
             interpolate(run.layouts, t),
-            f"epoch {t:.1f} of {run.epochs_done} · P@1 {_fmt(m.get('precision_at_1'))} · "
-            f"MAP@R {_fmt(m.get('map_at_r'))}",
+            f"epoch {t:.1f} of {run.config.get('epochs', run.epochs_done)} · "
+            f"P@1 {_fmt(m.get('precision_at_1'))} · MAP@R {_fmt(m.get('map_at_r'))}",
         )
         for fig, kept in zip(self.kept_box.children, self.kept):
             tk = min(t, kept.epochs_done)
-            fig_title = f"{LabConfig(**kept.config).label()}<br>epoch {tk:.1f}"
+            fig_title = f"{_wrap(LabConfig(**kept.config).label())}<br>epoch {tk:.1f}"
             self._fill(fig, kept, interpolate(kept.layouts, tk), fig_title)
 
     def _on_play(self, change):
@@ -851,7 +864,8 @@ class EmbeddingLab:
             group.add(kept.config["seed"], kept)
         self.kept.append(kept)
         self.kept_groups.append(group)  # the live group: seeds still training fill it in
-        fig = self._scatter_figure(height=340, width=420, showlegend=False, run_of=lambda: kept)
+        fig = self._scatter_figure(height=360, width=420, showlegend=False, run_of=lambda: kept)
+        fig.update_layout(margin=dict(t=80), title_font_size=12)  # a 3-line title fits the panel
         children = list(self.kept_box.children) + [fig]
         self.kept_box.children = tuple(children)
         self.clear_button.disabled = False
