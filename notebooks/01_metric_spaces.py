@@ -86,29 +86,38 @@ print(f"distinct points {pts[i].numpy().round(2)} and {pts[j].numpy().round(2)} 
 assert not torch.equal(pts[i], pts[j]) and ms.mahalanobis(W_singular)(pts[i], pts[j]) < 1e-12
 
 # %% [markdown]
-# The two counterexamples found by the checker, drawn. Each side of the triangle is labelled with its length under
-# that distance; the long side is longer than the two short sides together.
+# Two counterexamples of the kind the checker found, drawn with the points placed so that the triangle can be seen
+# (the checker's own examples above are often nearly flat). Each side is labelled with its length under that
+# distance; the long side (red) is longer than the two short sides together.
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+shown = {"squared euclidean": torch.tensor([[0.0, 0.0], [1.0, 0.45], [2.0, 0.0]]),     # y above the line xz
+         "cosine 1 - cos": torch.tensor([[1.6, 0.2], [1.1, 1.1], [0.2, 1.6]])}           # y's direction between
 for ax, name in zip(axes, ["squared euclidean", "cosine 1 - cos"]):
-    a, b, c = reports[name].examples["triangle"][0]
     fn = candidates[name]
-    P = pts[[a, b, c]]
+    P = shown[name]
     d = lambda u, v, fn=fn, P=P: fn(P[u], P[v]).item()
     ax.plot(*P[[0, 1, 2, 0]].T.numpy(), "-", color="#999", zorder=1)
     ax.scatter(*P.T.numpy(), s=60, color=["#1f77b4", "#ff7f0e", "#2ca02c"], zorder=2)
-    for k, lab in enumerate("xyz"):
-        ax.annotate(lab, P[k].numpy(), textcoords="offset points", xytext=(6, 6), fontsize=12)
+    centre = P.mean(0)
+    for k, lab in enumerate("xyz"):   # each name pushed away from the triangle's centre, inside the frame
+        away = torch.nn.functional.normalize(P[k] - centre, dim=0) * 14
+        ax.annotate(lab, P[k].numpy(), textcoords="offset points", xytext=away.tolist(), fontsize=12,
+                    ha="center", va="center")
     for u, v in ((0, 1), (1, 2), (0, 2)):
-        mid = (P[u] + P[v]).numpy() / 2
-        ax.annotate(f"{d(u, v):.2f}", mid, fontsize=10, color="#d62728" if (u, v) == (0, 2) else "black",
-                    ha="center", bbox=dict(fc="white", ec="none", alpha=0.8))
+        mid = (P[u] + P[v]) / 2
+        off = torch.nn.functional.normalize(mid - centre, dim=0) * 12   # labels outside the triangle
+        ax.annotate(f"{d(u, v):.2f}", mid.numpy(), textcoords="offset points", xytext=off.tolist(), fontsize=10,
+                    color="#d62728" if (u, v) == (0, 2) else "black", ha="center", va="center",
+                    bbox=dict(fc="white", ec="none", alpha=0.8))
     if name.startswith("cosine"):
         for k in range(3):   # the cosine distance only sees directions: draw the rays from the origin
             ax.plot([0, P[k, 0] * 1.2], [0, P[k, 1] * 1.2], ":", color="#bbb", zorder=0)
         ax.scatter([0], [0], marker="+", color="black")
+        ax.annotate("origin", (0, 0), textcoords="offset points", xytext=(8, -10), fontsize=9, color="#666")
     ax.set_aspect("equal", adjustable="datalim")
+    ax.margins(0.25)
     ax.set_title(f"{name}: d(x,z) = {d(0, 2):.2f} > {d(0, 1):.2f} + {d(1, 2):.2f}")
     assert d(0, 2) > d(0, 1) + d(1, 2)
 fig.tight_layout()
@@ -146,7 +155,8 @@ assert on_circle.is_metric and with_multiples.failing() == ["positivity"]
 # squared Euclidean. For the cosine distance, put $y$ at an angle *between* $x$ and $z$.
 
 # %%
-explorer = ms.triangle_explorer(((0.0, 0.0), (1.0, 0.2), (2.0, 0.0)), distance="squared euclidean")
+# no point at the origin: the cosine distance of the zero vector is undefined (it would read 1 for every y)
+explorer = ms.triangle_explorer(((0.5, 0.5), (1.5, 1.0), (2.5, 0.5)), distance="squared euclidean")
 explorer
 
 # %%
@@ -155,7 +165,8 @@ explorer.distance.value = "euclidean"
 assert "holds" in explorer.figure.layout.title.text
 explorer.distance.value = "squared euclidean"
 assert "VIOLATED" in explorer.figure.layout.title.text
-print(explorer.readout.value)
+import re
+print(re.sub(r"<[^>]+>", "", explorer.readout.value))   # the readout is HTML: its text
 
 # %% [markdown]
 # ## 3. Why learn a metric: nearest neighbours on pixels
@@ -362,12 +373,16 @@ def two_d(kind):
     return models.embed(net, xs_te, name="mnist")
 
 feat2 = {"softmax (separable)": two_d("softmax"), "NCA loss (discriminative)": two_d("nca")}
+from matplotlib.ticker import AutoLocator
 fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
 spread = {}
 for ax, (name, z) in zip(axes, feat2.items()):
     spread[name] = open_set.class_spread(z, ys_te)
     plots.scatter_2d(z, ys_te, ax=ax, title=f"{name}\nspread within / between classes = {spread[name]['ratio']:.2f}")
     ax.set_aspect("equal", adjustable="datalim")
+    ax.xaxis.set_major_locator(AutoLocator()), ax.yaxis.set_major_locator(AutoLocator())  # ticks back,
+    ax.axhline(0, color="#999", lw=0.8, zorder=0), ax.axvline(0, color="#999", lw=0.8, zorder=0)  # and the origin
+    ax.scatter([0], [0], marker="+", s=120, color="black", zorder=3)
 axes[1].legend(markerscale=3, loc="center left", bbox_to_anchor=(1, 0.5), frameon=False)
 fig.tight_layout()
 print(inspect.getdoc(open_set.class_spread))
@@ -430,7 +445,8 @@ for title, Q, R in (("raw pixels", data.to_float(xte_f).flatten(1), data.to_floa
     nn = open_set.nearest_neighbours(Q[queries], R, 5)
     open_set.retrieval_grid(xte_f[queries], xtr_f, nn, yte_f[queries], ytr_f, class_names=names,
                             title=f"retrieval on {title}")
-print(inspect.getsource(open_set.nearest_neighbours).split("    d = ")[1])
+source = inspect.getsource(open_set.nearest_neighbours)
+print(source[source.index("    d = pairwise_distance"):])   # the distances, then the k smallest
 
 # %% [markdown]
 # **Clustering**: k-means with 10 clusters on the test images, scored by the normalised mutual information between
