@@ -236,7 +236,7 @@ for row, d in enumerate(DATASETS):
         plots.scatter_2d(plots.project_2d(r["z"], seed=0), r["labels"], ax=axes[row, col],
                          class_names=data.CLASS_NAMES[d], s=3,
                          title=f"{names[l]}\n{d}: P@1 {r['p1']:.2f}, MAP@R {r['map_r']:.2f}")
-    axes[row, -1].legend(markerscale=3, fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5), frameon=False)
+    axes[row, -1].legend(markerscale=5, fontsize=9, loc="center left", bbox_to_anchor=(1, 0.5), frameon=False)
 fig.suptitle("UMAP of the penultimate-layer embeddings (test set)")
 fig.tight_layout()
 
@@ -260,7 +260,9 @@ plt.figure(figsize=(6, 3))
 plt.hist(margins.numpy(), bins=60, color="#9467bd")
 plt.axvline(0, color="k", lw=0.8)
 plt.axvline(1, color="r", ls="--", label="margin m = 1: no loss to the right")
-plt.xlabel("y f(x) on the test set"); plt.ylabel("count"); plt.legend(frameon=False); plt.tight_layout()
+plt.xlabel("y f(x) on the test set"); plt.ylabel("count")
+plt.legend(frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.0))   # above the bars, not on them
+plt.tight_layout()
 print(f"test points beyond the margin: {(margins >= 1).float().mean():.2f}, misclassified: {(margins < 0).float().mean():.3f}")
 assert (margins >= 1).float().mean() > 0.5
 
@@ -284,7 +286,7 @@ plots.scatter_2d(z2, y2, ax=ax, class_names=data.CLASS_NAMES[DATASETS[0]], s=4,
 lim = float(z2.abs().max())
 ax.set_xlim(-lim, lim); ax.set_ylim(-lim, lim); ax.set_aspect("equal")
 ax.axhline(0, color="k", lw=0.4); ax.axvline(0, color="k", lw=0.4)
-ax.legend(markerscale=3, fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5), frameon=False)
+ax.legend(markerscale=4, fontsize=9, loc="center left", bbox_to_anchor=(1, 0.5), frameon=False)
 fig.tight_layout()
 
 assert r2["accuracy"] > 0.7                          # separable: a linear classifier gets most of it right
