@@ -1040,7 +1040,7 @@ class EmbeddingLab:
         flat = layouts.reshape(-1, 2)
         lo, hi = flat.min(0), flat.max(0)
         pad = 0.05 * (hi - lo + 1e-6)
-        animate = dict(mode="immediate", frame=dict(duration=0, redraw=False))
+        animate = dict(mode="immediate", frame=dict(duration=0, redraw=True))  # redraw: titles too
         fig.update_layout(
             title=dict(text=frame_title(0)),
             height=height,
@@ -1077,7 +1077,7 @@ class EmbeddingLab:
                             args=[
                                 None,
                                 dict(
-                                    frame=dict(duration=700, redraw=False),
+                                    frame=dict(duration=700, redraw=True),
                                     transition=dict(duration=500),
                                     fromcurrent=True,
                                     mode="immediate",
@@ -1142,10 +1142,12 @@ class EmbeddingLab:
             return (
                 "<p><b>Embedding Lab</b>: no run was trained when this page was built.</p>" + note
             )
-        parts = ["<h3 style='margin:0'>Embedding Lab</h3>", site.figure_html(fig)]
+        parts = ["<p><b>Embedding Lab</b></p>", site.figure_html(fig)]
         if self.notes.value:
             parts.append(self.notes.value)
-        parts.append(site.figure_html(go.Figure(self.curves.to_dict())))
+        curves = go.Figure(self.curves.to_dict())
+        curves.update_layout(width=None, autosize=True)  # the page's width, not the widget box's
+        parts.append(site.figure_html(curves))
         if self.kept:
             parts.append("<b>Kept runs</b>")
             for i, r in enumerate(self.kept, start=1):
@@ -1153,7 +1155,7 @@ class EmbeddingLab:
                     r,
                     height=320,
                     width=420,
-                    title=f"run {i}: {html.escape(LabConfig(**r.config).label())}",
+                    title=f"run {i}: {_wrap(html.escape(LabConfig(**r.config).label()))}",
                     legend=False,
                 )
                 parts.append(

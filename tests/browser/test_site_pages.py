@@ -89,11 +89,15 @@ def test_the_labs_static_animation_plays(site, page):
     div.scroll_into_view_if_needed()
     page.wait_for_timeout(500)
     page.screenshot(path=str(SHOTS / "site" / "lab-before-play.png"))
-    xs = "(i) => document.querySelectorAll('.js-plotly-plot')[i].data.map(t => Array.from(t.x || []))"
+    # _fullData: plotly's decoded arrays (the page's JSON may hold them as base64 typed arrays)
+    xs = "(i) => document.querySelectorAll('.js-plotly-plot')[i]._fullData.map(t => Array.from(t.x || []))"
     before = page.evaluate(xs, i)
     div.locator(".updatemenu-button").first.click()  # ▶ play
     page.wait_for_timeout(3000)
     after = page.evaluate(xs, i)
     page.screenshot(path=str(SHOTS / "site" / "lab-after-play.png"))
+    assert any(len(x) for x in before), "the animation's first frame has no points"
     assert before != after, "pressing play did not move the points"
+    title = "(i) => document.querySelectorAll('.js-plotly-plot')[i]._fullLayout.title.text"
+    assert "epoch 0 of" not in page.evaluate(title, i), "the title did not follow the frames"
     assert page.errors == []
