@@ -25,6 +25,9 @@ TRAIN_PER_CLASS = runtime.quick(None, 300)
 TEST_PER_CLASS = runtime.quick(200, 100)
 EPOCHS = runtime.quick(8, 2)
 DATASETS = runtime.quick(["mnist", "fashion-mnist"], ["fashion-mnist"])
+# Section 4 compares heads over several seeds: smaller runs, each repeated, teach more than one big run.
+SEEDS = runtime.quick([0, 1, 2], [0, 1])
+RUN_PER_CLASS = runtime.quick(300, 150)
 
 # %% [markdown]
 # ## 1. From softmax to normalised softmax
@@ -132,12 +135,12 @@ LOW_D = {"softmax": {}, "normface": dict(scale=16.0), "sphereface": dict(margin=
 
 LOW_D_EPOCHS = 40
 
-def low_dim(name, dim, feats, epochs=LOW_D_EPOCHS):
-    runtime.seed_everything(0)
+def low_dim(name, dim, feats, epochs=LOW_D_EPOCHS, seed=0):
+    runtime.seed_everything(seed)
     proj = torch.nn.Sequential(torch.nn.Linear(feats["f"].shape[1], 64), torch.nn.ReLU(), torch.nn.Linear(64, dim))
     head = heads.make_head(name, dim, 10, **LOW_D[name])
     train.train(proj, heads.HeadLoss(head), feats["f"], feats["y"], epochs=epochs, batch_size=256, lr=1e-2,
-                device="cpu", progress=False)
+                device="cpu", progress=False, seed=seed)
     return models.embed(proj, feats["ft"], device="cpu"), head
 
 feats = backbone_features("mnist")
@@ -175,6 +178,15 @@ axes[0].legend(markerscale=3, fontsize=6, frameon=False)
 fig.tight_layout()
 print("arc width, median angle to the own class weight (degrees):", {k: round(v, 1) for k, v in width.items()})
 
+# one picture is one seed: the widths again with every seed (other initial weights, another batch order)
+seed_widths = {name: [width[name]] for name in LOW_D}   # the pictures above are seed 0
+for seed in SEEDS[1:]:
+    for name in LOW_D:
+        z_s, head_s = low_dim(name, 2, feats, seed=seed)
+        seed_widths[name].append(arc_width(z_s, feats["yt"], head_s))
+print(f"arc width over {len(SEEDS)} seeds (degrees): "
+      + ", ".join(f"{k} {torch.tensor(v).mean():.1f} ± {torch.tensor(v).std():.1f}" for k, v in seed_widths.items()))
+
 # %% [markdown]
 # Left, the classic softmax picture: classes are wedges radiating from the origin, and a point's *length* varies a lot
 # within a class — separable by angle, but a Euclidean nearest neighbour gets confused near the centre. The other panels
@@ -196,7 +208,8 @@ print("arc width, median angle to the own class weight (degrees):", {k: round(v,
 
 # %%
 margin_2d = ("sphereface", "cosface", "arcface")
-assert max(width[h] for h in margin_2d) < width["softmax"]
+for k in range(len(SEEDS)):   # on every seed, every margin head is narrower than the softmax
+    assert max(seed_widths[h][k] for h in margin_2d) < seed_widths["softmax"][k], k
 
 # %% [markdown]
 # In 3-D the classes become caps on the sphere (ArcFace; drag to rotate):
@@ -232,23 +245,24 @@ CONFIGS = {
     "contrastive (lecture 5)": ("loss", dict(margin=1.0)),
 }
 
-def run(label, dataset, override=None):
+def run(label, dataset, override=None, seed=0):
     kind, kw = CONFIGS[label] if override is None else override
     name = label.split(" ")[0]
     config = dict(label=label, kind=kind, kw=kw, dataset=dataset, size=SIZE, epochs=EPOCHS,
-                  n=TRAIN_PER_CLASS, t=TEST_PER_CLASS)
+                  n=RUN_PER_CLASS, t=TEST_PER_CLASS, seed=seed)
 
     def compute():
         tr, te = data.load(dataset, "train", SIZE), data.load(dataset, "test", SIZE)
-        keep = data.balanced_subset(tr.labels, TRAIN_PER_CLASS) if TRAIN_PER_CLASS else torch.arange(len(tr.labels))
+        keep = data.balanced_subset(tr.labels, RUN_PER_CLASS)
         tkeep = data.balanced_subset(te.labels, TEST_PER_CLASS)
         xt, yt = te.images[tkeep], te.labels[tkeep]
-        runtime.seed_everything(0)
+        runtime.seed_everything(seed)
         net = models.SmallCNN(64, normalize=(name == "triplet"))
         loss_fn = heads.HeadLoss(heads.make_head(name, 64, 10, **kw)) if kind == "head" else \
-            siamese.make_batch_loss(name, **kw)
+            siamese.make_batch_loss(name, **kw, **(dict(seed=seed) if name == "triplet" else {}))
         hist = train.train(net, loss_fn, tr.images[keep], tr.labels[keep], epochs=EPOCHS, batch_size=128,
-                           samples_per_class=16, lr=2e-3, name=dataset, device=device, progress=not QUICK)
+                           samples_per_class=16, lr=2e-3, name=dataset, device=device, progress=not QUICK,
+                           seed=seed)
         z = models.embed(net, xt, name=dataset, device=device)
         i, j, same = verification.verification_pairs(yt, 20000, seed=0)
         scores = verification.pair_scores(z, i, j)
@@ -257,14 +271,23 @@ def run(label, dataset, override=None):
                 "eer": verification.equal_error_rate(scores, same), "tar": verification.tar_at_far(scores, same, 1e-3),
                 "roc": verification.roc_curve(scores, same)}
 
-    return cache.cached(f"l07-{name}-{dataset}" + ("" if override is None else "-x"), config, compute)
+    return cache.cached(f"l07-{name}-{dataset}" + ("" if override is None else "-x") + f"-seed{seed}", config,
+                        compute)
 
-results = {(label, d): run(label, d) for d in DATASETS for label in CONFIGS}
+runs = {(label, d, seed): run(label, d, seed=seed) for d in DATASETS for label in CONFIGS for seed in SEEDS}
+results = {(label, d): runs[label, d, SEEDS[0]] for d in DATASETS for label in CONFIGS}   # for the ROC picture
+KEYS = ("p1", "map_r", "eer", "tar")
+table = {}
+for (label, d) in results:
+    v = torch.tensor([[runs[label, d, seed][k] for k in KEYS] for seed in SEEDS], dtype=torch.float64)
+    for col, k in enumerate(KEYS):
+        table[label, d, k] = (v[:, col].mean().item(), v[:, col].std().item())
+print(f"mean ± sd over {len(SEEDS)} seeds ({RUN_PER_CLASS} training images per class, {EPOCHS} epochs)")
 for d in DATASETS:
-    print(f"\n{d}\n{'':<25}{'P@1':>7}{'MAP@R':>7}{'EER':>7}{'TAR@FAR=1e-3':>14}")
+    print(f"\n{d}\n{'':<25}" + "".join(f"{k:>15}" for k in ("P@1", "MAP@R", "EER", "TAR@FAR=1e-3")))
     for label in CONFIGS:
-        r = results[label, d]
-        print(f"{label:<25}{r['p1']:>7.3f}{r['map_r']:>7.3f}{r['eer']:>7.3f}{r['tar']:>14.3f}")
+        print(f"{label:<25}" + "".join(f"{table[label, d, k][0]:>8.3f} ± {table[label, d, k][1]:.3f}"
+                                       for k in KEYS))
 
 # %%
 d0 = DATASETS[0]
@@ -276,8 +299,24 @@ ax.set(xscale="log", xlim=(1e-4, 1), xlabel="false accept rate", ylabel="true ac
 ax.legend(fontsize=7, frameon=False)
 fig.tight_layout()
 margin_heads = ["cosface (s=30, m=0.35)", "arcface (s=30, m=0.5)"]
-for d in DATASETS:   # an angular margin beats the plain softmax on verification
-    assert min(results[h, d]["eer"] for h in margin_heads) < results["softmax", d]["eer"]
+
+def clearly_below(x, y):
+    """x's mean is below y's by more than the two spreads together: not seed noise."""
+    return y[0] - x[0] > x[1] + y[1]
+
+for d in DATASETS:   # on the seed means, an angular margin verifies better than the plain softmax
+    best = min(margin_heads, key=lambda h: table[h, d, "eer"][0])
+    assert table[best, d, "eer"][0] < table["softmax", d, "eer"][0], d
+    print(f"{d}: EER of {best} {table[best, d, 'eer'][0]:.3f} ± {table[best, d, 'eer'][1]:.3f} against the "
+          f"softmax's {table['softmax', d, 'eer'][0]:.3f} ± {table['softmax', d, 'eer'][1]:.3f}: "
+          + ("larger than the seed spread" if clearly_below(table[best, d, "eer"], table["softmax", d, "eer"])
+             else "within the seed spread"))
+print("\nEER differences larger than the seed spread:")
+for d in DATASETS:
+    for l1 in CONFIGS:
+        for l2 in CONFIGS:
+            if clearly_below(table[l1, d, "eer"], table[l2, d, "eer"]):
+                print(f"  {d}: {l1} < {l2}")
 
 # %% [markdown]
 # How to read the table. In every run we made, CosFace or ArcFace verified better than the plain softmax (the assert
