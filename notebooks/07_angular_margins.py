@@ -340,9 +340,9 @@ for d in DATASETS:
 #   while the plain cosine already ranks the test images well above chance. Never compare loss values across
 #   different $(s, m)$.
 # - **Whether it learns depends on the number of classes and the training time.** With 10 classes in 64 dimensions a
-#   69° margin is reachable in the end (10 weight vectors can sit 96° apart), so a long run catches up: in our full-mode
-#   run on MNIST (8 epochs) the hard setting even retrieved slightly better (MAP@R 0.947 against 0.926). In the 2-epoch
-#   quick run it retrieves clearly worse (MAP@R 0.36 against 0.47 on Fashion-MNIST). With the thousands of
+#   69° margin is reachable in the end (10 weight vectors can sit 96° apart), so a long run can catch up; how far
+#   it has got after this notebook's epochs is printed below (one seed each, so read a gap of a point or two as
+#   noise, see section 4). With the thousands of
 #   identities of face recognition the weights cannot spread that far, the margin is never met, and training fails —
 #   which is why the papers use $m = 0.5$, and some warm the margin up from 0.
 
