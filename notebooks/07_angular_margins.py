@@ -320,6 +320,10 @@ for d in DATASETS:
         for l2 in CONFIGS:
             if clearly_below(table[l1, d, "eer"], table[l2, d, "eer"]):
                 print(f"  {d}: {l1} < {l2}")
+if QUICK:   # what the quick-mode runs show, as the text says
+    heads_only = [label for label in CONFIGS if CONFIGS[label][0] == "head"]
+    assert not any(clearly_below(table[h, d0, "eer"], table["softmax", d0, "eer"]) for h in margin_heads)
+    assert all(clearly_below(table["triplet (lecture 5)", d0, "eer"], table[h, d0, "eer"]) for h in heads_only)
 
 # %% [markdown]
 # How to read the table. Every entry is a mean ± standard deviation over the seeds in `SEEDS` (other initial
@@ -329,9 +333,11 @@ for d in DATASETS:
 # better than the softmax. Read with the spreads, what is asserted is the first point on the **seed means**: CosFace
 # or ArcFace has a lower mean EER than the softmax; the line printed under the figure says whether that gap is larger
 # than the seed spread, and the list after it gives every EER difference that is. Any other gap of a point or two
-# between two rows is seed noise, not a ranking. Why the pair losses may lead in short runs still holds as an
-# explanation: a head learns one weight vector per class and needs some epochs to place them, while a pair loss
-# pulls neighbours together from the first batch.
+# between two rows is seed noise, not a ranking. In the quick-mode runs (Fashion-MNIST, two seeds) the margin
+# heads' advantage over the softmax is **within** the seed spread — the old "in every run" was a claim about two
+# single runs — while the triplet loss of lecture 5 verifies better than every head by more than the spread (both
+# asserted in quick mode). Why the pair losses lead in short runs: a head learns one weight vector per class and
+# needs some epochs to place them, while a pair loss pulls neighbours together from the first batch.
 
 # %% [markdown]
 # ## 5. Pitfalls
@@ -431,9 +437,9 @@ display(embedding_lab)
 #   on the cosine (CosFace) or additive on the angle (ArcFace, in radians — pytorch-metric-learning takes degrees).
 # - SphereFace needs its monotone $\psi$ and annealing; ArcFace needs the fallback past $\pi - m$ and a float32 acos
 #   clamped away from $\pm 1$.
-# - On these data the margin heads verify better than the plain softmax (lower EER on the mean over seeds). Rankings
-#   among the heads and against the pair losses of lecture 5 count only where the gap exceeds the seed spread; one
-#   run per configuration cannot tell. Heads need one weight vector per training class and shine with many classes
+# - On these data the margin heads verify better than the plain softmax on the mean over seeds, but in short runs
+#   by less than the seed spread. Rankings among the heads and against the pair losses of lecture 5 count only
+#   where the gap exceeds the spread; one run per configuration cannot tell. Heads need one weight vector per training class and shine with many classes
 #   and long training, as in face recognition.
 # - A loss value is not comparable across scales and margins: a large-margin ArcFace can show a loss worse than
 #   guessing while its embedding retrieves well.
