@@ -210,7 +210,7 @@ assert active == sorted(active) and active[-1] > active[0]   # a larger margin k
 # $[\,2(\cos(a,n) - \cos(a,p)) + m\,]_+$, a margin of $m/2$ **on the cosines**, the same for every triplet.
 # `triplet_loss(..., distance="squared_euclidean")` is the squared form. On the untrained network above the
 # embeddings are bunched together (every distance is small), so at the same $m$ the squared form should keep **more**
-# triplets active; once training has spread the classes apart the sums exceed 1 and it should keep **fewer**:
+# triplets active; where training has spread the classes so far apart that the sums exceed 1, it keeps **fewer**:
 
 # %%
 def active_fractions(z, a, p, n, margins):
@@ -244,7 +244,8 @@ assert any(sq > pl for pl, sq in untrained_active.values())
 # The lecture's eq. 14 writes a different variant: for each anchor–positive pair, the positive alone in the
 # numerator and **only the negatives** in the denominator,
 # $-\log\big(e^{-d(a,p)} / \sum_{n} e^{-d(a,n)}\big)$. (Eq. 14 prints the denominator's distance as
-# $d(f(a) - f(n))$: a slip for $d(f(a), f(n))$, since a distance takes two points.) Because the positive is missing from the denominator this
+# $d(f(a) - f(n))$: a slip for $d(f(a), f(n))$, since a distance takes two points.)
+# Because the positive is missing from the denominator this
 # is not the log of a probability: it is not bounded below by 0 and keeps rewarding larger gaps without end. The
 # `variant` argument selects either.
 
