@@ -163,6 +163,28 @@ def test_contrastive_matches_pytorch_metric_learning_on_all_pairs():
     assert ours.item() == pytest.approx(ref.item(), rel=1e-7)
 
 
+def test_squared_triplet_on_unit_vectors_is_a_cosine_margin():
+    # 05_siamese_triplet: on unit vectors d^2 = 2 - 2 cos, so [d_ap^2 - d_an^2 + m]_+ is
+    # 2 [cos(a,n) - cos(a,p) + m/2]_+, and it equals the plain-distance hinge with the margin
+    # m / (d_ap + d_an); checked term by term with a float64 loop.
+    g = torch.Generator().manual_seed(5)
+    za, zp, zn = (
+        torch.nn.functional.normalize(torch.randn(40, 4, generator=g, dtype=torch.float64), dim=1)
+        for _ in range(3)
+    )
+    m = 0.3
+    got = losses.triplet_loss(za, zp, zn, m, distance="squared_euclidean", reduction="none")
+    plain = losses.triplet_loss(za, zp, zn, m, distance="euclidean", reduction="none")
+    for i in range(40):
+        a, p, n = za[i].tolist(), zp[i].tolist(), zn[i].tolist()
+        cos_ap = sum(x * y for x, y in zip(a, p))
+        cos_an = sum(x * y for x, y in zip(a, n))
+        assert got[i].item() == pytest.approx(2 * max(0.0, cos_an - cos_ap + m / 2), abs=1e-12)
+        d_ap, d_an = _d(a, p, "euclidean"), _d(a, n, "euclidean")
+        assert (got[i].item() > 0) == (d_ap - d_an + m / (d_ap + d_an) > 0)
+    assert (got > 0).any() and (got == 0).any() and not torch.equal(got > 0, plain > 0)
+
+
 def test_triplet_matches_pytorch_metric_learning_on_given_triplets():
     g = torch.Generator().manual_seed(5)
     z = torch.randn(40, 6, generator=g, dtype=torch.float64) * 0.5
