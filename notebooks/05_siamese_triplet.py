@@ -307,7 +307,7 @@ def run(loss_name, dataset, seed=0, kwargs=None):
         dists = [siamese.pair_distances(models.embed(model, xt, name=dataset, device=device), yt)]
         hist = train.train(model, loss_fn, tr.images[keep], tr.labels[keep], seed=seed,
                            epochs=RUN_EPOCHS, batch_size=128, samples_per_class=16, lr=2e-3, name=dataset,
-                           device=device, progress=not QUICK,
+                           device=device, progress=True,
                            on_epoch_end=lambda h: dists.append(
                                siamese.pair_distances(models.embed(model, xt, name=dataset, device=device), yt)))
         z = models.embed(model, xt, name=dataset, device=device)
@@ -481,8 +481,8 @@ for row, d in enumerate(("mnist", "fashion-mnist")):
         r = results[l, d]
         layouts[l, d] = plots.project_2d(r["z"], seed=0)
         plots.scatter_2d(layouts[l, d], r["labels"], ax=axes[row, col], class_names=data.CLASS_NAMES[d],
-                         title=f"{l}, {d}: P@1 {r['p1']:.2f}, MAP@R {r['map_r']:.2f}")
-    axes[row, 2].legend(markerscale=3, fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5), frameon=False)
+                         title=f"{l}, {d}\nP@1 {r['p1']:.2f}, MAP@R {r['map_r']:.2f}")
+    axes[row, 2].legend(markerscale=5, fontsize=9, loc="center left", bbox_to_anchor=(1, 0.5), frameon=False)
 fig.tight_layout()
 
 # %%

@@ -122,7 +122,7 @@ def backbone_features(dataset):
         runtime.seed_everything(0)
         net = models.SmallCNN(64)
         train.train(net, heads.HeadLoss(heads.SoftmaxHead(64, 10)), tr.images[keep], tr.labels[keep],
-                    epochs=EPOCHS, batch_size=128, lr=2e-3, name=dataset, device=device, progress=not QUICK)
+                    epochs=EPOCHS, batch_size=128, lr=2e-3, name=dataset, device=device, progress=True)
         net.head = torch.nn.Identity()          # keep the 128 pooled features
         f = models.embed(net, tr.images[keep], name=dataset, device=device)
         ft = models.embed(net, te.images[tkeep], name=dataset, device=device)
@@ -265,7 +265,7 @@ def run(label, dataset, override=None, seed=0):
         loss_fn = heads.HeadLoss(heads.make_head(name, 64, 10, **kw)) if kind == "head" else \
             siamese.make_batch_loss(name, **kw, **(dict(seed=seed) if name == "triplet" else {}))
         hist = train.train(net, loss_fn, tr.images[keep], tr.labels[keep], epochs=EPOCHS, batch_size=128,
-                           samples_per_class=16, lr=2e-3, name=dataset, device=device, progress=not QUICK,
+                           samples_per_class=16, lr=2e-3, name=dataset, device=device, progress=True,
                            seed=seed)
         z = models.embed(net, xt, name=dataset, device=device)
         i, j, same = verification.verification_pairs(yt, 20000, seed=0)

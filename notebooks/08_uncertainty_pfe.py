@@ -90,7 +90,7 @@ def train_deterministic(dataset):
         runtime.seed_everything(0)
         net = make_net()
         hist = train.train(net, heads.HeadLoss(heads.CosFaceHead(64, 10, scale=30.0, margin=0.35)), X, Y,
-                           epochs=EPOCHS, batch_size=128, lr=2e-3, name=dataset, device=device, progress=not QUICK)
+                           epochs=EPOCHS, batch_size=128, lr=2e-3, name=dataset, device=device, progress=True)
         return {"state": net.cpu().state_dict(), "history": hist}
     out = cache.cached(f"l08-det-{dataset}", dict(arch=ARCH, size=SIZE, n=TRAIN_PER_CLASS, epochs=EPOCHS), compute)
     net = make_net()
@@ -269,7 +269,7 @@ def train_pfe(dataset):
         runtime.seed_everything(0)
         pfe = uncertainty.PFE(mean_layer, uncertainty.UncertaintyHead(fdim, 64, log_var_init=init))
         hist = train.train(pfe, uncertainty.PFELoss(), f, Y, epochs=PFE_EPOCHS, batch_size=160,
-                           samples_per_class=16, lr=3e-3, device=device, progress=not QUICK)
+                           samples_per_class=16, lr=3e-3, device=device, progress=True)
         return {"state": pfe.head.cpu().state_dict(), "history": hist}
     out = cache.cached(f"l08-pfe-{dataset}", dict(arch=ARCH, size=SIZE, n=TRAIN_PER_CLASS, epochs=EPOCHS,
                                                   pfe_epochs=PFE_EPOCHS), compute)
@@ -568,7 +568,7 @@ def train_dul(dataset):
         net = build()
         loss_fn = uncertainty.DULLoss(heads.CosFaceHead(64, 10, scale=30.0, margin=0.35), kl_weight=KL_WEIGHT)
         hist = train.train(net, loss_fn, X, Y, epochs=EPOCHS, batch_size=128, lr=2e-3, name=dataset, device=device,
-                           progress=not QUICK)
+                           progress=True)
         return {"state": net.cpu().state_dict(), "history": hist}
     out = cache.cached(f"l08-dul-{dataset}", dict(arch=ARCH, size=SIZE, n=TRAIN_PER_CLASS, epochs=EPOCHS,
                                                   kl=KL_WEIGHT), compute)
