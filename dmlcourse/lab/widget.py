@@ -25,6 +25,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from .. import site
 from ..core.paths import DATASETS, SIZES, default_size
 from ..core.validate import check_choice, check_float, check_int
 from ..data import CLASS_NAMES
@@ -352,16 +353,12 @@ class EmbeddingLab:
     def _ipython_display_(self):
         from IPython.display import display
 
-        from .. import site
-
         if site.is_enabled():  # the static website: an animation of the run, not dead controls
             display(self._static_bundle(), raw=True)
         else:
             display(self.widget)
 
     def _repr_mimebundle_(self, **kwargs):
-        from .. import site
-
         if site.is_enabled():
             return self._static_bundle()
         return self.widget._repr_mimebundle_(**kwargs)
@@ -1128,8 +1125,6 @@ class EmbeddingLab:
         """The Lab on the static website: the animated run, its curves, the kept runs (each a
         small animation) and their table, and a note that training needs JupyterLab."""
         import plotly.graph_objects as go
-
-        from .. import site
 
         note = (
             "<p class='dmlcourse-static-note'><i>Static stand-in of the Embedding Lab: the "
