@@ -487,7 +487,7 @@ class LinearAutoencoder(_EncoderDecoder):
 
 
 class TiedLinearAutoencoder(_EncoderDecoder):
-    """x_hat = U U^T x with ONE (d, p) matrix U: tied weights (the decoder U_d is the encoder's U_e).
+    """x_hat = U U^T x with ONE (d, p) matrix U: tied weights (decoder U_d = encoder U_e).
 
     Trained by :func:`train_autoencoder` with ``orthogonality`` x :meth:`orthogonality_penalty`,
     ||U^T U - I||_F^2, added to the reconstruction error. Feed it centred data.
