@@ -372,17 +372,30 @@ print("  angle of each column of U to its nearest principal axis (degrees):    "
       " ".join(f"{a:4.0f}" for a in tied_angles))
 print("PCA of the linear AE's reconstructions: angle of axis j to principal axis j:",
       " ".join(f"{a:4.1f}" for a in rec_angles))
+# Axes whose variances are nearly equal are barely defined, even for PCA itself: a small change of the data rotates
+# them into each other. Group neighbours whose variances differ by less than 5% and compare each group's span.
+_, _, pc_var = ae.pca(xc, p)
+groups = [[0]]
+for j in range(1, p):
+    if pc_var[j - 1] - pc_var[j] < 0.05 * pc_var[j - 1]:
+        groups[-1].append(j)
+    else:
+        groups.append([j])
+group_angles = {tuple(gr): float(ae.principal_angles(rec_axes[gr].T, pcs[gr].T).max()) for gr in groups}
+print("near-ties (variances within 5%):", [gr for gr in groups if len(gr) > 1] or "none",
+      f"; largest angle per group: {max(group_angles.values()):.1f}")
 
 assert abs(err_tied - err_pca) < 0.01 * err_pca and orth_dev < 0.01        # same error as PCA, orthonormal U
 assert abs(err_rot - err_tied) < 1e-4 * err_tied                            # the rotation changes nothing
 assert sorted(tied_angles)[p // 2] > 25 and min(tied_angles) > 10           # ... and the axes are not found
-assert max(rec_angles) < 5                                                  # PCA of the reconstructions finds them
+assert max(group_angles.values()) < 5                                      # PCA of the reconstructions finds them
 
 # %% [markdown]
 # The tied, orthonormal $U$ reconstructs as well as PCA, yet its columns sit tens of degrees away from every
 # principal axis; rotating it by a random $Q$ leaves the error unchanged, as promised. PCA of the reconstructions
-# lands on each axis within a few degrees (the last axes are the least sharp, because their variances are close to
-# their neighbours'). The span is what the reconstruction loss determines; the axes need an extra step.
+# lands on each axis within a few degrees, except where two principal variances are nearly tied: there the axes are
+# ill-defined for PCA too, and what is recovered is their common plane. The span is what the reconstruction loss
+# determines; the axes need an extra step.
 #
 # ## 4. Layers that reduce and layers that lift
 #
