@@ -477,7 +477,17 @@ print(f"{'':<38}{'digits 5-9':>12}{'Fashion-MNIST':>15}")
 for space, v in ood.items():
     print(f"{space:<38}{v['digits 5-9']:>12.3f}{v['Fashion-MNIST']:>15.3f}")
 emb_ood, raw_ood = ood["metric embedding (NCA, digits 0-4)"], ood["raw pixels"]
-assert emb_ood["Fashion-MNIST"] > emb_ood["digits 5-9"] > 0.5     # far strangers are easier than near ones
+assert raw_ood["Fashion-MNIST"] > raw_ood["digits 5-9"] + 0.05        # far strangers are easier than near ones
+assert min(raw_ood["Fashion-MNIST"], emb_ood["Fashion-MNIST"]) > 0.95  # clothes: both spaces flag them
+assert emb_ood["digits 5-9"] > raw_ood["digits 5-9"] + 0.03           # new digits: the embedding flags them better
+print(f"Fashion-MNIST, embedding minus raw pixels: {emb_ood['Fashion-MNIST'] - raw_ood['Fashion-MNIST']:+.3f}")
+
+# %% [markdown]
+# Clothes are easy to flag in either space: on raw pixels a shirt is far from every digit, and the embedding keeps
+# it far. The printed difference between the two spaces is about a point or less, too small to rank them with one
+# trained network. The held-out digits are the hard case, and there the embedding flags them clearly better than
+# raw pixels do: it was trained to pull the digits 0–4 into tight groups, so a 7 lands away from all of them, while
+# in pixel space a 7 and a 1 share most of their ink.
 
 # %% [markdown]
 # **Few-shot classification**: the digits 5–9 were never trained on; now a user labels 1, 5 or 10 images of each and
@@ -495,8 +505,20 @@ print(f"{'':<38}" + "".join(f"{f'{k}-shot':>15}" for k in SHOTS))
 for space, v in few_shot.items():
     print(f"{space:<38}" + "".join(f"{m:>9.3f} ± {sd:.2f}" for m, sd in v.values()))
 emb_fs, raw_fs = few_shot["metric embedding (NCA, digits 0-4)"], few_shot["raw pixels"]
-assert emb_fs[1][0] < emb_fs[5][0] < emb_fs[10][0]                 # more labelled examples, better
-assert emb_fs[5][0] - raw_fs[5][0] > emb_fs[5][1] + raw_fs[5][1]    # beats raw pixels by more than the spread
+for v in (emb_fs, raw_fs):
+    assert v[1][0] < v[5][0] < v[10][0] and v[1][0] > 0.3            # more labelled examples, better; far above chance
+for k in SHOTS:
+    gap, spread = emb_fs[k][0] - raw_fs[k][0], emb_fs[k][1] + raw_fs[k][1]
+    verdict = "within the spread" if abs(gap) <= spread else ("embedding ahead" if gap > 0 else "raw pixels ahead")
+    print(f"{k:>2}-shot: embedding minus raw pixels {gap:+.3f} (spread {spread:.2f}): {verdict}")
+# %% [markdown]
+# Both spaces recognise the new digits from a handful of examples, far above chance, and both improve with every
+# extra labelled example. Whether the embedding beats the pixels is printed above, shot by shot, with the spread of
+# the 20 draws as the yardstick. Do not expect a clear win here: this embedding saw only five digits, briefly, and
+# MNIST digits are close in raw pixels already, the same caveat as in section 4. The rule itself is the one behind
+# prototypical networks (Snell, Swersky and Zemel, 2017): nearest class mean on an embedding trained for it, across
+# many classes.
+#
 # %% [markdown]
 # ## Summary
 #
