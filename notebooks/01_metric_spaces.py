@@ -248,7 +248,7 @@ for dataset in ("mnist", "fashion-mnist"):
 # ⚠️ The same seed calls matching a sample against the closest of $N$ stored references "verification". That is
 # **identification** (1:N): *who in my gallery is this?* **Verification** is 1:1: *is this the person they claim to
 # be?*, one comparison of two embeddings against a threshold. Both use the same embedding; they differ in the
-# question asked, in how errors are counted (a false match in a gallery of $N$ grows with $N$), and in the metric
+# question asked, in how errors are counted (the chance of a false match grows with the gallery size $N$), and in the metric
 # reported (identification accuracy or P@1 versus false accept and false reject rates).
 #
 # Let us do it for real on MNIST: train on the digits 0–4 only and hold out 5–9. Two networks of the same
