@@ -14,7 +14,8 @@ Taught in 03_autoencoders.
 * :class:`LinearAutoencoder` (stacked linear layers, no activations, no biases) and
   the tools that show it spans the PCA subspace: :func:`collapsed_encoder`,
   :func:`collapsed_decoder`, :func:`pca`, :func:`principal_angles`,
-  :func:`reconstruction_error`.
+  :func:`reconstruction_error`. :class:`TiedLinearAutoencoder` (U_d = U_e, orthogonality
+  penalty) still finds only the subspace; PCA of its reconstructions finds the axes.
 * :class:`VariationalAutoencoder` (an inferential autoencoder): the encoder gives a Gaussian
   q(f | x) = N(mu(x), diag sigma^2(x)); training samples a code with :func:`reparameterize`
   and adds beta x :func:`gaussian_kl` (q against the prior N(0, I)) to the reconstruction
@@ -308,7 +309,8 @@ def train_autoencoder(
 ) -> list:
     """Train ``model`` (anything with ``encode``/``decode``) to reconstruct ``x`` (N, d) floats.
 
-    A :class:`VariationalAutoencoder` is trained with :func:`vae_objective` (its ``beta``).
+    A :class:`VariationalAutoencoder` is trained with :func:`vae_objective` (its ``beta``); a
+    :class:`TiedLinearAutoencoder` gets its ``orthogonality`` x ``orthogonality_penalty()`` added.
 
     With ``noise_std > 0`` the input is corrupted by Gaussian noise and the target is the
     clean x: a denoising autoencoder. ``full_batch=True`` uses the whole data set at every
@@ -353,6 +355,8 @@ def train_autoencoder(
                         weight_decay=weight_decay,
                         code_penalty=code_penalty,
                     )
+                    if isinstance(model, TiedLinearAutoencoder) and model.orthogonality > 0:
+                        loss = loss + model.orthogonality * model.orthogonality_penalty()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -480,6 +484,37 @@ class LinearAutoencoder(_EncoderDecoder):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(_flat(x))
+
+
+class TiedLinearAutoencoder(_EncoderDecoder):
+    """x_hat = U U^T x with ONE (d, p) matrix U: tied weights (decoder U_d = encoder U_e).
+
+    Trained by :func:`train_autoencoder` with ``orthogonality`` x :meth:`orthogonality_penalty`,
+    ||U^T U - I||_F^2, added to the reconstruction error. Feed it centred data.
+
+    Neither the tie nor the penalty picks the principal AXES: for any orthogonal p x p Q,
+    U Q gives the same reconstruction (U Q Q^T U^T = U U^T) and the same penalty, so the
+    columns of U are one orthonormal basis of the PCA subspace among infinitely many.
+    Taught in 03_autoencoders (the fix that does not work).
+    """
+
+    def __init__(self, in_features: int = 784, code_dim: int = 10, orthogonality: float = 1.0):
+        super().__init__()
+        self.in_features = check_int("in_features", in_features, min_value=1)
+        self.code_dim = check_int("code_dim", code_dim, min_value=1, max_value=self.in_features)
+        self.orthogonality = check_float("orthogonality", orthogonality, min_value=0.0)
+        self.U = nn.Parameter(torch.randn(self.in_features, self.code_dim) / math.sqrt(in_features))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return _flat(x) @ self.U
+
+    def decode(self, code: torch.Tensor) -> torch.Tensor:
+        return code @ self.U.T
+
+    def orthogonality_penalty(self) -> torch.Tensor:
+        """||U^T U - I||_F^2 (0 when the columns of U are orthonormal)."""
+        eye = torch.eye(self.code_dim, dtype=self.U.dtype, device=self.U.device)
+        return (self.U.T @ self.U - eye).pow(2).sum()
 
 
 def _product(layers) -> torch.Tensor:

@@ -172,6 +172,14 @@ assert after_x != after_y
 #    relative to the spread *within* classes: the generalised eigenvectors of $(S_b, S_w)$, at most $C - 1 = 9$ of them.
 # 4. **NCA** (with labels, learned): below, with $L$ of 9 rows too, so that LDA, NCA and the first 9 PCA
 #    coordinates (the best *unsupervised* rank-9 choice) compete with the same number of dimensions.
+#
+# ⚠️ The third seed lecture files "kNN, PCA" under linear metric-learning methods and the Mahalanobis distance under
+# methods "without learnable parameters". Both are wrong, and the difference matters here. **kNN** is a classifier: it
+# *uses* a metric and learns nothing (it stores the training set). **PCA** is unsupervised dimensionality reduction:
+# it fits a projection to the data's variance without looking at labels; used as $L$ it gives one fixed, label-blind
+# choice of $W$. In the **generalised Mahalanobis distance** $W$ (or $L$) is precisely the parameter that metric
+# learning learns, as LDA and NCA do below; only the classical choice $W = \Sigma^{-1}$ has nothing to learn beyond
+# the covariance.
 
 # %%
 def pca_split(dataset):

@@ -9,9 +9,13 @@
 # What you will see:
 # 1. the regularised reconstruction objective, with its two kinds of regulariser;
 # 2. an **over-complete** code ($p > d$) that learns to copy its input, and the **denoising** fix;
-# 3. a **linear** autoencoder that ends up spanning the same subspace as PCA, checked numerically;
-# 4. layers that reduce the dimension versus layers that *lift* it (and why lifting helps a linear classifier);
-# 5. nonlinear autoencoder codes versus PCA codes of the same size on MNIST and Fashion-MNIST.
+# 3. a **linear** autoencoder that ends up spanning the same subspace as PCA, checked numerically, and how to get
+#    the principal axes too (tied orthonormal weights do not; PCA of the reconstructions does);
+# 4. layers that reduce the dimension versus layers that *lift* it (and why lifting helps a linear classifier), and
+#    the same lift done by a kernel: kernel PCA;
+# 5. nonlinear autoencoder codes versus PCA codes of the same size on MNIST and Fashion-MNIST;
+# 6. an inferential autoencoder, the **VAE**: the reparameterisation trick, the KL term, its mean as an embedding,
+#    and images decoded from the prior.
 
 # %%
 # Setup: imports, seed, device, data size, quick mode
@@ -330,9 +334,82 @@ plots.image_grid(torch.cat([pcs, D.T]).view(-1, 28, 28), ncols=p, size=1.0,
                  title="top: the 10 principal axes; bottom: the 10 decoder columns (same span, different basis)");
 
 # %% [markdown]
-# To recover the principal axes themselves, constrain the model or post-process it. Tie the weights
-# ($U_d = U_e$) and add an orthogonality penalty, or run PCA on the reconstructions $\hat x = D(E(x))$, which all lie
-# in the right subspace. The span is the part that is uniquely determined.
+# ### Recovering the axes: a fix that fails and one that works
+#
+# A common suggestion (the seed lecture makes it too) is to **tie the weights**, $U_d = U_e = U$, and add an
+# **orthogonality penalty** $\lVert U^\top U - I\rVert_F^2$. It does not work. It only shrinks the symmetry group:
+# for any *orthogonal* $p \times p$ matrix $Q$, $UQ$ has $UQ\,(UQ)^\top = UU^\top$, so the same reconstruction, and
+# $(UQ)^\top UQ = U^\top U$, so the same penalty. The columns of $U$ end up as *some* orthonormal basis of the PCA
+# subspace, fixed by where training started, not the principal axes.
+#
+# What works is anything that breaks the rotation symmetry. The cheapest is to post-process: run PCA on the
+# reconstructions $\hat x = D(E(x))$. They all lie in the learned subspace, and their variance along each direction
+# of it is the data's, so their principal axes are the data's top $p$ axes. A loss can break the symmetry too: nested
+# (ordered) dropout, or a reconstruction error weighted so that the first $k$ code units must work on their own for
+# every $k$, forces unit 1 onto axis 1, unit 2 onto axis 2, and so on. Below, each learned direction is scored by
+# its angle to the **nearest** principal axis (so a right axis in the wrong position is not counted as wrong).
+
+# %%
+print(inspect.getsource(ae.TiedLinearAutoencoder.orthogonality_penalty))
+
+
+def fit_tied():
+    runtime.seed_everything(0)
+    m = ae.TiedLinearAutoencoder(784, p, orthogonality=1.0)
+    losses = ae.train_autoencoder(m, xc, epochs=LINEAR_STEPS, lr=1e-2, full_batch=True, device=device)
+    return {"state": {k: v.cpu() for k, v in m.state_dict().items()}, "losses": losses}
+
+tied_r = cache.cached("l03-tied-ae", dict(size=SIZE, n=len(xc), p=p, steps=LINEAR_STEPS, lr=1e-2), fit_tied)
+tied = ae.TiedLinearAutoencoder(784, p)
+tied.load_state_dict(tied_r["state"])
+U = tied.U.detach()
+
+
+def nearest_axis_angles(directions):
+    """For each column, its principal angle (degrees) to the closest of the p principal axes."""
+    return [min(float(ae.principal_angles(directions[:, [i]], pcs[[j]].T)[0]) for j in range(p))
+            for i in range(directions.shape[1])]
+
+err_tied = ae.reconstruction_error(xc, ae.reconstruct(tied, xc))
+orth_dev = (U.T @ U - torch.eye(p)).abs().max().item()
+tied_angles = nearest_axis_angles(U)
+_, rec_axes, _ = ae.pca(ae.reconstruct(lin, xc), p)          # the working fix: PCA of the reconstructions
+rec_angles = [float(ae.principal_angles(rec_axes[[j]].T, pcs[[j]].T)[0]) for j in range(p)]   # axis j vs axis j
+Q, _ = torch.linalg.qr(torch.randn(p, p, generator=torch.Generator().manual_seed(2)))
+rotated = ae.TiedLinearAutoencoder(784, p)
+rotated.U.data = U @ Q
+err_rot = ae.reconstruction_error(xc, ae.reconstruct(rotated, xc))
+print(f"tied + orthogonal: reconstruction error {err_tied:.4f} (PCA {err_pca:.4f}), largest |U^T U - I| = "
+      f"{orth_dev:.1e}, largest angle between its span and the PCA subspace {ae.principal_angles(U, pcs.T).max():.1f}")
+print(f"  the same after U -> UQ with a random orthogonal Q: {err_rot:.4f}")
+print("  angle of each column of U to its nearest principal axis (degrees):    ",
+      " ".join(f"{a:4.0f}" for a in tied_angles))
+print("PCA of the linear AE's reconstructions: angle of axis j to principal axis j:",
+      " ".join(f"{a:4.1f}" for a in rec_angles))
+# Axes whose variances are nearly equal are barely defined, even for PCA itself: a small change of the data rotates
+# them into each other. Group neighbours whose variances differ by less than 5% and compare each group's span.
+_, _, pc_var = ae.pca(xc, p)
+groups = [[0]]
+for j in range(1, p):
+    if pc_var[j - 1] - pc_var[j] < 0.05 * pc_var[j - 1]:
+        groups[-1].append(j)
+    else:
+        groups.append([j])
+group_angles = {tuple(gr): float(ae.principal_angles(rec_axes[gr].T, pcs[gr].T).max()) for gr in groups}
+print("near-ties (variances within 5%):", [gr for gr in groups if len(gr) > 1] or "none",
+      f"; largest angle per group: {max(group_angles.values()):.1f}")
+
+assert abs(err_tied - err_pca) < 0.01 * err_pca and orth_dev < 0.01        # same error as PCA, orthonormal U
+assert abs(err_rot - err_tied) < 1e-4 * err_tied                            # the rotation changes nothing
+assert sorted(tied_angles)[p // 2] > 25 and min(tied_angles) > 10           # ... and the axes are not found
+assert max(group_angles.values()) < 5                                      # PCA of the reconstructions finds them
+
+# %% [markdown]
+# The tied, orthonormal $U$ reconstructs as well as PCA, yet its columns sit tens of degrees away from every
+# principal axis; rotating it by a random $Q$ leaves the error unchanged, as promised. PCA of the reconstructions
+# lands on each axis within a few degrees, except where two principal variances are nearly tied: there the axes are
+# ill-defined for PCA too, and what is recovered is their common plane. The span is what the reconstruction loss
+# determines; the axes need an extra step.
 #
 # ## 4. Layers that reduce and layers that lift
 #
@@ -373,6 +450,81 @@ fig.tight_layout()
 # In the 200-D feature space the classifier is a hyperplane. Seen back in the plane, it is a curve that
 # follows the classes. A trained network chooses this lift as well as the classifier. A deep network alternates lifting
 # and reducing, layer after layer.
+#
+# ### The kernel view: an explicit feature map against an implicit one
+#
+# The seed lecture calls a widening layer a "kernel method". Here is the precise version. The random layer is an
+# **explicit feature map** $\varphi(x) = \operatorname{relu}(Wx + b) \in \mathbb{R}^{200}$, and every linear method
+# applied after it only needs inner products $k(x, y) = \varphi(x)^\top \varphi(y)$: that function *is* a kernel. A
+# kernel method turns this around: choose $k$ directly, for instance the RBF kernel
+# $k(x, y) = \exp(-\gamma \lVert x - y\rVert^2)$, whose feature map is infinite-dimensional and never written down
+# (the "kernel trick"). **Kernel PCA** is PCA of $\varphi(x)$ computed from the $n \times n$ kernel matrix alone: centre
+# it, $K_c = (I - \tfrac1n)K(I - \tfrac1n)$, and the eigenvectors of $K_c$, scaled by the square roots of its
+# eigenvalues, are the coordinates on the principal axes of the lifted data. (The unit tests check our
+# `rbf_kernel_pca` against scikit-learn's `KernelPCA`.)
+#
+# First a check of that sentence with the explicit ReLU features: PCA of $\varphi(x)$ and kernel PCA with
+# $K = \varphi\varphi^\top$ give the same coordinates (up to the sign of each axis).
+
+# %%
+src = inspect.getsource(ae.rbf_kernel_pca)
+print(src[src.index("    k = torch.exp"):src.index("    if x_new is None")])
+xk, yk = lift["circles"][:2]
+phi = ae.random_relu_features(xk, 200).double()                # explicit: 400 points x 200 features
+mean_phi, comps_phi, _ = ae.pca(phi, 5)
+z_explicit = (phi - mean_phi) @ comps_phi.T
+n_k = len(xk)
+centre = torch.eye(n_k, dtype=torch.float64) - 1.0 / n_k
+lam, vec = torch.linalg.eigh(centre @ (phi @ phi.T) @ centre)    # only the 400 x 400 kernel matrix
+z_kernel = vec.flip(1)[:, :5] * lam.flip(0)[:5].sqrt()
+sign = torch.sign((z_kernel * z_explicit).sum(0))
+gap_k = (z_kernel * sign - z_explicit).abs().max().item()
+print(f"largest difference between PCA of phi(x) and kernel PCA with K = phi phi^T: {gap_k:.1e}")
+assert gap_k < 1e-6
+
+# %% [markdown]
+# Now the same non-linear problem, the circles, solved both ways. We fit the linear classifier on: the plane; the 200
+# random ReLU features; the first axes of PCA of those features; the first axes of RBF kernel PCA ($\gamma = 1$).
+
+# %%
+relu_pca = z_explicit.float()
+rbf = ae.rbf_kernel_pca(xk, 5, gamma=1.0)
+kernel_view = {"plane (2-D)": ae.linear_accuracy(xk, yk),
+               "random ReLU layer (200-D)": ae.linear_accuracy(ae.random_relu_features(xk, 200), yk)}
+for k in (2, 5):
+    kernel_view[f"ReLU features, PCA axes 1-{k}"] = ae.linear_accuracy(relu_pca[:, :k], yk)
+    kernel_view[f"RBF kernel PCA, axes 1-{k}"] = ae.linear_accuracy(rbf[:, :k], yk)
+for name, acc in kernel_view.items():
+    print(f"{name:<30} linear accuracy {acc:.3f}")
+assert kernel_view["plane (2-D)"] < 0.6
+assert min(kernel_view["random ReLU layer (200-D)"], kernel_view["ReLU features, PCA axes 1-5"],
+           kernel_view["RBF kernel PCA, axes 1-5"]) > 0.98
+assert max(kernel_view["ReLU features, PCA axes 1-2"], kernel_view["RBF kernel PCA, axes 1-2"]) < 0.65
+
+fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
+colours = ["#1f77b4" if v == 0 else "#ff7f0e" for v in yk.tolist()]
+for ax, (title, xy) in zip(axes, [
+        (f"the plane: linear {kernel_view['plane (2-D)']:.2f}", xk),
+        (f"explicit: PCA of 200 ReLU features\naxes 1 and 3 (5 axes: {kernel_view['ReLU features, PCA axes 1-5']:.2f})",
+         relu_pca[:, [0, 2]]),
+        (f"implicit: RBF kernel PCA\naxes 1 and 3 (5 axes: {kernel_view['RBF kernel PCA, axes 1-5']:.2f})",
+         rbf[:, [0, 2]])]):
+    ax.scatter(xy[:, 0], xy[:, 1], c=colours, s=6)
+    ax.set_title(title, fontsize=10)
+fig.suptitle("the circles, lifted explicitly (a random ReLU layer) and implicitly (the RBF kernel)")
+fig.tight_layout()
+
+# %% [markdown]
+# Both lifts make the circles linearly separable, and in both the separating direction is **not** among the top two
+# principal axes: PCA, kernel or not, ranks directions by variance, and most of the lifted variance runs *along* the
+# circles. The radius, which is what separates the classes, shows up on the third axis. Kernel PCA is unsupervised
+# dimensionality reduction; it lifts, but it does not know the labels.
+#
+# The two routes differ in cost and flexibility. The kernel route never forms $\varphi$, but it stores and
+# eigendecomposes an $n \times n$ matrix, which grows with the square of the data set. The explicit route costs
+# $n \times$ width, and a trained network goes further: it *learns* $W$ and $b$, i.e. it learns the kernel, instead
+# of fixing it in advance. (As the width grows, the inner product of random ReLU features converges to a fixed kernel,
+# the arc-cosine kernel of Cho and Saul, 2009.)
 #
 # ## 5. Nonlinear autoencoder codes versus PCA codes
 #
@@ -433,6 +585,99 @@ for dataset, imgs in recon.items():
                      title=f"{dataset}: originals, autoencoder (32-D code), PCA (32 components)");
 
 # %% [markdown]
+# ## 6. An inferential autoencoder: the variational autoencoder (VAE)
+#
+# Every autoencoder so far maps an image to one point. An **inferential** autoencoder maps it to a *distribution*
+# over codes: the encoder outputs a mean $\mu(x)$ and a log-variance $\log\sigma^2(x)$, i.e.
+# $q(f \mid x) = \mathcal{N}(\mu(x), \operatorname{diag}\sigma^2(x))$. Training draws a code $f \sim q(f \mid x)$,
+# decodes it, and minimises
+#
+# $$\frac1b \sum_i \Big( \lVert x_i - D(f_i) \rVert^2 + \beta\, \mathrm{KL}\big(q(f \mid x_i) \,\big\|\, \mathcal{N}(0, I)\big) \Big),
+# \qquad \mathrm{KL} = \tfrac12 \sum_{l=1}^{p} \big(\mu_l^2 + \sigma_l^2 - \log \sigma_l^2 - 1\big).$$
+#
+# With $\beta = 1$ this is the negative evidence lower bound (ELBO) of a VAE whose decoder is a Gaussian of fixed
+# variance (the squared error is its negative log-likelihood, up to constants). The KL term pulls every $q(f \mid x)$
+# towards the **prior** $\mathcal{N}(0, I)$: codes cannot hide far away, and they must tolerate noise. Two pieces of
+# code carry the idea:
+#
+# * **The reparameterisation trick.** "Draw $f$ from $\mathcal{N}(\mu, \sigma^2)$" has no gradient with respect to
+#   $\mu$ and $\sigma$. Written as $f = \mu + \sigma \odot \varepsilon$ with $\varepsilon \sim \mathcal{N}(0, I)$
+#   drawn independently, the randomness sits in $\varepsilon$ and $f$ is a differentiable function of $\mu$ and
+#   $\log\sigma^2$: $\partial f / \partial \mu = 1$ and $\partial f / \partial \log\sigma^2 = \tfrac12 \sigma \varepsilon$.
+# * **The KL term** in closed form, one line. Lecture 08's data-uncertainty learning (DUL) puts the same Gaussian on
+#   face embeddings and reuses this very function (`uncertainty.dul_kl is autoencoders.gaussian_kl`).
+
+# %%
+print(inspect.getsource(ae.reparameterize).split('"""')[2])
+print(inspect.getsource(ae.gaussian_kl).split('"""')[2])
+g = torch.Generator().manual_seed(0)
+mu_demo = torch.randn(4, 3, generator=g, dtype=torch.float64, requires_grad=True)
+logvar_demo = torch.randn(4, 3, generator=g, dtype=torch.float64, requires_grad=True)
+f_demo = ae.reparameterize(mu_demo, logvar_demo, torch.Generator().manual_seed(1))
+f_demo.sum().backward()
+eps_demo = (f_demo - mu_demo) / torch.exp(0.5 * logvar_demo)          # the noise that was drawn
+assert torch.allclose(mu_demo.grad, torch.ones(4, 3, dtype=torch.float64))
+assert torch.allclose(logvar_demo.grad, 0.5 * torch.exp(0.5 * logvar_demo) * eps_demo.detach())
+q_demo = torch.distributions.Normal(mu_demo, torch.exp(0.5 * logvar_demo))
+prior_demo = torch.distributions.Normal(torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64))
+assert torch.allclose(ae.gaussian_kl(mu_demo, logvar_demo), torch.distributions.kl_divergence(q_demo, prior_demo).sum(1))
+print("gradients through the sample as derived; KL equals torch.distributions' closed form")
+
+# %% [markdown]
+# We train a VAE on the same digits, with the same budget and the same shape as the under-complete autoencoder of
+# section 2 (784 → 256 → 32, plus the 32 log-variances; $\beta = 1$). Its embedding is the **mean** $\mu(x)$: the
+# noise is for training, and a retrieval system wants one deterministic point per image.
+
+# %%
+VAE_KW = dict(code_dim=32, hidden=(256,), beta=1.0)
+
+
+def fit_vae():
+    runtime.seed_everything(0)
+    m = ae.VariationalAutoencoder(**VAE_KW)
+    losses = ae.train_autoencoder(m, x_tr, epochs=EPOCHS, lr=2e-3, device=device)
+    return {"state": {k: v.cpu() for k, v in m.state_dict().items()}, "losses": losses}
+
+vae_r = cache.cached("l03-vae-mnist", dict(size=SIZE, n=len(x_tr), epochs=EPOCHS, kwargs=VAE_KW), fit_vae)
+vae = ae.VariationalAutoencoder(**VAE_KW)
+vae.load_state_dict(vae_r["state"])
+vae = vae.to(device).eval()
+z_vae = models.embed(vae, x_te)                                   # model(x) is mu(x)
+emb_quality["VAE (mean mu)"] = (metrics.precision_at_1(z_vae, y_te), metrics.map_at_r(z_vae, y_te))
+with torch.no_grad():
+    mu_te, logvar_te = vae.encode_distribution(x_te.to(device))
+    kl_te = ae.gaussian_kl(mu_te, logvar_te).mean().item()
+rec_vae = ae.reconstruction_error(x_te, ae.reconstruct(vae, x_te))
+print(f"VAE: test reconstruction error {rec_vae:.2f} (under-complete AE {copy['under-complete']['rec_mnist']:.2f}), "
+      f"mean KL to the prior {kl_te:.1f} nats\n")
+print(f"{'code':<26}{'P@1':>7}{'MAP@R':>8}")
+for k, (p1, mr) in emb_quality.items():
+    print(f"{k:<26}{p1:>7.3f}{mr:>8.3f}")
+vq, uq = emb_quality["VAE (mean mu)"], emb_quality["under-complete"]
+assert rec_vae > copy["under-complete"]["rec_mnist"]          # the KL term costs reconstruction
+assert vq[1] > emb_quality["raw pixels"][1]                   # ... yet mu retrieves whole classes better than pixels
+for name in ("under-complete", "denoising over-complete"):
+    print(f"VAE minus {name}: P@1 {vq[0] - emb_quality[name][0]:+.3f}, MAP@R {vq[1] - emb_quality[name][1]:+.3f}")
+
+# %% [markdown]
+# The price of the KL term is visible in the reconstruction error: the code carries less detail about each image.
+# As an embedding, $\mu(x)$ gathers whole classes better than raw pixels do (MAP@R), and the printed differences
+# show how it stands against the plain and the denoising autoencoders. Do not rank them from this one training run:
+# each model was trained once, with one seed, and a difference of a few points in P@1 or MAP@R between two
+# reconstruction-trained codes is of the size that another seed or a different $\beta$ moves. None of them was told
+# what a class is; that changes in lecture 04.
+#
+# What the KL term buys is a generator. Every $q(f \mid x)$ is pulled towards $\mathcal{N}(0, I)$ and the decoder is
+# trained on noisy draws from them, so a code drawn from the prior lands where the decoder has been trained; a plain
+# autoencoder's codes sit wherever training left them, and its decoder has no reason to make sense of a random one.
+# Draws from the prior, decoded (expect blur: a squared-error decoder averages over what the code leaves open):
+
+# %%
+samples = ae.sample_from_prior(vae, 32, seed=0)
+plots.image_grid(samples.view(-1, 28, 28).clamp(0, 1), ncols=8, size=1.0,
+                 title="32 codes drawn from the prior N(0, I), decoded by the VAE");
+
+# %% [markdown]
 # ## Summary
 #
 # - An autoencoder learns a code $f(x) = E(x)$ by reconstruction alone: $\min \frac1b\sum_i \lVert x_i - D(E(x_i))\rVert^2
@@ -442,12 +687,18 @@ for dataset, imgs in recon.items():
 #   autoencoder (noisy input, clean target) cannot get away with copying, and its code retrieves better.
 # - A **linear** autoencoder, however many layers it has, is one matrix each way. At its optimum the decoder spans the
 #   top-$p$ PCA subspace (principal angles near 0°) and reconstructs exactly as well as PCA. It does not find the
-#   principal *axes*: any invertible mixing of the code gives the same loss.
+#   principal *axes*: any invertible mixing of the code gives the same loss. Tying the weights and making them
+#   orthonormal still leaves every rotation; PCA of the reconstructions (or a loss that orders the code units) finds
+#   the axes.
 # - Narrowing layers reduce dimension, widening layers lift it. A wide random ReLU layer already makes circles and
-#   XOR linearly separable.
+#   XOR linearly separable. That layer is an explicit feature map; a kernel is the implicit version, and kernel PCA
+#   (PCA of the lifted data from the kernel matrix alone) separates the circles too.
 # - For retrieval, an autoencoder's code is roughly as good as PCA's, not clearly better. Reconstruction is not the
 #   same objective as "similar things close". The following lectures use labels (lecture 4) and pairs or triplets (lecture 5)
 #   to optimise the embedding for that directly.
+# - A **VAE** encodes a Gaussian $q(f \mid x)$, samples it with the reparameterisation trick $f = \mu + \sigma\varepsilon$,
+#   and pays $\beta\,\mathrm{KL}(q \,\|\, \mathcal{N}(0, I))$; its mean $\mu(x)$ is the embedding, and codes drawn
+#   from the prior decode to images. Lecture 08 reuses the same KL.
 #
 # ## Exercises
 #

@@ -69,7 +69,7 @@ print(inspect.getsource(supervised.Classifier))
 # | cross-entropy, $c$ outputs | $-\log \operatorname{softmax}(f_o(x))_y$ | never exactly zero; keeps pushing the true class up |
 # | KL divergence | $\sum_l t_l \log(t_l / q_l)$ | compares the predicted distribution $q$ with a target distribution $t$ |
 #
-# Two remarks where the lecture is loose:
+# Three remarks where the lecture is loose:
 #
 # * **MAE is not differentiable at 0**, and frameworks do *not* compute derivatives numerically. Autograd computes
 #   exact derivatives and uses a *subgradient* at the kink: $\operatorname{sign}(0) = 0$ in PyTorch. The tests check
@@ -79,6 +79,10 @@ print(inspect.getsource(supervised.Classifier))
 #   so this is $+\infty$. The usable direction is $\mathrm{KL}(t \,\|\, q)$ with the target $t$ first (it is
 #   `F.kl_div`'s). With a one-hot $t$ it equals cross-entropy exactly. It only differs when the targets are soft,
 #   for example smoothed labels or a teacher's probabilities.
+# * **MAE does not make the embedding sparse.** The lecture says it "imposes sparsity in the embedding". The absolute
+#   value sits on the *residual* $r$, so what it favours is sparse *errors*: many residuals fitted exactly and a few
+#   left large, which is why it is robust to outliers. Nothing in it acts on the embedding. Sparse codes come from an
+#   $\ell_1$ *penalty on the code*, $\lambda \sum_i \lVert f(x_i) \rVert_1$ (the sparse autoencoder of lecture 03).
 
 # %%
 for fn in (supervised.huber_loss, supervised.hinge_loss, supervised.log_softmax, supervised.cross_entropy):

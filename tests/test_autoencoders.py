@@ -147,6 +147,42 @@ def test_linear_autoencoder_learns_the_pca_subspace():
     assert rand.max() > 30
 
 
+def test_tied_orthogonal_autoencoder_finds_the_span_but_not_the_axes():
+    """Tied weights + orthogonality penalty: the PCA subspace (SciPy's angles), an exact U -> U Q
+    symmetry of the loss, and the axes recovered only by PCA of the reconstructions."""
+    from scipy.linalg import subspace_angles
+
+    g = torch.Generator().manual_seed(0)
+    d, p, n = 20, 3, 500
+    basis, _ = torch.linalg.qr(torch.randn(d, d, generator=g))
+    scales = torch.tensor([5.0, 4.0, 3.0] + [0.3] * (d - 3))
+    x = (torch.randn(n, d, generator=g) * scales) @ basis.T
+    x = x - x.mean(0)
+    torch.manual_seed(0)
+    m = ae.TiedLinearAutoencoder(d, p, orthogonality=1.0)
+    ae.train_autoencoder(m, x, epochs=600, lr=1e-2, full_batch=True, device="cpu")
+    u = m.U.detach().double()
+    _, comps, _ = ae.pca(x, p)
+    span = np.rad2deg(subspace_angles(u.numpy(), comps.T.double().numpy()))
+    assert span.max() < 1.0, span
+    assert torch.allclose(u.T @ u, torch.eye(p, dtype=torch.float64), atol=0.02)
+    assert m.orthogonality_penalty().item() == pytest.approx(
+        float(((u.T @ u - torch.eye(p, dtype=torch.float64)) ** 2).sum()), rel=1e-4
+    )
+    # U -> U Q (Q orthogonal) changes neither the reconstruction nor the penalty
+    q, _ = torch.linalg.qr(torch.randn(p, p, generator=g, dtype=torch.float64))
+    rec, rec_q = x.double() @ u @ u.T, x.double() @ (u @ q) @ (u @ q).T
+    assert torch.allclose(rec, rec_q, atol=1e-10)
+    eye = torch.eye(p, dtype=torch.float64)
+    assert torch.allclose(((u @ q).T @ (u @ q) - eye).pow(2).sum(), (u.T @ u - eye).pow(2).sum())
+    # PCA of the reconstructions recovers each axis (one column at a time)
+    _, axes, _ = ae.pca(ae.reconstruct(m, x), p)
+    for j in range(p):
+        assert ae.principal_angles(axes[[j]].T, comps[[j]].T).item() < 1.0
+    with pytest.raises(ValueError, match="code_dim"):
+        ae.TiedLinearAutoencoder(5, 6)
+
+
 def test_train_autoencoder_reduces_loss_and_denoises():
     g = torch.Generator().manual_seed(0)
     x = torch.rand(256, 30, generator=g)
