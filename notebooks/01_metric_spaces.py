@@ -195,7 +195,7 @@ def train_embedding(dataset, classes=None, tag="all"):
         runtime.seed_everything(0)
         model = models.SmallCNN(32, normalize=True)
         train.train(model, lambda z, y: losses.nca_loss(z, y, scale=16.0), xtr, ytr, epochs=EPOCHS,
-                    batch_size=128, samples_per_class=16, lr=3e-3, name=dataset, device=device, progress=not QUICK)
+                    batch_size=128, samples_per_class=16, lr=3e-3, name=dataset, device=device, progress=True)
         return {"state": model.cpu().state_dict()}
 
     config = dict(dataset=dataset, classes=classes, size=SIZE, epochs=EPOCHS, per_class=TRAIN_PER_CLASS, v=1)
@@ -280,7 +280,7 @@ def train_classifier():
         runtime.seed_everything(0)
         net, head = models.SmallCNN(32), heads.SoftmaxHead(32, len(SEEN))
         train.train(net, heads.HeadLoss(head), xs_tr, ys_tr, epochs=EPOCHS, batch_size=128, lr=3e-3,
-                    name="mnist", device=device, progress=not QUICK)
+                    name="mnist", device=device, progress=True)
         return {"net": net.cpu().state_dict(), "head": head.cpu().state_dict()}
     config = dict(seen=SEEN, size=SIZE, epochs=EPOCHS, per_class=TRAIN_PER_CLASS, v=1)
     state = cache.cached("l01-classifier-mnist", config, compute)

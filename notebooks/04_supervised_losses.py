@@ -159,7 +159,7 @@ def run(loss, dataset, emb=EMB, hidden=(256,), classes=None, epochs=EPOCHS, **kw
         backbone = models.MLP(emb, hidden=hidden)
         head = supervised.SupervisedLoss(loss, emb, 2 if classes else 10, **kwargs)
         hist = train.train(backbone, head, x, y, epochs=epochs, batch_size=128, lr=2e-3, name=dataset,
-                           device=device, progress=not QUICK)
+                           device=device, progress=True)
         z = models.embed(backbone, xt, name=dataset, device=device)
         with torch.no_grad():
             outputs = head.head.to(z.device)(z)
