@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from . import plots
 from .core.validate import check_float, check_int, check_tensor
 
 # Heavy and needed only for pictures, widgets or fitting, so imported inside the
@@ -348,9 +349,7 @@ def scale_explorer(
 
     slider.observe(update, names="value")
     update()
-    # the widget is created with its data: updates sent before the browser has loaded
-    # plotly's widget code can be lost, and the figure would show empty
-    fig = go.FigureWidget(fig)
+    fig = plots.live_figure(fig)  # created with its data (see plots.live_figure)
     box = W.VBox([slider, fig])
     box.slider, box.figure = slider, fig
     return box
@@ -425,9 +424,7 @@ def margin_explorer(*, sphere_m: int = 4, cos_m: float = 0.35, arc_m: float = 0.
     for w in (sphere, cos, arc):
         w.observe(update, names="value")
     update()
-    # the widget is created with its data: updates sent before the browser has loaded
-    # plotly's widget code can be lost, and the figure would show empty
-    fig = go.FigureWidget(fig)
+    fig = plots.live_figure(fig)  # created with its data (see plots.live_figure)
     box = W.VBox([W.HBox([sphere, cos, arc]), fig])
     box.sphere, box.cos, box.arc, box.figure = sphere, cos, arc, fig
     return box

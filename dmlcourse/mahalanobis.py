@@ -20,6 +20,7 @@ import math
 
 import torch
 
+from . import plots
 from .core.distances import DISTANCES, pairwise_distance
 from .core.linalg import pca  # the one PCA (notebooks call it as mahalanobis.pca)
 from .core.reduction import REDUCTIONS, reduce_terms
@@ -350,9 +351,7 @@ def unit_ball_explorer(points=None, *, eig1: float = 1.0, eig2: float = 0.1, ang
     for w in (s1, s2, ang):
         w.observe(update, names="value")
     update()
-    # the widget is created with its data: updates sent before the browser has loaded
-    # plotly's widget code can be lost, and the figure would show empty
-    fig = go.FigureWidget(fig)
+    fig = plots.live_figure(fig)  # created with its data (see plots.live_figure)
     box = W_.HBox([W_.VBox([s1, s2, ang]), fig])
     box.eig1, box.eig2, box.angle, box.figure = s1, s2, ang, fig
     box.state = box_state  # box.state["nearest"]: index of the current nearest neighbour

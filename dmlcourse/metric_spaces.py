@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from . import plots
 from .core.distances import pairwise_distance
 from .core.validate import (
     check_choice,
@@ -286,9 +287,7 @@ def triangle_explorer(points=((0.0, 0.0), (1.0, 0.2), (2.0, 0.0)), distance: str
     for w in list(sliders.values()) + [dropdown]:
         w.observe(update, names="value")
     update()
-    # the widget is created with its data: updates sent before the browser has loaded
-    # plotly's widget code can be lost, and the figure would show empty
-    fig = go.FigureWidget(fig)
+    fig = plots.live_figure(fig)  # created with its data (see plots.live_figure)
     box = W.HBox([W.VBox([dropdown] + list(sliders.values()) + [readout]), fig])
     box.sliders, box.distance, box.figure, box.readout = sliders, dropdown, fig, readout
     return box

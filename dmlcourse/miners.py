@@ -31,6 +31,7 @@ from typing import NamedTuple
 
 import torch
 
+from . import plots
 from .core.distances import DISTANCES, pairwise_distance
 from .core.reduction import REDUCTIONS, reduce_terms
 from .core.validate import check_choice, check_embeddings_labels, check_float
@@ -609,9 +610,7 @@ def mining_explorer(
     anchor.observe(update, names="value")
     miner.observe(update, names="value")
     update()
-    # the widget is created with its data: updates sent before the browser has loaded
-    # plotly's widget code can be lost, and the figure would show empty
-    fig = go.FigureWidget(fig)
+    fig = plots.live_figure(fig)  # created with its data (see plots.live_figure)
     box = W.VBox([W.HBox([anchor, miner]), readout, fig])
     box.anchor, box.miner, box.figure, box.readout = anchor, miner, fig, readout
     return box

@@ -188,6 +188,15 @@ def embedding_figure(
     return fig
 
 
+def live_figure(fig):
+    """The interactive version of a finished plotly figure: a ``FigureWidget`` created with its
+    data. Widgets are built this way: an update sent to a FigureWidget before the browser has
+    loaded plotly's widget code can be lost, and the figure would then show empty."""
+    import plotly.graph_objects as go
+
+    return go.FigureWidget(fig)
+
+
 def embedding_explorer(xy, labels, images, *, class_names=None, title: str = ""):
     """An interactive scatter that shows the image under the mouse.
 

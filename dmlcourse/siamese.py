@@ -21,6 +21,7 @@ import copy
 import torch
 from torch import nn
 
+from . import plots
 from .core.distances import pairwise_distance
 from .core.validate import check_choice, check_float, check_int
 from .losses import contrastive_loss, nca_loss, reduce_terms, triplet_loss
@@ -294,9 +295,7 @@ def triplet_margin_explorer(d_ap=None, d_an=None, *, margin: float = 0.2, d_max:
 
     slider.observe(update, names="value")
     update()
-    # the widget is created with its data: updates sent before the browser has loaded
-    # plotly's widget code can be lost, and the figure would show empty
-    fig = go.FigureWidget(fig)
+    fig = plots.live_figure(fig)  # created with its data (see plots.live_figure)
     box = W.VBox([slider, readout, fig])
     box.slider, box.figure, box.readout = slider, fig, readout
     return box
@@ -357,9 +356,7 @@ def histogram_browser(per_epoch: list, *, bins: int = 40, title: str = "pair dis
 
     slider.observe(update, names="value")
     update()
-    # the widget is created with its data: updates sent before the browser has loaded
-    # plotly's widget code can be lost, and the figure would show empty
-    fig = go.FigureWidget(fig)
+    fig = plots.live_figure(fig)  # created with its data (see plots.live_figure)
     box = W.VBox([slider, fig])
     box.slider, box.figure = slider, fig
     return box

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from . import plots
 from .autoencoders import gaussian_kl, reparameterize
 from .core.validate import check_choice, check_float, check_int, check_tensor
 
@@ -491,6 +492,7 @@ def mls_explorer(mu1: float = 0.0, var1: float = 0.5, mu2: float = 1.0, var2: fl
         fig.data[3].y, fig.data[3].text = bars, [f"{b:.2f}" for b in bars]
         lo, hi = min(bars + [0.0]), max(bars + [0.0])  # the bars' own range: -8.9 and -399 differ
         fig.layout.yaxis2.range = [lo - 0.15 * (hi - lo) - 0.5, hi + 0.15 * (hi - lo) + 0.5]
+
         def show(key):  # 3 decimals, and no "-0.000" for a term that rounds to zero
             v = t[key].item()
             return f"{0.0 if abs(v) < 5e-4 else v:.3f}"
@@ -502,9 +504,7 @@ def mls_explorer(mu1: float = 0.0, var1: float = 0.5, mu2: float = 1.0, var2: fl
     for w in (s_mu1, s_var1, s_mu2, s_var2):
         w.observe(update, names="value")
     update()
-    # the widget is created with its data: updates sent before the browser has loaded
-    # plotly's widget code can be lost, and the figure would show empty
-    fig = go.FigureWidget(fig)
+    fig = plots.live_figure(fig)  # created with its data (see plots.live_figure)
     box = W.VBox([W.HBox([s_mu1, s_var1]), W.HBox([s_mu2, s_var2]), fig])
     box.mu1, box.var1, box.mu2, box.var2, box.figure = s_mu1, s_var1, s_mu2, s_var2, fig
     return box

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -9,3 +11,18 @@ def close(a, b, tol: float = 1e-6, *, relative: bool = True) -> bool:
     """Same shape and equal within ``tol`` (absolute, and relative too unless ``relative=False``), in float64."""
     a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
     return a.shape == b.shape and bool(torch.allclose(a, b, rtol=tol if relative else 0.0, atol=tol))
+
+
+def as_number(value, name) -> float:
+    """The learner's ``value`` as one finite float, or an AssertionError saying what it is."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise AssertionError(f"{name} is a tensor of shape {tuple(value.shape)}; give one number.")
+        value = value.item()
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise AssertionError(f"{name} must be a number, got {type(value).__name__}.") from None
+    if not math.isfinite(out):
+        raise AssertionError(f"{name} is {out}; give a finite number.")
+    return out

@@ -11,7 +11,7 @@ import math
 import torch
 
 from . import exercise
-from ._common import close
+from ._common import as_number, close
 
 # --------------------------------------------------------------------------- references (float64 loops)
 
@@ -91,20 +91,6 @@ def _logits(value, expected_shape, name):
         raise AssertionError(f"{name} returned shape {tuple(value.shape)}; expected {tuple(expected_shape)} "
                              "(one logit per sample and class).")
     return value.detach().double()
-
-
-def _as_number(value, name) -> float:
-    if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            raise AssertionError(f"{name} is a tensor of shape {tuple(value.shape)}; give one number.")
-        value = value.item()
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise AssertionError(f"{name} must be a number, got {type(value).__name__}.") from None
-    if not math.isfinite(out):
-        raise AssertionError(f"{name} is {out}; give a finite number.")
-    return out
 
 
 # --------------------------------------------------------------------------- 07.1 CosFace
@@ -227,10 +213,10 @@ def check_margin_in_2d(prediction, max_margin, room_deg, smallest_gap, W) -> str
     """``prediction``: a guess of the largest margin (rad) 10 classes can all have in 2-D; ``max_margin``: that
     margin; ``room_deg``: the room (degrees) each side of a class weight at m = 0.6; ``smallest_gap``: the smallest
     angle (rad) between two class weights of the trained 2-D ArcFace head ``W`` (10, 2)."""
-    guess = _as_number(prediction, "my_prediction")
+    guess = as_number(prediction, "my_prediction")
     c = 10
     true_max = 2 * math.pi / c
-    mm = _as_number(max_margin, "my_max_margin")
+    mm = as_number(max_margin, "my_max_margin")
     if abs(mm - true_max) > 1e-6:
         if abs(mm - math.degrees(true_max)) < 1e-3:
             raise AssertionError("my_max_margin is in degrees (36); ArcFace's margin is in RADIANS.")
@@ -241,7 +227,7 @@ def check_margin_in_2d(prediction, max_margin, room_deg, smallest_gap, W) -> str
                              "all have in 2-D. Look at a point exactly on its class weight: θ_y = 0, and the nearest "
                              "other weight is 2π/10 away.")
     true_room = math.degrees(reference_room(c, 0.6))
-    rd = _as_number(room_deg, "my_room_deg")
+    rd = as_number(room_deg, "my_room_deg")
     if abs(rd - true_room) > 1e-3:
         if abs(rd - 2 * true_room) < 1e-3:
             raise AssertionError(f"{rd:.3f}° is twice the room: moving φ towards the neighbour also brings it φ "
@@ -254,7 +240,7 @@ def check_margin_in_2d(prediction, max_margin, room_deg, smallest_gap, W) -> str
                              "Solve φ + m < 2π/10 - φ for φ, then convert to degrees.")
     W = torch.as_tensor(W).detach().double()
     true_gap = reference_smallest_gap(W)
-    sg = _as_number(smallest_gap, "my_smallest_gap")
+    sg = as_number(smallest_gap, "my_smallest_gap")
     if abs(sg - true_gap) > 1e-4:
         if abs(sg) < 1e-4:
             raise AssertionError("0 is the angle of a weight with itself: exclude the diagonal (fill it with -1 "

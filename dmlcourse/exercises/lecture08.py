@@ -12,7 +12,7 @@ import math
 import torch
 
 from . import exercise
-from ._common import close
+from ._common import as_number, close
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -81,20 +81,6 @@ def _tensor(value, shape, name, what):
     if tuple(value.shape) != tuple(shape):
         raise AssertionError(f"{name} returned shape {tuple(value.shape)}; expected {tuple(shape)} ({what}).")
     return value.detach().double()
-
-
-def _as_number(value, name) -> float:
-    if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            raise AssertionError(f"{name} is a tensor of shape {tuple(value.shape)}; give one number.")
-        value = value.item()
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise AssertionError(f"{name} must be a number, got {type(value).__name__}.") from None
-    if not math.isfinite(out):
-        raise AssertionError(f"{name} is {out}; give a finite number.")
-    return out
 
 
 # --------------------------------------------------------------------------- 08.1 the MLS
@@ -229,10 +215,10 @@ def check_crossing(prediction, crossing, dist, S) -> str:
     """``prediction``: a guessed |mu1 - mu2| from which the uncertain input (var1 = 10) scores higher than the
     certain one (var1 = 0.01), with var2 = 0.01 and D = 1; ``crossing``: that distance, exactly; ``dist`` and
     ``S``: the grid and the curves of section 2's plot (rows: var1 = 0.01, 0.1, 1, 10)."""
-    guess = _as_number(prediction, "my_prediction")
+    guess = as_number(prediction, "my_prediction")
     if guess < 0:
         raise AssertionError("my_prediction is a distance |μ1 − μ2|: give a number >= 0.")
-    yours = _as_number(crossing, "my_crossing")
+    yours = as_number(crossing, "my_crossing")
     exact = reference_crossing(10.0, 0.01, 0.01)
     if abs(yours - exact) > 1e-4:
         if abs(yours) < 1e-6:
