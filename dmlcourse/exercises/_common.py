@@ -26,3 +26,18 @@ def as_number(value, name) -> float:
     if not math.isfinite(out):
         raise AssertionError(f"{name} is {out}; give a finite number.")
     return out
+
+
+def as_mean(value, name: str) -> float:
+    """A loss the learner returned, as one float: a tensor with several entries gets the message
+    that a loss is the MEAN over the samples."""
+    t = torch.as_tensor(value.detach() if isinstance(value, torch.Tensor) else value)
+    if t.numel() != 1:
+        raise AssertionError(f"{name} returned a tensor of shape {tuple(t.shape)}; return one number, "
+                             "the MEAN over the samples (.mean()).")
+    return float(t)
+
+
+def same(a: float, b: float, tol: float = 1e-6) -> bool:
+    """Equal within ``tol``, relative for large values."""
+    return abs(a - b) <= tol * max(1.0, abs(b))

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from . import exercise
+from ._common import as_mean, same
 
 
 def _floats(t) -> list[float]:
@@ -47,18 +48,6 @@ def reference_hinge(scores, y, margin: float) -> float:
     return math.fsum(terms) / len(terms)
 
 
-def _scalar(value, name: str) -> float:
-    t = torch.as_tensor(value.detach() if isinstance(value, torch.Tensor) else value)
-    if t.numel() != 1:
-        raise AssertionError(f"{name} returned a tensor of shape {tuple(t.shape)}; return one number, the MEAN over "
-                             "the samples (.mean()).")
-    return float(t)
-
-
-def _same(a: float, b: float, tol: float = 1e-6) -> bool:
-    return abs(a - b) <= tol * max(1.0, abs(b))
-
-
 def _called(fn, names) -> str | None:
     """The first of ``names`` that ``fn`` calls (read from its source, docstring and comments ignored)."""
     try:
@@ -75,7 +64,7 @@ def _called(fn, names) -> str | None:
 
 def _diagnose(yours: float, diagnoses: dict, where: str, expected: float) -> None:
     for message, value in diagnoses.items():
-        if _same(yours, float(value)):
+        if same(yours, float(value)):
             raise AssertionError(message)
     raise AssertionError(f"{where}: expected {expected:.6f}, your function gave {yours:.6f}.")
 
@@ -93,9 +82,9 @@ def check_huber(fn) -> str:
     for delta in (1.0, 0.5, 2.0):
         pred = 3 * torch.randn(200, generator=g, dtype=torch.float64)
         target = torch.randn(200, generator=g, dtype=torch.float64)
-        yours = _scalar(fn(pred.clone(), target.clone(), delta), "my_huber")
+        yours = as_mean(fn(pred.clone(), target.clone(), delta), "my_huber")
         ours = reference_huber(pred, target, delta)
-        if _same(yours, ours):
+        if same(yours, ours):
             continue
         r = (pred - target).abs()
         _diagnose(yours, {
@@ -129,9 +118,9 @@ def check_cross_entropy(fn) -> str:
     for scale in (1.0, 5.0, 1000.0):
         logits = scale * torch.randn(64, 7, generator=g, dtype=torch.float64)
         labels = torch.randint(0, 7, (64,), generator=g)
-        yours = _scalar(fn(logits.clone(), labels.clone()), "my_cross_entropy")
+        yours = as_mean(fn(logits.clone(), labels.clone()), "my_cross_entropy")
         ours = reference_cross_entropy(logits, labels)
-        if _same(yours, ours):
+        if same(yours, ours):
             continue
         if not math.isfinite(yours):
             raise AssertionError(f"with logits of size {scale:g} your loss is {yours}: exp overflowed. Subtract each "
@@ -168,9 +157,9 @@ def check_hinge(fn) -> str:
     for margin in (1.0, 0.5, 2.0):
         scores = 2 * torch.randn(100, generator=g, dtype=torch.float64)
         y = 2 * torch.randint(0, 2, (100,), generator=g) - 1
-        yours = _scalar(fn(scores.clone(), y.clone(), margin), "my_hinge")
+        yours = as_mean(fn(scores.clone(), y.clone(), margin), "my_hinge")
         ours = reference_hinge(scores, y, margin)
-        if _same(yours, ours):
+        if same(yours, ours):
             continue
         yf = y.double() * scores
         _diagnose(yours, {

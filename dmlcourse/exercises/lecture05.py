@@ -15,6 +15,7 @@ import math
 import torch
 
 from . import exercise
+from ._common import as_mean, same
 
 DISTANCES = {"plain": "plain", "euclidean": "plain", "squared": "squared", "squared_euclidean": "squared"}
 
@@ -44,18 +45,6 @@ def reference_triplet(za, zp, zn, margin: float, *, squared: bool = False) -> fl
     return math.fsum(terms) / len(terms)
 
 
-def _scalar(value, name: str) -> float:
-    t = torch.as_tensor(value.detach() if isinstance(value, torch.Tensor) else value)
-    if t.numel() != 1:
-        raise AssertionError(f"{name} returned a tensor of shape {tuple(t.shape)}; return one number, the MEAN "
-                             "(.mean()).")
-    return float(t)
-
-
-def _same(a: float, b: float, tol: float = 1e-6) -> bool:
-    return abs(a - b) <= tol * max(1.0, abs(b))
-
-
 def _problem(seed: int, n: int = 64, dim: int = 4):
     g = torch.Generator().manual_seed(seed)
     z = [torch.randn(n, dim, generator=g, dtype=torch.float64) for _ in range(3)]
@@ -74,9 +63,9 @@ def check_contrastive(fn) -> str:
     """``fn(z1, z2, dissimilar, margin) -> scalar``: eq. 11 with the squared Euclidean distance, mean over pairs."""
     for seed, margin in ((0, 8.0), (1, 4.0), (2, 12.0)):
         (z1, z2, _), y = _problem(seed)
-        yours = _scalar(fn(z1.clone(), z2.clone(), y.clone(), margin), "my_contrastive")
+        yours = as_mean(fn(z1.clone(), z2.clone(), y.clone(), margin), "my_contrastive")
         ours = reference_contrastive(z1, z2, y, margin)
-        if _same(yours, ours):
+        if same(yours, ours):
             continue
         d2 = ((z1 - z2) ** 2).sum(1)
         d = d2.sqrt()
@@ -94,7 +83,7 @@ def check_contrastive(fn) -> str:
             "you summed over pairs instead of taking the mean.": ours * len(y),
         }
         for message, value in diagnoses.items():
-            if _same(yours, float(value)):
+            if same(yours, float(value)):
                 raise AssertionError(message)
         raise AssertionError(f"margin {margin}: expected {ours:.6f}, your function gave {yours:.6f}.")
     return "the same as a loop over eq. 11 on 3 random problems."
@@ -118,11 +107,11 @@ def check_triplet(fn, distance="plain") -> str:
     other = "squared" if kind == "plain" else "plain"
     for seed, margin in ((0, 0.5), (1, 2.0), (2, 0.0)):
         (za, zp, zn), _ = _problem(seed)
-        yours = _scalar(fn(za.clone(), zp.clone(), zn.clone(), margin), "my_triplet")
+        yours = as_mean(fn(za.clone(), zp.clone(), zn.clone(), margin), "my_triplet")
         ours = reference_triplet(za, zp, zn, margin, squared=kind == "squared")
-        if _same(yours, ours):
+        if same(yours, ours):
             continue
-        if _same(yours, reference_triplet(za, zp, zn, margin, squared=kind == "plain")):
+        if same(yours, reference_triplet(za, zp, zn, margin, squared=kind == "plain")):
             said = {"plain": "the plain distance ||a - p||", "squared": "the squared distance ||a - p||^2"}
             raise AssertionError(
                 f"your function uses {said[other]}, but you told the check \"{distance}\". Either is a triplet "
@@ -141,7 +130,7 @@ def check_triplet(fn, distance="plain") -> str:
             "you summed over triplets instead of taking the mean.": ours * len(za),
         }
         for message, value in diagnoses.items():
-            if _same(yours, float(value)):
+            if same(yours, float(value)):
                 raise AssertionError(message)
         raise AssertionError(f"margin {margin}, {kind} distance: expected {ours:.6f}, your function gave "
                              f"{yours:.6f}.")
@@ -169,12 +158,12 @@ def check_margin_scales(prediction, mean_sum, d_ap, d_an, margin: float = 0.2) -
     dan = [float(v) for v in torch.as_tensor(d_an, dtype=torch.float64)]
     true_sum = math.fsum(a + b for a, b in zip(dap, dan)) / len(dap)
     yours = float(mean_sum)
-    if not _same(yours, true_sum):
-        if _same(yours, math.fsum(b - a for a, b in zip(dap, dan)) / len(dap)) or \
-                _same(yours, math.fsum(a - b for a, b in zip(dap, dan)) / len(dap)):
+    if not same(yours, true_sum):
+        if same(yours, math.fsum(b - a for a, b in zip(dap, dan)) / len(dap)) or \
+                same(yours, math.fsum(a - b for a, b in zip(dap, dan)) / len(dap)):
             raise AssertionError("that is the mean DIFFERENCE of the two distances; the factor that squaring puts "
                                  "on every gap is their SUM, d(a, p) + d(a, n).")
-        if _same(yours, math.fsum(a * a + b * b for a, b in zip(dap, dan)) / len(dap)):
+        if same(yours, math.fsum(a * a + b * b for a, b in zip(dap, dan)) / len(dap)):
             raise AssertionError("you summed the SQUARED distances; the factor is d(a, p) + d(a, n), the plain ones.")
         raise AssertionError(f"{yours:.4f} is not the mean of d_ap + d_an over the {len(dap)} triplets.")
     active = {"plain": sum(a - b + margin > 0 for a, b in zip(dap, dan)) / len(dap),
