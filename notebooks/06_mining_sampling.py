@@ -805,4 +805,6 @@ d = torch.cdist(z_start, z_start)
 my_wrong_order = (d[a, n] < d[a, p]).float().mean().item()
 ### END SOLUTION
 
-check("06.3", my_prediction, my_wrong_order, z_start, y_probe, collapse)
+batch_hard_runs = {"batch_hard, m = 0.05": run("batch_hard", d0, 0, margin=0.05),  # seed 0, cached above
+                   "batch_hard, m = 0.2": results["batch_hard", d0, 0]}
+check("06.3", my_prediction, my_wrong_order, z_start, y_probe, batch_hard_runs)
