@@ -794,6 +794,11 @@ def my_semi_hard(z, labels, margin):
 
 check("06.2", my_semi_hard, "plain")  # "plain": torch.cdist; "squared": its square. Say which one you used.
 
+# %%
+# the two batch-hard runs of seed 0 (both cached above) that exercise 06.3 compares your guess with
+batch_hard_runs = {"batch_hard, m = 0.05": run("batch_hard", d0, 0, margin=0.05),
+                   "batch_hard, m = 0.2": results["batch_hard", d0, 0]}
+
 # %% exercise="06.3"
 z_start = models.embed(untrained, te.images[probe], name="fashion-mnist")  # the probe batch, untrained network
 my_prediction = None  # your guess of batch-hard's P@1 at m = 0.05, a number in [0, 1]
@@ -805,6 +810,4 @@ d = torch.cdist(z_start, z_start)
 my_wrong_order = (d[a, n] < d[a, p]).float().mean().item()
 ### END SOLUTION
 
-batch_hard_runs = {"batch_hard, m = 0.05": run("batch_hard", d0, 0, margin=0.05),  # seed 0, cached above
-                   "batch_hard, m = 0.2": results["batch_hard", d0, 0]}
 check("06.3", my_prediction, my_wrong_order, z_start, y_probe, batch_hard_runs)
