@@ -218,34 +218,27 @@ def main():
             f"{'replay s':>9}{'P@1':>7}{'MAP@R':>7}"
         )
         for loss, miner in losses:
-            box = lab.EmbeddingLab(
-                losses=[loss],
-                dataset="mnist",
-                size=spec["size"],
-                epochs=spec["epochs"],
-                network=spec["network"],
-                train_per_class=spec["train_per_class"],
-                probe_per_class=spec["probe_per_class"],
-                background=False,
-                warm_up=False,
-            )
+            def new_lab(loss=loss):  # the same Lab twice: trained, then replayed from the cache
+                return lab.EmbeddingLab(
+                    losses=[loss],
+                    dataset="mnist",
+                    size=spec["size"],
+                    epochs=spec["epochs"],
+                    network=spec["network"],
+                    train_per_class=spec["train_per_class"],
+                    probe_per_class=spec["probe_per_class"],
+                    background=False,
+                    warm_up=False,
+                )
+
+            box = new_lab()
             box.miner.value = miner
             t0 = time.perf_counter()
             box.train_button.click()
             click = time.perf_counter() - t0
             run = box.run
             assert run is not None and not run.interrupted, box.status.value
-            again = lab.EmbeddingLab(
-                losses=[loss],
-                dataset="mnist",
-                size=spec["size"],
-                epochs=spec["epochs"],
-                network=spec["network"],
-                train_per_class=spec["train_per_class"],
-                probe_per_class=spec["probe_per_class"],
-                background=False,
-                warm_up=False,
-            )
+            again = new_lab()
             again.miner.value = miner
             t0 = time.perf_counter()
             again.train_button.click()
