@@ -293,6 +293,7 @@ def add_noise(
     return x + std * noise.to(x.device)
 
 
+# the same training knobs as train.train (lecture 00), named alike on purpose
 def train_autoencoder(
     model: nn.Module,
     x: torch.Tensor,

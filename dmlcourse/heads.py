@@ -337,7 +337,7 @@ def scale_explorer(
     # powers of two (1 .. 128, half steps): 16 on a base-10 grid came back from the browser as 15.85
     slider = W.FloatLogSlider(value=scale, base=2, min=0, max=7, step=0.5, description="scale s")
 
-    def update(change=None):
+    def update(fig):
         with fig.batch_update():
             fig.data[-1].update(
                 x=deg, y=true_class_probability(theta, slider.value, num_classes).numpy()
@@ -347,9 +347,7 @@ def scale_explorer(
                 f"{float(true_class_probability(torch.tensor(0.0), slider.value, num_classes)):.3f}"
             )
 
-    slider.observe(update, names="value")
-    update()
-    fig = plots.live_figure(fig)  # created with its data (see plots.live_figure)
+    fig = plots.wire_explorer(fig, (slider,), update)
     box = W.VBox([slider, fig])
     box.slider, box.figure = slider, fig
     return box
@@ -407,7 +405,7 @@ def margin_explorer(*, sphere_m: int = 4, cos_m: float = 0.35, arc_m: float = 0.
         value=arc_m, min=0.0, max=1.25, step=0.05, description="ArcFace m (rad)", style=style
     )
 
-    def update(change=None):
+    def update(fig):
         curves = target_logit_curves(theta, sphere_m=sphere.value, cos_m=cos.value, arc_m=arc.value)
         bounds = decision_boundaries(theta, sphere_m=sphere.value, cos_m=cos.value, arc_m=arc.value)
         # no batch_update: one that sets y on some traces and x on others makes the browser drop
@@ -421,10 +419,7 @@ def margin_explorer(*, sphere_m: int = 4, cos_m: float = 0.35, arc_m: float = 0.
                 x=torch.rad2deg(y).numpy(), y=deg
             )  # class 2: the mirror image
 
-    for w in (sphere, cos, arc):
-        w.observe(update, names="value")
-    update()
-    fig = plots.live_figure(fig)  # created with its data (see plots.live_figure)
+    fig = plots.wire_explorer(fig, (sphere, cos, arc), update)
     box = W.VBox([W.HBox([sphere, cos, arc]), fig])
     box.sphere, box.cos, box.arc, box.figure = sphere, cos, arc, fig
     return box

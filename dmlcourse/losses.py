@@ -73,6 +73,7 @@ def contrastive_loss(
     return reduce_terms(terms, reduction, anchor=z1)
 
 
+# the losses share one signature on purpose: inputs, margin, distance, reduction
 def triplet_loss(
     za: torch.Tensor,
     zp: torch.Tensor,

@@ -315,14 +315,7 @@ def unit_ball_explorer(points=None, *, eig1: float = 1.0, eig2: float = 0.1, ang
             marker=dict(size=16, color="rgba(0,0,0,0)", line=dict(width=3, color="#d62728")),
         )
     )
-    fig.update_layout(
-        height=420,
-        width=470,
-        xaxis_range=[-3, 3],
-        yaxis_range=[-3, 3],
-        yaxis_scaleanchor="x",
-        margin=dict(l=10, r=10, t=40, b=10),
-    )
+    plots.square_plane(fig, -3, 3, height=420, width=470)
     box_state = {}
 
     def matrix():
@@ -332,7 +325,7 @@ def unit_ball_explorer(points=None, *, eig1: float = 1.0, eig2: float = 0.1, ang
         )
         return R @ torch.diag(torch.tensor([s1.value, s2.value], dtype=torch.float64)) @ R.T, R
 
-    def update(change=None):
+    def update(fig):
         Wm, R = matrix()
         # ||x||_W = 1  <=>  x = R diag(1/sqrt(l)) (cos t, sin t)
         circle = torch.stack(
@@ -348,10 +341,7 @@ def unit_ball_explorer(points=None, *, eig1: float = 1.0, eig2: float = 0.1, ang
         fig.data[3].x, fig.data[3].y = [pts[k, 0].item()], [pts[k, 1].item()]
         fig.layout.title = f"W eigenvalues {s1.value:.2f}, {s2.value:.2f}; nearest point: #{k}"
 
-    for w in (s1, s2, ang):
-        w.observe(update, names="value")
-    update()
-    fig = plots.live_figure(fig)  # created with its data (see plots.live_figure)
+    fig = plots.wire_explorer(fig, (s1, s2, ang), update)
     box = W_.HBox([W_.VBox([s1, s2, ang]), fig])
     box.eig1, box.eig2, box.angle, box.figure = s1, s2, ang, fig
     box.state = box_state  # box.state["nearest"]: index of the current nearest neighbour

@@ -255,16 +255,9 @@ def triangle_explorer(points=((0.0, 0.0), (1.0, 0.2), (2.0, 0.0)), distance: str
             line=dict(color="#888"),
         )
     )
-    fig.update_layout(
-        height=380,
-        width=420,
-        xaxis_range=[-0.3, 4.3],
-        yaxis_range=[-0.3, 4.3],
-        yaxis_scaleanchor="x",
-        margin=dict(l=10, r=10, t=40, b=10),
-    )
+    plots.square_plane(fig, -0.3, 4.3, height=380, width=420)
 
-    def update(change=None):
+    def update(fig):
         p = {
             nm: torch.tensor(
                 [[sliders[nm + "1"].value, sliders[nm + "2"].value]], dtype=torch.float64
@@ -284,10 +277,7 @@ def triangle_explorer(points=((0.0, 0.0), (1.0, 0.2), (2.0, 0.0)), distance: str
             f"{dxy:.3f} + {dyz:.3f} = <b>{dxy + dyz:.3f}</b>"
         )
 
-    for w in list(sliders.values()) + [dropdown]:
-        w.observe(update, names="value")
-    update()
-    fig = plots.live_figure(fig)  # created with its data (see plots.live_figure)
+    fig = plots.wire_explorer(fig, list(sliders.values()) + [dropdown], update)
     box = W.HBox([W.VBox([dropdown] + list(sliders.values()) + [readout]), fig])
     box.sliders, box.distance, box.figure, box.readout = sliders, dropdown, fig, readout
     return box

@@ -560,7 +560,7 @@ def mining_explorer(
         shapes=[],
     )
 
-    def update(change=None):
+    def update(fig):
         i = anchor.value
         m = miner.value
         gen = torch.Generator().manual_seed(0)
@@ -607,10 +607,7 @@ def mining_explorer(
             f"{len(mn)} distinct negative(s)"
         )
 
-    anchor.observe(update, names="value")
-    miner.observe(update, names="value")
-    update()
-    fig = plots.live_figure(fig)  # created with its data (see plots.live_figure)
+    fig = plots.wire_explorer(fig, (anchor, miner), update)
     box = W.VBox([W.HBox([anchor, miner]), readout, fig])
     box.anchor, box.miner, box.figure, box.readout = anchor, miner, fig, readout
     return box

@@ -197,6 +197,32 @@ def live_figure(fig):
     return go.FigureWidget(fig)
 
 
+def square_plane(fig, low: float, high: float, *, height: int, width: int):
+    """Lay ``fig`` out as a square piece of the plane: both axes over [low, high], one unit as
+    long on each (so a circle looks round, and a distance can be judged by eye)."""
+    fig.update_layout(
+        height=height,
+        width=width,
+        xaxis_range=[low, high],
+        yaxis_range=[low, high],
+        yaxis_scaleanchor="x",
+        margin=dict(l=10, r=10, t=40, b=10),
+    )
+    return fig
+
+
+def wire_explorer(fig, controls, draw):
+    """The wiring every explorer of the course shares: ``draw(fig)`` draws the controls' current
+    values into ``fig``. It draws once into the finished figure, which then becomes live (see
+    :func:`live_figure`), and again into the live one whenever a control in ``controls`` moves.
+    Returns the live figure, to be shown beside the controls."""
+    draw(fig)
+    live = live_figure(fig)
+    for control in controls:
+        control.observe(lambda _change: draw(live), names="value")
+    return live
+
+
 def embedding_explorer(xy, labels, images, *, class_names=None, title: str = ""):
     """An interactive scatter that shows the image under the mouse.
 

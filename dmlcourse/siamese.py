@@ -279,7 +279,7 @@ def triplet_margin_explorer(d_ap=None, d_an=None, *, margin: float = 0.2, d_max:
     slider = W.FloatSlider(value=margin, min=0.0, max=m_max, step=0.01, description="margin m")
     readout = W.HTML()
 
-    def update(change=None):
+    def update(fig):
         m = slider.value
         # no batch_update (see heads.margin_explorer: the browser loses what one trace's
         # update leaves out)
@@ -293,9 +293,7 @@ def triplet_margin_explorer(d_ap=None, d_an=None, *, margin: float = 0.2, d_max:
         else:
             readout.value = f"m = {m:.2f}"
 
-    slider.observe(update, names="value")
-    update()
-    fig = plots.live_figure(fig)  # created with its data (see plots.live_figure)
+    fig = plots.wire_explorer(fig, (slider,), update)
     box = W.VBox([slider, readout, fig])
     box.slider, box.figure, box.readout = slider, fig, readout
     return box
@@ -338,7 +336,7 @@ def histogram_browser(per_epoch: list, *, bins: int = 40, title: str = "pair dis
         value=len(per_epoch) - 1, min=0, max=len(per_epoch) - 1, description="epoch"
     )
 
-    def update(change=None):
+    def update(fig):
         sim, dis = per_epoch[slider.value]
         top = max(
             float(torch.cat([sim, dis]).max()), 1e-6
@@ -354,9 +352,7 @@ def histogram_browser(per_epoch: list, *, bins: int = 40, title: str = "pair dis
             " (before training)" if slider.value == 0 else ""
         )
 
-    slider.observe(update, names="value")
-    update()
-    fig = plots.live_figure(fig)  # created with its data (see plots.live_figure)
+    fig = plots.wire_explorer(fig, (slider,), update)
     box = W.VBox([slider, fig])
     box.slider, box.figure = slider, fig
     return box

@@ -352,6 +352,7 @@ def train(
     )
 
     total = epochs * len(loader) if max_steps is None else min(max_steps, epochs * len(loader))
+    # a keyword list (one a line, as ruff formats long calls): alike in shape to others, not logic
     monitor = TrainingMonitor(
         h,
         total,

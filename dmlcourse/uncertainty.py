@@ -480,7 +480,7 @@ def mls_explorer(mu1: float = 0.0, var1: float = 0.5, mu2: float = 1.0, var2: fl
     s_var1 = W.FloatLogSlider(value=var1, base=2, min=-6, max=2, step=0.5, description="σ1²")
     s_var2 = W.FloatLogSlider(value=var2, base=2, min=-6, max=2, step=0.5, description="σ2²")
 
-    def update(change=None):
+    def update(fig):
         m1, v1, m2, v2 = s_mu1.value, s_var1.value, s_mu2.value, s_var2.value
         p1 = torch.exp(-0.5 * (z - m1) ** 2 / v1) / math.sqrt(2 * math.pi * v1)
         p2 = torch.exp(-0.5 * (z - m2) ** 2 / v2) / math.sqrt(2 * math.pi * v2)
@@ -501,10 +501,7 @@ def mls_explorer(mu1: float = 0.0, var1: float = 0.5, mu2: float = 1.0, var2: fl
             f"MLS = {show('total')}   (attention {show('attention')}, penalty {show('penalty')})"
         )
 
-    for w in (s_mu1, s_var1, s_mu2, s_var2):
-        w.observe(update, names="value")
-    update()
-    fig = plots.live_figure(fig)  # created with its data (see plots.live_figure)
+    fig = plots.wire_explorer(fig, (s_mu1, s_var1, s_mu2, s_var2), update)
     box = W.VBox([W.HBox([s_mu1, s_var1]), W.HBox([s_mu2, s_var2]), fig])
     box.mu1, box.var1, box.mu2, box.var2, box.figure = s_mu1, s_var1, s_mu2, s_var2, fig
     return box

@@ -13,8 +13,9 @@ def close(a, b, tol: float = 1e-6, *, relative: bool = True) -> bool:
     return a.shape == b.shape and bool(torch.allclose(a, b, rtol=tol if relative else 0.0, atol=tol))
 
 
-def as_number(value, name) -> float:
-    """The learner's ``value`` as one finite float, or an AssertionError saying what it is."""
+def as_number(value, name, what: str = "") -> float:
+    """The learner's ``value`` as one finite float, or an AssertionError saying what it is
+    (``what``: what the number means, added to the message)."""
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
             raise AssertionError(f"{name} is a tensor of shape {tuple(value.shape)}; give one number.")
@@ -22,7 +23,8 @@ def as_number(value, name) -> float:
     try:
         out = float(value)
     except (TypeError, ValueError):
-        raise AssertionError(f"{name} must be a number, got {type(value).__name__}.") from None
+        about = f" ({what})" if what else ""
+        raise AssertionError(f"{name} must be a number{about}, got {type(value).__name__}.") from None
     if not math.isfinite(out):
         raise AssertionError(f"{name} is {out}; give a finite number.")
     return out
@@ -41,3 +43,23 @@ def as_mean(value, name: str) -> float:
 def same(a: float, b: float, tol: float = 1e-6) -> bool:
     """Equal within ``tol``, relative for large values."""
     return abs(a - b) <= tol * max(1.0, abs(b))
+
+
+def name_the_mistake(yours, mistakes: dict, *, matches=close) -> None:
+    """The checks' diagnosis: ``mistakes`` maps a message to what a known mistake computes; raise the
+    message of the first one that ``yours`` matches (``matches(yours, value)``), else return."""
+    for message, value in mistakes.items():
+        if matches(yours, value):
+            raise AssertionError(message)
+
+
+def as_shaped_tensor(value, shape, name: str, what: str) -> torch.Tensor:
+    """What the learner's function ``name`` returned, as a float64 tensor of ``shape``, or an
+    AssertionError that says what was expected (``what``: what the entries are)."""
+    try:
+        value = torch.as_tensor(value)
+    except Exception:
+        raise AssertionError(f"{name} returned {type(value).__name__}; return a tensor ({what}).") from None
+    if tuple(value.shape) != tuple(shape):
+        raise AssertionError(f"{name} returned shape {tuple(value.shape)}; expected {tuple(shape)} ({what}).")
+    return value.detach().double()

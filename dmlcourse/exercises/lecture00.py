@@ -4,6 +4,11 @@ The references here are brute-force loops written from the definitions, independ
 ``dmlcourse.metrics`` (which the notebook teaches and the learner must not call).
 """
 
+# Every check here has the layout of the checks of the other lectures, on purpose, so that one
+# reads like the next: an @exercise with its hints, a few random problems against an independent
+# reference, the known mistakes named (_common.name_the_mistake), then the general message. The
+# shapes repeat (a duplicate finder lists them); the code they share lives in _common.
+
 from __future__ import annotations
 
 import torch

@@ -6,12 +6,18 @@ and ``dmlcourse.tuples`` (which the notebook teaches and the learner must not ca
 defining properties of a triplet, and a float64 ``torch.cdist`` for the neighbours of section 3.
 """
 
+# Every check here has the layout of the checks of the other lectures, on purpose, so that one
+# reads like the next: an @exercise with its hints, a few random problems against an independent
+# reference, the known mistakes named (_common.name_the_mistake), then the general message. The
+# shapes repeat (a duplicate finder lists them); the code they share lives in _common.
+
 from __future__ import annotations
 
 import torch
 from scipy.spatial.distance import cityblock
 
 from . import exercise
+from ._common import as_number, name_the_mistake
 from ._common import close as _close
 
 
@@ -62,9 +68,7 @@ def check_manhattan(fn) -> str:
                 ((u - v) ** 2).sum(1).sqrt(),
             "you divided by the number of coordinates (a mean, not a sum)": ours / u.shape[1],
         }
-        for message, value in diagnoses.items():
-            if _close(yours, value):
-                raise AssertionError(message)
+        name_the_mistake(yours, diagnoses, matches=_close)
         if not _close(torch.as_tensor(fn(u.clone(), u.clone())), torch.zeros(len(u))):
             raise AssertionError("d(x, x) is not 0: the identity axiom fails.")
         if not _close(yours, torch.as_tensor(fn(v.clone(), u.clone()))):
@@ -180,17 +184,10 @@ def check_squaring(prediction, same_neighbours, knn, queries, reference, k) -> s
     """``prediction``: the guessed 5-NN accuracy of the squared Euclidean distance on MNIST pixels;
     ``same_neighbours``: the fraction of ``queries`` whose k nearest ``reference`` images are the same set
     under the Euclidean and the squared Euclidean distance."""
-    try:
-        prediction = float(prediction)
-    except (TypeError, ValueError):
-        raise AssertionError("my_prediction must be one number: your guess of an accuracy.") from None
+    prediction = as_number(prediction, "my_prediction", "your guess of an accuracy")
     if not 0.0 <= prediction <= 1.0:
         raise AssertionError(f"my_prediction = {prediction}: an accuracy lies in [0, 1].")
-    try:
-        yours = float(same_neighbours)
-    except (TypeError, ValueError):
-        raise AssertionError("my_same_neighbours must be one number (a fraction of the test images), e.g. "
-                             "with .float().mean().item().") from None
+    yours = as_number(same_neighbours, "my_same_neighbours", "a fraction of the test images, e.g. with .float().mean().item()")
     ours = reference_same_neighbours(queries, reference, k)
     if abs(yours - ours) > 1.0 / len(queries) + 1e-9:   # one query of slack, for a tie between two distances
         d = torch.cdist(queries.double(), reference.double())

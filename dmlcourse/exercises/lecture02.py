@@ -6,6 +6,11 @@ the NCA loss (its gradient by finite differences of that loop), and NumPy's cova
 for whitening.
 """
 
+# Every check here has the layout of the checks of the other lectures, on purpose, so that one
+# reads like the next: an @exercise with its hints, a few random problems against an independent
+# reference, the known mistakes named (_common.name_the_mistake), then the general message. The
+# shapes repeat (a duplicate finder lists them); the code they share lives in _common.
+
 from __future__ import annotations
 
 import math
@@ -16,6 +21,7 @@ from scipy.linalg import sqrtm
 from scipy.spatial.distance import mahalanobis as scipy_mahalanobis
 
 from . import exercise
+from ._common import as_number, name_the_mistake, same
 from ._common import close as _close
 
 
@@ -101,9 +107,7 @@ def check_mahalanobis(fn) -> str:
             "you used W^(1/2) in the quadratic form; it is (x - y)^T W (x - y) with W itself "
             "(W^(1/2) is the linear map L, to apply once: ||L (x - y)||)": reference_mahalanobis(x, y, W_half),
         }
-        for message, value in diagnoses.items():
-            if _close(yours, value):
-                raise AssertionError(message)
+        name_the_mistake(yours, diagnoses, matches=_close)
         i = int((yours - ours).abs().argmax())
         raise AssertionError(f"row {i}: expected {ours[i].item():.6f}, your function gave {yours[i].item():.6f}.")
     return "the same as SciPy's mahalanobis on 3 random problems."
@@ -160,9 +164,7 @@ def check_nca_loss(fn) -> str:
                 -np.log(_nca_terms(Ln, xn, yn, squared=False)).mean(),
             "the sign is wrong: minimise -log p_i, not log p_i": np.log(p).mean(),
         }
-        for message, v in diagnoses.items():
-            if abs(float(v) - value) <= 1e-6 * max(1.0, abs(value)):
-                raise AssertionError(message)
+        name_the_mistake(value, diagnoses, matches=lambda a, b: same(a, float(b)))
         raise AssertionError(f"on a random problem (seed {seed}) the loss is {ours:.6f}; your function gave "
                              f"{value:.6f}.")
     return "value and gradient the same as a loop over the points (gradient by finite differences), 3 problems."
@@ -218,16 +220,10 @@ def check_whitening_prediction(prediction, amplification, table, train_coords) -
     """``prediction``: the guessed 1-NN accuracy of Sigma^-1 on MNIST's 30 PCA coordinates;
     ``amplification``: how many times more whitening stretches the weakest PCA coordinate of the training set
     than the strongest (the ratio of their standard deviations)."""
-    try:
-        prediction = float(prediction)
-    except (TypeError, ValueError):
-        raise AssertionError("my_prediction must be one number: your guess of an accuracy.") from None
+    prediction = as_number(prediction, "my_prediction", "your guess of an accuracy")
     if not 0.0 <= prediction <= 1.0:
         raise AssertionError(f"my_prediction = {prediction}: an accuracy lies in [0, 1].")
-    try:
-        yours = float(amplification)
-    except (TypeError, ValueError):
-        raise AssertionError("my_amplification must be one number (a ratio of two standard deviations).") from None
+    yours = as_number(amplification, "my_amplification", "a ratio of two standard deviations")
     ours = reference_amplification(train_coords)
     if abs(yours - ours) > 1e-3 * ours:
         if abs(yours - ours**2) <= 1e-3 * ours**2:

@@ -6,6 +6,11 @@ the other on the basis vectors for the collapsed map, and NumPy's eigenvalues (f
 reconstruction error of PCA.
 """
 
+# Every check here has the layout of the checks of the other lectures, on purpose, so that one
+# reads like the next: an @exercise with its hints, a few random problems against an independent
+# reference, the known mistakes named (_common.name_the_mistake), then the general message. The
+# shapes repeat (a duplicate finder lists them); the code they share lives in _common.
+
 from __future__ import annotations
 
 import math
@@ -15,7 +20,7 @@ import torch
 from scipy.linalg import subspace_angles
 
 from . import exercise
-from ._common import close
+from ._common import as_number, close, name_the_mistake
 
 
 def _close(a, b, tol):
@@ -133,16 +138,10 @@ def reference_pca_floor(xc: torch.Tensor, p: int) -> float:
 def check_linear_floor(prediction, floor, err_ae, err_pca, xc, p) -> str:
     """``prediction``: the guessed ratio err_ae / err_pca (linear autoencoder over PCA, same rank p);
     ``floor``: the smallest mean squared reconstruction error a rank-p linear map can reach on xc."""
-    try:
-        prediction = float(prediction)
-    except (TypeError, ValueError):
-        raise AssertionError("my_prediction must be one number: your guess of err_ae / err_pca.") from None
+    prediction = as_number(prediction, "my_prediction", "your guess of err_ae / err_pca")
     if not prediction > 0:
         raise AssertionError(f"my_prediction = {prediction}: a ratio of two errors is positive.")
-    try:
-        yours = float(floor)
-    except (TypeError, ValueError):
-        raise AssertionError("my_floor must be one number (a mean squared error), e.g. with .item().") from None
+    yours = as_number(floor, "my_floor", "a mean squared error, e.g. with .item()")
     evals = _eigenvalues(xc)
     ours = float(evals[p:].sum())
     if abs(yours - ours) > 1e-4 * ours:
@@ -157,9 +156,8 @@ def check_linear_floor(prediction, floor, err_ae, err_pca, xc, p) -> str:
             "those are singular values of xc, not variances: square them and divide by N":
                 float(np.sqrt(np.clip(evals[p:] * len(xc), 0, None)).sum()),
         }
-        for message, value in candidates.items():
-            if abs(yours - value) <= 1e-4 * abs(value):
-                raise AssertionError(f"{yours:.4f}: {message}.")
+        name_the_mistake(yours, {f"{yours:.4f}: {m}.": v for m, v in candidates.items()},
+                         matches=lambda a, b: abs(a - b) <= 1e-4 * abs(b))
         raise AssertionError(f"the smallest error of a rank-{p} linear map on xc is {ours:.4f}, not {yours:.4f}: "
                              "add up the eigenvalues of xc.T @ xc / N beyond the largest p.")
     ratio = err_ae / err_pca

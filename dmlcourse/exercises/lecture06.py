@@ -5,6 +5,11 @@ independent of ``dmlcourse.miners`` (which the notebook teaches). The wrong vari
 same loops with one rule changed.
 """
 
+# Every check here has the layout of the checks of the other lectures, on purpose, so that one
+# reads like the next: an @exercise with its hints, a few random problems against an independent
+# reference, the known mistakes named (_common.name_the_mistake), then the general message. The
+# shapes repeat (a duplicate finder lists them); the code they share lives in _common.
+
 from __future__ import annotations
 
 import math

@@ -4,6 +4,11 @@ The references here are loops over the formulas in float64 (``math.acos``, ``mat
 ``dmlcourse.heads`` (which the notebook teaches and the learner must not call); the tests check that the two agree.
 """
 
+# Every check here has the layout of the checks of the other lectures, on purpose, so that one
+# reads like the next: an @exercise with its hints, a few random problems against an independent
+# reference, the known mistakes named (_common.name_the_mistake), then the general message. The
+# shapes repeat (a duplicate finder lists them); the code they share lives in _common.
+
 from __future__ import annotations
 
 import math
@@ -11,7 +16,7 @@ import math
 import torch
 
 from . import exercise
-from ._common import as_number, close
+from ._common import as_number, as_shaped_tensor, close, name_the_mistake
 
 # --------------------------------------------------------------------------- references (float64 loops)
 
@@ -82,15 +87,7 @@ def _problems():
 
 
 def _logits(value, expected_shape, name):
-    if not isinstance(value, torch.Tensor):
-        try:
-            value = torch.as_tensor(value)
-        except Exception:
-            raise AssertionError(f"{name} returned {type(value).__name__}; return a tensor of logits.") from None
-    if tuple(value.shape) != tuple(expected_shape):
-        raise AssertionError(f"{name} returned shape {tuple(value.shape)}; expected {tuple(expected_shape)} "
-                             "(one logit per sample and class).")
-    return value.detach().double()
+    return as_shaped_tensor(value, expected_shape, name, "one logit per sample and class")
 
 
 # --------------------------------------------------------------------------- 07.1 CosFace
@@ -132,9 +129,7 @@ def check_cosface(fn) -> str:
         wrong_dim[rows, labels] -= s * m
         variants["W is normalised along dim 0 (its columns); each ROW is a class weight: normalise with dim=1."] = \
             wrong_dim
-        for message, value in variants.items():
-            if close(yours, value):
-                raise AssertionError(message)
+        name_the_mistake(yours, variants)
         raise AssertionError(f"on a random problem (seed {seed}, s = {s}, m = {m}) your logits differ from "
                              f"CosFace's by up to {(yours - ours).abs().max().item():.3g}.")
     return "the same as a float64 loop over the formula on 2 random problems."

@@ -5,6 +5,11 @@ The references here are loops over the closed forms in float64 (``math.log``), i
 agree with the package, and that the MLS reference is the logarithm of a numerical Gaussian integral.
 """
 
+# Every check here has the layout of the checks of the other lectures, on purpose, so that one
+# reads like the next: an @exercise with its hints, a few random problems against an independent
+# reference, the known mistakes named (_common.name_the_mistake), then the general message. The
+# shapes repeat (a duplicate finder lists them); the code they share lives in _common.
+
 from __future__ import annotations
 
 import math
@@ -12,7 +17,7 @@ import math
 import torch
 
 from . import exercise
-from ._common import as_number, close
+from ._common import as_number, as_shaped_tensor, close, name_the_mistake
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -73,14 +78,6 @@ def _problems(n=12, d=6):
                torch.rand(n, d, generator=g, dtype=torch.float64) * 2 + 0.05)
 
 
-def _tensor(value, shape, name, what):
-    try:
-        value = torch.as_tensor(value)
-    except Exception:
-        raise AssertionError(f"{name} returned {type(value).__name__}; return a tensor ({what}).") from None
-    if tuple(value.shape) != tuple(shape):
-        raise AssertionError(f"{name} returned shape {tuple(value.shape)}; expected {tuple(shape)} ({what}).")
-    return value.detach().double()
 
 
 # --------------------------------------------------------------------------- 08.1 the MLS
@@ -99,7 +96,7 @@ def check_mls(fn) -> str:
     (D/2) log 2 pi, variances (not standard deviations) as inputs."""
     for seed, mu1, var1, mu2, var2 in _problems():
         n, d = mu1.shape
-        yours = _tensor(fn(mu1.clone(), var1.clone(), mu2.clone(), var2.clone()), (n,), "my_mls",
+        yours = as_shaped_tensor(fn(mu1.clone(), var1.clone(), mu2.clone(), var2.clone()), (n,), "my_mls",
                         "one score per pair of rows")
         t = reference_mls_terms(mu1, var1, mu2, var2)
         ours = t["total"]
@@ -124,9 +121,7 @@ def check_mls(fn) -> str:
             "var1 and var2 ARE variances already: do not take their square root.":
                 reference_mls(mu1, var1.sqrt(), mu2, var2.sqrt()),
         }
-        for message, value in variants.items():
-            if close(yours, value):
-                raise AssertionError(message)
+        name_the_mistake(yours, variants)
         raise AssertionError(f"on a random problem (seed {seed}) your scores differ from the MLS by up to "
                              f"{(yours - ours).abs().max().item():.3g}.")
     return "the same as a float64 loop over the closed form on 2 random problems."
@@ -146,8 +141,8 @@ def check_fusion(fn) -> str:
         out = fn(mu.clone(), var.clone())
         if not (isinstance(out, (tuple, list)) and len(out) == 2):
             raise AssertionError("return a pair (mu_f, var_f).")
-        m = _tensor(out[0], m_ours.shape, "my_fuse's mean", "one value per dimension")
-        v = _tensor(out[1], v_ours.shape, "my_fuse's variance", "one value per dimension")
+        m = as_shaped_tensor(out[0], m_ours.shape, "my_fuse's mean", "one value per dimension")
+        v = as_shaped_tensor(out[1], v_ours.shape, "my_fuse's variance", "one value per dimension")
         if close(m, m_ours) and close(v, v_ours):
             continue
         if close(m, mu.mean(0)):
@@ -180,7 +175,7 @@ def check_kl(fn) -> str:
     """``fn(mu, log_var) -> (N,)``: KL(N(mu, exp(log_var)) || N(0, I)) per sample (DUL's regulariser)."""
     for seed, mu, var, _, _ in _problems():
         log_var = var.log()
-        yours = _tensor(fn(mu.clone(), log_var.clone()), (len(mu),), "my_kl", "one value per sample")
+        yours = as_shaped_tensor(fn(mu.clone(), log_var.clone()), (len(mu),), "my_kl", "one value per sample")
         ours = reference_kl(mu, log_var)
         if close(yours, ours):
             continue
@@ -192,9 +187,7 @@ def check_kl(fn) -> str:
                 0.5 * (mu ** 2 + log_var - log_var.exp() - 1).sum(1),
             "you average over the D dimensions; the KL of independent dimensions is their SUM.": ours / d,
         }
-        for message, value in variants.items():
-            if close(yours, value):
-                raise AssertionError(message)
+        name_the_mistake(yours, variants)
         raise AssertionError(f"on a random problem (seed {seed}) your KL differs from the formula by up to "
                              f"{(yours - ours).abs().max().item():.3g}.")
     return "the same as a float64 loop over the formula on 2 random problems."

@@ -29,11 +29,11 @@ def umap_layout(
     learning_rate: float = 1.0,
 ) -> np.ndarray:
     """UMAP of (N, D) points, float32: :func:`dmlcourse.plots.project_2d` (taught in 00_start_here),
-    which
-    hands UMAP the exact distance matrix for N < 4096."""
+    which hands UMAP the exact distance matrix for N < 4096."""
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or len(x) < 3:
         raise ValueError(f"x must be an (N, D) array with N >= 3, got shape {x.shape}.")
+    # a keyword list (one a line, as ruff formats long calls): alike in shape to others, not logic
     return project_2d(
         x,
         "umap",

@@ -155,6 +155,7 @@ class EmbeddingLab:
         preselected = (
             "batch_semi_hard" if "batch_semi_hard" in miner_names else (miner_names or [None])[0]
         )
+        # a keyword list (one a line, as ruff formats long calls): alike in shape, not in logic
         first = LabConfig(
             dataset=dataset,
             size=size,
@@ -202,6 +203,7 @@ class EmbeddingLab:
             description="miner",
             style=style,
         )
+        # the controls: keyword lists, alike in shape to one another, not in logic
         self.margin = W.FloatSlider(
             value=0.2,
             min=0.0,
@@ -567,9 +569,7 @@ class EmbeddingLab:
             self._report(cfg, run, self.timings["seeds"].get(shown, self.timings["done"]))
             if n > 1:
                 self._report_group(group)
-        except (
-            Exception
-        ) as exc:  # the widget must stay usable: report, never raise into the event loop
+        except Exception as exc:  # the widget must stay usable: report, never raise into the loop
             self._set_status(
                 f"<b>{html.escape(cfg.label())}</b> failed: {html.escape(type(exc).__name__)}: "
                 f"{html.escape(str(exc))}",

@@ -271,12 +271,32 @@ def test_embedding_lab(notebook, name):
     assert int(state("len(embedding_lab.kept_box.children)")) == kept0 + 1
     assert root.locator("table tr").count() > rows0, "no new row in the kept-runs table"
     nb.shot("lab-kept", root.locator(".js-plotly-plot").last)
-    # a second run, stopped at once: a seed never trained before, so it is not a cached run that
-    # ends before Stop can be clicked
-    nb.kernel("embedding_lab.seed.value = embedding_lab.seed.value + 101")
+    # a second run, stopped at once. It must outlast the browser's round trip: a quick-mode run
+    # (100 images a class) of even 30 epochs ends in 3 s, before the browser, busy drawing its
+    # epochs, has shown Stop enabled. So: every training image of the size, the most epochs, and a
+    # seed never trained (not a cached replay) on this machine
+    started = int(state("embedding_lab.runs_started"))
+    nb.kernel(
+        "embedding_lab._fixed['train_per_class'] = None\n"
+        "embedding_lab.epochs.value = embedding_lab.epochs.max\n"
+        f"embedding_lab.seed.value = {100_000 + int(time.time()) % 1_000_000}"
+    )
     nb.settle()
     root.get_by_role("button", name="Train").click()
-    root.get_by_role("button", name="Stop").click(timeout=30_000)
+    end = time.time() + 30
+    while time.time() < end and int(state("embedding_lab.runs_started")) == started:
+        time.sleep(0.5)
+    status = lambda: state("embedding_lab.status.value")  # noqa: E731
+    assert int(state("embedding_lab.runs_started")) == started + 1, (
+        f"the Train click started no run; status: {status()}"
+    )
+    try:
+        root.get_by_role("button", name="Stop").click(timeout=30_000)
+    except Exception as exc:  # noqa: BLE001
+        raise AssertionError(
+            f"Stop could not be clicked (training: {state('embedding_lab.training')}, "
+            f"status: {status()})"
+        ) from exc
     end = time.time() + 120
     while time.time() < end and state("embedding_lab.training") == "True":
         time.sleep(1)
@@ -284,3 +304,5 @@ def test_embedding_lab(notebook, name):
     nb.shot("lab-stopped", root)
     assert state("embedding_lab.training") == "False"
     assert root.get_by_role("button", name="Train").is_enabled()
+    stopped = state("embedding_lab.run.epochs_done"), state("embedding_lab.epochs.max")
+    assert int(stopped[0]) < int(stopped[1]), f"Stop did not stop the run: {stopped[0]} epochs of {stopped[1]}"
