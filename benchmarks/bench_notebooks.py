@@ -4,9 +4,11 @@
     python benchmarks/bench_notebooks.py --quick    # 00_start_here in quick mode only (what CI
     runs)
     python benchmarks/bench_notebooks.py --modes full --keep out/   # keep the executed notebooks
+    python benchmarks/bench_notebooks.py --modes full --warm --only 00  # cold, then warm
 
 Each notebook runs in a fresh kernel with an empty result cache (so cached runs do not hide training
-time).
+time): the "cold" time. With ``--warm`` it runs a second time on the cache the first run left: the
+"warm" time, what a learner waits for after a kernel restart.
 """
 
 from __future__ import annotations
@@ -25,12 +27,15 @@ from machine import describe, machine_info
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_notebook(path: Path, quick: bool, keep: Path | None) -> tuple[float, bool]:
+def run_notebook(
+    path: Path, quick: bool, keep: Path | None, cache: Path | None = None
+) -> tuple[float, bool]:
+    """Execute ``path`` once; ``cache``: the result cache to use (default: a new, empty one)."""
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(
             os.environ,
             DMLCOURSE_QUICK="1" if quick else "0",
-            DMLCOURSE_CACHE_DIR=str(Path(tmp) / "cache"),
+            DMLCOURSE_CACHE_DIR=str(cache if cache is not None else Path(tmp) / "cache"),
         )
         out_dir = keep if keep is not None else Path(tmp)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -66,6 +71,7 @@ def main():
     ap.add_argument("--modes", nargs="+", default=["quick", "full"], choices=["quick", "full"])
     ap.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 00 05")
     ap.add_argument("--keep", type=Path, help="folder for the executed notebooks")
+    ap.add_argument("--warm", action="store_true", help="also a second run on the first's cache")
     args = ap.parse_args()
     built = ROOT / "build" / "bench-notebooks"  # solution versions, built from notebooks/NN_name.py
     course = str(ROOT / "scripts" / "course.py")
@@ -73,23 +79,27 @@ def main():
                    check=True, capture_output=True)
     notebooks = sorted(built.glob("*.ipynb"))
     modes = args.modes
+    if args.warm:
+        modes = [m + suffix for m in modes for suffix in ("", " warm")]
     if args.quick:
         notebooks, modes = [p for p in notebooks if p.name.startswith("00")], ["quick"]
     if args.only:
         notebooks = [p for p in notebooks if any(p.name.startswith(o) for o in args.only)]
     print(f"notebook wall times -- {describe()}")
-    print(f"{'notebook':<28}" + "".join(f"{m + ' (s)':>12}" for m in modes))
+    print(f"{'notebook':<28}" + "".join(f"{m + ' (s)':>16}" for m in modes))
     rows = []
     for nb in notebooks:
         row = {"notebook": nb.stem}
-        for mode in modes:
-            seconds, ok = run_notebook(nb, mode == "quick", args.keep)
-            row[mode] = seconds if ok else None
+        with tempfile.TemporaryDirectory() as tmp:
+            for mode in modes:  # "quick", then "quick warm" on the same cache, …
+                cache = Path(tmp) / mode.split()[0]
+                seconds, ok = run_notebook(nb, mode.startswith("quick"), args.keep, cache)
+                row[mode] = seconds if ok else None
         rows.append(row)
         print(
             f"{nb.stem:<28}"
             + "".join(
-                f"{row[m]:>12.0f}" if row[m] is not None else f"{'FAILED':>12}" for m in modes
+                f"{row[m]:>16.0f}" if row[m] is not None else f"{'FAILED':>16}" for m in modes
             ),
             flush=True,
         )

@@ -28,6 +28,10 @@ LIVE_NOTE = (
     "Static stand-in: the slider steps were computed when this page was built. "
     "The live widget needs JupyterLab (<code>make lab</code>)."
 )
+STILL_NOTE = (  # a widget without value controls, e.g. the image shown under the mouse
+    "Static copy of the figure: the live widget (it shows the image under the mouse) needs "
+    "JupyterLab (<code>make lab</code>)."
+)
 MAX_STEPS = 9  # steps per slider: enough to watch a figure move, small enough for a light page
 _ENABLED = False
 
@@ -192,8 +196,9 @@ def stand_in(box, *, max_controls: int = 4):
                 yanchor="top",
             )
         )
-    height = (fig.layout.height or 450) + 90
-    out.update_layout(sliders=sliders, height=height, margin=dict(b=90))
+    if sliders:  # room below the figure for them
+        height = (fig.layout.height or 450) + 90
+        out.update_layout(sliders=sliders, height=height, margin=dict(b=90))
     return out
 
 
@@ -202,7 +207,9 @@ def _box_mimebundle(self, **kwargs):
     if fig is None:
         return _ORIGINAL["box"](self, **kwargs)
     return {
-        "text/html": figure_html(fig) + f"<p class='dmlcourse-static-note'><i>{LIVE_NOTE}</i></p>",
+        "text/html": figure_html(fig)
+        + f"<p class='dmlcourse-static-note'><i>{LIVE_NOTE if fig.layout.sliders else STILL_NOTE}"
+        "</i></p>",
         "text/plain": "static stand-in of a dmlcourse widget",
     }
 

@@ -402,10 +402,12 @@ for f in FORMS:
 
 # the same geometry on trained embeddings: every seed's plain-distance network (m = 0.2), fixed test triplets
 ta, tp, tn = tuples.make_triplets(sweep["plain d", 0.2, SEEDS[0]]["labels"], 2000, seed=0)
+fixed_active = []   # per seed: {m: (plain, squared)} on the fixed, trained embedding
 for seed in SEEDS:
     z = sweep["plain d", 0.2, seed]["z"]
     sums = torch.linalg.norm(z[ta] - z[tp], dim=1) + torch.linalg.norm(z[ta] - z[tn], dim=1)
     trained_active = active_fractions(z, ta, tp, tn, MARGINS)
+    fixed_active.append(trained_active)
     print(f"seed {seed}, trained: d(a,p) + d(a,n) has median {sums.median():.2f} "
           f"({(sums > 1).float().mean():.0%} above 1); active plain / squared: "
           + ", ".join(f"m = {m}: {pl:.3f} / {sq:.3f}" for m, (pl, sq) in trained_active.items()))
@@ -416,9 +418,15 @@ for seed in SEEDS:
         assert not (squared & ~plain & (sums > 1 + 1e-4)).any()       # sum above 1: squared is the stricter
         assert not (plain & ~squared & (sums < 1 - 1e-4)).any()       # sum below 1: plain is the stricter
 
-for f in FORMS:   # in training too, a larger margin keeps more triplets active (seed means)
-    active_means = [sweep_table[f, m, "active"][0] for m in MARGINS]
-    assert active_means == sorted(active_means), f
+if len(MARGINS) > 1:   # full mode: what a larger margin does on a fixed embedding, and in training
+    lo, hi = MARGINS[0], MARGINS[-1]
+    for col, f in enumerate(FORMS):
+        fixed = [sum(a[m][col] for a in fixed_active) / len(fixed_active) for m in (lo, hi)]
+        grows_fixed = fixed[1] / fixed[0]
+        grows_training = sweep_table[f, hi, "active"][0] / sweep_table[f, lo, "active"][0]
+        print(f"{f}: m = {lo} -> {hi} multiplies the active fraction by {grows_fixed:.2f} on the fixed "
+              f"embedding, by {grows_training:.2f} in training")
+        assert grows_training < grows_fixed, f   # the network answers a larger margin by spreading further
 
 squared_vs_plain = {k: (clearly_above(sweep_table["squared d²", 0.2, k], sweep_table["plain d", 0.2, k]),
                         clearly_above(sweep_table["plain d", 0.2, k], sweep_table["squared d²", 0.2, k]))
@@ -439,6 +447,13 @@ for k, (sq_higher, pl_higher) in squared_vs_plain.items():
 # larger. During *training* the two forms also move the embedding differently (the gradient of $d^2$ grows with
 # $d$, that of $d$ does not), so the training columns compare two different runs, not one geometry; the last lines
 # of the output say which of their differences exceed the seed spread.
+#
+# The margin's own effect differs in the same way (full mode, where there are three margins). On a *fixed*
+# embedding a larger margin simply counts more triplets as active: from 0.1 to 0.4 about three times as many. In
+# *training* the active fraction hardly moves: the network answers a larger margin by spreading the classes
+# further, until about as many triplets violate it as before (asserted: it grows less in training than on the
+# fixed embedding). An earlier version of this notebook asserted that the training column grows with the margin;
+# the full-mode run refuted it (plain: 0.178, 0.175, 0.208 over three seeds, the first two within their spread).
 #
 # ### Distances separate during training
 # The histograms of similar (green) and dissimilar (red) test-pair distances, one per epoch; drag the slider.

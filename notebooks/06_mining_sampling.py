@@ -223,23 +223,26 @@ for m in METHODS:
 p1 = {m: over_seeds(m, "p1") for m in METHODS}
 mapr = {m: over_seeds(m, "map_r") for m in METHODS}
 n_pairs = len(METHODS) * (len(METHODS) - 1) // 2
-beyond = {}
+beyond, ties_of = {}, {}
 for name, score in (("P@1", p1), ("MAP@R", mapr)):
     beyond[name] = [(a, b) for a in METHODS for b in METHODS if a != b and clearly_better(score[a], score[b])]
     best = max(METHODS, key=lambda m: score[m].mean())
-    ties = [m for m in METHODS if m != best and not clearly_better(score[best], score[m])]
+    ties = ties_of[name] = [m for m in METHODS if m != best and not clearly_better(score[best], score[m])]
     print(f"{d0}, {name}: {len(beyond[name])} of the {n_pairs} pairs differ by more than their seed spread; "
           f"the best mean ({best}) is within noise of: {', '.join(ties) or 'none'}")
 print(f"semi-hard against batch-hard beyond noise?  P@1: {clearly_better(p1['batch_semi_hard'], p1['batch_hard'])}"
       f",  MAP@R: {clearly_better(mapr['batch_semi_hard'], mapr['batch_hard'])}")
-assert len(beyond["P@1"]) < n_pairs // 2              # most of a P@1 "ranking" of these miners is noise
+assert ties_of["P@1"] and ties_of["MAP@R"]   # the best miner is not separated from its runner-up(s)
 assert len(beyond["MAP@R"]) > len(beyond["P@1"])      # MAP@R, which scores the whole ranking, separates more
 
 # %% [markdown]
-# Read the table with its error bars. In P@1, most pairs of miners overlap: the order you would write down from one
-# seed is mostly noise, and the best miner's lead over the runners-up printed above is within the seed spread.
-# MAP@R, which scores where *all* of a query's class-mates are ranked and not only the first neighbour, separates
-# more pairs. Batch-hard is the example: its collapse (§4) is plain in MAP@R, while P@1 barely registers it in our
+# Read the table with its error bars. How many pairs of miners it separates depends on the training length: in
+# quick mode's short runs most pairs overlap in P@1, so the order you would write down from one seed is mostly
+# noise; at full strength (longer runs, three seeds) most pairs do separate. (An earlier version of this notebook
+# asserted "most P@1 pairs are noise"; the full-mode run refuted it.) What holds in both: the best miner's lead
+# over its runner-up, printed above, is within the seed spread, so "the best miner" is not a finding; and MAP@R,
+# which scores where *all* of a query's class-mates are ranked and not only the first neighbour, separates more
+# pairs than P@1. Batch-hard is the example: its collapse (§4) is plain in MAP@R, while P@1 barely registers it in our
 # quick-mode runs (the line printed above) — the nearest neighbour can stay right in an embedding squeezed into a
 # tiny ball. We come back to comparisons in §7.
 #

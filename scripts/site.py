@@ -108,7 +108,11 @@ def main(argv=None) -> int:
 
     from sphinx.cmd.build import build_main
 
-    rc = build_main(["-b", "html", "-q", "-j", "1", str(SITE_SRC), str(args.out)])
+    # Sphinx's own cache (doctrees) beside the site, not in it: it is no part of what is hosted
+    doctrees = args.out.parent / f"{args.out.name}-doctrees"
+    rc = build_main(
+        ["-b", "html", "-q", "-j", "1", "-d", str(doctrees), str(SITE_SRC), str(args.out)]
+    )
     seconds = time.perf_counter() - t0
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file()) / 2**20
     print(

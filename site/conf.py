@@ -34,6 +34,10 @@ html_theme_options = {
     "use_fullscreen_button": False,
 }
 html_static_path = ["_static"]
+# no copies of the executed notebooks (_sources/, 11 MiB): the page is the lecture, and the
+# notebooks come with the course (make lab)
+html_copy_source = False
+html_show_sourcelink = False
 html_css_files = ["dmlcourse.css"]
 # plotly.js once for the whole site (no CDN); every figure's HTML expects window.Plotly
 html_js_files = [("plotly.min.js", {"priority": 200})]

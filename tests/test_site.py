@@ -107,3 +107,35 @@ def test_learner_pages_hold_no_solution(site):
     html = (site / "lectures" / "00_start_here.html").read_text(encoding="utf-8")
     assert "fill_diagonal_" not in html.split("Exercises")[-1]  # 00.1's solution line
     assert "not attempted yet" in html
+
+
+# ---- the stand-ins themselves (no site build)
+
+
+def test_a_widget_with_sliders_becomes_a_figure_whose_steps_replay_them():
+    from dmlcourse import heads, site
+
+    box = heads.margin_explorer()
+    fig = site.stand_in(box)
+    assert len(fig.layout.sliders) == 3  # SphereFace m, CosFace m, ArcFace m
+    for slider, control in zip(fig.layout.sliders, (box.sphere, box.cos, box.arc)):
+        assert len(slider.steps) >= 2
+        assert slider.steps[slider.active].label in (str(control.value), f"{control.value:.3g}")
+    html = site._box_mimebundle(box)["text/html"]
+    assert "slider steps were computed" in html
+
+
+def test_a_widget_without_controls_becomes_a_still_figure_that_says_what_is_missing():
+    import torch
+
+    from dmlcourse import plots, site
+
+    g = torch.Generator().manual_seed(0)
+    xy, labels = torch.randn(30, 2, generator=g), torch.arange(30) % 3
+    box = plots.embedding_explorer(xy, labels, torch.zeros(30, 28, 28, dtype=torch.uint8))
+    live = next(w for w in box.children if hasattr(w, "data"))
+    fig = site.stand_in(box)
+    assert not fig.layout.sliders
+    assert fig.layout.height == live.layout.height  # no room kept for sliders that are not there
+    html = site._box_mimebundle(box)["text/html"]
+    assert "image under the mouse" in html and "slider" not in html

@@ -1092,8 +1092,8 @@ class EmbeddingLab:
             sliders=[
                 dict(
                     active=0,
-                    x=0.2,
-                    len=0.8,
+                    x=0.26,  # right of the play and pause buttons
+                    len=0.74,
                     y=-0.02,
                     yanchor="top",
                     currentvalue=dict(prefix="epoch "),
