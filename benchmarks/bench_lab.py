@@ -39,6 +39,22 @@ from dmlcourse.core.paths import default_size
 ROOT = Path(__file__).resolve().parents[1]
 
 
+
+def new_lab(spec: dict, loss: str, **kw):
+    """A synchronous Lab on MNIST with the benchmark's settings (``spec``), for one ``loss``."""
+    return lab.EmbeddingLab(
+        losses=[loss],
+        dataset="mnist",
+        size=spec["size"],
+        epochs=spec["epochs"],
+        network=spec["network"],
+        train_per_class=spec["train_per_class"],
+        probe_per_class=spec["probe_per_class"],
+        background=False,
+        warm_up=False,
+        **kw,
+    )
+
 def first_umap_seconds() -> float:
     """The first UMAP call in a fresh Python process (numba's compile time included)."""
     code = (
@@ -106,18 +122,7 @@ def seed_rows(spec: dict, counts=(1, 3)) -> list:
             os.environ["DMLCOURSE_CACHE_DIR"] = tmp
             boxes = []
             for _ in range(2):
-                box = lab.EmbeddingLab(
-                    losses=["triplet"],
-                    dataset="mnist",
-                    size=spec["size"],
-                    epochs=spec["epochs"],
-                    network=spec["network"],
-                    train_per_class=spec["train_per_class"],
-                    probe_per_class=spec["probe_per_class"],
-                    seeds=n,
-                    background=False,
-                    warm_up=False,
-                )
+                box = new_lab(spec, "triplet", seeds=n)
                 t0 = time.perf_counter()
                 box.train_button.click()
                 box.timings["click_s"] = time.perf_counter() - t0
@@ -218,27 +223,15 @@ def main():
             f"{'replay s':>9}{'P@1':>7}{'MAP@R':>7}"
         )
         for loss, miner in losses:
-            def new_lab(loss=loss):  # the same Lab twice: trained, then replayed from the cache
-                return lab.EmbeddingLab(
-                    losses=[loss],
-                    dataset="mnist",
-                    size=spec["size"],
-                    epochs=spec["epochs"],
-                    network=spec["network"],
-                    train_per_class=spec["train_per_class"],
-                    probe_per_class=spec["probe_per_class"],
-                    background=False,
-                    warm_up=False,
-                )
 
-            box = new_lab()
+            box = new_lab(spec, loss)  # the same Lab twice: trained, then replayed
             box.miner.value = miner
             t0 = time.perf_counter()
             box.train_button.click()
             click = time.perf_counter() - t0
             run = box.run
             assert run is not None and not run.interrupted, box.status.value
-            again = new_lab()
+            again = new_lab(spec, loss)
             again.miner.value = miner
             t0 = time.perf_counter()
             again.train_button.click()
