@@ -15,6 +15,8 @@
 #   TORCH_INDEX=https://download.pytorch.org/whl/cu128   a CUDA (or .../cpu) build of torch
 #   DMLCOURSE_QUICK=0       run the notebooks at full strength in `make test`
 #   LEARNER_DIR=my-notebooks   where `make lab` keeps your own copies
+#   TEST_WORKERS=2          processes for the unit tests and the notebooks in `make test`
+#                           (pytest-xdist; each notebook stays whole in one process, in order)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -32,7 +34,10 @@ endif
 LEARNER_DIR ?= my-notebooks
 CHROMIUM ?= /usr/bin/chromium
 COURSE := $(PY) scripts/course.py
-NBVAL := $(PY) -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env --nbval-cell-timeout=900 --durations=0
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadfile
+NBVAL := $(PY) -m pytest -p no:cacheprovider $(XDIST) --nbval-lax --nbval-current-env \
+	--nbval-cell-timeout=900 --durations=0
 
 .PHONY: site lab edit solutions test test-browser install unit notebooks lint bench bench-quick \
 	clean-cache mini-data wheel-test
@@ -76,7 +81,8 @@ lint: install
 	$(COURSE) check
 
 unit: install
-	DMLCOURSE_QUICK=$${DMLCOURSE_QUICK:-1} $(PY) -m pytest -p no:cacheprovider --ignore=tests/browser tests
+	DMLCOURSE_QUICK=$${DMLCOURSE_QUICK:-1} $(PY) -m pytest -p no:cacheprovider $(XDIST) \
+		--ignore=tests/browser tests
 
 # Every notebook in JupyterLab in a real (headless) Chromium: Run All, then the figures and widgets as
 # the browser shows them (tests/browser/; screenshots in build/browser-shots/). Needs Debian's chromium.

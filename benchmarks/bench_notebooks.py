@@ -28,9 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_notebook(
-    path: Path, quick: bool, keep: Path | None, cache: Path | None = None
+    path: Path, quick: bool, keep: Path | None, cache: Path | None = None, tag: str = ""
 ) -> tuple[float, bool]:
-    """Execute ``path`` once; ``cache``: the result cache to use (default: a new, empty one)."""
+    """Execute ``path`` once; ``cache``: the result cache to use (default: a new, empty one);
+    ``tag``: added to the kept notebook's name (e.g. "-warm")."""
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(
             os.environ,
@@ -39,7 +40,7 @@ def run_notebook(
         )
         out_dir = keep if keep is not None else Path(tmp)
         out_dir.mkdir(parents=True, exist_ok=True)
-        out = out_dir / f"{path.stem}-{'quick' if quick else 'full'}.ipynb"
+        out = out_dir / f"{path.stem}-{'quick' if quick else 'full'}{tag}.ipynb"
         cmd = [
             sys.executable,
             "-m",
@@ -75,8 +76,9 @@ def main():
     args = ap.parse_args()
     built = ROOT / "build" / "bench-notebooks"  # solution versions, built from notebooks/NN_name.py
     course = str(ROOT / "scripts" / "course.py")
-    subprocess.run([sys.executable, course, "build", "solution", str(built)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, course, "build", "solution", str(built)], check=True, capture_output=True
+    )
     notebooks = sorted(built.glob("*.ipynb"))
     modes = args.modes
     if args.warm:
@@ -93,7 +95,8 @@ def main():
         with tempfile.TemporaryDirectory() as tmp:
             for mode in modes:  # "quick", then "quick warm" on the same cache, …
                 cache = Path(tmp) / mode.split()[0]
-                seconds, ok = run_notebook(nb, mode.startswith("quick"), args.keep, cache)
+                tag = "-warm" if mode.endswith("warm") else ""
+                seconds, ok = run_notebook(nb, mode.startswith("quick"), args.keep, cache, tag)
                 row[mode] = seconds if ok else None
         rows.append(row)
         print(

@@ -64,9 +64,13 @@ class SmallCNN(nn.Module):
         )
         self.feature_dim = 4 * width
         self.head = nn.Linear(self.feature_dim, self.embedding_dim)
+        # Channels-last ("NHWC") memory: the same convolutions, about 1.5x faster on a CPU
+        # (benchmarks/bench_train.py); the numbers differ from NCHW only by rounding.
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.head(self.features(_as_images(x)))
+        x = _as_images(x).contiguous(memory_format=torch.channels_last)
+        z = self.head(self.features(x))
         return nn.functional.normalize(z, dim=1) if self.normalize else z
 
 

@@ -12,17 +12,19 @@ Taught in 00_start_here.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import warnings
 
 import numpy as np
 import torch
 
+from .core.cache import cached
 from .core.linalg import pca
 from .core.validate import check_choice, check_float, check_int
 
 # Heavy and needed only for pictures, widgets or fitting, so imported inside the
-# functions that use them: Pillow, ipywidgets, matplotlib, plotly, umap.
+# functions that use them: Pillow, ipywidgets, matplotlib, plotly, umap (and its numba).
 
 PALETTE = [
     "#1f77b4",
@@ -54,12 +56,38 @@ def pca_2d(embeddings) -> np.ndarray:
 
 
 # For N < 4096 UMAP finds exact nearest neighbours by calling a Python distance function once per
-# pair (5.7 of
-# 6.4 s for 1,000 points, benchmarks/bench_lab.py). Below this many points we hand it the exact
-# distance matrix
-# instead (metric="precomputed"); above, UMAP's approximate neighbour search is the faster route
-# anyway.
+# pair (5.7 of 6.4 s for 1,000 points, benchmarks/bench_lab.py). Below this many points we hand it
+# the exact distance matrix instead (metric="precomputed"); above, UMAP's approximate neighbour
+# search is the faster route anyway.
 EXACT_DISTANCES_BELOW = 4096
+
+
+def _umap_with_disk_cache():
+    """Import umap-learn, with numba's on-disk cache switched on for its compiled functions.
+
+    UMAP's first call in a process compiles about 80 numba functions: 11 of the 12.5 s of a first
+    1,000-point layout on a 2-core CPU. umap-learn does not ask numba to keep the machine code, so
+    every new kernel paid that again. With the cache the compile is paid once per machine (the
+    files go to umap's ``__pycache__``, or to ``NUMBA_CACHE_DIR``): a new process's first layout
+    then takes about 0.8 s. Where no cache folder is writable, numba compiles as before.
+    """
+    import umap
+    import umap.distances
+    import umap.layouts
+    import umap.umap_
+    import umap.utils
+    from numba.core.registry import CPUDispatcher
+
+    if not getattr(umap, "_dmlcourse_disk_cache", False):
+        for module in (umap.umap_, umap.layouts, umap.utils, umap.distances):
+            for function in vars(module).values():
+                if isinstance(function, CPUDispatcher):
+                    try:
+                        function.enable_caching()
+                    except RuntimeError:  # numba: no writable folder for this function's cache
+                        pass
+        umap._dmlcourse_disk_cache = True
+    return umap
 
 
 def project_2d(
@@ -73,6 +101,7 @@ def project_2d(
     n_epochs: int | None = None,
     learning_rate: float = 1.0,
     exact_distances: bool = True,
+    cache: bool = False,
 ) -> np.ndarray:
     """Project (N, D) embeddings to (N, 2).
 
@@ -82,15 +111,23 @@ def project_2d(
     init : optional (N, 2) starting layout for UMAP (e.g. the previous epoch's,
         so that consecutive pictures stay aligned).
     n_neighbors, min_dist, n_epochs, learning_rate : UMAP's own parameters (its defaults;
-    ``n_epochs=None``
-        lets UMAP choose).
-    exact_distances : for N < ``EXACT_DISTANCES_BELOW``, compute the Euclidean distance matrix with
-    NumPy and hand
-        it to UMAP (``metric="precomputed"``): the same layout input, several times faster. False
-        leaves the
-        distances to UMAP.
+        ``n_epochs=None`` lets UMAP choose).
+    exact_distances : for N < ``EXACT_DISTANCES_BELOW``, compute the Euclidean distance matrix
+        with NumPy and hand it to UMAP (``metric="precomputed"``): the same layout input, several
+        times faster. False leaves the distances to UMAP.
+
+    cache : True keeps a UMAP layout in the result cache (:func:`dmlcourse.core.cache.cached`,
+        taught in 00_start_here), keyed by the embeddings' values and these parameters: a re-run
+        after a kernel restart loads it instead of computing it again (a few seconds per
+        thousand points on a CPU). The layout is the same either way (UMAP with a seed is
+        deterministic). Default False: the Embedding Lab lays out every epoch and keeps its own.
+
+    UMAP's compiled code is kept on disk (:func:`_umap_with_disk_cache`): only the first UMAP
+    layout on a machine pays numba's compile, about 11 s on a 2-core CPU.
     """
     check_choice("method", method, ("umap", "pca", "identity"))
+    if not isinstance(cache, bool):
+        raise TypeError(f"cache must be True or False, got {cache!r}.")
     x = _numpy(embeddings).astype(np.float32)
     if x.ndim != 2 or len(x) == 0:
         raise ValueError(f"embeddings must be a non-empty (N, D) array, got shape {x.shape}.")
@@ -106,7 +143,7 @@ def project_2d(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            import umap
+            umap = _umap_with_disk_cache()
     except ImportError:
         warnings.warn("umap-learn is not installed; using PCA instead.", stacklevel=2)
         return pca_2d(x)
@@ -125,15 +162,34 @@ def project_2d(
         kwargs["init"] = init
     if n_epochs is not None:
         kwargs["n_epochs"] = check_int("n_epochs", n_epochs, min_value=1)
-    if exact_distances and len(x) < EXACT_DISTANCES_BELOW:
-        x64 = x.astype(np.float64)
-        sq = (x64 * x64).sum(1)
-        x = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * x64 @ x64.T, 0.0)).astype(np.float32)
-        np.fill_diagonal(x, 0.0)
-        kwargs["metric"] = "precomputed"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return umap.UMAP(**kwargs).fit_transform(x).astype(np.float64)
+    exact = exact_distances and len(x) < EXACT_DISTANCES_BELOW
+
+    def layout():
+        points = x
+        if exact:
+            x64 = x.astype(np.float64)
+            sq = (x64 * x64).sum(1)
+            points = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * x64 @ x64.T, 0.0))
+            points = points.astype(np.float32)
+            np.fill_diagonal(points, 0.0)
+            kwargs["metric"] = "precomputed"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return umap.UMAP(**kwargs).fit_transform(points).astype(np.float64)
+
+    if not cache:
+        return layout()
+    digest = hashlib.sha1(np.ascontiguousarray(x).tobytes())
+    if init is not None:
+        digest.update(np.ascontiguousarray(init).tobytes())
+    config = dict(
+        data=digest.hexdigest(),
+        shape=list(x.shape),
+        exact=exact,
+        umap=umap.__version__,
+        **{k: v for k, v in kwargs.items() if k != "init"},
+    )
+    return cached("umap-layouts/layout", config, layout)
 
 
 def image_to_data_uri(image, *, scale: int = 3) -> str:

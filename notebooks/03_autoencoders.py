@@ -546,7 +546,7 @@ for dataset in ("mnist", "fashion-mnist"):
     for method, (ztr, zte) in codes.items():
         compare[dataset, method] = dict(knn=metrics.knn_accuracy(zte, yte, ztr, ytr, k=1),
                                         p1=metrics.precision_at_1(zte, yte), map_r=metrics.map_at_r(zte, yte))
-        layouts[dataset, method] = (plots.project_2d(zte, seed=0), yte)
+        layouts[dataset, method] = (plots.project_2d(zte, seed=0, cache=True), yte)
     recon[dataset] = torch.cat([xte[::len(xte) // 10][:10], ae.reconstruct(model, xte[::len(xte) // 10][:10]),
                                 ((xte[::len(xte) // 10][:10] - mean_d) @ comps_d.T @ comps_d + mean_d)])
 

@@ -237,7 +237,7 @@ fig, axes = plt.subplots(len(DATASETS), len(LOSSES), figsize=(3.3 * len(LOSSES),
 for row, d in enumerate(DATASETS):
     for col, l in enumerate(LOSSES):
         r = results[l, d]
-        plots.scatter_2d(plots.project_2d(r["z"], seed=0), r["labels"], ax=axes[row, col],
+        plots.scatter_2d(plots.project_2d(r["z"], seed=0, cache=True), r["labels"], ax=axes[row, col],
                          class_names=data.CLASS_NAMES[d], s=3,
                          title=f"{names[l]}\n{d}: P@1 {r['p1']:.2f}, MAP@R {r['map_r']:.2f}")
     axes[row, -1].legend(markerscale=5, fontsize=9, loc="center left", bbox_to_anchor=(1, 0.5), frameon=False)

@@ -28,7 +28,7 @@ from dmlcourse import cache, losses, siamese, tuples
 
 TRAIN_PER_CLASS = runtime.quick(None, 300)   # None = every training image of SIZE (section 5)
 TEST_PER_CLASS = runtime.quick(200, 100)
-EPOCHS = runtime.quick(8, 2)
+EPOCHS = runtime.quick(4, 2)                  # section 5's self-supervised run
 # Section 4 compares losses: smaller runs, each repeated with several seeds, teach more than one big run.
 SEEDS = runtime.quick([0, 1, 2], [0, 1])
 RUN_PER_CLASS = runtime.quick(300, 100)
@@ -494,7 +494,7 @@ layouts = {}
 for row, d in enumerate(("mnist", "fashion-mnist")):
     for col, l in enumerate(SETTINGS):
         r = results[l, d]
-        layouts[l, d] = plots.project_2d(r["z"], seed=0)
+        layouts[l, d] = plots.project_2d(r["z"], seed=0, cache=True)
         plots.scatter_2d(layouts[l, d], r["labels"], ax=axes[row, col], class_names=data.CLASS_NAMES[d],
                          title=f"{l}, {d}\nP@1 {r['p1']:.2f}, MAP@R {r['map_r']:.2f}")
     axes[row, 2].legend(markerscale=5, fontsize=9, loc="center left", bbox_to_anchor=(1, 0.5), frameon=False)
@@ -532,12 +532,21 @@ def self_supervised(dataset, epochs, per_class, seed=0):
             opt.zero_grad(); loss.backward(); opt.step()
     return model
 
+def self_supervised_cached(dataset, epochs, per_class, seed=0):
+    '''self_supervised's network, trained once: a re-run loads its weights from the cache.'''
+    config = dict(dataset=dataset, size=SIZE, epochs=epochs, per_class=per_class, seed=seed, v=1)
+    state = cache.cached(f"l05-ssl-{dataset}", config,
+                         lambda: self_supervised(dataset, epochs, per_class, seed).cpu().state_dict())
+    model = models.SmallCNN(32)
+    model.load_state_dict(state)
+    return model.eval()
+
 ssl_results = {}
 for d in ("mnist", "fashion-mnist"):
     r = results["nca", d]
     runtime.seed_everything(0)
     random_net = models.SmallCNN(32)
-    ssl = self_supervised(d, EPOCHS, TRAIN_PER_CLASS)
+    ssl = self_supervised_cached(d, EPOCHS, TRAIN_PER_CLASS)
     rows = {"raw pixels": data.to_float(r["images"]).flatten(1),
             "random network": models.embed(random_net, r["images"], name=d),
             "self-supervised": models.embed(ssl, r["images"], name=d),

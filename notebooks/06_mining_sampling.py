@@ -232,15 +232,21 @@ for name, score in (("P@1", p1), ("MAP@R", mapr)):
           f"the best mean ({best}) is within noise of: {', '.join(ties) or 'none'}")
 print(f"semi-hard against batch-hard beyond noise?  P@1: {clearly_better(p1['batch_semi_hard'], p1['batch_hard'])}"
       f",  MAP@R: {clearly_better(mapr['batch_semi_hard'], mapr['batch_hard'])}")
-assert ties_of["P@1"] and ties_of["MAP@R"]   # the best miner is not separated from its runner-up(s)
+if QUICK:   # short runs: the best miner is not separated from its runner-up(s) in either metric
+    assert ties_of["P@1"] and ties_of["MAP@R"]
+# (at full strength it sits on the edge of the spread and flips between runs: printed, not asserted; see below)
 assert len(beyond["MAP@R"]) > len(beyond["P@1"])      # MAP@R, which scores the whole ranking, separates more
 
 # %% [markdown]
 # Read the table with its error bars. How many pairs of miners it separates depends on the training length: in
 # quick mode's short runs most pairs overlap in P@1, so the order you would write down from one seed is mostly
 # noise; at full strength (longer runs, three seeds) most pairs do separate. (An earlier version of this notebook
-# asserted "most P@1 pairs are noise"; the full-mode run refuted it.) What holds in both: the best miner's lead
-# over its runner-up, printed above, is within the seed spread, so "the best miner" is not a finding; and MAP@R,
+# asserted "most P@1 pairs are noise"; the full-mode run refuted it.) The best miner's lead over its runner-up,
+# printed above, is within the seed spread in quick mode in both metrics. At full strength it sits on the edge: two
+# runs of the very same settings found it within the spread in both metrics once, and beyond it in at least one
+# metric the other time (so the runs were not bit-for-bit identical: PyTorch does not promise that on a
+# multi-threaded CPU). A lead that appears and disappears like that is not a finding, and neither is "the best
+# miner". What holds in both modes: MAP@R,
 # which scores where *all* of a query's class-mates are ranked and not only the first neighbour, separates more
 # pairs than P@1. Batch-hard is the example: its collapse (§4) is plain in MAP@R, while P@1 barely registers it in our
 # quick-mode runs (the line printed above) — the nearest neighbour can stay right in an embedding squeezed into a
@@ -606,13 +612,15 @@ assert own.mean() < other.mean()
 # printed traces). `prior_var` sets that prior's size.
 #
 # In training, the sampler's triplets behave much like random triplets (its positives and negatives are spread over
-# each class, not picked at the extremes): compare its row with `random` in §3.
+# each class, not picked at the extremes): compare its row with `random` in §3. It does not beat them. Whether it
+# falls behind depends on the run: on one of our full-mode runs its P@1 was level with random's, on a later one
+# (same settings) below it by more than the seed spread. The cell asserts only what held every time.
 
 # %%
 bu_p1, rnd_p1 = p1["bayesian_updating"], p1["random"]
 print(f"P@1 over {len(SEEDS)} seeds: bayesian_updating {pm(bu_p1)}, random {pm(rnd_p1)}; "
       f"different beyond noise: {clearly_better(bu_p1, rnd_p1) or clearly_better(rnd_p1, bu_p1)}")
-assert not (clearly_better(bu_p1, rnd_p1) or clearly_better(rnd_p1, bu_p1))
+assert not clearly_better(bu_p1, rnd_p1)    # Bayesian updating does not beat random triplets
 
 # %% [markdown]
 # ## 7. A reality check

@@ -17,7 +17,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "dmlcourse"
 TOP = ("lab", "exercises", "site")  # above every lecture
-HEAVY = {"matplotlib", "plotly", "ipywidgets", "umap", "PIL", "IPython", "sklearn"}
+HEAVY = {"matplotlib", "plotly", "ipywidgets", "umap", "numba", "PIL", "IPython", "sklearn"}
 
 
 def _module_name(path: Path) -> str:

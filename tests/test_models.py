@@ -23,3 +23,38 @@ def test_embed_is_batch_independent_and_on_cpu():
     b = models.embed(m, imgs, batch_size=50, name="mnist")
     assert a.device.type == "cpu" and torch.allclose(a, b, atol=1e-5)
     assert m.training  # embed restores the mode
+
+
+def _plain_layout_forward(model: models.SmallCNN, x: torch.Tensor) -> torch.Tensor:
+    """The same network in PyTorch's default (NCHW, contiguous) memory layout: the reference."""
+    import copy
+
+    ref = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
+    for p in ref.parameters():
+        assert p.is_contiguous()
+    return ref.head(ref.features(x.contiguous()))
+
+
+def test_small_cnn_channels_last_computes_the_plain_layout_function():
+    torch.manual_seed(0)
+    model = models.SmallCNN(8).train()
+    x = torch.randn(6, 1, 28, 28, requires_grad=True)
+    assert model.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+    ours, ref = model(x), _plain_layout_forward(model, x)
+    assert torch.allclose(ours, ref, atol=1e-5)
+    # the gradient a training step uses, w.r.t. the input and the first weights
+    (g_ours,) = torch.autograd.grad(ours.square().sum(), x)
+    (g_ref,) = torch.autograd.grad(ref.square().sum(), x)
+    assert torch.allclose(g_ours, g_ref, atol=1e-5)
+
+
+def test_small_cnn_loads_a_state_saved_in_the_plain_layout():
+    # results cached before the channels-last change hold NCHW weights; they must load unchanged
+    torch.manual_seed(1)
+    old = models.SmallCNN(8).to(memory_format=torch.contiguous_format).eval()
+    state = {k: v.contiguous() for k, v in old.state_dict().items()}
+    new = models.SmallCNN(8).eval()
+    new.load_state_dict(state)
+    x = torch.randn(4, 1, 28, 28)
+    assert torch.allclose(new(x), _plain_layout_forward(old, x), atol=1e-5)
+    assert new.features[0].weight.is_contiguous(memory_format=torch.channels_last)

@@ -26,6 +26,37 @@ def test_project_2d_shapes_and_pca_matches_svd():
         plots.project_2d(z, method="tsne")
 
 
+_UMAP_TWICE = """
+import json, torch
+from dmlcourse import plots
+z = torch.randn(80, 6, generator=torch.Generator().manual_seed(0))
+plots.project_2d(z, seed=0, n_epochs=20)
+import umap.layouts, umap.umap_
+used = [umap.umap_.smooth_knn_dist, umap.umap_.compute_membership_strengths,
+        umap.layouts._nb_optimize_layout_euclidean_single_epoch]
+print(json.dumps([[sum(f.stats.cache_hits.values()), sum(f.stats.cache_misses.values())]
+                  for f in used]))
+"""
+
+
+def test_umap_compiled_code_is_reused_by_the_next_process():
+    # A learner's second kernel (and CI's second notebook) must not pay numba's compile again.
+    # The first process compiles (or loads, if the machine already has the cache); the second
+    # must load every one of these functions from numba's disk cache: hits, no misses.
+    import json
+    import subprocess
+    import sys
+
+    run = lambda: json.loads(  # noqa: E731
+        subprocess.run(
+            [sys.executable, "-c", _UMAP_TWICE], capture_output=True, text=True, check=True
+        ).stdout.splitlines()[-1]
+    )
+    run()
+    for hits, misses in run():
+        assert hits >= 1 and misses == 0, (hits, misses)
+
+
 def test_embedding_figure_one_trace_per_class():
     xy = np.random.default_rng(0).normal(size=(30, 2))
     labels = np.arange(30) % 3
@@ -62,3 +93,28 @@ def test_image_grid_and_data_uri():
     assert plots.image_to_data_uri(images[0]).startswith("data:image/png;base64,")
     with pytest.raises(ValueError, match="images is empty"):
         plots.image_grid(images[:0])
+
+
+def test_project_2d_cache_stores_the_same_layout_and_reuses_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("DMLCOURSE_CACHE_DIR", str(tmp_path))
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(80, 6, generator=g)
+    fresh = plots.project_2d(z, seed=0, n_epochs=20)
+    stored = plots.project_2d(z, seed=0, n_epochs=20, cache=True)
+    np.testing.assert_array_equal(stored, fresh)  # caching does not change the layout
+    assert len(list(tmp_path.rglob("layout-*.pt"))) == 1
+
+    import umap
+
+    def no_umap(*args, **kwargs):
+        raise AssertionError("UMAP ran although the layout was cached")
+
+    monkeypatch.setattr(umap, "UMAP", no_umap)
+    np.testing.assert_array_equal(plots.project_2d(z, seed=0, n_epochs=20, cache=True), fresh)
+    # other points, another seed or another parameter are other layouts: computed, not loaded
+    for args, kwargs in [((z + 1e-3,), {}), ((z,), {"seed": 1}), ((z,), {"min_dist": 0.5})]:
+        kwargs = {"seed": 0, "n_epochs": 20, "cache": True, **kwargs}
+        with pytest.raises(AssertionError, match="UMAP ran"):
+            plots.project_2d(*args, **kwargs)
+    with pytest.raises(TypeError, match="cache must be True or False, got 'yes'"):
+        plots.project_2d(z, cache="yes")

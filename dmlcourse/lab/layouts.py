@@ -128,8 +128,9 @@ _WARM = {"thread": None, "seconds": None}
 
 
 def warm_up_umap(background: bool = True):
-    """Compile UMAP's numba functions once per process (the first call takes ~10 s; later ones do
-    not)."""
+    """Get UMAP's numba functions ready in this process, in a background thread: compiled on a
+    machine's first UMAP call (about 10 s), loaded from numba's disk cache after that (about 1 s,
+    :func:`dmlcourse.plots.project_2d`)."""
 
     def work():
         t0 = time.perf_counter()
