@@ -15,8 +15,9 @@
 #   TORCH_INDEX=https://download.pytorch.org/whl/cu128   a CUDA (or .../cpu) build of torch
 #   DMLCOURSE_QUICK=0       run the notebooks at full strength in `make test`
 #   LEARNER_DIR=my-notebooks   where `make lab` keeps your own copies
-#   TEST_WORKERS=2          processes for the unit tests and the notebooks in `make test`
-#                           (pytest-xdist; each notebook stays whole in one process, in order)
+#   TEST_WORKERS=2          processes for the unit tests and the notebooks in `make test` (default 1;
+#                           pytest-xdist, each notebook whole in one process, its cells in order; each
+#                           process gets OMP_NUM_THREADS = cores / TEST_WORKERS, at least 1)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -34,8 +35,15 @@ endif
 LEARNER_DIR ?= my-notebooks
 CHROMIUM ?= /usr/bin/chromium
 COURSE := $(PY) scripts/course.py
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 1
+ifeq ($(filter-out 0 1,$(TEST_WORKERS)),)
+XDIST :=
+PER_WORKER :=
+else
+# two processes with two torch threads each on two cores wait on each other's threads: one thread each
 XDIST := -n $(TEST_WORKERS) --dist loadfile
+PER_WORKER := OMP_NUM_THREADS=$$(( $$(nproc) / $(TEST_WORKERS) > 1 ? $$(nproc) / $(TEST_WORKERS) : 1 ))
+endif
 NBVAL := $(PY) -m pytest -p no:cacheprovider $(XDIST) --nbval-lax --nbval-current-env \
 	--nbval-cell-timeout=900 --durations=0
 
@@ -81,7 +89,7 @@ lint: install
 	$(COURSE) check
 
 unit: install
-	DMLCOURSE_QUICK=$${DMLCOURSE_QUICK:-1} $(PY) -m pytest -p no:cacheprovider $(XDIST) \
+	$(PER_WORKER) DMLCOURSE_QUICK=$${DMLCOURSE_QUICK:-1} $(PY) -m pytest -p no:cacheprovider $(XDIST) \
 		--ignore=tests/browser tests
 
 # Every notebook in JupyterLab in a real (headless) Chromium: Run All, then the figures and widgets as
@@ -96,8 +104,8 @@ notebooks: install
 	rm -rf build/notebooks
 	$(COURSE) build solution build/notebooks/solution
 	$(COURSE) build learner build/notebooks/learner
-	DMLCOURSE_QUICK=$${DMLCOURSE_QUICK:-1} DMLCOURSE_EXERCISES_STRICT=1 $(NBVAL) build/notebooks/solution
-	DMLCOURSE_QUICK=$${DMLCOURSE_QUICK:-1} $(NBVAL) build/notebooks/learner
+	$(PER_WORKER) DMLCOURSE_QUICK=$${DMLCOURSE_QUICK:-1} DMLCOURSE_EXERCISES_STRICT=1 $(NBVAL) build/notebooks/solution
+	$(PER_WORKER) DMLCOURSE_QUICK=$${DMLCOURSE_QUICK:-1} $(NBVAL) build/notebooks/learner
 
 bench: install
 	$(PY) benchmarks/run.py
