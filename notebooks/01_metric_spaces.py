@@ -544,9 +544,10 @@ for k in SHOTS:
 # Both spaces recognise the new digits from a handful of examples, far above chance, and both improve with every
 # extra labelled example. Whether the embedding beats the pixels is printed above, shot by shot, with the spread of
 # the 20 draws as the yardstick. Do not expect a clear win here: this embedding saw only five digits, briefly, and
-# MNIST digits are close in raw pixels already, the same caveat as in section 4. The rule itself is the one behind
-# prototypical networks (Snell, Swersky and Zemel, 2017): nearest class mean on an embedding trained for it, across
-# many classes.
+# MNIST digits are close in raw pixels already, the same caveat as in section 4. In our full-mode run the pixels were
+# level with the embedding at 1 and 5 shots and ahead at 10 (.782 ± .02 against .689 ± .02). The rule itself is the
+# one behind prototypical networks (Snell, Swersky and Zemel, 2017): nearest class mean on an embedding trained for
+# it, across many classes.
 #
 # %% [markdown]
 # ## Summary
