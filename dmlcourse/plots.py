@@ -120,7 +120,9 @@ def project_2d(
         taught in 00_start_here), keyed by the embeddings' values and these parameters: a re-run
         after a kernel restart loads it instead of computing it again (a few seconds per
         thousand points on a CPU). The layout is the same either way (UMAP with a seed is
-        deterministic). Default False: the Embedding Lab lays out every epoch and keeps its own.
+        deterministic). It pays only for embeddings that are the same to the bit on a re-run,
+        i.e. from a cached model: retraining on a CPU need not repeat bit for bit. Default
+        False: the Embedding Lab lays out every epoch and keeps its own.
 
     UMAP's compiled code is kept on disk (:func:`_umap_with_disk_cache`): only the first UMAP
     layout on a machine pays numba's compile, about 11 s on a 2-core CPU.

@@ -154,18 +154,17 @@ assert learned[1] > pixels[1] + 0.2, "MAP@R should improve by far more than Prec
 #
 # UMAP squeezes the 32-dimensional embeddings into a 2-D picture that keeps each point's neighbours close. The
 # scatter below is interactive: hover over (or click) a point to see its image; click a legend entry to hide a
-# class. (UMAP's very first call on a machine compiles code and takes some seconds more. `cache=True` keeps the
-# layout on disk, so a re-run after a restart loads it instead of computing it again; section 4 shows how.)
+# class. (UMAP's very first call on a machine compiles code and takes some seconds more.)
 
 # %%
-xy = plots.project_2d(z_test, method="umap", seed=0, cache=True)
+xy = plots.project_2d(z_test, method="umap", seed=0)
 explorer = plots.embedding_explorer(xy, y_test, x_test, title="test images, learned embedding (UMAP)")
 explorer
 
 # %%
 import matplotlib.pyplot as plt
 fig, axes = plt.subplots(1, 2, figsize=(9, 4.3))
-xy_raw = plots.project_2d(raw, method="umap", seed=0, cache=True)
+xy_raw = plots.project_2d(raw, method="umap", seed=0)
 plots.scatter_2d(xy_raw, y_test, ax=axes[0], title="raw pixels (UMAP)")
 plots.scatter_2d(xy, y_test, ax=axes[1], title="learned embedding (UMAP)")
 axes[1].legend(markerscale=3, fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5), frameon=False)
