@@ -115,7 +115,6 @@ def project_2d(
     exact_distances : for N < ``EXACT_DISTANCES_BELOW``, compute the Euclidean distance matrix
         with NumPy and hand it to UMAP (``metric="precomputed"``): the same layout input, several
         times faster. False leaves the distances to UMAP.
-
     cache : True keeps a UMAP layout in the result cache (:func:`dmlcourse.core.cache.cached`,
         taught in 00_start_here), keyed by the embeddings' values and these parameters: a re-run
         after a kernel restart loads it instead of computing it again (a few seconds per
