@@ -65,7 +65,8 @@ class SmallCNN(nn.Module):
         self.feature_dim = 4 * width
         self.head = nn.Linear(self.feature_dim, self.embedding_dim)
         # Channels-last ("NHWC") memory: the same convolutions, faster on a CPU (on 2 cores: a
-        # training step about 1.3x, embedding about 1.65x); results differ from NCHW only by rounding.
+        # training step about 1.3x, embedding about 1.65x); results differ from NCHW only by
+        # rounding.
         self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
