@@ -178,6 +178,17 @@ def batch_all_triplet_loss(
     margin = check_float("margin", margin, min_value=0.0)
     check_choice("distance", distance, DISTANCES)
     check_choice("reduction", reduction, ("mean", "sum", "mean_nonzero"))
+    total, active, count = batch_all_triplet_sums(z, labels, margin, distance=distance)
+    if reduction == "sum":
+        return total
+    denominator = count if reduction == "mean" else active
+    return total / denominator.clamp_min(1).to(total.dtype)
+
+
+def batch_all_triplet_sums(z, labels, margin, *, distance="euclidean"):
+    """The parts of :func:`batch_all_triplet_loss` (inputs already checked): the sum of the
+    hinges over every valid triplet, the number of active triplets (hinge > 0) and the number
+    of valid triplets. ``miners.MinedTripletLoss("batch_all")`` uses it too."""
     n = len(z)
     d = pairwise_distance(z, distance=distance)
     labels = labels.to(z.device)
@@ -194,10 +205,7 @@ def batch_all_triplet_loss(
         n_active_n = n - torch.searchsorted(pos_sorted, dd.contiguous(), side="right")
         n_active_p = (n_active_p * pos).to(d.dtype)
         n_active_n = (n_active_n * neg).to(d.dtype)
-    nonzero = n_active_p.sum()
-    total = (d * n_active_p).sum() - (d * n_active_n).sum() + margin * nonzero
-    if reduction == "sum":
-        return total
+    active = n_active_p.sum()
+    total = (d * n_active_p).sum() - (d * n_active_n).sum() + margin * active
     count = (pos.sum(1) * neg.sum(1)).sum()  # every valid triplet, active or not
-    denominator = count if reduction == "mean" else nonzero
-    return total / denominator.clamp_min(1).to(total.dtype)
+    return total, active, count

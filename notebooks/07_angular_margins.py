@@ -23,7 +23,8 @@ from dmlcourse import cache, heads, siamese, verification
 
 TRAIN_PER_CLASS = runtime.quick(None, 300)
 TEST_PER_CLASS = runtime.quick(200, 100)
-EPOCHS = runtime.quick(8, 2)
+EPOCHS = runtime.quick(8, 2)                   # section 4's runs (an MLP: fast on a CPU)
+BACKBONE_EPOCHS = runtime.quick(3, 2)          # section 3's CNN backbone, trained once on every training image
 DATASETS = runtime.quick(["mnist", "fashion-mnist"], ["fashion-mnist"])
 # Section 4 compares heads over several seeds: smaller runs, each repeated, teach more than one big run.
 SEEDS = runtime.quick([0, 1, 2], [0, 1])
@@ -122,13 +123,13 @@ def backbone_features(dataset):
         runtime.seed_everything(0)
         net = models.SmallCNN(64)
         train.train(net, heads.HeadLoss(heads.SoftmaxHead(64, 10)), tr.images[keep], tr.labels[keep],
-                    epochs=EPOCHS, batch_size=128, lr=2e-3, name=dataset, device=device, progress=True)
+                    epochs=BACKBONE_EPOCHS, batch_size=128, lr=2e-3, name=dataset, device=device, progress=True)
         net.head = torch.nn.Identity()          # keep the 128 pooled features
         f = models.embed(net, tr.images[keep], name=dataset, device=device)
         ft = models.embed(net, te.images[tkeep], name=dataset, device=device)
         mu, sd = f.mean(0), f.std(0) + 1e-6
         return {"f": (f - mu) / sd, "y": tr.labels[keep], "ft": (ft - mu) / sd, "yt": te.labels[tkeep]}
-    return cache.cached(f"l07-backbone-{dataset}", dict(dataset=dataset, size=SIZE, epochs=EPOCHS,
+    return cache.cached(f"l07-backbone-{dataset}", dict(dataset=dataset, size=SIZE, epochs=BACKBONE_EPOCHS,
                                                          n=TRAIN_PER_CLASS, t=TEST_PER_CLASS), compute)
 
 LOW_D = {"softmax": {}, "normface": dict(scale=16.0), "sphereface": dict(margin=2),
@@ -137,12 +138,17 @@ LOW_D = {"softmax": {}, "normface": dict(scale=16.0), "sphereface": dict(margin=
 LOW_D_EPOCHS = 40
 
 def low_dim(name, dim, feats, epochs=LOW_D_EPOCHS, seed=0):
-    runtime.seed_everything(seed)
-    proj = torch.nn.Sequential(torch.nn.Linear(feats["f"].shape[1], 64), torch.nn.ReLU(), torch.nn.Linear(64, dim))
-    head = heads.make_head(name, dim, 10, **LOW_D[name])
-    train.train(proj, heads.HeadLoss(head), feats["f"], feats["y"], epochs=epochs, batch_size=256, lr=1e-2,
-                device="cpu", progress=False, seed=seed)
-    return models.embed(proj, feats["ft"], device="cpu"), head
+    """The test embeddings of a projection to `dim` dimensions trained with head `name`, and the head (cached)."""
+    def compute():
+        runtime.seed_everything(seed)
+        proj = torch.nn.Sequential(torch.nn.Linear(feats["f"].shape[1], 64), torch.nn.ReLU(), torch.nn.Linear(64, dim))
+        head = heads.make_head(name, dim, 10, **LOW_D[name])
+        train.train(proj, heads.HeadLoss(head), feats["f"], feats["y"], epochs=epochs, batch_size=256, lr=1e-2,
+                    device="cpu", progress=False, seed=seed)
+        return models.embed(proj, feats["ft"], device="cpu"), head
+    config = dict(name=name, dim=dim, epochs=epochs, seed=seed, kw=LOW_D[name],
+                  feats=(tuple(feats["f"].shape), float(feats["f"].double().abs().sum())))  # which features
+    return cache.cached(f"l07-low-dim-{name}-{dim}d-seed{seed}", config, compute)
 
 feats = backbone_features("mnist")
 flat = {name: low_dim(name, 2, feats) for name in LOW_D}
@@ -204,7 +210,8 @@ print(f"arc width over {len(SEEDS)} seeds (degrees): "
 # - Against NormFace (normalised, scale 16, no margin) the margin's gain depends on how separable the features are. On
 #   the quick-mode features (300 images per class, a 2-epoch backbone) ArcFace's arcs are narrower than NormFace's on
 #   every seed. On the full-mode features the backbone already separates the digits well, a scale of 16 alone presses
-#   every class to within about 2-3° of its weight, and the margin adds little *in 2-D*. This is the NormFace paper's
+#   every class to within a few degrees of its weight (in our full-mode run 3.0° on seed 0, 5.3 ± 3.6° over three
+#   seeds, against 2.8 ± 0.8° for ArcFace), and the margin adds little *in 2-D*: within the seed spread. This is the NormFace paper's
 #   finding too: normalisation with a suitable scale gives much of the gain, and the margin buys the rest where
 #   classes are hard to tell apart — in the many-dimensional retrieval table below, not in a picture.
 
@@ -233,7 +240,8 @@ go.Figure([sphere] + points).update_layout(height=500, margin=dict(l=0, r=0, t=3
 # %% [markdown]
 # ## 4. A realistic embedding: heads against the losses of lecture 5
 #
-# Now end to end: `SmallCNN` with a 64-d embedding, the same epochs and batches, each head (with the papers' usual
+# Now end to end: an MLP (784 → 256 → 64, `models.MLP`; on a CPU it trains about 9 times faster than `SmallCNN`,
+# which pays for several seeds per configuration) with a 64-d embedding, the same epochs and batches, each head (with the papers' usual
 # $s$ and $m$) against the triplet and contrastive losses of lecture 5. Retrieval uses the cosine on the embedding.
 # **Verification**: 20,000 test pairs (half genuine, half impostor), scored by the cosine; we report the equal
 # error rate (EER) and the true accept rate at a false accept rate of $10^{-3}$.
@@ -253,7 +261,7 @@ def run(label, dataset, override=None, seed=0):
     kind, kw = CONFIGS[label] if override is None else override
     name = label.split(" ")[0]
     config = dict(label=label, kind=kind, kw=kw, dataset=dataset, size=SIZE, epochs=EPOCHS,
-                  n=RUN_PER_CLASS, t=TEST_PER_CLASS, seed=seed)
+                  n=RUN_PER_CLASS, t=TEST_PER_CLASS, seed=seed, net="mlp")
 
     def compute():
         tr, te = data.load(dataset, "train", SIZE), data.load(dataset, "test", SIZE)
@@ -261,7 +269,7 @@ def run(label, dataset, override=None, seed=0):
         tkeep = data.balanced_subset(te.labels, TEST_PER_CLASS)
         xt, yt = te.images[tkeep], te.labels[tkeep]
         runtime.seed_everything(seed)
-        net = models.SmallCNN(64, normalize=(name == "triplet"))
+        net = models.MLP(64, hidden=(256,), normalize=(name == "triplet"))
         loss_fn = heads.HeadLoss(heads.make_head(name, 64, 10, **kw)) if kind == "head" else \
             siamese.make_batch_loss(name, **kw, **(dict(seed=seed) if name == "triplet" else {}))
         hist = train.train(net, loss_fn, tr.images[keep], tr.labels[keep], epochs=EPOCHS, batch_size=128,
@@ -308,9 +316,9 @@ def clearly_below(x, y):
     """x's mean is below y's by more than the two spreads together: not seed noise."""
     return y[0] - x[0] > x[1] + y[1]
 
-for d in DATASETS:   # on the seed means, an angular margin verifies better than the plain softmax
+for d in DATASETS:   # at full strength, on the seed means, an angular margin verifies better than the plain softmax
     best = min(margin_heads, key=lambda h: table[h, d, "eer"][0])
-    assert table[best, d, "eer"][0] < table["softmax", d, "eer"][0], d
+    assert QUICK or table[best, d, "eer"][0] < table["softmax", d, "eer"][0], d
     print(f"{d}: EER of {best} {table[best, d, 'eer'][0]:.3f} ± {table[best, d, 'eer'][1]:.3f} against the "
           f"softmax's {table['softmax', d, 'eer'][0]:.3f} ± {table['softmax', d, 'eer'][1]:.3f}: "
           + ("larger than the seed spread" if clearly_below(table[best, d, "eer"], table["softmax", d, "eer"])
@@ -321,24 +329,28 @@ for d in DATASETS:
         for l2 in CONFIGS:
             if clearly_below(table[l1, d, "eer"], table[l2, d, "eer"]):
                 print(f"  {d}: {l1} < {l2}")
-if QUICK:   # what the quick-mode runs show, as the text says
+if QUICK:   # what the quick-mode runs show, as the text says: after 2 epochs no margin head beats the softmax ...
     heads_only = [label for label in CONFIGS if CONFIGS[label][0] == "head"]
     assert not any(clearly_below(table[h, d0, "eer"], table["softmax", d0, "eer"]) for h in margin_heads)
     assert all(clearly_below(table["triplet (lecture 5)", d0, "eer"], table[h, d0, "eer"]) for h in heads_only)
+else:       # ... and after 8 epochs ArcFace does, beyond the seed spread, on both datasets
+    assert all(clearly_below(table[margin_heads[1], d, "eer"], table["softmax", d, "eer"]) for d in DATASETS)
 
 # %% [markdown]
 # How to read the table. Every entry is a mean ± standard deviation over the seeds in `SEEDS` (other initial
 # weights, another batch order), each run smaller than the single run per configuration an earlier version of this
 # notebook trained. That version read its single runs as rankings: CosFace or ArcFace verifying better than the
 # softmax in every run, the pair losses of lecture 5 ahead after 2 epochs, the heads catching up after 8, NormFace no
-# better than the softmax. Read with the spreads, what is asserted is the first point on the **seed means**: CosFace
-# or ArcFace has a lower mean EER than the softmax; the line printed under the figure says whether that gap is larger
-# than the seed spread, and the list after it gives every EER difference that is. Any other gap of a point or two
-# between two rows is seed noise, not a ranking. In the quick-mode runs (Fashion-MNIST, two seeds) the margin
-# heads' advantage over the softmax is **within** the seed spread — the old "in every run" was a claim about two
-# single runs — while the triplet loss of lecture 5 verifies better than every head by more than the spread (both
-# asserted in quick mode). Why the pair losses lead in short runs: a head learns one weight vector per class and
-# needs some epochs to place them, while a pair loss pulls neighbours together from the first batch.
+# better than the softmax. Read with the spreads, what holds depends on the training length. At full strength (8
+# epochs, three seeds) ArcFace verifies better than the softmax beyond the seed spread on both datasets, and CosFace
+# on MNIST (asserted for ArcFace; in our run MNIST EER .063 ± .003 against .107 ± .002, Fashion-MNIST .111 ± .005
+# against .127 ± .002). After the 2 epochs of quick mode (Fashion-MNIST, two seeds) no margin head beats the softmax
+# — CosFace and ArcFace verify *worse* (EER about .20 against .155) — while the triplet loss of lecture 5 verifies
+# better than every head by more than the spread (both asserted in quick mode). The line printed under the figure
+# says whether the best margin head's gap to the softmax is larger than the seed spread, and the list after it gives
+# every EER difference that is; any other gap of a point or two between two rows is seed noise, not a ranking. Why
+# the pair losses lead in short runs: a head learns one weight vector per class and needs some epochs to place them
+# (a margin makes that harder), while a pair loss pulls neighbours together from the first batch.
 
 # %% [markdown]
 # ## 5. Pitfalls
