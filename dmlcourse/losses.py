@@ -178,7 +178,14 @@ def batch_all_triplet_loss(
     margin = check_float("margin", margin, min_value=0.0)
     check_choice("distance", distance, DISTANCES)
     check_choice("reduction", reduction, ("mean", "sum", "mean_nonzero"))
-    total, active, count = batch_all_triplet_sums(z, labels, margin, distance=distance)
+    return reduce_triplet_sums(
+        *batch_all_triplet_sums(z, labels, margin, distance=distance), reduction
+    )
+
+
+def reduce_triplet_sums(total, active, count, reduction):
+    """``reduction`` (sum / mean over every valid triplet / mean over the active ones) from the
+    sums of :func:`batch_all_triplet_sums`."""
     if reduction == "sum":
         return total
     denominator = count if reduction == "mean" else active

@@ -35,7 +35,12 @@ from . import plots
 from .core.distances import DISTANCES, pairwise_distance
 from .core.reduction import REDUCTIONS, reduce_terms
 from .core.validate import check_choice, check_embeddings_labels, check_float
-from .losses import batch_all_triplet_sums, easy_positive_loss, triplet_loss
+from .losses import (
+    batch_all_triplet_sums,
+    easy_positive_loss,
+    reduce_triplet_sums,
+    triplet_loss,
+)
 
 # Heavy and needed only for pictures, widgets or fitting, so imported inside the
 # functions that use them: ipywidgets, plotly.
@@ -484,14 +489,8 @@ class MinedTripletLoss(torch.nn.Module):
             total, active, count = batch_all_triplet_sums(
                 z, labels, self.margin, distance=self.distance
             )
-            if self.reduction == "sum":
-                loss = total
-            else:
-                loss = total / (count if self.reduction == "mean" else active).clamp_min(1).to(
-                    total.dtype
-                )
             return {
-                "loss": loss,
+                "loss": reduce_triplet_sums(total, active, count, self.reduction),
                 "active_fraction": (active / count.clamp_min(1)).item(),
                 "triplets": float(count),
             }
