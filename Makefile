@@ -44,8 +44,19 @@ else
 XDIST := -n $(TEST_WORKERS) --dist loadfile
 PER_WORKER := OMP_NUM_THREADS=$$(( $$(nproc) / $(TEST_WORKERS) > 1 ? $$(nproc) / $(TEST_WORKERS) : 1 ))
 endif
-NBVAL := $(PY) -m pytest -p no:cacheprovider $(XDIST) --nbval-lax --nbval-current-env \
-	--nbval-cell-timeout=900 --durations=0
+NBVAL_ARGS := -p no:cacheprovider --nbval-lax --nbval-current-env --nbval-cell-timeout=900 --durations=0
+NBVAL := $(PY) -m pytest $(XDIST) $(NBVAL_ARGS)
+# The learner versions run on the cache the solutions left: mostly imports, loading and drawing, one
+# Python thread each, so two at a time share two cores well (LEARNER_WORKERS=1: one after the other).
+LEARNER_WORKERS ?= $(if $(filter-out 0 1,$(TEST_WORKERS)),$(TEST_WORKERS),2)
+ifeq ($(filter-out 0 1,$(LEARNER_WORKERS)),)
+LEARNER_NBVAL := $(PY) -m pytest $(NBVAL_ARGS)
+else
+LEARNER_NBVAL := OMP_NUM_THREADS=$$(( $$(nproc) / $(LEARNER_WORKERS) > 1 ? $$(nproc) / $(LEARNER_WORKERS) : 1 )) \
+	$(PY) -m pytest -n $(LEARNER_WORKERS) --dist loadfile $(NBVAL_ARGS)
+endif
+# when this make started: `make test` reports the time of everything but the browser tests
+START_TIME := $(shell date +%s)
 
 .PHONY: site lab edit solutions test test-browser install unit notebooks lint bench bench-quick \
 	clean-cache mini-data wheel-test
@@ -70,6 +81,7 @@ edit: install
 	$(VENV)/bin/jupyter lab $(LAB_FLAGS) --ServerApp.root_dir="$(CURDIR)/notebooks"
 
 test: install lint unit notebooks bench-quick
+	@echo "make test: install, lint, unit tests, notebooks and bench-quick took $$(( $$(date +%s) - $(START_TIME) )) s"
 	@if [ -x "$(CHROMIUM)" ]; then $(MAKE) --no-print-directory test-browser; \
 	else echo "browser tests skipped: no Chromium (apt-get install chromium)"; fi
 	@echo "make test: all checks passed"
@@ -105,7 +117,7 @@ notebooks: install
 	$(COURSE) build solution build/notebooks/solution
 	$(COURSE) build learner build/notebooks/learner
 	$(PER_WORKER) DMLCOURSE_QUICK=$${DMLCOURSE_QUICK:-1} DMLCOURSE_EXERCISES_STRICT=1 $(NBVAL) build/notebooks/solution
-	$(PER_WORKER) DMLCOURSE_QUICK=$${DMLCOURSE_QUICK:-1} $(NBVAL) build/notebooks/learner
+	DMLCOURSE_QUICK=$${DMLCOURSE_QUICK:-1} $(LEARNER_NBVAL) build/notebooks/learner
 
 bench: install
 	$(PY) benchmarks/run.py

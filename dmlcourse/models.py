@@ -9,11 +9,24 @@ unit hypersphere (needed by the cosine losses and the angular heads).
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 from torch import nn
 
+from .core.cache import cached
 from .core.validate import check_int
 from .data import to_float
+
+
+def _fingerprint(named_tensors) -> str:
+    """A SHA-1 of tensors' names, dtypes, shapes and bytes: equal only for equal bits."""
+    digest = hashlib.sha1()
+    for key, tensor in named_tensors:
+        t = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
 
 
 def _as_images(x: torch.Tensor) -> torch.Tensor:
@@ -118,11 +131,36 @@ def embed(
     batch_size: int = 1024,
     device=None,
     name: str | None = None,
+    cache: bool = False,
 ) -> torch.Tensor:
     """Embeddings of ``images`` (uint8 or float) in eval mode, without gradients,
     returned on the CPU. ``name`` standardises uint8 images with that dataset's
-    statistics (as the trainer does)."""
+    statistics (as the trainer does).
+
+    cache : True keeps the embeddings in the result cache (:func:`dmlcourse.core.cache.cached`,
+        taught in 00_start_here), keyed by the network's class and weights (every parameter and
+        buffer, to the bit), the images, ``name`` and ``batch_size``: a re-run with a network
+        loaded from the cache loads its embeddings too (embedding 60,000 images with the small
+        CNN takes seconds on a CPU). A network whose weights differ in any bit (retrained, or
+        trained further) is another key. Default False."""
     batch_size = check_int("batch_size", batch_size, min_value=1)
+    if not isinstance(cache, bool):
+        raise TypeError(f"cache must be True or False, got {cache!r}.")
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}.")
+    if cache:
+        config = dict(
+            model=type(model).__qualname__,
+            weights=_fingerprint(model.state_dict().items()),
+            images=_fingerprint([("images", images)]),
+            name=name,
+            batch_size=batch_size,
+        )
+        return cached(
+            "embeddings/embedding",
+            config,
+            lambda: embed(model, images, batch_size=batch_size, device=device, name=name),
+        )
     if device is None:
         p = next(model.parameters(), None)
         device = p.device if p is not None else torch.device("cpu")

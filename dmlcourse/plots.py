@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.metadata
 import io
 import warnings
 
@@ -141,11 +142,9 @@ def project_2d(
     learning_rate = check_float("learning_rate", learning_rate, min_value=0.0, strict_min=True)
     if method == "pca" or len(x) < 10:
         return pca_2d(x)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            umap = _umap_with_disk_cache()
-    except ImportError:
+    try:  # umap-learn itself is imported only where a layout is computed (4 s of a new kernel)
+        umap_version = importlib.metadata.version("umap-learn")
+    except importlib.metadata.PackageNotFoundError:
         warnings.warn("umap-learn is not installed; using PCA instead.", stacklevel=2)
         return pca_2d(x)
     kwargs = dict(
@@ -176,6 +175,7 @@ def project_2d(
             kwargs["metric"] = "precomputed"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            umap = _umap_with_disk_cache()
             return umap.UMAP(**kwargs).fit_transform(points).astype(np.float64)
 
     if not cache:
@@ -187,7 +187,7 @@ def project_2d(
         data=digest.hexdigest(),
         shape=list(x.shape),
         exact=exact,
-        umap=umap.__version__,
+        umap=umap_version,
         **{k: v for k, v in kwargs.items() if k != "init"},
     )
     return cached("umap-layouts/layout", config, layout)

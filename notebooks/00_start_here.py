@@ -106,10 +106,14 @@ plots.image_grid(imgs, labs, class_names=fashion.classes, ncols=15, size=1.2, ti
 # 5. **evaluation** — retrieval metrics on the *test* images: **Precision@1** (is the nearest other test image of
 #    the same class?) and **MAP@R** (mean average precision over the $R$ nearest, where $R$ is the number of
 #    same-class images: it rewards putting *all* of a class close, not just one neighbour).
+#
+# Training takes a minute or so on a laptop CPU, with a progress bar. The notebook saves the trained network, so a
+# second Run All (after a kernel restart, say) loads it in a fraction of a second instead; section 4 shows how. Set
+# `RETRAIN = True` in the cell below to watch it train again.
 
 # %%
 import inspect
-from dmlcourse import losses
+from dmlcourse import cache, losses
 print(inspect.getsource(losses.nca_loss))
 
 # %%
@@ -121,14 +125,25 @@ test_keep = data.balanced_subset(test_split.labels, runtime.quick(200, 100))
 x_test, y_test = test_split.images[test_keep], test_split.labels[test_keep]
 print(f"training on {len(x_train)} images, evaluating on {len(x_test)} test images, device {device}")
 
-runtime.seed_everything(0)
+RETRAIN = False   # True: train again even where a saved result exists (section 4 explains the saving)
+EPOCHS = runtime.quick(5, 3)
+
+def train_first_embedding():
+    runtime.seed_everything(0)
+    net = models.SmallCNN(embedding_dim=32)
+    history = train.train(
+        net, losses.nca_loss, x_train, y_train,
+        epochs=EPOCHS, batch_size=128, samples_per_class=16, lr=2e-3,
+        name="mnist", eval_data=(x_test, y_test), device=device,
+    )
+    return {"state": net.cpu().state_dict(), "history": history}
+
+config = {"model": "SmallCNN-32", "loss": "nca", "epochs": EPOCHS, "n": len(x_train), "size": SIZE, "seed": 0}
+first = cache.cached("start-here-cnn", config, train_first_embedding, refresh=RETRAIN)
 model = models.SmallCNN(embedding_dim=32)
-history = train.train(
-    model, losses.nca_loss, x_train, y_train,
-    epochs=runtime.quick(5, 3), batch_size=128, samples_per_class=16, lr=2e-3,
-    name="mnist", eval_data=(x_test, y_test), device=device,
-)
-history.plot();
+model.load_state_dict(first["state"])
+model = model.to(device).eval()
+first["history"].plot();
 
 # %%
 z_test = models.embed(model, x_test, name="mnist")
@@ -157,14 +172,14 @@ assert learned[1] > pixels[1] + 0.2, "MAP@R should improve by far more than Prec
 # class. (UMAP's very first call on a machine compiles code and takes some seconds more.)
 
 # %%
-xy = plots.project_2d(z_test, method="umap", seed=0)
+xy = plots.project_2d(z_test, method="umap", seed=0, cache=True)   # cache: a re-run loads the layout
 explorer = plots.embedding_explorer(xy, y_test, x_test, title="test images, learned embedding (UMAP)")
 explorer
 
 # %%
 import matplotlib.pyplot as plt
 fig, axes = plt.subplots(1, 2, figsize=(9, 4.3))
-xy_raw = plots.project_2d(raw, method="umap", seed=0)
+xy_raw = plots.project_2d(raw, method="umap", seed=0, cache=True)
 plots.scatter_2d(xy_raw, y_test, ax=axes[0], title="raw pixels (UMAP)")
 plots.scatter_2d(xy, y_test, ax=axes[1], title="learned embedding (UMAP)")
 axes[1].legend(markerscale=3, fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5), frameon=False)
@@ -176,7 +191,9 @@ fig.tight_layout()
 # Later notebooks train models that take minutes at full strength. They store the result on disk with
 # `cache.cached(name, config, compute)`: the first run computes and saves it atomically (a temporary file, then a
 # rename, so an interrupted save never leaves a broken file); later runs with the same configuration load it at
-# once. The cache lives in `data/cache/` (or `$DMLCOURSE_CACHE_DIR`) and is safe to delete.
+# once. The cache lives in `data/cache/` (or `$DMLCOURSE_CACHE_DIR`) and is safe to delete. Section 3 already used
+# it for the first embedding (`refresh=RETRAIN` recomputes and overwrites the saved result) and for the UMAP
+# layouts (`project_2d(..., cache=True)`). Here it is on its own, with a one-epoch MLP:
 
 # %%
 from dmlcourse import cache

@@ -221,7 +221,8 @@ for dataset in ("mnist", "fashion-mnist"):
     for dist, accuracy in raw_pixel_knn(dataset, xtr, ytr, xte, yte).items():
         knn[dataset, "pixels, " + dist] = accuracy
     model = train_embedding(dataset)
-    ztr, zte = models.embed(model, xtr, name=dataset), models.embed(model, xte, name=dataset)
+    # cache=True: a re-run with the cached network loads its embeddings too (seconds for 60,000 images)
+    ztr, zte = models.embed(model, xtr, name=dataset, cache=True), models.embed(model, xte, name=dataset, cache=True)
     embedded[dataset] = (ztr, zte)
     knn[dataset, "learned embedding, euclidean"] = ms.knn_accuracy(zte, yte, ztr, ytr, k=K)
 
@@ -303,7 +304,7 @@ clf_net, clf_head = train_classifier()
 emb_seen = train_embedding("mnist", classes=SEEN, tag="seen")
 
 def classifier_outputs(images):
-    feats = models.embed(clf_net, images, name="mnist")
+    feats = models.embed(clf_net, images, name="mnist", cache=True)
     with torch.no_grad():
         probs = torch.softmax(clf_head(feats.to(device)), 1).cpu()
     return feats, probs
@@ -329,11 +330,13 @@ assert closed_acc > 0.8 and open_acc == 0.0
 # they were embeddings.
 
 # %%
+feats_gallery, probs_gallery = classifier_outputs(xu_tr)
 candidates_unseen = {
     "raw pixels": (data.to_float(xu_te).flatten(1), data.to_float(xu_tr).flatten(1)),
-    "classifier: 5 class probabilities": (probs_unseen, classifier_outputs(xu_tr)[1]),
-    "classifier: features before the head": (feats_unseen, classifier_outputs(xu_tr)[0]),
-    "metric embedding (NCA)": (models.embed(emb_seen, xu_te, name="mnist"), models.embed(emb_seen, xu_tr, name="mnist")),
+    "classifier: 5 class probabilities": (probs_unseen, probs_gallery),
+    "classifier: features before the head": (feats_unseen, feats_gallery),
+    "metric embedding (NCA)": (models.embed(emb_seen, xu_te, name="mnist", cache=True),
+                               models.embed(emb_seen, xu_tr, name="mnist", cache=True)),
 }
 open_scores = {}
 for name, (q, gal) in candidates_unseen.items():
@@ -381,13 +384,17 @@ fig.tight_layout()
 
 # %%
 def two_d(kind):
-    runtime.seed_everything(0)
-    net = models.MLP(2, hidden=(128,))
-    loss = heads.HeadLoss(heads.SoftmaxHead(2, len(SEEN), bias=False)) if kind == "softmax" else (
-        lambda z, y: losses.nca_loss(z, y))
-    train.train(net, loss, xs_tr, ys_tr, epochs=10, batch_size=128, samples_per_class=16, lr=3e-3,
-                name="mnist", device=device, progress=False)
-    return models.embed(net, xs_te, name="mnist")
+    '''The 2-D features of the test digits 0-4 under a small MLP trained with `kind` (cached).'''
+    def compute():
+        runtime.seed_everything(0)
+        net = models.MLP(2, hidden=(128,))
+        loss = heads.HeadLoss(heads.SoftmaxHead(2, len(SEEN), bias=False)) if kind == "softmax" else (
+            lambda z, y: losses.nca_loss(z, y))
+        train.train(net, loss, xs_tr, ys_tr, epochs=10, batch_size=128, samples_per_class=16, lr=3e-3,
+                    name="mnist", device=device, progress=False)
+        return models.embed(net, xs_te, name="mnist")
+    config = dict(kind=kind, seen=SEEN, size=SIZE, per_class=TRAIN_PER_CLASS, epochs=10, v=1)
+    return cache.cached(f"l01-two-d-{kind}", config, compute)
 
 feat2 = {"softmax (separable)": two_d("softmax"), "NCA loss (discriminative)": two_d("nca")}
 from matplotlib.ticker import AutoLocator
@@ -495,7 +502,7 @@ for dataset in ("mnist", "fashion-mnist"):
 print(inspect.getsource(open_set.knn_distance_scores).split('"""')[2])
 x_fashion_ood = splits["fashion-mnist"][2]
 spaces = {"raw pixels": lambda imgs: data.to_float(imgs).flatten(1),
-          "metric embedding (NCA, digits 0-4)": lambda imgs: models.embed(emb_seen, imgs, name="mnist")}
+          "metric embedding (NCA, digits 0-4)": lambda imgs: models.embed(emb_seen, imgs, name="mnist", cache=True)}
 ood = {}
 for space, f in spaces.items():
     reference = f(xs_tr)                                   # the training images of the seen digits

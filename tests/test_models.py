@@ -58,3 +58,43 @@ def test_small_cnn_loads_a_state_saved_in_the_plain_layout():
     x = torch.randn(4, 1, 28, 28)
     assert torch.allclose(new(x), _plain_layout_forward(old, x), atol=1e-5)
     assert new.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_embed_cache_gives_the_same_embeddings_keyed_on_weights_and_images(tmp_path, monkeypatch):
+    monkeypatch.setenv("DMLCOURSE_CACHE_DIR", str(tmp_path))
+    torch.manual_seed(0)
+    model = models.SmallCNN(8)
+    images = torch.randint(0, 256, (40, 28, 28), dtype=torch.uint8)
+    fresh = models.embed(model, images, name="mnist")
+    stored = models.embed(model, images, name="mnist", cache=True)
+    assert torch.equal(stored, fresh)  # caching does not change the embeddings
+    assert len(list(tmp_path.rglob("embedding-*.pt"))) == 1
+
+    calls = []
+    hook = model.register_forward_hook(lambda *args: calls.append(1))
+    assert torch.equal(models.embed(model, images, name="mnist", cache=True), fresh)
+    assert calls == []  # loaded, not computed
+    # another image, another normalisation, another batch size: computed, not loaded
+    other = images.clone()
+    other[0, 0, 0] ^= 1
+    variants = [
+        ((other,), {}),
+        ((images,), {"name": "fashion-mnist"}),
+        ((images,), {"batch_size": 7}),
+    ]
+    for args, kwargs in variants:
+        calls.clear()
+        models.embed(model, *args, **{"name": "mnist", "cache": True, **kwargs})
+        assert calls, (args[0] is other, kwargs)
+    # one weight changed by the smallest step: another network, another key
+    with torch.no_grad():
+        w = next(model.parameters())
+        w.view(-1)[0] = torch.nextafter(w.view(-1)[0], torch.tensor(float("inf")))
+    calls.clear()
+    changed = models.embed(model, images, name="mnist", cache=True)
+    assert calls and torch.equal(changed, models.embed(model, images, name="mnist"))
+    hook.remove()
+    with pytest.raises(TypeError, match="cache must be True or False, got 'yes'"):
+        models.embed(model, images, cache="yes")
+    with pytest.raises(TypeError, match="images must be a torch.Tensor, got list"):
+        models.embed(model, [[0.0]])
