@@ -248,7 +248,7 @@ def fit_both(dataset):
     return cache.cached(f"l02-nca-{dataset}", nca_config(dataset), compute)
 
 def nca_config(dataset):
-    return dict(dataset=dataset, size=SIZE, per_class=TRAIN_PER_CLASS, dim=PCA_DIM, steps=NCA_STEPS, v=2)
+    return dict(dataset=dataset, size=SIZE, per_class=TRAIN_PER_CLASS, dim=PCA_DIM, steps=NCA_STEPS, v=3)  # v3: PCA signs fixed
 
 nca = {d: fit_both(d) for d in sets}
 fig, ax = plt.subplots(figsize=(5, 3))
@@ -312,10 +312,10 @@ print(f"{'1-NN test accuracy':<36}{'MNIST':>8}{'Fashion':>9}")
 for r in rows:
     print(f"{r:<36}{table[r, 'mnist']:>8.3f}{table[r, 'fashion-mnist']:>9.3f}")
 
-# the learned W is never worse than the Euclidean distance on the same 30 coordinates, and better overall ...
+# the learned W is level with the Euclidean distance on the same 30 coordinates (within noise) ...
 gain = {d: table["NCA ours, full rank, 30 dims", d] - table["Euclidean, 30 dims (L = I)", d] for d in sets}
 print("full-rank NCA minus Euclidean (30 dims):", {d: round(g, 4) for d, g in gain.items()})
-assert all(g >= 0 for g in gain.values()) and sum(gain.values()) > 0, gain
+assert all(g > -0.01 for g in gain.values()), gain    # not worse by more than one standard error (~0.01)
 for d in sets:
     ours = table["NCA ours (mean −log p), 9 dims", d]
     assert ours > table["Euclidean, first 9 PCA dims", d], d                    # a learned W beats Euclidean ...
@@ -327,9 +327,10 @@ for d in sets:
 # What the table says:
 #
 # * On the same 30 PCA coordinates, the learned full-rank $W = L^\top L$ (NCA, $L$ of size 30 × 30, started from the
-#   PCA directions) is never worse than the plain Euclidean distance ($W = I$) and better overall. The gain is
-#   small, from nothing to about one point depending on the dataset and the amount of training data: 30 PCA
-#   coordinates of clean images are already a decent metric, and a linear map can only re-weight and rotate them.
+#   PCA directions) is level with the plain Euclidean distance ($W = I$) or slightly ahead: from nothing to about
+#   one point, depending on the dataset and the amount of training data, which is within the noise of the test
+#   accuracy (a standard error of about 0.01 on 1,000 test images). 30 PCA coordinates of clean images are already a decent metric, and a
+#   linear map can only re-weight and rotate them.
 # * With the same 9 dimensions, the learned $W$ (NCA) beats the Euclidean distance on the top 9 PCA coordinates
 #   (the best unsupervised rank-9 choice) on both datasets, and LDA, also supervised, lands in the same range.
 # * Our PyTorch NCA agrees with scikit-learn's within ±0.04 (an accuracy measured on 1,000 test images has a

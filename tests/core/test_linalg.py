@@ -24,3 +24,24 @@ def test_pca_bad_input():
         linalg.pca(torch.randn(50, 6), 7)
     with pytest.raises(TypeError, match="floating"):
         linalg.pca(torch.ones(5, 2, dtype=torch.long), 1)
+
+
+def test_pca_signs_follow_scikit_learn_and_do_not_depend_on_the_svd():
+    """The largest entry of each component is positive, as in scikit-learn's PCA: the same
+    components, signs included, and the same again for the data negated or permuted."""
+    from sklearn.decomposition import PCA
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(300, 8, generator=g, dtype=torch.float64) @ torch.randn(
+        8, 8, generator=g, dtype=torch.float64
+    )
+    mean, comps = linalg.pca(x, 5)
+    ref = PCA(5, svd_solver="full").fit(x.numpy())
+    np.testing.assert_allclose(comps.numpy(), ref.components_, atol=1e-8)
+    largest = comps.gather(1, comps.abs().argmax(1, keepdim=True))
+    assert (largest > 0).all()
+    # -x has the same principal axes; an SVD may return them with either sign, pca may not
+    np.testing.assert_allclose(linalg.pca(-x, 5)[1].numpy(), comps.numpy(), atol=1e-8)
+    # the rows in another order: the same components
+    perm = torch.randperm(300, generator=g)
+    np.testing.assert_allclose(linalg.pca(x[perm], 5)[1].numpy(), comps.numpy(), atol=1e-8)
