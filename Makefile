@@ -18,6 +18,8 @@
 #   TEST_WORKERS=2          processes for the unit tests and the notebooks in `make test` (default 1;
 #                           pytest-xdist, each notebook whole in one process, its cells in order; each
 #                           process gets OMP_NUM_THREADS = cores / TEST_WORKERS, at least 1)
+#   LEARNER_WORKERS=1       the learner notebooks one at a time (default 2, or TEST_WORKERS if above 1: they
+#                           run on the cache the solutions left, so two kernels share two cores well)
 
 PYTHON ?= python3
 VENV ?= .venv

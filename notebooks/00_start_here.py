@@ -107,7 +107,7 @@ plots.image_grid(imgs, labs, class_names=fashion.classes, ncols=15, size=1.2, ti
 #    the same class?) and **MAP@R** (mean average precision over the $R$ nearest, where $R$ is the number of
 #    same-class images: it rewards putting *all* of a class close, not just one neighbour).
 #
-# Training takes a minute or so on a laptop CPU, with a progress bar. The notebook saves the trained network, so a
+# Training takes under a minute on a laptop CPU, with a progress bar. The notebook saves the trained network, so a
 # second Run All (after a kernel restart, say) loads it in a fraction of a second instead; section 4 shows how. Set
 # `RETRAIN = True` in the cell below to watch it train again.
 

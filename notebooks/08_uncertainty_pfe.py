@@ -111,11 +111,16 @@ def mu_of(net, images, dataset):
 # the only "confidence" a point embedding offers.
 
 # %%
+DEGRADED = {}   # (dataset, kind, strength) -> the degraded test images, made once for every sweep below
+
+def degraded_test(dataset, kind, s):
+    if (dataset, kind, s) not in DEGRADED:
+        DEGRADED[dataset, kind, s] = uncertainty.degrade(SETS[dataset][2], kind, s, seed=7)
+    return DEGRADED[dataset, kind, s]
+
 def sweep(dataset, embed_fn, strengths=levels):
     # embed_fn(images) -> dict of per-image tensors; one entry per (kind, strength)
-    xt = SETS[dataset][2]
-    return {(kind, s): embed_fn(uncertainty.degrade(xt, kind, s, seed=7)) for kind in uncertainty.DEGRADATIONS
-            for s in strengths}
+    return {(kind, s): embed_fn(degraded_test(dataset, kind, s)) for kind in uncertainty.DEGRADATIONS for s in strengths}
 
 point = {}
 for d in DATASETS:
@@ -156,7 +161,7 @@ for d in DATASETS:
 r = point[d0]["occlusion", 1.0]
 wrong = torch.nonzero(~r["correct"]).flatten()
 wrong = wrong[torch.argsort(r["cos"][wrong], descending=True)][:10]
-imgs = uncertainty.degrade(SETS[d0][2], "occlusion", 1.0, seed=7)[wrong]
+imgs = degraded_test(d0, "occlusion", 1.0)[wrong]
 fig = plots.image_grid(imgs, r["pred"][wrong], title="occluded test digits, the class the point embedding chose")
 for ax, k in zip(fig.axes, wrong):
     ax.set_title(f"→ {int(r['pred'][k])}  cos {r['cos'][k]:.2f}\n(true {int(SETS[d0][3][k])})", fontsize=7)
@@ -504,7 +509,7 @@ for d in DATASETS:
     p1_det = metrics.precision_at_1(mu_of(DET[d], v["xdt"], d), yt, distance="cosine")
     p1_pfe = metrics.precision_at_1(v["mu"], yt, distance="cosine")
     r = point[d]["occlusion", 1.0]
-    u_occ = uncertainty.harmonic_variance(pfe_embed(d, uncertainty.degrade(SETS[d][2], "occlusion", 1.0, seed=7))[1])
+    u_occ = uncertainty.harmonic_variance(pfe_embed(d, degraded_test(d, "occlusion", 1.0))[1])
     u_clean = uncertainty.harmonic_variance(pfe_embed(d, SETS[d][2])[1])
     flagged = (u_occ[~r["correct"]] > torch.quantile(u_clean, 0.9)).float().mean().item()
     print(f"{d}: P@1 on the degraded test set, deterministic {p1_det:.4f}, PFE's μ {p1_pfe:.4f}; "
