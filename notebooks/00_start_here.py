@@ -117,8 +117,9 @@ from dmlcourse import cache, losses
 print(inspect.getsource(losses.nca_loss))
 
 # %%
-train_split = data.load("mnist", "train", SIZE)
-test_split = data.load("mnist", "test", SIZE)
+DATASET = "mnist"   # exercise 4: "fashion-mnist"
+train_split = data.load(DATASET, "train", SIZE)
+test_split = data.load(DATASET, "test", SIZE)
 keep = data.balanced_subset(train_split.labels, runtime.quick(len(train_split.labels) // 10, 400))
 x_train, y_train = train_split.images[keep], train_split.labels[keep]
 test_keep = data.balanced_subset(test_split.labels, runtime.quick(200, 100))
@@ -134,11 +135,12 @@ def train_first_embedding():
     history = train.train(
         net, losses.nca_loss, x_train, y_train,
         epochs=EPOCHS, batch_size=128, samples_per_class=16, lr=2e-3,
-        name="mnist", eval_data=(x_test, y_test), device=device,
+        name=DATASET, eval_data=(x_test, y_test), device=device,
     )
     return {"state": net.cpu().state_dict(), "history": history}
 
-config = {"model": "SmallCNN-32", "loss": "nca", "epochs": EPOCHS, "n": len(x_train), "size": SIZE, "seed": 0}
+config = {"dataset": DATASET, "model": "SmallCNN-32", "loss": "nca", "epochs": EPOCHS, "n": len(x_train),
+          "size": SIZE, "seed": 0}
 first = cache.cached("start-here-cnn", config, train_first_embedding, refresh=RETRAIN)
 model = models.SmallCNN(embedding_dim=32)
 model.load_state_dict(first["state"])
@@ -146,7 +148,7 @@ model = model.to(device).eval()
 first["history"].plot();
 
 # %%
-z_test = models.embed(model, x_test, name="mnist")
+z_test = models.embed(model, x_test, name=DATASET)
 raw = data.to_float(x_test).flatten(1)             # raw pixels: 784 numbers per image
 results = {
     "raw pixels (784-d)": (metrics.precision_at_1(raw, y_test), metrics.map_at_r(raw, y_test)),
@@ -155,10 +157,12 @@ results = {
 print(f"{'representation':<26}{'Precision@1':>12}{'MAP@R':>8}")
 for k, (p1, mapr) in results.items():
     print(f"{k:<26}{p1:>12.3f}{mapr:>8.3f}")
-# The lesson of this notebook, checked: a few seconds of metric learning beat raw pixels.
+# The lesson of this notebook, checked on MNIST: a few seconds of metric learning beat raw pixels. (Exercise 4
+# runs this on Fashion-MNIST, which is harder: there you judge the table yourself.)
 learned, pixels = results["learned embedding (32-d)"], results["raw pixels (784-d)"]
-assert learned[0] > pixels[0], "the learned embedding should retrieve better than raw pixels"
-assert learned[1] > pixels[1] + 0.2, "MAP@R should improve by far more than Precision@1"
+if DATASET == "mnist":
+    assert learned[0] > pixels[0], "the learned embedding should retrieve better than raw pixels"
+    assert learned[1] > pixels[1] + 0.2, "MAP@R should improve by far more than Precision@1"
 
 # %% [markdown]
 # Precision@1 of raw pixels is already decent on MNIST — neighbours in pixel space are often the same digit — but
@@ -202,11 +206,11 @@ import time
 def train_small():
     runtime.seed_everything(1)
     net = models.MLP(embedding_dim=16)
-    h = train.train(net, losses.nca_loss, x_train, y_train, epochs=1, batch_size=128, name="mnist",
+    h = train.train(net, losses.nca_loss, x_train, y_train, epochs=1, batch_size=128, name=DATASET,
                     device=device, progress=False)
     return {"state": net.state_dict(), "history": h}
 
-config = {"model": "MLP-16", "epochs": 1, "n": len(x_train), "seed": 1}
+config = {"dataset": DATASET, "model": "MLP-16", "epochs": 1, "n": len(x_train), "seed": 1}
 for attempt in (1, 2):
     t0 = time.perf_counter()
     result = cache.cached("start-here-mlp", config, train_small)
@@ -239,8 +243,10 @@ print("cache file:", cache.cache_path("start-here-mlp", config))
 # 3. **Predict, then explain.** Before you look at section 3's table again, guess the Precision@1 and MAP@R of
 #    *raw pixels* on this test set. Then explain the gap between the two with one number: the average $R$, the
 #    number of same-class images each query has to find.
-# 4. **Explore (no check).** Re-run section 3 on `"fashion-mnist"` (and `name="fashion-mnist"`). Which classes
-#    mix in the UMAP plot? Hover over them.
+# 4. **Explore (no check).** Set `DATASET = "fashion-mnist"` in section 3 and run its cells again: the first run
+#    trains and saves a Fashion-MNIST network (the MNIST one stays saved under its own key). Does the learned
+#    embedding still beat raw pixels, in Precision@1 and in MAP@R? Which classes mix in the UMAP plot? Hover over
+#    them.
 
 # %%
 from dmlcourse.exercises import check, hint, show_solution
