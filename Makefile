@@ -38,13 +38,15 @@ LEARNER_DIR ?= my-notebooks
 CHROMIUM ?= /usr/bin/chromium
 COURSE := $(PY) scripts/course.py
 TEST_WORKERS ?= 1
+# OMP_NUM_THREADS for one of $(1) processes sharing the machine's cores (at least 1)
+threads_each = OMP_NUM_THREADS=$$(( $$(nproc) / $(1) > 1 ? $$(nproc) / $(1) : 1 ))
 ifeq ($(filter-out 0 1,$(TEST_WORKERS)),)
 XDIST :=
 PER_WORKER :=
 else
 # two processes with two torch threads each on two cores wait on each other's threads: one thread each
 XDIST := -n $(TEST_WORKERS) --dist loadfile
-PER_WORKER := OMP_NUM_THREADS=$$(( $$(nproc) / $(TEST_WORKERS) > 1 ? $$(nproc) / $(TEST_WORKERS) : 1 ))
+PER_WORKER := $(call threads_each,$(TEST_WORKERS))
 endif
 NBVAL_ARGS := -p no:cacheprovider --nbval-lax --nbval-current-env --nbval-cell-timeout=900 --durations=0
 NBVAL := $(PY) -m pytest $(XDIST) $(NBVAL_ARGS)
@@ -54,8 +56,8 @@ LEARNER_WORKERS ?= $(if $(filter-out 0 1,$(TEST_WORKERS)),$(TEST_WORKERS),2)
 ifeq ($(filter-out 0 1,$(LEARNER_WORKERS)),)
 LEARNER_NBVAL := $(PY) -m pytest $(NBVAL_ARGS)
 else
-LEARNER_NBVAL := OMP_NUM_THREADS=$$(( $$(nproc) / $(LEARNER_WORKERS) > 1 ? $$(nproc) / $(LEARNER_WORKERS) : 1 )) \
-	$(PY) -m pytest -n $(LEARNER_WORKERS) --dist loadfile $(NBVAL_ARGS)
+LEARNER_NBVAL := $(call threads_each,$(LEARNER_WORKERS)) $(PY) -m pytest -n $(LEARNER_WORKERS) --dist loadfile \
+	$(NBVAL_ARGS)
 endif
 # when this make started: `make test` reports the time of everything but the browser tests
 START_TIME := $(shell date +%s)

@@ -9,24 +9,12 @@ unit hypersphere (needed by the cosine losses and the angular heads).
 
 from __future__ import annotations
 
-import hashlib
-
 import torch
 from torch import nn
 
-from .core.cache import cached
+from .core.cache import cached, fingerprint
 from .core.validate import check_int
 from .data import to_float
-
-
-def _fingerprint(named_tensors) -> str:
-    """A SHA-1 of tensors' names, dtypes, shapes and bytes: equal only for equal bits."""
-    digest = hashlib.sha1()
-    for key, tensor in named_tensors:
-        t = tensor.detach().cpu().contiguous().reshape(-1)
-        digest.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
-        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest.hexdigest()
 
 
 def _as_images(x: torch.Tensor) -> torch.Tensor:
@@ -151,8 +139,8 @@ def embed(
     if cache:
         config = dict(
             model=type(model).__qualname__,
-            weights=_fingerprint(model.state_dict().items()),
-            images=_fingerprint([("images", images)]),
+            weights=fingerprint(model.state_dict().items()),
+            images=fingerprint([("images", images)]),
             name=name,
             batch_size=batch_size,
         )

@@ -12,7 +12,6 @@ Taught in 00_start_here.
 from __future__ import annotations
 
 import base64
-import hashlib
 import importlib.metadata
 import io
 import warnings
@@ -20,7 +19,7 @@ import warnings
 import numpy as np
 import torch
 
-from .core.cache import cached
+from .core.cache import cached, fingerprint
 from .core.linalg import pca
 from .core.validate import check_choice, check_float, check_int
 
@@ -180,11 +179,8 @@ def project_2d(
 
     if not cache:
         return layout()
-    digest = hashlib.sha1(np.ascontiguousarray(x).tobytes())
-    if init is not None:
-        digest.update(np.ascontiguousarray(init).tobytes())
     config = dict(
-        data=digest.hexdigest(),
+        data=fingerprint([("x", x)] + ([("init", init)] if init is not None else [])),
         shape=list(x.shape),
         exact=exact,
         umap=umap_version,

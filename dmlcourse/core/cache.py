@@ -21,7 +21,20 @@ import torch
 from .io import atomic_torch_save
 from .paths import cache_dir, is_quick
 
-__all__ = ["cache_dir", "cache_path", "cached"]
+__all__ = ["cache_dir", "cache_path", "cached", "fingerprint"]
+
+
+def fingerprint(named_arrays) -> str:
+    """A SHA-1 of (name, tensor or NumPy array) pairs: their names, dtypes, shapes and bytes, so
+    equal only for equal bits. For cache keys that depend on data (a UMAP layout of these
+    points, the embeddings by these weights of these images)."""
+    digest = hashlib.sha1()
+    for key, array in named_arrays:
+        t = torch.as_tensor(array).detach().cpu()
+        digest.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        flat = t.contiguous().reshape(-1)  # a 0-d tensor cannot be viewed as bytes
+        digest.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+    return digest.hexdigest()
 
 
 def cache_path(name: str, config: dict) -> Path:

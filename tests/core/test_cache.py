@@ -47,3 +47,25 @@ def test_check_rejects_a_foreign_file_and_names_may_have_one_folder(tmp_path, mo
         with pytest.raises(ValueError, match="name="):
             core_cache.cache_path(bad, {})
     assert cache.cached is core_cache.cached  # the name notebooks use
+
+
+def test_fingerprint_is_equal_only_for_equal_bits():
+    import numpy as np
+
+    from dmlcourse.core.cache import fingerprint
+
+    x = torch.arange(12, dtype=torch.float32).view(3, 4)
+    base = fingerprint([("x", x)])
+    assert fingerprint([("x", x.clone())]) == base
+    assert fingerprint([("x", x.numpy())]) == base  # a NumPy array of the same bits
+    assert fingerprint([("x", x.t().contiguous().t())]) == base  # layout is not content
+    one_ulp = x.clone()
+    one_ulp[0, 0] = torch.nextafter(one_ulp[0, 0], torch.tensor(1.0))
+    for other in (
+        [("x", one_ulp)],
+        [("x", x.double())],  # same values, another dtype
+        [("x", x.view(4, 3))],  # same bytes, another shape
+        [("y", x)],  # another name
+        [("x", x), ("init", np.zeros(2))],  # more data
+    ):
+        assert fingerprint(other) != base, other
