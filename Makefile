@@ -8,6 +8,7 @@
 #   make solutions   the solution versions of the notebooks, in solutions/
 #   make edit        JupyterLab on the sources (notebooks/NN_name.py, opened as notebooks by jupytext)
 #   make site        the course as a static website, build/site/index.html
+#   make device-bundle  what benchmarks/device_check.sh needs on a lent GPU machine (see there)
 #
 # Variables you may set:
 #   PYTHON=python3.12       the interpreter that creates .venv (3.11 or newer)
@@ -63,7 +64,7 @@ endif
 START_TIME := $(shell date +%s)
 
 .PHONY: site lab edit solutions test test-browser install unit notebooks lint bench bench-quick \
-	clean-cache mini-data wheel-test
+	clean-cache mini-data wheel-test device-bundle
 
 # Jupyter refuses to run as root unless told (containers, CI machines).
 LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
@@ -132,6 +133,20 @@ bench-quick: install
 # build the wheel, install it outside the clone and use it (tests/test_packaging.py)
 wheel-test: install
 	$(PY) -m pytest -p no:cacheprovider -m slow tests/test_packaging.py
+
+# A lent GPU machine has torch, numpy, scikit-learn and matplotlib, and reaches no registry: carry the
+# full datasets (.gpu-data/) and the pure-Python packages benchmarks/device_check.sh needs (.whl/site/)
+DEVICE_PACKAGES := pytest pluggy iniconfig pygments packaging tqdm
+device-bundle: install
+	@test -d "$(DMLCOURSE_DATA_DIR)/mnist" || { echo "device-bundle: no full datasets (DMLCOURSE_DATA_DIR)"; exit 1; }
+	rm -rf .gpu-data .whl
+	mkdir -p .gpu-data .whl/site
+	cp -r "$(DMLCOURSE_DATA_DIR)/mnist" "$(DMLCOURSE_DATA_DIR)/fashion-mnist" .gpu-data/
+	$(PY) -m pip download -q --no-deps --only-binary=:all: -d .whl/wheels \
+		$$($(PY) -c "import importlib.metadata as m; print(*(f'{p}=={m.version(p)}' for p in '$(DEVICE_PACKAGES)'.split()))")
+	for w in .whl/wheels/*.whl; do $(PY) -m zipfile -e "$$w" .whl/site; done
+	rm -rf .whl/wheels
+	du -sh .gpu-data .whl
 
 mini-data: install
 	$(PY) scripts/make_mini.py

@@ -26,3 +26,18 @@ def full_data_dir(monkeypatch):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def test_device():
+    """The device of the tests that take this fixture: $DMLCOURSE_TEST_DEVICE, default "cpu".
+
+    benchmarks/device_check.sh sets it to "cuda" on a lent GPU machine, so that the same tests run
+    the package's GPU path (the package has no GPU-only branch; these tests show it). Asking for a
+    device this machine does not have fails: a GPU run must not pass by quietly using the CPU.
+    """
+    name = os.environ.get("DMLCOURSE_TEST_DEVICE", "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        pytest.fail(f"DMLCOURSE_TEST_DEVICE={name!r} but torch.cuda.is_available() is False")
+    return device

@@ -118,21 +118,25 @@ LOSS_FNS = {
 }
 
 
-def _step(loss_fn, head=None):
+def _step(loss_fn, device):
+    """One Adam step under bfloat16 autocast on ``device``: the loss and every gradient finite."""
     torch.manual_seed(0)
-    model = models.MLP(embedding_dim=16)
+    model = models.MLP(embedding_dim=16).to(device)
+    if isinstance(loss_fn, torch.nn.Module):
+        loss_fn = loss_fn.to(device)
     params = list(model.parameters()) + (
         list(loss_fn.parameters()) if isinstance(loss_fn, torch.nn.Module) else []
     )
     opt = torch.optim.Adam(params, lr=1e-3)
-    x = torch.rand(32, 1, 28, 28)
-    y = torch.arange(8).repeat_interleave(4)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    x = torch.rand(32, 1, 28, 28, device=device)
+    y = torch.arange(8, device=device).repeat_interleave(4)
+    with torch.autocast(device.type, dtype=torch.bfloat16):
         z = model(x)
         out = loss_fn(z, y)
     loss = out["loss"] if isinstance(out, dict) else out
     opt.zero_grad()
     loss.backward()
+    assert loss.device.type == device.type
     assert torch.isfinite(loss).item()
     assert all(torch.isfinite(p.grad).all() for p in params if p.grad is not None)
     opt.step()
@@ -140,10 +144,10 @@ def _step(loss_fn, head=None):
 
 
 @pytest.mark.parametrize("name", list(LOSS_FNS))
-def test_autocast_bfloat16_training_step_with_every_loss_and_miner(name):
-    _step(LOSS_FNS[name])
+def test_autocast_bfloat16_training_step_with_every_loss_and_miner(name, test_device):
+    _step(LOSS_FNS[name], test_device)
 
 
 @pytest.mark.parametrize("head", list(heads.HEADS))
-def test_autocast_bfloat16_training_step_with_every_head(head):
-    _step(heads.HeadLoss(heads.make_head(head, 16, 8)))
+def test_autocast_bfloat16_training_step_with_every_head(head, test_device):
+    _step(heads.HeadLoss(heads.make_head(head, 16, 8)), test_device)

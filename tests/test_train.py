@@ -199,3 +199,35 @@ def test_max_steps_ends_training_without_an_interrupt(mini):
         max_steps=12,
     )
     assert len(h.step_loss) == 12 and h.epochs_done == 2 and not h.interrupted
+
+
+def test_training_on_the_test_device_follows_the_cpu(mini, test_device):
+    """The GPU path is the CPU path's code: with one seed, training on $DMLCOURSE_TEST_DEVICE
+    takes the same first steps as on the CPU and ends as good (benchmarks/device_check.sh runs
+    this with "cuda"; on the CPU it compares two CPU runs)."""
+    x, y, xt, yt = mini
+    runs = []
+    for device in (torch.device("cpu"), test_device):
+        runtime.seed_everything(0)
+        model = models.SmallCNN(16)
+        history = train.train(
+            model,
+            losses.nca_loss,
+            x,
+            y,
+            epochs=2,
+            batch_size=60,
+            samples_per_class=6,
+            name="mnist",
+            eval_data=(xt, yt),
+            seed=0,
+            progress=False,
+            device=device,
+        )
+        assert next(model.parameters()).device.type == device.type  # trained where asked
+        runs.append(history)
+    cpu, dev = runs
+    # TF32 convolutions on a GPU round to about 1e-3: the first steps agree to 1 %
+    np.testing.assert_allclose(dev.step_loss[:3], cpu.step_loss[:3], rtol=1e-2)
+    p1_cpu, p1_dev = (r.epoch_metrics[-1]["precision_at_1"] for r in runs)
+    assert abs(p1_dev - p1_cpu) < 0.05, (p1_cpu, p1_dev)
