@@ -1,6 +1,7 @@
-"""Retrieval metrics: Precision@1, Recall@k, R-Precision, MAP@R and kNN accuracy.
+"""Retrieval metrics: Precision@1, Recall@k, R-Precision, MAP@R and kNN accuracy; and how to
+compare them over seeds (``mean_sd``, ``clearly_above``).
 
-Taught in 00_start_here.
+Taught in 00_start_here (the comparison over seeds in 04_supervised_losses).
 
 Every function is called as ``f(embeddings, labels, reference=None,
 reference_labels=None, ..., distance="euclidean")``. Without a reference, the
@@ -159,3 +160,48 @@ def evaluate(
         ),
         "map_at_r": map_at_r(embeddings, labels, reference, reference_labels, distance=distance),
     }
+
+
+# Comparing over seeds. Taught in 04_supervised_losses, used again in 05, 06 and 07: one training
+# run is one draw, so a comparison claim counts only where it holds on the mean over seeds and the
+# gap between the means is larger than the spread.
+
+
+def mean_sd(values) -> tuple[float, float]:
+    """Mean and standard deviation (the sample one, n - 1) of one measure over seeds.
+
+    ``values``: one number per seed, as a sequence or a 1-D tensor (at least one; the standard
+    deviation of a single value is 0). Returns ``(mean, sd)`` as floats.
+    """
+    try:
+        v = torch.as_tensor(values, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(
+            f"values must be one number per seed (a sequence or a 1-D tensor), got {values!r}"
+        ) from None
+    if v.ndim != 1 or len(v) == 0:
+        raise ValueError(
+            f"values must be one number per seed, at least one; got shape {tuple(v.shape)}"
+        )
+    if not torch.isfinite(v).all():
+        raise ValueError(f"values must be finite, got {v.tolist()}")
+    return v.mean().item(), (v.std().item() if len(v) > 1 else 0.0)
+
+
+def clearly_above(a, b) -> bool:
+    """Whether ``a`` is above ``b`` beyond the seed noise: the gap between the means is larger than
+    the two standard deviations added.
+
+    ``a``, ``b``: ``(mean, sd)`` pairs, as :func:`mean_sd` returns. For a measure where lower is
+    better (an error rate), ``clearly_above(b, a)`` says that ``a`` is clearly below ``b``.
+    """
+    for name, pair in (("a", a), ("b", b)):
+        if (
+            not isinstance(pair, (tuple, list))
+            or len(pair) != 2
+            or not all(isinstance(x, (int, float)) and x == x for x in pair)
+        ):
+            raise TypeError(f"{name} must be a (mean, sd) pair of numbers, got {pair!r}")
+        if pair[1] < 0:
+            raise ValueError(f"{name}'s standard deviation must be >= 0, got {pair[1]}")
+    return a[0] - b[0] > a[1] + b[1]

@@ -142,7 +142,8 @@ fig = supervised.plot_losses(delta=1.0, margin=1.0)
 # a point or two. So the claim this section makes, that cross-entropy gives a better classifier *and* a better
 # embedding than one regressed output, is checked over three seeds: under the table, the mean of each measure
 # with its standard deviation, and the claim counts only where cross-entropy's lead is larger than the two spreads
-# together (lecture 05 uses the same rule to compare losses). Runs are cached: running the notebook again loads them.
+# together. That rule is two small functions of the package, `metrics.mean_sd` and `metrics.clearly_above`; lectures
+# 05 to 07 compare losses, miners and heads with them. Runs are cached: running the notebook again loads them.
 
 # %%
 LOSSES = ["cross_entropy", "kl", "mse", "mae", "huber"]
@@ -204,14 +205,8 @@ for d in DATASETS:                                       # the penultimate layer
     assert results["cross_entropy", d]["map_r"] > raw[d][1] + 0.1
 
 
-def over_seeds(values):
-    """(mean, standard deviation) of one number over the seeds."""
-    v = torch.tensor(values, dtype=torch.float64)
-    return v.mean().item(), v.std().item()
-
-
 KEYS = {"accuracy": "acc.", "p1": "P@1", "map_r": "MAP@R"}
-seeded = {(l, d, k): over_seeds([repeats[l, d, seed][k] for seed in SEEDS])
+seeded = {(l, d, k): metrics.mean_sd([repeats[l, d, seed][k] for seed in SEEDS])
           for d in DATASETS for l in ["cross_entropy"] + REGRESSION for k in KEYS}
 print(f"\nmean ± sd over {len(SEEDS)} seeds\n{'loss':<40}" + "".join(f"{v:>17}" for v in KEYS.values()))
 for d in DATASETS:
@@ -220,8 +215,7 @@ for d in DATASETS:
             f"{seeded[l, d, k][0]:>9.3f} ± {seeded[l, d, k][1]:.3f}" for k in KEYS))
     for l in REGRESSION:
         for k in KEYS:   # cross-entropy ahead on every measure by more than the two spreads together
-            (m_ce, sd_ce), (m_l, sd_l) = seeded["cross_entropy", d, k], seeded[l, d, k]
-            assert m_ce - m_l > sd_ce + sd_l, (l, d, k)
+            assert metrics.clearly_above(seeded["cross_entropy", d, k], seeded[l, d, k]), (l, d, k)
 
 
 # %% [markdown]

@@ -328,19 +328,12 @@ for d in ("mnist", "fashion-mnist"):
     x = data.to_float(r["images"]).flatten(1)
     raw[d] = (metrics.precision_at_1(x, r["labels"]), metrics.map_at_r(x, r["labels"]))
 
-def over_seeds(values):
-    """(mean, standard deviation) of one number over the seeds."""
-    v = torch.tensor(values, dtype=torch.float64)
-    return v.mean().item(), (v.std().item() if len(v) > 1 else 0.0)
-
+# lecture 04's rule: metrics.mean_sd gives (mean, sd) over the seeds; metrics.clearly_above(a, b) asks for a gap
+# between the means larger than the two standard deviations added
 def pm(mean_sd):
     return f"{mean_sd[0]:.3f} ± {mean_sd[1]:.3f}"
 
-def clearly_above(x, y):
-    """x's mean exceeds y's by more than the two spreads together: not seed noise."""
-    return x[0] - y[0] > x[1] + y[1]
-
-table = {(l, d, k): over_seeds([runs[l, d, seed][k] for seed in SEEDS])
+table = {(l, d, k): metrics.mean_sd([runs[l, d, seed][k] for seed in SEEDS])
          for l in SETTINGS for d in ("mnist", "fashion-mnist") for k in ("p1", "map_r")}
 print(f"mean ± sd over {len(SEEDS)} seeds ({RUN_PER_CLASS} training images per class, {RUN_EPOCHS} epochs)")
 print(f"{'':<13}{'MNIST P@1':>17}{'MAP@R':>17}{'Fashion P@1':>17}{'MAP@R':>17}")
@@ -359,7 +352,7 @@ verdicts = {}
 for d in ("mnist", "fashion-mnist"):
     for l1 in SETTINGS:
         for l2 in SETTINGS:
-            if l1 != l2 and clearly_above(table[l1, d, "map_r"], table[l2, d, "map_r"]):
+            if l1 != l2 and metrics.clearly_above(table[l1, d, "map_r"], table[l2, d, "map_r"]):
                 verdicts[d, l1, l2] = True
                 print(f"  {d}: {l1} > {l2}")
 print("  (every other pair of losses is within seed noise)")
@@ -391,7 +384,7 @@ def last_epoch_active(r):
     per_epoch = len(steps) // RUN_EPOCHS
     return sum(steps[-per_epoch:]) / per_epoch
 
-sweep_table = {(f, m, k): over_seeds([last_epoch_active(sweep[f, m, seed]) if k == "active" else sweep[f, m, seed][k]
+sweep_table = {(f, m, k): metrics.mean_sd([last_epoch_active(sweep[f, m, seed]) if k == "active" else sweep[f, m, seed][k]
                                       for seed in SEEDS])
                for f in FORMS for m in MARGINS for k in ("active", "p1", "map_r")}
 print(f"triplet loss, Fashion-MNIST, mean ± sd over {len(SEEDS)} seeds")
@@ -432,8 +425,8 @@ if len(MARGINS) > 1:   # full mode: what a larger margin does on a fixed embeddi
               f"embedding, by {grows_training:.2f} in training")
         assert grows_training < grows_fixed, f   # the network answers a larger margin by spreading further
 
-squared_vs_plain = {k: (clearly_above(sweep_table["squared d²", 0.2, k], sweep_table["plain d", 0.2, k]),
-                        clearly_above(sweep_table["plain d", 0.2, k], sweep_table["squared d²", 0.2, k]))
+squared_vs_plain = {k: (metrics.clearly_above(sweep_table["squared d²", 0.2, k], sweep_table["plain d", 0.2, k]),
+                        metrics.clearly_above(sweep_table["plain d", 0.2, k], sweep_table["squared d²", 0.2, k]))
                     for k in ("active", "p1", "map_r")}
 for k, (sq_higher, pl_higher) in squared_vs_plain.items():
     print(f"m = 0.2, {k}: " + ("squared higher beyond the spread" if sq_higher else

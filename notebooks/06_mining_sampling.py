@@ -209,16 +209,12 @@ def over_seeds(method, key, dataset=d0, **kw):
     """One number per seed: a tensor of len(SEEDS)."""
     return torch.tensor([float(run(method, dataset, seed, **kw)[key]) for seed in SEEDS])
 
-def mean_sd(v):
-    return v.mean().item(), (v.std().item() if len(v) > 1 else 0.0)
-
 def clearly_better(a, b):
-    """a beats b beyond the noise: the gap between the means exceeds the two standard deviations added."""
-    (ma, sa), (mb, sb) = mean_sd(a), mean_sd(b)
-    return ma - mb > sa + sb
+    """a beats b beyond the noise (lecture 04's rule): the gap between the means exceeds the two sds added."""
+    return metrics.clearly_above(metrics.mean_sd(a), metrics.mean_sd(b))
 
 def pm(v):
-    m, sd = mean_sd(v)
+    m, sd = metrics.mean_sd(v)
     return f"{m:.3f} ± {sd:.3f}"
 
 results = {(m, d, seed): run(m, d, seed) for d in DATASETS for m in METHODS for seed in SEEDS}

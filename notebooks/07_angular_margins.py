@@ -289,11 +289,8 @@ def run(label, dataset, override=None, seed=0):
 runs = {(label, d, seed): run(label, d, seed=seed) for d in DATASETS for label in CONFIGS for seed in SEEDS}
 results = {(label, d): runs[label, d, SEEDS[0]] for d in DATASETS for label in CONFIGS}   # for the ROC picture
 KEYS = ("p1", "map_r", "eer", "tar")
-table = {}
-for (label, d) in results:
-    v = torch.tensor([[runs[label, d, seed][k] for k in KEYS] for seed in SEEDS], dtype=torch.float64)
-    for col, k in enumerate(KEYS):
-        table[label, d, k] = (v[:, col].mean().item(), v[:, col].std().item())
+table = {(label, d, k): metrics.mean_sd([runs[label, d, seed][k] for seed in SEEDS])   # (mean, sd): lecture 04
+         for (label, d) in results for k in KEYS}
 print(f"mean ± sd over {len(SEEDS)} seeds ({RUN_PER_CLASS} training images per class, {EPOCHS} epochs)")
 for d in DATASETS:
     print(f"\n{d}\n{'':<25}" + "".join(f"{k:>15}" for k in ("P@1", "MAP@R", "EER", "TAR@FAR=1e-3")))
@@ -313,8 +310,8 @@ fig.tight_layout()
 margin_heads = ["cosface (s=30, m=0.35)", "arcface (s=30, m=0.5)"]
 
 def clearly_below(x, y):
-    """x's mean is below y's by more than the two spreads together: not seed noise."""
-    return y[0] - x[0] > x[1] + y[1]
+    """x's mean is below y's by more than the two spreads together (an error rate: lower is better)."""
+    return metrics.clearly_above(y, x)
 
 for d in DATASETS:   # at full strength, on the seed means, an angular margin verifies better than the plain softmax
     best = min(margin_heads, key=lambda h: table[h, d, "eer"][0])

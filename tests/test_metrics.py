@@ -1,3 +1,5 @@
+import statistics
+
 import numpy as np
 import pytest
 import torch
@@ -100,3 +102,42 @@ def test_metric_bad_input():
         metrics.precision_at_1(e, torch.zeros(10, dtype=torch.long), reference=e)
     with pytest.raises(ValueError, match="k must be >= 1"):
         metrics.knn_accuracy(e, torch.zeros(10, dtype=torch.long), k=0)
+
+
+def test_mean_sd_matches_the_statistics_module():
+    values = [0.91, 0.87, 0.95, 0.90]
+    mean, sd = metrics.mean_sd(values)
+    assert mean == pytest.approx(statistics.mean(values), abs=1e-12)
+    assert sd == pytest.approx(statistics.stdev(values), abs=1e-12)  # n - 1, like statistics.stdev
+    assert metrics.mean_sd(torch.tensor(values)) == pytest.approx((mean, sd))
+    assert metrics.mean_sd([0.5]) == (0.5, 0.0)
+
+
+@pytest.mark.parametrize(
+    "a, b, expected",
+    [
+        ((0.90, 0.01), (0.80, 0.02), True),  # gap 0.10 > 0.03
+        ((0.90, 0.05), (0.85, 0.02), False),  # gap 0.05 < 0.07: within noise
+        ((0.80, 0.01), (0.90, 0.01), False),  # below, not above
+        ((0.90, 0.0), (0.90, 0.0), False),  # equal is not above
+    ],
+)
+def test_clearly_above_needs_a_gap_larger_than_both_spreads(a, b, expected):
+    assert metrics.clearly_above(a, b) is expected
+
+
+def test_mean_sd_and_clearly_above_bad_input():
+    with pytest.raises(ValueError, match="at least one"):
+        metrics.mean_sd([])
+    with pytest.raises(ValueError, match="finite"):
+        metrics.mean_sd([0.5, float("nan")])
+    with pytest.raises(TypeError, match="one number per seed"):
+        metrics.mean_sd(["a", "b"])
+    with pytest.raises(ValueError, match="got shape"):
+        metrics.mean_sd([[0.1, 0.2]])
+    with pytest.raises(TypeError, match=r"a must be a \(mean, sd\) pair"):
+        metrics.clearly_above([0.9, 0.01, 3], (0.8, 0.01))
+    with pytest.raises(TypeError, match=r"b must be a \(mean, sd\) pair"):
+        metrics.clearly_above((0.9, 0.01), 0.8)
+    with pytest.raises(ValueError, match="standard deviation must be >= 0"):
+        metrics.clearly_above((0.9, -0.01), (0.8, 0.01))
