@@ -11,7 +11,7 @@ notebook needs):
     models     small CNN and MLP embedding networks      (00_start_here)
     train      the training loop and its History         (00_start_here)
     cache      load the cached result, else compute it   (00_start_here)
-    metrics    Precision@1, Recall@k, R-Precision, MAP@R, kNN accuracy
+    metrics    Precision@1, Recall@k, R-Precision, MAP@R, kNN accuracy; over seeds (04)
     plots      UMAP/PCA projections, plotly scatters, image grids
     metric_spaces  metric axioms checked numerically      (01_metric_spaces)
     open_set   closed- vs open-set recognition            (01_metric_spaces)
