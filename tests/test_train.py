@@ -203,7 +203,7 @@ def test_max_steps_ends_training_without_an_interrupt(mini):
 
 def test_training_on_the_test_device_follows_the_cpu(mini, test_device):
     """The GPU path is the CPU path's code: with one seed, training on $DMLCOURSE_TEST_DEVICE
-    takes the same first steps as on the CPU and ends as good (benchmarks/device_check.sh runs
+    takes the same first step as on the CPU and ends as good (benchmarks/device_check.sh runs
     this with "cuda"; on the CPU it compares two CPU runs)."""
     x, y, xt, yt = mini
     runs = []
@@ -227,7 +227,9 @@ def test_training_on_the_test_device_follows_the_cpu(mini, test_device):
         assert next(model.parameters()).device.type == device.type  # trained where asked
         runs.append(history)
     cpu, dev = runs
-    # TF32 convolutions on a GPU round to about 1e-3: the first steps agree to 1 %
-    np.testing.assert_allclose(dev.step_loss[:3], cpu.step_loss[:3], rtol=1e-2)
+    # the first step sees the same weights and batch: TF32 convolutions on a GPU round to about
+    # 1e-3, so its loss agrees to 1 %; later steps may drift (Adam's first update is a sign per
+    # weight, and a near-zero gradient's sign can differ)
+    assert dev.step_loss[0] == pytest.approx(cpu.step_loss[0], rel=1e-2)
     p1_cpu, p1_dev = (r.epoch_metrics[-1]["precision_at_1"] for r in runs)
     assert abs(p1_dev - p1_cpu) < 0.05, (p1_cpu, p1_dev)
