@@ -47,15 +47,11 @@ DEVICE_TESTS=(tests/test_mixed_precision.py
 part 2-device-tests env DMLCOURSE_TEST_DEVICE="$DEVICE" \
     $PY -m pytest -p no:cacheprovider -q "${DEVICE_TESTS[@]}"
 
-if [ "$QUICK" = 1 ]; then
-    part 3-bench-train $PY benchmarks/bench_train.py --quick --device "$DEVICE" --json "$OUT/3-bench-train.json"
-    part 4-bench-quality $PY benchmarks/bench_quality.py --quick --seeds 1 --configs "NCA (default)" \
-        --json "$OUT/4-bench-quality.json"
-else
-    part 3-bench-train $PY benchmarks/bench_train.py --device "$DEVICE" --json "$OUT/3-bench-train.json"
-    part 4-bench-quality $PY benchmarks/bench_quality.py --budget 60 --seeds 1 --configs "NCA (default)" \
-        --json "$OUT/4-bench-quality.json"
-fi
+QUICK_FLAG=(); [ "$QUICK" = 1 ] && QUICK_FLAG=(--quick)   # --quick: a few steps, 2 s of training, mini data
+part 3-bench-train $PY benchmarks/bench_train.py "${QUICK_FLAG[@]}" --device "$DEVICE" \
+    --json "$OUT/3-bench-train.json"
+part 4-bench-quality $PY benchmarks/bench_quality.py "${QUICK_FLAG[@]}" --budget 60 --seeds 1 \
+    --configs "NCA (default)" --json "$OUT/4-bench-quality.json"
 
 # the unit tests whose modules import nothing beyond torch, numpy, scipy, scikit-learn and matplotlib
 # (test_losses, test_heads, test_miners and test_metrics import pytorch-metric-learning, the explorers

@@ -4,6 +4,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from dmlcourse import runtime
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
 
@@ -37,7 +39,7 @@ def test_device():
     device this machine does not have fails: a GPU run must not pass by quietly using the CPU.
     """
     name = os.environ.get("DMLCOURSE_TEST_DEVICE", "cpu")
-    device = torch.device(name)
+    device = runtime.get_device(name, verbose=False)  # the package's check of the name
     if device.type == "cuda" and not torch.cuda.is_available():
         pytest.fail(f"DMLCOURSE_TEST_DEVICE={name!r} but torch.cuda.is_available() is False")
     return device
