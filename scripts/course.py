@@ -27,13 +27,16 @@ Commands::
 from __future__ import annotations
 
 import argparse
+import ast
 import datetime as _dt
 import hashlib
+import io
 import json
 import os
 import re
 import sys
 import tempfile
+import tokenize
 from pathlib import Path
 
 import jupytext
@@ -254,9 +257,306 @@ def learner_copies(
     return messages
 
 
+# ------------------------------------------------------------------- the teaching-text rules
+# What `make lint` checks in the lecture text, beyond the format (CONTRIBUTING.md, "What make lint
+# checks in the text"): listings by name, no figure of a run typed into the prose, no description of
+# other versions of the course, exercises that ask before they show, checks that a constant cannot
+# pass, and summary bullets tied to the asserts that back them.
+
+DECIMAL = re.compile(r"(?<![\w.\\\"'])(\d*\.\d+)(?![\w.]*\d)")
+MATH = re.compile(r"\$\$.+?\$\$|\$[^$\n]+?\$", re.S)
+APPROX = re.compile(r"\\approx\s*(\d*\.\d+)")
+HISTORY = re.compile(
+    r"(earlier|previous|older|former) version of (this|the) (course|notebook|lecture)"
+    r"|this version's|an earlier version",
+    re.I,
+)
+CLAIM_TAG = re.compile(r"<!--\s*claim:\s*([\w\-]+)\s*-->")
+RECAP_TAG = re.compile(r"<!--\s*recap\s*-->")
+CLAIM_COMMENT = re.compile(r"#\s*claim:\s*([\w\-]+(?:\s*,\s*[\w\-]+)*)")
+SOLUTION_LINE_MIN = (
+    30  # a solution line this long (spaces squeezed) is distinctive enough to be its answer
+)
+
+
+def _parse(cell_source: str) -> ast.Module | None:
+    try:
+        return ast.parse(cell_source)
+    except SyntaxError:
+        return None
+
+
+def _call_name(node: ast.AST) -> str | None:
+    f = node.func if isinstance(node, ast.Call) else None
+    return f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", None)
+
+
+def listing_problems(code_cells: list[str]) -> list[str]:
+    """A listing is a whole function or a named region (``show``), never a string cut by hand."""
+    out = []
+    for k, src in enumerate(code_cells):
+        tree = _parse(src)
+        if tree is None:
+            continue
+        parents = {id(c): n for n in ast.walk(tree) for c in ast.iter_child_nodes(n)}
+        for node in ast.walk(tree):
+            name = _call_name(node)
+            if name == "getsource":
+                out.append(
+                    f"code cell {k + 1}: inspect.getsource(...) in a notebook: print a listing "
+                    "with show(obj) or show(obj, 'region') (dmlcourse.listing), never a string "
+                    "cut by hand"
+                )
+            elif name == "source" and isinstance(
+                parents.get(id(node)), (ast.Attribute, ast.Subscript)
+            ):
+                out.append(
+                    f"code cell {k + 1}: a listing from source(...) is cut or split; show a whole "
+                    "function or a region marked in the package ('# region: <name>')"
+                )
+    return out
+
+
+def code_literals(code_cells: list[str]) -> set[float]:
+    """Every number written in the notebook's code: the constants of the lecture."""
+    out = set()
+    for src in code_cells:
+        tree = _parse(src)
+        for node in ast.walk(tree) if tree else ():
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, (int, float))
+                and not isinstance(node.value, bool)
+            ):
+                out.add(float(node.value))
+    return out
+
+
+def decimal_problems(markdown_cells: list[str], literals: set[float]) -> list[str]:
+    """A decimal in the prose must be a constant of the lecture (a literal of its code) or the
+    value of a formula written after \\approx; anything else is a figure of a run, which its cell
+    prints."""
+    out = []
+    for k, text in enumerate(markdown_cells):
+        approx = {
+            m.start(1)
+            for mm in MATH.finditer(text)
+            for m in APPROX.finditer(text, mm.start(), mm.end())
+        }
+        for m in DECIMAL.finditer(text):
+            if m.start(1) in approx or float(m.group(1)) in literals:
+                continue
+            around = text[max(0, m.start() - 50) : m.end() + 20].replace("\n", " ")
+            out.append(
+                f"markdown cell {k + 1}: the decimal {m.group(1)} is not a constant of the lecture "
+                f"(no literal of the code): print it from its cell instead (...{around}...)"
+            )
+    return out
+
+
+def history_problems(markdown_cells: list[str]) -> list[str]:
+    """The course describes itself as it is."""
+    return [
+        f"markdown cell {k + 1}: the text describes another version of the course "
+        f"({m.group(0)!r}); say what this notebook does and finds"
+        for k, t in enumerate(markdown_cells)
+        for m in HISTORY.finditer(t)
+    ]
+
+
+def _alias_map(code_cells: list[str]) -> dict[str, str]:
+    """Names the notebook imports from dmlcourse, each to its module (``ms``: metric_spaces)."""
+    out = {}
+    for src in code_cells:
+        tree = _parse(src)
+        for node in ast.walk(tree) if tree else ():
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("dmlcourse"):
+                for a in node.names:
+                    out[a.asname or a.name] = f"{node.module}.{a.name}"
+            elif isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.name.startswith("dmlcourse"):
+                        out[a.asname or a.name] = a.name
+    return out
+
+
+def _resolve(dotted: str):
+    from dmlcourse.exercises import resolve
+
+    return resolve(dotted)
+
+
+def _unwrap(obj):
+    return getattr(obj, "__func__", obj)
+
+
+def shown_objects(code_cells: list[str]) -> list[tuple[int, str, str | None]]:
+    """Every listing of the notebook: (code cell index, dotted name shown, region or None)."""
+    aliases, out = _alias_map(code_cells), []
+    for k, src in enumerate(code_cells):
+        tree = _parse(src)
+        for node in ast.walk(tree) if tree else ():
+            if _call_name(node) != "show" or not node.args:
+                continue
+            expr = ast.unparse(node.args[0])
+            head, _, rest = expr.partition(".")
+            dotted = aliases.get(head, head) + (f".{rest}" if rest else "")
+            region = (
+                node.args[1].value
+                if len(node.args) > 1 and isinstance(node.args[1], ast.Constant)
+                else None
+            )
+            out.append((k, dotted, region))
+    return out
+
+
+def _squeeze(line: str) -> str:
+    return re.sub(r"\s+", " ", line.strip())
+
+
+def exercise_problems(cells: list, registry: dict) -> list[str]:
+    """An exercise asks before it shows: neither the package code that answers it nor a line of its
+    solution appears in a code cell above it."""
+    code = [c for c in cells if c.cell_type == "code"]
+    listings = shown_objects([c.source for c in code])
+    out = []
+    for pos, cell in enumerate(code):
+        ex_id = cell.metadata.get("exercise")
+        if not ex_id or ex_id not in registry:
+            continue
+        answers = {id(_unwrap(_resolve(name))): name for name in registry[ex_id].implemented_by}
+        for k, dotted, region in listings:
+            if k >= pos:
+                continue
+            try:
+                obj = _unwrap(_resolve(dotted))
+            except (ImportError, AttributeError):
+                continue  # tests/test_listing.py reports listings that do not resolve
+            if id(obj) in answers:
+                out.append(
+                    f"exercise {ex_id} asks for {answers[id(obj)]}, and code cell {k + 1} lists it "
+                    f"before the exercise ({dotted}{f', region {region!r}' if region else ''}): "
+                    "show it after the exercise, or leave it to show_solution"
+                )
+        solution = [
+            _squeeze(ln)
+            for begin, end in solution_regions(cell.source)
+            for ln in cell.source.splitlines()[begin + 1 : end]
+        ]
+        distinctive = [
+            ln for ln in solution if len(ln) >= SOLUTION_LINE_MIN and not ln.startswith("#")
+        ]
+        for k, earlier in enumerate(code[:pos]):
+            if earlier.metadata.get("exercise"):
+                continue  # an earlier exercise's solution is the learner's own code
+            lines = {_squeeze(ln) for ln in earlier.source.splitlines()}
+            for ln in distinctive:
+                if ln in lines:
+                    out.append(
+                        f"exercise {ex_id}: its solution line {ln!r} is already in code cell "
+                        f"{k + 1}"
+                    )
+    return out
+
+
+def constant_problems(ids: list[str]) -> list[str]:
+    """No check may pass a constant answer (dmlcourse.exercises.constant_answers_that_pass)."""
+    from dmlcourse import exercises
+
+    out = []
+    for ex_id in ids:
+        for what in exercises.constant_answers_that_pass(ex_id):
+            out.append(
+                f"exercise {ex_id}: the check passes {what}; make it compare with a reference "
+                "that a constant cannot match"
+            )
+    return out
+
+
+def _claim_lines(code_cells: list[str]) -> set[str]:
+    """The claim ids marked on an assert (``assert ...  # claim: id``, or on the line above)."""
+    out = set()
+    for src in code_cells:
+        tree = _parse(src)
+        if tree is None:
+            continue
+        asserts = [(n.lineno, n.end_lineno) for n in ast.walk(tree) if isinstance(n, ast.Assert)]
+        try:
+            tokens = list(tokenize.generate_tokens(io.StringIO(src).readline))
+        except (tokenize.TokenError, IndentationError):
+            continue
+        for tok in tokens:
+            m = CLAIM_COMMENT.search(tok.string) if tok.type == tokenize.COMMENT else None
+            if m and any(a <= tok.start[0] <= b or tok.start[0] == a - 1 for a, b in asserts):
+                out.update(x.strip() for x in m.group(1).split(","))
+    return out
+
+
+def summary_problems(cells: list) -> list[str]:
+    """Every bullet of the Summary either recaps (``<!-- recap -->``) or states a result whose claim
+    id (``<!-- claim: id -->``) marks an assert in the notebook's code (``# claim: id``)."""
+    summary = next(
+        (
+            k
+            for k, c in enumerate(cells)
+            if c.cell_type == "markdown" and re.search(r"^## Summary\s*$", c.source, flags=re.M)
+        ),
+        None,
+    )
+    if summary is None:
+        return ["the notebook has no '## Summary' section"]
+    text = cells[summary].source.split("## Summary", 1)[1].split("\n## ", 1)[0]
+    bullets = re.split(r"^- ", text, flags=re.M)[1:]
+    backed = _claim_lines([c.source for c in cells[:summary] if c.cell_type == "code"])
+    out = []
+    if not bullets:
+        out.append("the Summary has no bullets")
+    for b in bullets:
+        first = _squeeze(b)[:60]
+        claims = CLAIM_TAG.findall(b)
+        if not claims and not RECAP_TAG.search(b):
+            out.append(
+                f"summary bullet {first!r}... is neither a recap (<!-- recap -->) nor tied to an "
+                "assert (<!-- claim: id --> and '# claim: id' on the assert)"
+            )
+        for c in claims:
+            if c not in backed:
+                out.append(
+                    f"summary bullet {first!r}... claims {c!r}, but no assert above carries "
+                    f"'# claim: {c}'"
+                )
+    return out
+
+
+def text_problems(path: Path, nb, registry: dict | None = None) -> list[str]:
+    """The teaching-text rules for one lecture source (``nb`` as jupytext reads it)."""
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    markdown = [c.source for c in nb.cells if c.cell_type == "markdown"]
+    out = (
+        listing_problems(code)
+        + decimal_problems(markdown, code_literals(code))
+        + history_problems(markdown)
+    )
+    out += summary_problems(nb.cells)
+    if registry is not None:
+        out += exercise_problems(nb.cells, registry)
+        ids = [c.metadata["exercise"] for c in nb.cells if c.metadata.get("exercise") in registry]
+        out += constant_problems(ids)
+    return [f"{path.name}: {p}" for p in out]
+
+
+def _registry() -> dict:
+    """Every registered exercise (imports the package: the checks run on torch)."""
+    sys.path.insert(0, str(ROOT))
+    from dmlcourse import exercises
+
+    return exercises.all_exercises()
+
+
 def check_sources(only: list[str] | None = None) -> list[str]:
     """What `make lint` enforces; returns a list of problems (empty when all is well)."""
     problems = []
+    registry = _registry()
     stray = sorted(p.name for p in SOURCES.glob("*.ipynb"))
     if stray:
         problems.append(
@@ -312,6 +612,7 @@ def check_sources(only: list[str] | None = None) -> list[str]:
         a, b = build(src, "learner"), build(src, "learner")
         if [c.id for c in a.cells] != [c.id for c in b.cells]:
             problems.append(f"{src.name}: cell ids are not stable across builds")
+        problems += text_problems(src, nb, registry)
     return problems
 
 

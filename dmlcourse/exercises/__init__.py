@@ -23,6 +23,7 @@ line and never stops *Run All*; :func:`grade` returns the same as an
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import re
 import traceback
@@ -30,11 +31,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import torch
+
+from .. import listing
+
 __all__ = [
     "Exercise",
     "NotAttempted",
     "Outcome",
     "check",
+    "constant_answers_that_pass",
     "exercise",
     "grade",
     "hint",
@@ -48,16 +54,26 @@ class NotAttempted(Exception):
 
 @dataclass(frozen=True)
 class Exercise:
-    """One exercise: its id ("06.1"), title, the name the learner writes, hints and check."""
+    """One exercise: its id ("06.1"), title, the name the learner writes, hints and check.
+
+    ``mistakes``: the typical wrong answers the check names (for the docs).
+    ``implemented_by``: the package functions whose code is this exercise's answer (dotted names); the
+    course lint fails when a notebook lists one of them before the exercise.
+    ``graded``: the parameters of the check that hold the learner's graded answers (default: the first).
+    ``sample``: a function returning a valid call of the check, ``{parameter: value}``; for a check of
+    a function it gives only the other arguments (e.g. the distance the learner declares). With it,
+    :func:`constant_answers_that_pass` tries constant answers in the graded places.
+    """
 
     id: str
     title: str
     writes: str
     hints: tuple[str, ...]
     check: Callable
-    mistakes: tuple[str, ...] = field(
-        default=()
-    )  # typical wrong answers the check names (for the docs)
+    mistakes: tuple[str, ...] = field(default=())
+    implemented_by: tuple[str, ...] = field(default=())
+    graded: tuple[str, ...] = field(default=())
+    sample: Callable[[], dict] | None = None
 
 
 @dataclass(frozen=True)
@@ -82,15 +98,21 @@ _HINTS_SHOWN: dict[str, int] = {}
 _ID = re.compile(r"(0[0-8])\.([1-9])")
 
 
-def exercise(id: str, title: str, *, writes: str, hints: list[str] | tuple[str, ...], mistakes=()):
-    """Decorator: register ``fn`` as the check of exercise ``id`` (e.g. "06.1")."""
+def exercise(id: str, title: str, *, writes: str, hints: list[str] | tuple[str, ...], mistakes=(),
+             implemented_by=(), graded=(), sample=None):
+    """Decorator: register ``fn`` as the check of exercise ``id`` (e.g. "06.1"); see :class:`Exercise`."""
     if not _ID.fullmatch(id):
         raise ValueError(f"id={id!r} must look like '06.1' (lecture 00-08, exercise 1-9)")
     if not hints:
         raise ValueError(f"exercise {id}: give at least one hint")
 
     def register(fn):
-        _REGISTRY[id] = Exercise(id, title, writes, tuple(hints), fn, tuple(mistakes))
+        params = list(inspect.signature(fn).parameters)
+        unknown = [g for g in graded if g not in params]
+        if unknown:
+            raise ValueError(f"exercise {id}: graded={unknown} are not parameters of {fn.__name__}{params}")
+        _REGISTRY[id] = Exercise(id, title, writes, tuple(hints), fn, tuple(mistakes), tuple(implemented_by),
+                                 tuple(graded) or (params[0],), sample)
         return fn
 
     return register
@@ -143,6 +165,66 @@ def grade(id: str, *answers) -> Outcome:
             + (f" ({where})" if where else ""),
         )
     return Outcome(id, "passed", f"{ex.title}: {msg or 'correct.'}")
+
+
+def _empty_triplets(*_args, **_kwargs):
+    empty = torch.zeros(0, dtype=torch.long)
+    return empty, empty, empty
+
+
+# Constant answers no check may pass: functions that ignore their inputs, and numbers typed in.
+CONSTANT_FUNCTIONS = {
+    "a function returning 0": lambda *a, **k: 0.0,
+    "a function returning 1": lambda *a, **k: 1.0,
+    "a function returning torch.zeros_like(its first input)": lambda *a, **k: torch.zeros_like(a[0]),
+    "a function returning torch.ones_like(its first input)": lambda *a, **k: torch.ones_like(a[0]),
+    "a function returning its first input": lambda *a, **k: a[0],
+    "a function returning zeros, one per row of its first input":
+        lambda *a, **k: torch.zeros(len(a[0]), dtype=torch.float64),
+    "a function returning three empty index tensors": _empty_triplets,
+    "a function returning (zeros_like, ones_like) of its first input":
+        lambda *a, **k: (torch.zeros_like(a[0][0]), torch.ones_like(a[0][0])),
+}
+CONSTANT_VALUES = (0, 1, 0.5, -1, 10)
+
+
+def _constant_like(value, c):
+    """``c`` in the shape of the learner's answer ``value``: a dict keeps its keys, a tensor its shape."""
+    if isinstance(value, dict):
+        return {k: c for k in value}
+    if isinstance(value, torch.Tensor) and value.numel() > 1:
+        return torch.full_like(value, float(c))
+    return c
+
+
+def constant_answers_that_pass(id: str) -> list[str]:
+    """The constant answers that exercise ``id``'s check accepts (an empty list is what a check must give).
+
+    A check of a function gets every function of :data:`CONSTANT_FUNCTIONS`; a check of values gets its
+    ``sample`` call with each graded value replaced by the numbers of :data:`CONSTANT_VALUES` (a dict
+    answer by a dict of them). The sample call itself must pass, or the probe would prove nothing.
+    """
+    ex = get(id)
+    params = list(inspect.signature(ex.check).parameters)
+    if params[0] == "prediction" and ex.sample is None:
+        return ["anything: a check of values needs a sample call to be probed (exercise(..., sample=...))"]
+    base = dict(ex.sample()) if ex.sample else {}
+    functional = ex.graded == (params[0],) and params[0] not in base
+    if functional:
+        trials = {what: {**base, params[0]: fn} for what, fn in CONSTANT_FUNCTIONS.items()}
+    else:
+        if _run(ex, base) != "passed":
+            return [f"none of the constants tried: its sample call does not pass ({_run(ex, base, message=True)})"]
+        trials = {f"{name} = {c!r}": {**base, name: _constant_like(base[name], c)}
+                  for name in ex.graded for c in CONSTANT_VALUES}
+    return [what for what, args in trials.items() if _run(ex, args) == "passed"]
+
+
+def _run(ex: Exercise, kwargs: dict, message: bool = False) -> str:
+    params = list(inspect.signature(ex.check).parameters)
+    positional = [kwargs[p] for p in params if p in kwargs]
+    outcome = grade(ex.id, *positional)
+    return outcome.message if message else outcome.status
 
 
 def check(id: str, *answers) -> None:
@@ -202,5 +284,24 @@ def solution_text(id: str) -> str:
 
 
 def show_solution(id: str) -> None:
-    """Print the solution of exercise ``id``. Try it yourself first: this is here for when you decide to look."""
-    print(f"# solution of {id} ({get(id).title})\n" + solution_text(id))
+    """Print the solution of exercise ``id``, then the package's version of the same code (its
+    ``implemented_by``). Try it yourself first: this is here for when you decide to look."""
+    ex = get(id)
+    print(f"# solution of {id} ({ex.title})\n" + solution_text(id))
+    for name in ex.implemented_by:
+        print(f"\n# the package's version: {name}")
+        listing.show(resolve(name))
+
+
+def resolve(dotted: str):
+    """The object a dotted name such as ``dmlcourse.mahalanobis.NCA.fit`` names (modules imported as needed)."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attr in parts[cut:]:
+            obj = getattr(obj, attr)
+        return obj
+    raise ImportError(f"{dotted!r} names no module of this environment")
