@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from . import exercise
+from ._common import as_number
 
 
 def _brute_neighbours(z: torch.Tensor) -> list[list[int]]:
@@ -57,7 +58,7 @@ def _as_float(value, name: str) -> float:
     return float(value)
 
 
-@exercise("00.1", "Precision@1 by hand", writes="my_precision_at_1",
+@exercise("00.1", "Precision@1 by hand", writes="my_precision_at_1", implemented_by=["dmlcourse.metrics.precision_at_1"],
           hints=["Compute all pairwise distances at once: torch.cdist(embeddings, embeddings) is N x N.",
                  "A point is at distance 0 from itself: set the diagonal to +inf (d.fill_diagonal_) "
                  "before looking for the nearest.",
@@ -84,7 +85,7 @@ def check_precision_at_1(fn) -> str:
     return "the same as a brute-force loop on 3 random problems."
 
 
-@exercise("00.2", "R-precision by hand", writes="my_r_precision",
+@exercise("00.2", "R-precision by hand", writes="my_r_precision", implemented_by=["dmlcourse.metrics.r_precision"],
           hints=["For a query i, R is the number of OTHER points of its class: (labels == labels[i]).sum() - 1.",
                  "Sort each row of the distance matrix (self excluded) and look at the first R entries: "
                  "which fraction has the query's label?",
@@ -110,29 +111,78 @@ def check_r_precision(fn) -> str:
     return "the same as a brute-force loop on 3 random problems."
 
 
-@exercise("00.3", "Predict, then explain: Precision@1 against MAP@R", writes="my_prediction and my_mean_r",
+def reference_intruders(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Mean over queries (with R > 0 other images of their class) of the number of other-class images ranked
+    before the query's R-th nearest same-class image (Euclidean, a plain loop)."""
+    nb, y = _brute_neighbours(x), torch.as_tensor(y).tolist()
+    counts = []
+    for i, ranked in enumerate(nb):
+        r = sum(int(y[j] == y[i]) for j in ranked)
+        if r == 0:
+            continue
+        seen = 0
+        for pos, j in enumerate(ranked):
+            seen += int(y[j] == y[i])
+            if seen == r:
+                counts.append(pos + 1 - r)
+                break
+    return sum(counts) / len(counts)
+
+
+def _sample_intruders() -> dict:
+    g = torch.Generator().manual_seed(5)
+    y = torch.arange(40) % 4
+    x = torch.randn(40, 6, generator=g) + 0.7 * torch.nn.functional.one_hot(y, 6).float()
+    results = {"raw pixels (784-d)": (reference_precision_at_1(x, y), reference_r_precision(x, y))}
+    return dict(prediction={"p1": 0.5, "map_r": 0.5}, intruders=reference_intruders(x, y), results=results,
+                pixels=x, labels=y)
+
+
+@exercise("00.3", "Predict, then explain: Precision@1 against MAP@R", writes="my_prediction and my_intruders",
           hints=["A prediction is a guess: any number in [0, 1] for each metric is accepted; write it BEFORE "
                  "looking at the table above again.",
-                 "MAP@R looks at the R nearest neighbours of each query. How large is R here? Count, for each "
-                 "test image, the other test images of its class.",
-                 "my_mean_r = ((y_test[:, None] == y_test[None, :]).sum(1) - 1).float().mean().item()"])
-def check_prediction(prediction, results, mean_r, labels) -> str:
-    """``prediction``: {"p1": ..., "map_r": ...} guessed for raw pixels; ``mean_r``: the average R of the test set."""
+                 "MAP@R rewards a query only while its class-mates come first: every image of another class ranked "
+                 "before the last of them lowers it. P@1 looks at the first neighbour alone. So count, for each "
+                 "query, the other-class images ranked before its R-th same-class image, and average.",
+                 "Rank every row of the distance matrix with the query itself left out (a distance of +inf puts it "
+                 "last). A running count of same-class hits along each row tells you where it reaches R; the "
+                 "other-class images before that point are that position minus R."],
+          mistakes=["the query counted as its own neighbour", "R counts the query itself",
+                    "the first other-class image instead of all before the R-th"],
+          graded=("intruders",), sample=_sample_intruders)
+def check_prediction(prediction, intruders, results, pixels, labels) -> str:
+    """``prediction``: {"p1": ..., "map_r": ...} guessed for raw pixels; ``intruders``: the mean number of
+    other-class images ranked before each query's R-th same-class image, on the raw ``pixels``."""
     if not isinstance(prediction, dict) or not {"p1", "map_r"} <= set(prediction):
         raise AssertionError('my_prediction must be a dict {"p1": <number>, "map_r": <number>}.')
     for k in ("p1", "map_r"):
         if not 0.0 <= float(prediction[k]) <= 1.0:
             raise AssertionError(f"my_prediction[{k!r}] = {prediction[k]}: both metrics lie in [0, 1].")
+    yours = as_number(intruders, "my_intruders", "a mean count over the test images")
+    ours = reference_intruders(pixels, labels)
+    if abs(yours - ours) > 1e-6 * max(1.0, ours):
+        y = torch.as_tensor(labels)
+        with_self = [[i] + row for i, row in enumerate(_brute_neighbours(pixels))]
+        counts, firsts = [], []
+        for i, ranked in enumerate(with_self):
+            r = int((y == y[i]).sum())   # the query counted among its own class
+            seen = 0
+            for pos, j in enumerate(ranked):
+                seen += int(y[j] == y[i])
+                if seen == r:
+                    counts.append(pos + 1 - r)
+                    break
+            firsts.append(next(pos for pos, j in enumerate(ranked[1:]) if y[j] == y[i]))
+        if abs(yours - sum(counts) / len(counts)) < 1e-6:
+            raise AssertionError("the query is among its own neighbours (distance 0): leave it out of the ranking.")
+        if abs(yours - sum(firsts) / len(firsts)) < 1e-6:
+            raise AssertionError("that counts the other-class images before the FIRST same-class image (what "
+                                 "P@1 sees); count those before the LAST one, the R-th.")
+        raise AssertionError(f"on these test images the mean is not {yours:.3f}: rank the others by distance to "
+                             "each query and count the other-class images before its R-th same-class image.")
     p1, map_r = results["raw pixels (784-d)"]
-    counts = torch.bincount(torch.as_tensor(labels))
-    true_r = float(((counts * (counts - 1)).sum() / counts.sum()).item())
-    if abs(float(mean_r) - true_r) > 1e-6:
-        if abs(float(mean_r) - (true_r + 1)) < 1e-6:
-            raise AssertionError(f"{float(mean_r):.1f} counts each query in its own R; R counts the OTHER "
-                                 "images of its class.")
-        raise AssertionError(f"the average R of this test set is not {float(mean_r):.2f}; count, for each test "
-                             "image, the other test images with its label.")
     off = abs(float(prediction["p1"]) - p1), abs(float(prediction["map_r"]) - map_r)
     return (f"raw pixels measured P@1 {p1:.3f}, MAP@R {map_r:.3f} (your guesses were off by {off[0]:.2f} and "
-            f"{off[1]:.2f}). With R = {true_r:.0f} neighbours to find per query, MAP@R asks for the whole class "
-            "to be close; P@1 asks for one neighbour. That is why pixels pass the first test and fail the second.")
+            f"{off[1]:.2f}). On average {ours:.1f} images of other classes come before a query's last class-mate: "
+            "the nearest neighbour is often right (P@1), but the class is scattered among the others, and MAP@R "
+            "counts every one of them.")

@@ -3,7 +3,7 @@
 The references here are written from the definitions, independent of ``dmlcourse.metric_spaces``
 and ``dmlcourse.tuples`` (which the notebook teaches and the learner must not call): SciPy's
 ``cityblock`` for the Manhattan distance, a plain triple loop for the triangle inequality, the
-defining properties of a triplet, and a float64 ``torch.cdist`` for the neighbours of section 3.
+defining properties of a triplet, and SciPy's ``cdist`` (Chebyshev, float64) for the ties of section 3.
 """
 
 # Every check here has the layout of the checks of the other lectures, on purpose, so that one
@@ -13,8 +13,9 @@ defining properties of a triplet, and a float64 ``torch.cdist`` for the neighbou
 
 from __future__ import annotations
 
+import numpy as np
 import torch
-from scipy.spatial.distance import cityblock
+from scipy.spatial.distance import cdist, cityblock
 
 from . import exercise
 from ._common import as_number, name_the_mistake
@@ -44,7 +45,7 @@ def _points(seed, n=32, dim=5):
     return torch.randn(n, dim, generator=g, dtype=torch.float64), torch.randn(n, dim, generator=g, dtype=torch.float64)
 
 
-@exercise("01.1", "The Manhattan distance", writes="my_manhattan",
+@exercise("01.1", "The Manhattan distance", writes="my_manhattan", implemented_by=["dmlcourse.metric_spaces.manhattan"],
           hints=["Work row by row: u and v are (N, D), the answer is (N,), one distance per row.",
                  "The Manhattan (city-block) distance adds up the absolute differences of the coordinates.",
                  "(u - v).abs().sum(-1)"],
@@ -82,6 +83,7 @@ def check_manhattan(fn) -> str:
 
 
 @exercise("01.2", "Find the triangle violations", writes="my_violations",
+          implemented_by=["dmlcourse.metric_spaces.check_axioms"],
           hints=["Give D three axes with None so that entry [a, b, c] can see D[a, c], D[a, b] and D[b, c] at once.",
                  "D[a, c] is D[:, None, :] (b is the new middle axis); D[a, b] is D[:, :, None]; D[b, c] is "
                  "D[None, :, :].",
@@ -121,7 +123,7 @@ def _triplet_problems():
     yield torch.cat([torch.arange(5).repeat_interleave(6), torch.tensor([9])])
 
 
-@exercise("01.3", "Triplets from labels", writes="my_triplets",
+@exercise("01.3", "Triplets from labels", writes="my_triplets", implemented_by=["dmlcourse.tuples.make_triplets"],
           hints=["Work with the (N, N) boolean matrix same = labels[:, None] == labels[None, :]: the positives of i "
                  "are the True entries of row i except i itself, its negatives the False entries.",
                  "An anchor needs at least one positive: draw anchors only among the i whose row has another True. "
@@ -164,46 +166,60 @@ def check_triplets(fn) -> str:
     return f"{total} triplets checked (right classes, no anchor as its own positive, no anchor without a positive)."
 
 
-def reference_same_neighbours(queries: torch.Tensor, reference: torch.Tensor, k: int) -> float:
-    """Fraction of queries whose k nearest references are the same SET under ||q - r|| and ||q - r||^2 (float64)."""
-    d = torch.cdist(queries.double(), reference.double())
-    a = torch.topk(d, k, dim=1, largest=False).indices.sort(1).values
-    b = torch.topk(d**2, k, dim=1, largest=False).indices.sort(1).values
-    return (a == b).all(1).double().mean().item()
+def reference_tied(queries: torch.Tensor, reference: torch.Tensor, k: int) -> float:
+    """Mean over the queries of the number of reference rows at or within the query's k-th smallest Chebyshev
+    distance (SciPy's chebyshev, float64)."""
+    d = cdist(queries.double().numpy(), reference.double().numpy(), "chebyshev")
+    kth = np.sort(d, axis=1)[:, k - 1:k]
+    return float((d <= kth).sum(1).mean())
 
 
-@exercise("01.4", "Predict, then explain: squaring the distance", writes="my_prediction and my_same_neighbours",
+def _sample_tied() -> dict:
+    g = torch.Generator().manual_seed(3)
+    reference = (torch.randint(0, 4, (300, 12), generator=g) / 3.0).float()   # few levels: ties, as on pixels
+    queries = (torch.randint(0, 4, (30, 12), generator=g) / 3.0).float()
+    knn = {("mnist", "pixels, chebyshev"): 0.6, ("mnist", "pixels, euclidean"): 0.9}
+    return dict(prediction=0.5, tied=reference_tied(queries, reference, 5), knn=knn, queries=queries,
+                reference=reference, k=5)
+
+
+@exercise("01.4", "Predict, then explain: one pixel decides", writes="my_prediction and my_tied",
           hints=["A prediction is a guess: any accuracy in [0, 1] is accepted. Write it BEFORE looking at the table "
                  "of section 3 again.",
-                 "The kNN classifier only uses WHICH K training images are nearest, not how far they are. Compute, "
-                 "for each of the first 200 test images, its K nearest training images under both distances "
-                 "(torch.cdist, then torch.topk(..., largest=False)), and compare the two index sets.",
-                 "d = torch.cdist(Q, P); a = d.topk(K, largest=False).indices.sort(1).values; same for d ** 2; "
-                 "then (a == b).all(1).float().mean().item()"])
-def check_squaring(prediction, same_neighbours, knn, queries, reference, k) -> str:
-    """``prediction``: the guessed 5-NN accuracy of the squared Euclidean distance on MNIST pixels;
-    ``same_neighbours``: the fraction of ``queries`` whose k nearest ``reference`` images are the same set
-    under the Euclidean and the squared Euclidean distance."""
+                 "The Chebyshev distance of two images is the largest difference over their pixels. Pixels lie in "
+                 "[0, 1], and two different digits almost always have a pixel that is ink in one and paper in the "
+                 "other: many training images share the same distance to a query. Count how many are as close as "
+                 "its K-th nearest.",
+                 "All distances at once: torch.cdist accepts p=float('inf'). The K-th smallest distance of each row "
+                 "comes from torch.topk(..., largest=False); then count, per row, the entries that are not larger."],
+          mistakes=["the Euclidean distance", "strictly closer than the K-th (<)", "a total instead of a mean"],
+          graded=("tied",), sample=_sample_tied)
+def check_chebyshev_ties(prediction, tied, knn, queries, reference, k) -> str:
+    """``prediction``: the guessed 5-NN accuracy of the Chebyshev distance on MNIST pixels; ``tied``: the mean
+    number of ``reference`` images at or within each query's k-th smallest Chebyshev distance."""
     prediction = as_number(prediction, "my_prediction", "your guess of an accuracy")
     if not 0.0 <= prediction <= 1.0:
         raise AssertionError(f"my_prediction = {prediction}: an accuracy lies in [0, 1].")
-    yours = as_number(same_neighbours, "my_same_neighbours", "a fraction of the test images, e.g. with .float().mean().item()")
-    ours = reference_same_neighbours(queries, reference, k)
-    if abs(yours - ours) > 1.0 / len(queries) + 1e-9:   # one query of slack, for a tie between two distances
-        d = torch.cdist(queries.double(), reference.double())
-        by_value = (torch.topk(d, k, dim=1, largest=False).values
-                    == torch.topk(d**2, k, dim=1, largest=False).values).all(1).double().mean().item()
-        if abs(yours - by_value) < 1e-9 and by_value < ours:
-            raise AssertionError(f"you get {yours:.3f}: you compared the DISTANCES, which squaring does change. "
-                                 "Compare the INDICES of the K nearest training images.")
-        if yours > 1.0 or yours < 0.0:
-            raise AssertionError(f"{yours} is not a fraction of the test images: average over them.")
-        raise AssertionError(f"for these {len(queries)} test images the fraction with the same {k} nearest training "
-                             f"images is {ours:.3f}, not {yours:.3f}. Compare the sets of indices (sort them), "
-                             "for the Euclidean distance and its square.")
-    eu, sq = knn["mnist", "pixels, euclidean"], knn["mnist", "pixels, squared euclidean"]
-    return (f"measured: Euclidean {eu:.3f}, squared Euclidean {sq:.3f} (your guess was off by "
-            f"{abs(prediction - sq):.3f}). {ours:.0%} of the queries keep the same {k} neighbours: t -> t^2 is "
-            "increasing on t >= 0, so it never changes which training image is nearer, and the kNN vote, which "
-            "only sees the neighbours, cannot change. The squared distance breaks the triangle inequality, yet "
-            "ranks exactly like the metric.")
+    yours = as_number(tied, "my_tied", "a mean count over the queries, e.g. with .float().mean().item()")
+    ours = reference_tied(queries, reference, k)
+    if abs(yours - ours) > 1e-6 * max(1.0, ours):
+        d = cdist(queries.double().numpy(), reference.double().numpy(), "chebyshev")
+        kth = np.sort(d, axis=1)[:, k - 1:k]
+        e = cdist(queries.double().numpy(), reference.double().numpy())
+        ekth = np.sort(e, axis=1)[:, k - 1:k]
+        diagnoses = {
+            "that is what the Euclidean distance gives: use the Chebyshev distance, the LARGEST difference over "
+            "the pixels (torch.cdist with p=float('inf'))": float((e <= ekth).sum(1).mean()),
+            "you counted the images strictly closer than the K-th (<); count those at its distance too (<=), "
+            "the ties": float((d < kth).sum(1).mean()),
+            "that is a total over the queries; give the mean per query": float((d <= kth).sum()),
+        }
+        name_the_mistake(yours, {f"{yours:.2f}: {m}.": v for m, v in diagnoses.items()},
+                         matches=lambda a, b: abs(a - b) <= 1e-6 * max(1.0, abs(b)))
+        raise AssertionError(f"for these {len(queries)} queries the mean number of training images at or within the "
+                             f"{k}-th Chebyshev distance is not {yours:.2f}.")
+    cheb, eu = knn["mnist", "pixels, chebyshev"], knn["mnist", "pixels, euclidean"]
+    return (f"measured 5-NN accuracy: Chebyshev {cheb:.3f}, Euclidean {eu:.3f} (your guess was off by "
+            f"{abs(prediction - cheb):.3f}). On average {ours:.0f} training images share a query's {k} nearest "
+            "Chebyshev distances: the vote is decided by how the ties happen to be broken, not by the images. One "
+            "pixel is too little to judge two images by.")

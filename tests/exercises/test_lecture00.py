@@ -60,15 +60,30 @@ def test_00_2(exercise_namespace):
 
 
 def test_00_3(exercise_namespace):
+    from dmlcourse.exercises import lecture00
+
+    g = torch.Generator().manual_seed(1)
     y = torch.arange(10).repeat_interleave(7)
+    x = torch.randn(70, 5, generator=g) + 0.8 * torch.nn.functional.one_hot(y % 5, 5).float()
     results = {"raw pixels (784-d)": (0.9, 0.4)}
-    learner = exercise_namespace("00.3", "learner", y_test=y)
-    out = grade("00.3", learner["my_prediction"], results, learner["my_mean_r"], y)
+    learner = exercise_namespace("00.3", "learner", y_test=y, raw=x, results=results)
+    out = grade("00.3", learner["my_prediction"], learner["my_intruders"], results, x, y)
     assert out.status == "not attempted"
-    sol = exercise_namespace("00.3", "solution", y_test=y)
-    assert grade("00.3", sol["my_prediction"], results, sol["my_mean_r"], y).passed
-    assert "OTHER" in grade("00.3", {"p1": 0.5, "map_r": 0.5}, results, 7.0, y).message
-    assert "[0, 1]" in grade("00.3", {"p1": 5, "map_r": 0.5}, results, 6.0, y).message
+    sol = exercise_namespace("00.3", "solution", y_test=y, raw=x, results=results)
+    assert grade("00.3", sol["my_prediction"], sol["my_intruders"], results, x, y).passed
+    ours = lecture00.reference_intruders(x, y)
+    assert abs(sol["my_intruders"] - ours) < 1e-5  # the solution runs in float32
+    # an independent count: the rank of the R-th class-mate among the other points, minus R
+    d = torch.cdist(x, x).fill_diagonal_(float("inf"))
+    same = (y[:, None] == y[None, :]).fill_diagonal_(False)
+    order = d.argsort(1)
+    hits = same.gather(1, order).cumsum(1)
+    r = same.sum(1)
+    assert abs(((hits < r[:, None]).sum(1) + 1 - r).double().mean().item() - ours) < 1e-9
+    guess = {"p1": 0.5, "map_r": 0.5}
+    assert "[0, 1]" in grade("00.3", {"p1": 5, "map_r": 0.5}, ours, results, x, y).message
+    assert "FIRST" in grade("00.3", guess, ((hits < 1).sum(1)).float().mean().item(), results, x, y).message
+    assert "not" in grade("00.3", guess, ours + 1, results, x, y).message
 
 
 def test_strict_mode_raises_on_anything_but_a_pass(monkeypatch, capsys):

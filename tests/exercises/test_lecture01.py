@@ -19,8 +19,10 @@ def test_references_match_the_package():
         assert report.holds["triangle"] == (not flagged)
         assert flagged == set(report.examples.get("triangle", []))
     assert grade("01.3", lambda labels, n: tuples.make_triplets(labels, n, seed=0)).passed
-    q, r = torch.rand(30, 10, generator=g), torch.rand(200, 10, generator=g)
-    assert lecture01.reference_same_neighbours(q, r, 5) == 1.0
+    q, r = (torch.randint(0, 3, (30, 10), generator=g) / 2.0), (torch.randint(0, 3, (200, 10), generator=g) / 2.0)
+    d = (q[:, None, :] - r[None, :, :]).abs().amax(-1)   # Chebyshev by its definition
+    kth = d.sort(1).values[:, 4:5]
+    assert abs(lecture01.reference_tied(q, r, 5) - (d <= kth).sum(1).double().mean().item()) < 1e-9
 
 
 def test_01_1(exercise_namespace):
@@ -90,19 +92,25 @@ def test_01_3(exercise_namespace):
 
 def test_01_4(exercise_namespace):
     g = torch.Generator().manual_seed(0)
-    images_tr = (torch.rand(300, 28, 28, generator=g) * 255).to(torch.uint8)
-    images_te = (torch.rand(250, 28, 28, generator=g) * 255).to(torch.uint8)
+    images_tr = (torch.randint(0, 3, (300, 28, 28), generator=g) * 127).to(torch.uint8)
+    images_te = (torch.randint(0, 3, (250, 28, 28), generator=g) * 127).to(torch.uint8)
     labels_tr, labels_te = torch.arange(300) % 10, torch.arange(250) % 10
-    knn = {("mnist", "pixels, euclidean"): 0.9, ("mnist", "pixels, squared euclidean"): 0.9}
+    knn = {("mnist", "pixels, chebyshev"): 0.6, ("mnist", "pixels, euclidean"): 0.9}
     from dmlcourse import data
 
     nb = dict(splits={"mnist": (images_tr, labels_tr, images_te, labels_te)}, data=data, K=5, knn=knn)
     learner = exercise_namespace("01.4", "learner", **nb)
     args = (knn, learner["Q"], learner["P"], 5)
-    assert grade("01.4", learner["my_prediction"], learner["my_same_neighbours"], *args).status == "not attempted"
+    assert grade("01.4", learner["my_prediction"], learner["my_tied"], *args).status == "not attempted"
     sol = exercise_namespace("01.4", "solution", **nb)
-    out = grade("01.4", sol["my_prediction"], sol["my_same_neighbours"], *args)
-    assert out.passed and "increasing" in out.message
-    assert "DISTANCES" in grade("01.4", 0.9, 0.0, *args).message            # compared the distance values
-    assert "[0, 1]" in grade("01.4", 90, 1.0, *args).message                # a percentage, not an accuracy
-    assert "not 0.500" in grade("01.4", 0.9, 0.5, *args).message
+    out = grade("01.4", sol["my_prediction"], sol["my_tied"], *args)
+    assert out.passed and "ties" in out.message
+    Q, P = sol["Q"], sol["P"]
+    d = torch.cdist(Q, P, p=float("inf"))
+    kth = d.topk(5, dim=1, largest=False).values[:, -1:]
+    assert "strictly closer" in grade("01.4", 0.5, (d < kth).sum(1).float().mean().item(), *args).message
+    assert "total" in grade("01.4", 0.5, (d <= kth).sum().item(), *args).message
+    e = torch.cdist(Q.double(), P.double(), compute_mode="donot_use_mm_for_euclid_dist")
+    ekth = e.topk(5, dim=1, largest=False).values[:, -1:]
+    assert "Euclidean" in grade("01.4", 0.5, (e <= ekth).sum(1).double().mean().item(), *args).message
+    assert "[0, 1]" in grade("01.4", 60, sol["my_tied"], *args).message    # a percentage, not an accuracy
