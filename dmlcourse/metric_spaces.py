@@ -45,8 +45,7 @@ def squared_euclidean(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
 
 def cosine_distance(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Row-wise 1 - cos(u, v) (not a metric: the triangle inequality fails; and u, 2u are at
-    distance 0)."""
+    """Row-wise 1 - cos(u, v); not a metric: the triangle inequality fails, and d(u, 2u) = 0."""
     return 1 - torch.nn.functional.cosine_similarity(u, v, dim=-1)
 
 
@@ -84,8 +83,7 @@ DISTANCE_FUNCTIONS = {
 def pairwise(x: torch.Tensor, y: torch.Tensor, distance: str = "euclidean") -> torch.Tensor:
     """The (N, M) matrix of distances between the rows of x (N, D) and y (M, D), for any
     name in ``DISTANCE_FUNCTIONS``: ``dmlcourse.distances.pairwise_distance`` for the three the
-    losses use, and
-    ``torch.cdist`` for the Manhattan and Chebyshev metrics."""
+    losses use, and ``torch.cdist`` for the Manhattan and Chebyshev metrics."""
     check_choice("distance", distance, DISTANCE_FUNCTIONS)
     check_tensor("x", x, ndim=2, floating=True)
     check_tensor("y", y, ndim=2, floating=True)
@@ -195,27 +193,30 @@ def check_axioms(
             ]
             report.worst[name] = float(size[bad].max())
 
-    diag = torch.diagonal(D)
+    # region: pairs
+    diag = torch.diagonal(D)  # d(x, x): must be 0
     ar = torch.arange(n)
     record("identity", diag.abs() > atol, diag.abs(), (ar,))
-    distinct = (x[:, None, :] != x[None, :, :]).any(-1)
+    distinct = (x[:, None, :] != x[None, :, :]).any(-1)  # pairs of different points: d must be > 0
     record("positivity", distinct & (D <= atol), -D, torch.meshgrid(ar, ar, indexing="ij"))
-    asym = (D - D.T).abs()
+    asym = (D - D.T).abs()  # d(x, y) against d(y, x)
     record("symmetry", asym > atol, asym, torch.meshgrid(ar, ar, indexing="ij"))
+    # endregion
+    # region: triangle
     # triangle: d(a, c) <= d(a, b) + d(b, c) for all (a, b, c), chunked over a
     worst, examples = 0.0, []
     chunk = max(1, (1 << 22) // (n * n))
     for s in range(0, n, chunk):
         Da = D[s : s + chunk]
-        excess = Da[:, None, :] - (
-            Da[:, :, None] + D[None, :, :]
-        )  # [a, b, c] = d(a,c) - d(a,b) - d(b,c)
+        # [a, b, c] = d(a,c) - d(a,b) - d(b,c)
+        excess = Da[:, None, :] - (Da[:, :, None] + D[None, :, :])
         bad = excess > atol
         if bad.any():
             worst = max(worst, float(excess[bad].max()))
             a, b, c = torch.nonzero(bad, as_tuple=True)
             order = torch.argsort(excess[bad], descending=True)[:max_examples]
             examples += [(int(a[k]) + s, int(b[k]), int(c[k])) for k in order]
+    # endregion
     report.holds["triangle"] = not examples
     if examples:
         exc = [float(D[a, c] - D[a, b] - D[b, c]) for a, b, c in examples]
@@ -226,8 +227,9 @@ def check_axioms(
 
 def triangle_explorer(points=((0.0, 0.0), (1.0, 0.2), (2.0, 0.0)), distance: str = "euclidean"):
     """Widget: three points x, y, z moved with sliders, a distance dropdown and a live readout of
-    d(x, z) against d(x, y) + d(y, z). Attributes: ``sliders`` (dict), ``distance``, ``figure``,
-    ``readout``."""
+    d(x, z) against d(x, y) + d(y, z).
+
+    Attributes: ``sliders`` (dict), ``distance``, ``figure``, ``readout``."""
     import ipywidgets as W
     import plotly.graph_objects as go
 

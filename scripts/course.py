@@ -424,7 +424,9 @@ def exercise_problems(cells: list, registry: dict) -> list[str]:
         ex_id = cell.metadata.get("exercise")
         if not ex_id or ex_id not in registry:
             continue
-        answers = {id(_unwrap(_resolve(name))): name for name in registry[ex_id].implemented_by}
+        answers = {}  # id of the object -> (its name, the region that answers, or None: all of it)
+        for name in registry[ex_id].implemented_by:
+            answers[id(_unwrap(_resolve(name)))] = (name, name.partition(":")[2] or None)
         for k, dotted, region in listings:
             if k >= pos:
                 continue
@@ -432,9 +434,10 @@ def exercise_problems(cells: list, registry: dict) -> list[str]:
                 obj = _unwrap(_resolve(dotted))
             except (ImportError, AttributeError):
                 continue  # tests/test_listing.py reports listings that do not resolve
-            if id(obj) in answers:
+            answer = answers.get(id(obj))
+            if answer and (answer[1] is None or region in (None, answer[1])):
                 out.append(
-                    f"exercise {ex_id} asks for {answers[id(obj)]}, and code cell {k + 1} lists it "
+                    f"exercise {ex_id} asks for {answer[0]}, and code cell {k + 1} lists it "
                     f"before the exercise ({dotted}{f', region {region!r}' if region else ''}): "
                     "show it after the exercise, or leave it to show_solution"
                 )

@@ -159,3 +159,15 @@ def test_a_function_check_that_accepts_zeros_fails(monkeypatch):
     assert "a function returning torch.zeros_like(its first input)" in " ".join(
         course.constant_problems(["99.3"])
     )
+
+
+def test_an_exercise_on_one_region_allows_listing_another_region(monkeypatch):
+    fake = _exercise("99.1", ["dmlcourse.metric_spaces.check_axioms:triangle"])
+    registry = {"99.1": fake}
+    monkeypatch.setitem(exercises._REGISTRY, "99.1", fake)
+    body = "# %%\nfrom dmlcourse import metric_spaces as ms\n"
+    other = problems(body + 'show(ms.check_axioms, "pairs")\n' + EXERCISE_CELL, registry)
+    assert not any("asks for" in p for p in other), other
+    for listed in ('show(ms.check_axioms, "triangle")\n', "show(ms.check_axioms)\n"):
+        found = problems(body + listed + EXERCISE_CELL, registry)
+        assert any("asks for dmlcourse.metric_spaces.check_axioms" in p for p in found), found

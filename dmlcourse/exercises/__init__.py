@@ -57,8 +57,9 @@ class Exercise:
     """One exercise: its id ("06.1"), title, the name the learner writes, hints and check.
 
     ``mistakes``: the typical wrong answers the check names (for the docs).
-    ``implemented_by``: the package functions whose code is this exercise's answer (dotted names); the
-    course lint fails when a notebook lists one of them before the exercise.
+    ``implemented_by``: the package functions whose code is this exercise's answer (dotted names; a
+    ``name:region`` names one marked region of it); the course lint fails when a notebook lists one of
+    them (the whole function, or that region) before the exercise.
     ``graded``: the parameters of the check that hold the learner's graded answers (default: the first).
     ``sample``: a function returning a valid call of the check, ``{parameter: value}``; for a check of
     a function it gives only the other arguments (e.g. the distance the learner declares). With it,
@@ -294,8 +295,9 @@ def show_solution(id: str) -> None:
 
 
 def resolve(dotted: str):
-    """The object a dotted name such as ``dmlcourse.mahalanobis.NCA.fit`` names (modules imported as needed)."""
-    parts = dotted.split(".")
+    """The object a dotted name such as ``dmlcourse.mahalanobis.NCA.fit`` names (modules imported as needed;
+    a ``:region`` suffix is ignored)."""
+    parts = dotted.partition(":")[0].split(".")
     for cut in range(len(parts), 0, -1):
         try:
             obj = importlib.import_module(".".join(parts[:cut]))

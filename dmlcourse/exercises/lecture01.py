@@ -83,7 +83,7 @@ def check_manhattan(fn) -> str:
 
 
 @exercise("01.2", "Find the triangle violations", writes="my_violations",
-          implemented_by=["dmlcourse.metric_spaces.check_axioms"],
+          implemented_by=["dmlcourse.metric_spaces.check_axioms:triangle"],
           hints=["Give D three axes with None so that entry [a, b, c] can see D[a, c], D[a, b] and D[b, c] at once.",
                  "D[a, c] is D[:, None, :] (b is the new middle axis); D[a, b] is D[:, :, None]; D[b, c] is "
                  "D[None, :, :].",
