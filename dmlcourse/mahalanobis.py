@@ -138,7 +138,7 @@ def nca_loss(
         p_ij = exp(-s d_ij) / sum_{k != i} exp(-s d_ik); the term for i is
         -log sum_{j in class(i), j != i} p_ij. Points with no other member of
         their class in the batch contribute no term.
-    variant="negatives_only" (the lecture's eq. 14): for every anchor-positive
+    variant="negatives_only" (the Guelph slides' eq. 14): for every anchor-positive
         pair (i, j), -log[ exp(-s d_ij) / sum_{k not in class(i)} exp(-s d_ik) ];
         the positive is not in its own denominator, so a term can be negative.
     """
@@ -233,16 +233,20 @@ class NCA:
             L0 = torch.eye(k, d) / xd.std()
         else:
             L0 = torch.randn(k, d, generator=g) / math.sqrt(d) / xd.std()
+        # region: steps
         L = L0.clone().requires_grad_(True)
         opt = torch.optim.Adam([L], lr=self.lr)
         bs = n if self.batch_size is None else min(self.batch_size, n)
         for _ in range(self.max_iter):
+            # a random batch of bs points: the loss of one step is a stochastic estimate of
+            # the full-set objective (each point's neighbours are drawn from the batch only)
             idx = torch.randperm(n, generator=g)[:bs]
             loss = nca_linear_loss(L, xd[idx], labels[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
             self.losses_.append(loss.item())
+        # endregion
         self.L_ = L.detach()
         return self
 
@@ -265,9 +269,8 @@ def unit_ball_explorer(points=None, *, eig1: float = 1.0, eig2: float = 0.1, ang
     import ipywidgets as W_
     import plotly.graph_objects as go
 
-    if (
-        points is None
-    ):  # 16 points on a ring of radius 1.2-2.4: each direction has its own nearest point
+    if points is None:
+        # 16 points on a ring of radius 1.2-2.4: each direction has its own nearest point
         g = torch.Generator().manual_seed(0)
         a = torch.arange(16, dtype=torch.float64) * (2 * math.pi / 16) + 0.3 * torch.rand(
             16, generator=g, dtype=torch.float64

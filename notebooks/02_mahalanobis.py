@@ -24,15 +24,13 @@ SIZE = data.default_size(device)      # "mini" on CPU or in quick mode, "full" o
 runtime.seed_everything(0)
 
 # %%
-import inspect
-import time
-import warnings
 import matplotlib.pyplot as plt
 import numpy as np
 from scipy.spatial.distance import mahalanobis as scipy_mahalanobis
 from sklearn.neighbors import NeighborhoodComponentsAnalysis
 from dmlcourse import cache, losses
 from dmlcourse import mahalanobis as mh
+from dmlcourse.listing import show
 
 TRAIN_PER_CLASS = runtime.quick(500, 200)   # scikit-learn's NCA compares all pairs of the training set
 TEST_PER_CLASS = runtime.quick(200, 100)
@@ -40,6 +38,7 @@ PCA_DIM = 30
 RANK = 9                                    # rows of the learned L (= LDA's maximum, C - 1)
 NCA_STEPS = runtime.quick(400, 200)
 EPOCHS = runtime.quick(10, 4)               # the deep version in section 5
+SEEDS = runtime.quick((0, 1, 2), (0, 1))    # each learned map is trained once per seed (sections 3-5)
 
 # %% [markdown]
 # ## 1. The generalised Mahalanobis distance
@@ -49,10 +48,10 @@ EPOCHS = runtime.quick(10, 4)               # the deep version in section 5
 # $$\|x - y\|_W = \sqrt{(x - y)^\top W (x - y)} .$$
 #
 # $W = I$ gives the Euclidean distance; a diagonal $W$ weighs each coordinate; a full $W$ also mixes them.
-# Our implementation, and a check against SciPy's:
+# The package computes it as `mh.mahalanobis_distance(x, y, W)`, one distance per row; the first exercise at the end
+# asks you to write it, so here is only its check against SciPy's:
 
 # %%
-print(inspect.getsource(mh.mahalanobis_distance).split('\"\"\"')[2])
 g = torch.Generator().manual_seed(0)
 A = torch.randn(5, 5, generator=g, dtype=torch.float64)
 W = A @ A.T                                   # positive semi-definite by construction
@@ -171,12 +170,14 @@ assert after_x != after_y
 # 3. **LDA** (Fisher's linear discriminant, with labels): the rows of $L$ maximise the spread *between* class means
 #    relative to the spread *within* classes: the generalised eigenvectors of $(S_b, S_w)$, at most $C - 1 = 9$ of them.
 # 4. **NCA** (with labels, learned): below, with $L$ of 9 rows too, so that LDA, NCA and the first 9 PCA
-#    coordinates (the best *unsupervised* rank-9 choice) compete with the same number of dimensions.
+#    coordinates (the rank-9 map that keeps the most variance, chosen without labels) compete with the same number
+#    of dimensions.
 #
-# ⚠️ The third seed lecture files "kNN, PCA" under linear metric-learning methods and the Mahalanobis distance under
-# methods "without learnable parameters". Both are wrong, and the difference matters here. **kNN** is a classifier: it
-# *uses* a metric and learns nothing (it stores the training set). **PCA** is unsupervised dimensionality reduction:
-# it fits a projection to the data's variance without looking at labels; used as $L$ it gives one fixed, label-blind
+# ⚠️ The face-recognition slides, under metric learning in traditional machine learning, list kNN and PCA as linear
+# methods "without learnable parameters", and put the Mahalanobis distance under a heading worded the same way. That
+# lumps together three different things, and the difference matters here. **kNN** is a classifier: it *uses* a
+# metric and learns nothing (it stores the training set). **PCA** is unsupervised dimensionality reduction: it does
+# fit a projection, to the data's variance, but never looks at labels; used as $L$ it gives one fixed, label-blind
 # choice of $W$. In the **generalised Mahalanobis distance** $W$ (or $L$) is precisely the parameter that metric
 # learning learns, as LDA and NCA do below; only the classical choice $W = \Sigma^{-1}$ has nothing to learn beyond
 # the covariance.
@@ -198,7 +199,7 @@ def pca_split(dataset):
 sets = {d: pca_split(d) for d in ("mnist", "fashion-mnist")}
 ptr, ytr = sets["mnist"][:2]
 print(f"{len(ytr)} training and {len(sets['mnist'][3])} test images per dataset, {PCA_DIM} PCA dimensions")
-print(inspect.getsource(mh.lda).split('\"\"\"')[2])
+show(mh.lda, docstring=False)
 
 # %% [markdown]
 # ### Neighbourhood Components Analysis (Goldberger, Roweis, Hinton & Salakhutdinov, 2005)
@@ -212,133 +213,188 @@ print(inspect.getsource(mh.lda).split('\"\"\"')[2])
 # * maximise the expected number of correctly classified points, $\sum_i p_i$ — **scikit-learn's**
 #   `NeighborhoodComponentsAnalysis` does this (with L-BFGS, on the whole training set);
 # * maximise $\sum_i \log p_i$ — **ours**: we minimise the mean of $-\log p_i$ with Adam. It is the same formula as
-#   the deep NCA loss of lecture 05, applied to the linear embedding $z = Lx$:
-
-# %%
-print(inspect.getsource(mh.nca_linear_loss))
-src = inspect.getsource(losses.nca_loss)
-print(src[src.index("    n = z.shape[0]"):src.index("    else:")])
+#   the deep NCA loss of lecture 05, applied to the linear embedding $z = Lx$ (`mh.nca_linear_loss(L, x, y)` is
+#   `losses.nca_loss(x @ L.T, y)`). The second exercise asks you to write it; `show_solution("02.2")` then
+#   prints the package's code as well.
 
 # %% [markdown]
 # The two objectives agree on what is good but weigh points differently. $-\log p_i$ explodes as $p_i \to 0$: a
 # point deep inside another class (an outlier, a mislabelled image) dominates the mean, and the optimiser works hard
 # on it. $p_i$ is bounded by $[0, 1]$: such a hopeless point contributes almost nothing and is effectively given up.
-# So the optima differ a little; the kNN accuracies should be close. Training ours:
+# So the optima differ a little; the kNN accuracies should be close.
+#
+# Training ours: each Adam step draws a random batch of 500 training points and takes the mean $-\log p_i$
+# *within the batch* (a point's neighbours are the other 499 points of its batch). A step therefore follows a
+# stochastic estimate of the objective on the whole training set, not the objective itself. The start is fixed
+# (the PCA directions, `init="pca"`); the seed fixes the order of the batches, and we train once per seed in
+# `SEEDS`. Scikit-learn starts elsewhere, from LDA's directions (its default `init="auto"` picks LDA when the
+# number of rows is at most $C - 1$), and runs L-BFGS on the whole training set, capped here at `NCA_STEPS // 4`
+# iterations: it stops at the cap or earlier, when L-BFGS meets its own tolerance, and the cell prints which. The
+# loop of `NCA.fit`:
 
 # %%
-print(inspect.getsource(mh.NCA.fit).split("        L = L0")[1])
-
-def fit_both(dataset):
-    ptr, ytr = sets[dataset][:2]
-    def compute():
-        t0 = time.perf_counter()
-        ours = mh.NCA(RANK, max_iter=NCA_STEPS, lr=0.01, batch_size=500).fit(ptr, ytr)
-        t1 = time.perf_counter()
-        # full rank (L: 30 x 30): more entries to fit, so it gets 400 steps in both modes
-        full = mh.NCA(None, max_iter=400, lr=0.01, batch_size=500).fit(ptr, ytr)
-        t_full = time.perf_counter() - t1
-        t1 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")       # "did not converge": we cap the iterations like ours
-            sk = NeighborhoodComponentsAnalysis(RANK, max_iter=NCA_STEPS // 4, random_state=0).fit(
-                ptr.numpy(), ytr.numpy())
-        t2 = time.perf_counter()
-        return {"L_ours": ours.L_, "losses": ours.losses_, "L_sklearn": torch.as_tensor(sk.components_).float(),
-                "L_full": full.L_, "seconds": (t1 - t0 - t_full, t2 - t1)}
-    return cache.cached(f"l02-nca-{dataset}", nca_config(dataset), compute)
+show(mh.NCA.fit, "steps")
 
 def nca_config(dataset):
-    return dict(dataset=dataset, size=SIZE, per_class=TRAIN_PER_CLASS, dim=PCA_DIM, steps=NCA_STEPS, v=3)  # v3: PCA signs fixed
+    return dict(dataset=dataset, size=SIZE, per_class=TRAIN_PER_CLASS, dim=PCA_DIM, steps=NCA_STEPS, v=5)
 
-nca = {d: fit_both(d) for d in sets}
+def fit_ours(dataset, seed):
+    '''Our NCA with 9 rows and with full rank (30 x 30), for one seed (cached: a re-run loads it).'''
+    ptr, ytr = sets[dataset][:2]
+    def compute():
+        ours = mh.NCA(RANK, max_iter=NCA_STEPS, lr=0.01, batch_size=500, seed=seed).fit(ptr, ytr)
+        full = mh.NCA(None, max_iter=NCA_STEPS, lr=0.01, batch_size=500, seed=seed).fit(ptr, ytr)
+        return {"L_ours": ours.L_, "losses": ours.losses_, "init": ours.init, "L_full": full.L_}
+    return cache.cached(f"l02-nca-{dataset}", dict(nca_config(dataset), seed=seed), compute)
+
+N_CLASSES = len(torch.unique(ytr))
+SK_INIT = "lda" if RANK <= min(PCA_DIM, N_CLASSES - 1) else "pca"   # the rule of scikit-learn's init="auto"
+SK_ITER = NCA_STEPS // 4
+
+def fit_sklearn(dataset):
+    '''scikit-learn's NCA with 9 rows (deterministic from its LDA start; cached).'''
+    ptr, ytr = sets[dataset][:2]
+    def compute():
+        sk = NeighborhoodComponentsAnalysis(RANK, init=SK_INIT, max_iter=SK_ITER, random_state=0).fit(
+            ptr.numpy(), ytr.numpy())
+        return {"L": torch.as_tensor(sk.components_).float(), "n_iter": sk.n_iter_}
+    return cache.cached(f"l02-nca-sklearn-{dataset}", dict(nca_config(dataset), init=SK_INIT, iters=SK_ITER), compute)
+
+nca = {(d, s): fit_ours(d, s) for d in sets for s in SEEDS}
+sk = {d: fit_sklearn(d) for d in sets}
 fig, ax = plt.subplots(figsize=(5, 3))
 for d in sets:
-    ax.plot(nca[d]["losses"], label=d)
-ax.set(xlabel="Adam step (batches of 500)", ylabel="mean −log p_i", title="our NCA: training loss")
+    ax.plot(nca[d, SEEDS[0]]["losses"], label=d)
+ax.set(xlabel="Adam step (batches of 500)", ylabel="mean −log p_i in the batch", title="our NCA: training loss")
 ax.legend(frameon=False)
 for d in sets:
-    print(f"{d}: ours {nca[d]['seconds'][0]:.1f} s, scikit-learn {nca[d]['seconds'][1]:.1f} s")
-    assert nca[d]["losses"][-1] < nca[d]["losses"][0]
+    n_iter = min(sk[d]["n_iter"], SK_ITER)   # scikit-learn counts callback calls: can be cap + 1
+    stop = "the cap stopped it" if n_iter >= SK_ITER else "it met its own tolerance before the cap"
+    print(f"{d}: ours starts from init={nca[d, SEEDS[0]]['init']!r} and takes {NCA_STEPS} Adam steps on batches "
+          f"of 500; scikit-learn starts from init={SK_INIT!r} and stopped after {n_iter} L-BFGS iterations on all "
+          f"{len(sets[d][1])} points, with a cap of {SK_ITER} ({stop})")
+    for s in SEEDS:
+        first, last = nca[d, s]["losses"][:20], nca[d, s]["losses"][-20:]
+        assert sum(last) < sum(first), (d, s)          # the batch loss falls over training, for every seed
 
 # %% [markdown]
-# Both objectives, evaluated for both solutions on the training set. Ours must reach the lower mean $-\log p_i$ — that
-# is what it minimised. On $\sum_i p_i$ either may win: scikit-learn stops as soon as L-BFGS meets its tolerance, and
-# driving every $-\log p_i$ down also pushes every $p_i$ up.
+# Both objectives, now evaluated the same way for both solutions: on the whole training set, in float64 (ours: the
+# map of the first seed). Neither optimiser computed exactly these numbers to the end: ours only estimated the
+# first on batches, and scikit-learn climbed the second for a limited number of iterations. So nothing guarantees
+# the comparison; the cell measures it. Each solution comes out ahead on the objective it was trained for (asserted on both datasets):
+# ours has the lower mean $-\log p_i$, scikit-learn's the higher $\sum_i p_i$. That is what one expects. Our batches
+# estimate the first; and $\sum_i p_i$ lets scikit-learn give up a hopeless point, whose $p_i$ near 0 costs little
+# there and a great deal in $-\log p_i$.
 
 # %%
 def objectives(d):
-    """(mean -log p_i, sum p_i) on the training set, for our L and scikit-learn's (cached: every p_i needs the
-    distances between all pairs of training points, in float64)."""
+    """(mean -log p_i, sum p_i) on the whole training set, for our L (first seed) and scikit-learn's (cached:
+    every p_i needs the distances between all pairs of training points, in float64)."""
     ptr, ytr = sets[d][:2]
+    maps = {"ours": nca[d, SEEDS[0]]["L_ours"], "scikit-learn": sk[d]["L"]}
     def compute():
-        return {who: (mh.nca_linear_loss(nca[d][f"L_{who}"].double(), ptr.double(), ytr).item(),
-                      mh.sklearn_nca_objective(nca[d][f"L_{who}"].double(), ptr.double(), ytr).item())
-                for who in ("ours", "sklearn")}
-    return cache.cached(f"l02-nca-objectives-{d}", nca_config(d), compute)
+        return {who: (mh.nca_linear_loss(L.double(), ptr.double(), ytr).item(),
+                      mh.sklearn_nca_objective(L.double(), ptr.double(), ytr).item())
+                for who, L in maps.items()}
+    return cache.cached(f"l02-nca-objectives-{d}", dict(nca_config(d), init=SK_INIT, iters=SK_ITER), compute)
 
-print(f"{'':<16}{'mean -log p_i (ours)':>22}{'sum p_i (scikit-learn)':>24}")
+print(f"{'whole training set':<28}{'mean -log p_i':>15}{'sum p_i':>10}")
 for d in sets:
     obj = objectives(d)
-    for who in ("ours", "sklearn"):
-        print(f"{d + ', ' + who:<16}{obj[who][0]:>22.4f}{obj[who][1]:>24.1f}")
-    assert obj["ours"][0] < obj["sklearn"][0]   # ours reaches the lower mean -log p_i: what it minimised
+    for who in obj:
+        print(f"{d + ', ' + who:<28}{obj[who][0]:>15.4f}{obj[who][1]:>10.1f}")
+    assert obj["ours"][0] < obj["scikit-learn"][0], d  # claim: own-objective
+    assert obj["scikit-learn"][1] > obj["ours"][1], d  # claim: own-objective
 
 # %% [markdown]
 # ## 4. The kNN table
 #
 # 1-nearest-neighbour accuracy on the test images (the training images are the reference set), for each choice of
-# $W = L^\top L$:
+# $W = L^\top L$. The learned maps of ours were trained once per seed: their rows are the mean ± standard deviation
+# over the seeds, and a difference between two rows counts only where the gap between the means is larger than the
+# two standard deviations added (lecture 04's rule, `metrics.clearly_above`). The other rows have no seed (their
+# spread is 0). The seed spread measures the randomness of training only: every row is scored on the same test
+# images, whose own sampling noise the cell prints as the standard error of an accuracy.
 
 # %%
-TOL = 0.04     # |ours - scikit-learn| allowed: an accuracy on 1,000 test images has a standard error of ~0.01
+n_test = len(sets["mnist"][3])
+
+def std_error(p):
+    """The standard error of an accuracy p measured on n_test test images, sqrt(p (1 - p) / n)."""
+    return (p * (1 - p) / n_test) ** 0.5
 
 def knn_acc(L, d):
     ptr, ytr, pte, yte = sets[d][:4]
     return metrics.knn_accuracy(pte @ L.T, yte, ptr @ L.T, ytr, k=1)
 
-table = {}
+runs = {}    # (row, dataset) -> one accuracy per seed (a single one for a row without a seed)
 for d in sets:
     ptr, ytr = sets[d][:2]
-    table["Euclidean, 30 dims (L = I)", d] = knn_acc(torch.eye(PCA_DIM), d)
-    table["Σ⁻¹ Mahalanobis, 30 dims", d] = knn_acc(mh.whitening(ptr), d)
-    table["NCA ours, full rank, 30 dims", d] = knn_acc(nca[d]["L_full"], d)
-    table["Euclidean, first 9 PCA dims", d] = knn_acc(torch.eye(RANK, PCA_DIM), d)
-    table["LDA (ours), 9 dims", d] = knn_acc(mh.lda(ptr, ytr, RANK), d)
-    table["NCA ours (mean −log p), 9 dims", d] = knn_acc(nca[d]["L_ours"], d)
-    table["NCA scikit-learn (sum p), 9 dims", d] = knn_acc(nca[d]["L_sklearn"], d)
+    runs["Euclidean, 30 dims (L = I)", d] = [knn_acc(torch.eye(PCA_DIM), d)]
+    runs["Σ⁻¹ Mahalanobis, 30 dims", d] = [knn_acc(mh.whitening(ptr), d)]
+    runs["NCA ours, full rank, 30 dims", d] = [knn_acc(nca[d, s]["L_full"], d) for s in SEEDS]
+    runs["Euclidean, first 9 PCA dims", d] = [knn_acc(torch.eye(RANK, PCA_DIM), d)]
+    runs["LDA (ours), 9 dims", d] = [knn_acc(mh.lda(ptr, ytr, RANK), d)]
+    runs["NCA ours (mean −log p), 9 dims", d] = [knn_acc(nca[d, s]["L_ours"], d) for s in SEEDS]
+    runs["NCA scikit-learn (sum p), 9 dims", d] = [knn_acc(sk[d]["L"], d)]
 
-rows = list(dict.fromkeys(r for r, _ in table))
-print(f"{'1-NN test accuracy':<36}{'MNIST':>8}{'Fashion':>9}")
-for r in rows:
-    print(f"{r:<36}{table[r, 'mnist']:>8.3f}{table[r, 'fashion-mnist']:>9.3f}")
+def print_table():
+    """Print the table (mean ± sd over the seeds where a row has seeds); return {(row, dataset): (mean, sd)}."""
+    ms = {key: metrics.mean_sd(v) for key, v in runs.items()}
+    print(f"{'1-NN test accuracy':<40}{'MNIST':>15}{'Fashion':>15}")
+    for r in dict.fromkeys(r for r, _ in runs):
+        cells = [f"{ms[r, d][0]:.3f} ± {ms[r, d][1]:.3f}" if len(runs[r, d]) > 1 else f"{ms[r, d][0]:.3f}"
+                 for d in sets]
+        print(f"{r:<40}" + "".join(f"{c:>15}" for c in cells))
+    print(f"(±: standard deviation over the {len(SEEDS)} seeds of our learned maps)")
+    return ms
 
-# the learned W is level with the Euclidean distance on the same 30 coordinates (within noise) ...
-gain = {d: table["NCA ours, full rank, 30 dims", d] - table["Euclidean, 30 dims (L = I)", d] for d in sets}
-print("full-rank NCA minus Euclidean (30 dims):", {d: round(g, 4) for d, g in gain.items()})
-assert all(g > -0.01 for g in gain.values()), gain    # not worse by more than one standard error (~0.01)
+def verdict(a, b):
+    """Row a against row b on each dataset, by the seed rule."""
+    return {d: "ahead" if metrics.clearly_above(table[a, d], table[b, d]) else
+            "behind" if metrics.clearly_above(table[b, d], table[a, d]) else "within the seed spread" for d in sets}
+
+table = print_table()
 for d in sets:
-    ours = table["NCA ours (mean −log p), 9 dims", d]
-    assert ours > table["Euclidean, first 9 PCA dims", d], d                    # a learned W beats Euclidean ...
-    assert abs(ours - table["LDA (ours), 9 dims", d]) < 0.05, d                 # LDA: the same range
-    assert abs(ours - table["NCA scikit-learn (sum p), 9 dims", d]) <= TOL, d    # ours agrees with scikit-learn
-    assert abs(ours - table["Euclidean, 30 dims (L = I)", d]) < 0.05, d          # roughly level with 30-D Euclidean
+    p = table["Euclidean, 30 dims (L = I)", d][0]
+    print(f"{d}: {len(sets[d][3])} test images; an accuracy of {p:.3f} on them has a standard error of "
+          f"{std_error(p):.3f}")
+
+full_vs_eu = verdict("NCA ours, full rank, 30 dims", "Euclidean, 30 dims (L = I)")
+nca9_vs_pca9 = verdict("NCA ours (mean −log p), 9 dims", "Euclidean, first 9 PCA dims")
+print("full-rank NCA against Euclidean (30 dims):", full_vs_eu)
+print("NCA (9 dims) against the first 9 PCA dims:", nca9_vs_pca9)
+for d in sets:
+    eu, full = table["Euclidean, 30 dims (L = I)", d][0], table["NCA ours, full rank, 30 dims", d][0]
+    ours9, sk9 = table["NCA ours (mean −log p), 9 dims", d][0], table["NCA scikit-learn (sum p), 9 dims", d][0]
+    print(f"{d}: full-rank NCA minus Euclidean {full - eu:+.3f} (two standard errors: {2 * std_error(eu):.3f}); "
+          f"ours minus scikit-learn (9 dims, seed mean) {ours9 - sk9:+.3f}")
+    assert "behind" not in full_vs_eu[d], d  # claim: full-rank-level
+    assert abs(full - eu) < 2 * std_error(eu), d  # claim: full-rank-level
+    assert nca9_vs_pca9[d] == "ahead", d  # claim: nca-beats-pca9
+    assert abs(ours9 - table["LDA (ours), 9 dims", d][0]) < 0.05, d    # LDA: within five points
+    assert abs(ours9 - sk9) < 0.05, d  # claim: close-to-sklearn
+    assert abs(ours9 - eu) < 0.05, d                                   # within five points of 30-d Euclidean
 
 # %% [markdown]
 # What the table says:
 #
 # * On the same 30 PCA coordinates, the learned full-rank $W = L^\top L$ (NCA, $L$ of size 30 × 30, started from the
-#   PCA directions) is level with the plain Euclidean distance ($W = I$) or slightly ahead: from nothing to about
-#   one point, depending on the dataset and the amount of training data, which is within the noise of the test
-#   accuracy (a standard error of about 0.01 on 1,000 test images). 30 PCA coordinates of clean images are already a decent metric, and a
-#   linear map can only re-weight and rotate them.
+#   PCA directions) is never behind the plain Euclidean distance ($W = I$) by the seed rule, and its gap to it is
+#   smaller than two standard errors of a test accuracy (both asserted). The seed rule may still call it ahead (the
+#   cell prints where): the seeds agree with each other, but a gap that small could come from the choice of test
+#   images. 30 PCA coordinates of clean images are already a decent metric, and a linear map can only re-weight and
+#   rotate them.
 # * With the same 9 dimensions, the learned $W$ (NCA) beats the Euclidean distance on the top 9 PCA coordinates
-#   (the best unsupervised rank-9 choice) on both datasets, and LDA, also supervised, lands in the same range.
-# * Our PyTorch NCA agrees with scikit-learn's within ±0.04 (an accuracy measured on 1,000 test images has a
-#   standard error of about 0.01, and the two optimise different objectives with different optimisers and stopping
-#   rules, so exact agreement is not expected).
-# * Against the Euclidean distance on all 30 coordinates, a rank-9 NCA is roughly level: it keeps about the same
-#   accuracy in a third of the dimensions (NCA can also overfit a small training set). The large gains come in
-#   lectures 05–07, by making the map non-linear.
+#   (the rank-9 map that keeps the most variance) on both datasets, beyond the seed spread (asserted); LDA, also
+#   supervised, lands within five points of it.
+# * Our PyTorch NCA and scikit-learn's land within five points of each other (asserted on the mean over seeds); the
+#   cell prints the gap, which is not the same on the two datasets. Exact agreement is not expected: the two optimise
+#   different objectives, with different optimisers, starts and stopping rules, and a seed alone moves ours by the
+#   spread printed in the table.
+# * Against the Euclidean distance on all 30 coordinates, a rank-9 NCA is within five points (asserted): it keeps
+#   most of the accuracy in a third of the dimensions (NCA can also overfit a small training set). The large gains
+#   come in lectures 05–07, by making the map non-linear.
 # * $\Sigma^{-1}$ uses no labels at all: it equalises the variance of every direction, which also amplifies the
 #   low-variance, mostly-noise directions. Whether that helps depends on the data — it is a baseline, not a method.
 # * LDA is fast and label-aware but keeps only 9 directions and assumes every class is one Gaussian blob with the
@@ -357,8 +413,9 @@ axes[1].legend(markerscale=3, loc="center left", bbox_to_anchor=(1, 0.5), frameo
 fig.tight_layout()
 acc2 = {"PCA": metrics.knn_accuracy(pte[:, :2], yte, ptr[:, :2], ytr), "NCA": metrics.knn_accuracy(
     pte @ L2.T, yte, ptr @ L2.T, ytr)}
-print(f"1-NN accuracy in 2 dimensions: PCA {acc2['PCA']:.3f}, NCA {acc2['NCA']:.3f}")
-assert acc2["NCA"] > acc2["PCA"]
+print(f"1-NN accuracy in 2 dimensions: PCA {acc2['PCA']:.3f}, NCA {acc2['NCA']:.3f} "
+      f"(standard error about {std_error(acc2['NCA']):.3f})")
+assert acc2["NCA"] > acc2["PCA"] + 5 * std_error(acc2["NCA"])
 
 # %% [markdown]
 # ## 5. The bridge to deep metric learning
@@ -369,61 +426,81 @@ assert acc2["NCA"] > acc2["PCA"]
 #
 # That is deep metric learning. In code the change is one line: `nca_linear_loss(L, x, y)` is
 # `losses.nca_loss(x @ L.T, y)`, and the deep version is `losses.nca_loss(model(x), y)` — trained with the course's
-# training loop on mini-batches (the sum over $k$ then runs over the batch, not the whole set). A small MLP on the same
-# PCA inputs:
+# training loop on mini-batches, like our linear NCA. A small MLP on the same PCA inputs, with a 30-dimensional
+# output: the like-for-like comparison is the full-rank linear NCA (also 30 dimensions), and the MLP is trained
+# once per seed too.
 
 # %%
 ptr, ytr = sets["mnist"][:2]
-L_check = nca["mnist"]["L_ours"]
+L_check = nca["mnist", SEEDS[0]]["L_ours"]
 assert torch.allclose(mh.nca_linear_loss(L_check, ptr, ytr), losses.nca_loss(ptr @ L_check.T, ytr))
 
-def deep_nca(d):
+def deep_nca(d, seed):
     '''An MLP on the PCA inputs, trained with the NCA loss (cached: a re-run loads it).'''
     ptr, ytr = sets[d][:2]
     def compute():
-        runtime.seed_everything(0)
+        runtime.seed_everything(seed)
         f = models.MLP(PCA_DIM, hidden=(256,), in_features=PCA_DIM)
         train.train(f, lambda z, y: losses.nca_loss(z, y), ptr, ytr, epochs=EPOCHS, batch_size=256,
-                    samples_per_class=16, lr=1e-3, device=device, progress=False)
+                    samples_per_class=16, lr=1e-3, device=device, seed=seed, progress=False)
         return f.cpu().state_dict()
     f = models.MLP(PCA_DIM, hidden=(256,), in_features=PCA_DIM)
-    f.load_state_dict(cache.cached(f"l02-deep-nca-{d}", dict(nca_config(d), epochs=EPOCHS), compute))
+    f.load_state_dict(cache.cached(f"l02-deep-nca-{d}", dict(nca_config(d), epochs=EPOCHS, seed=seed), compute))
     return f.eval()
 
 for d in sets:
     ptr, ytr, pte, yte = sets[d][:4]
-    f = deep_nca(d)
-    with torch.no_grad():
-        table["deep: MLP f(x), same NCA loss", d] = metrics.knn_accuracy(f(pte), yte, f(ptr), ytr)
+    accs = []
+    for s in SEEDS:
+        f = deep_nca(d, s)
+        with torch.no_grad():
+            accs.append(metrics.knn_accuracy(f(pte), yte, f(ptr), ytr))
+    runs["deep: MLP f(x), same NCA loss, 30 dims", d] = accs
 
-print(f"{'1-NN test accuracy':<36}{'MNIST':>8}{'Fashion':>9}")
-for r in list(dict.fromkeys(r for r, _ in table)):
-    print(f"{r:<36}{table[r, 'mnist']:>8.3f}{table[r, 'fashion-mnist']:>9.3f}")
+table = print_table()
+deep_vs_full = verdict("deep: MLP f(x), same NCA loss, 30 dims", "NCA ours, full rank, 30 dims")
+deep_vs_nca9 = verdict("deep: MLP f(x), same NCA loss, 30 dims", "NCA ours (mean −log p), 9 dims")
+print("deep MLP against the full-rank linear NCA (both 30 dims):", deep_vs_full)
+print("deep MLP against the 9-d linear NCA:", deep_vs_nca9)
 for d in sets:
-    assert table["deep: MLP f(x), same NCA loss", d] > table["NCA ours (mean −log p), 9 dims", d] - 0.01, d
+    deep, full = table["deep: MLP f(x), same NCA loss, 30 dims", d][0], table["NCA ours, full rank, 30 dims", d][0]
+    print(f"{d}: MLP minus full-rank NCA {deep - full:+.3f} (two standard errors: {2 * std_error(full):.3f})")
+    assert abs(deep - full) < 2 * std_error(full), d  # claim: deep-level
 
 # %% [markdown]
-# Even on these small, already-reduced inputs the MLP is at least level with the linear NCA, usually a few points
-# better. A network pays off most when it sees the pixels themselves and can learn features no linear map can
-# (convolutions, lecture 05 onwards), given enough data to fit it. The recipe is the point here: any loss written on distances between
+# On these small, already-reduced inputs the MLP does not pull away from the like-for-like linear map: its gap to
+# the full-rank linear NCA is smaller than two standard errors of a test accuracy on both datasets (asserted), and
+# the cell prints what the seed rule says of it and of the comparison with the 9-d NCA. A network pays off when it
+# sees the pixels themselves and can learn features no linear map can (convolutions, lecture 05 onwards), given
+# enough data and training to fit it. The recipe is the point here: any loss written on distances between
 # embeddings turns into a deep metric learning method by swapping the linear map for a network.
 #
 # ## Summary
 #
 # - $\|x - y\|_W = \sqrt{(x-y)^\top W (x-y)}$ needs $W \succeq 0$ (otherwise "squared distances" go negative); a
-#   singular $W$ gives a pseudo-metric.
+#   singular $W$ gives a pseudo-metric. <!-- recap -->
 # - $W = L^\top L$: the distance is Euclidean after the linear map $L$; learning $W$ means learning $L$, which keeps
-#   $W$ PSD automatically and, with fewer rows, reduces the dimension.
+#   $W$ PSD automatically and, with fewer rows, reduces the dimension. <!-- recap -->
 # - $W = \Sigma^{-1}$ is the classical Mahalanobis distance, Euclidean after whitening; it uses no labels.
+#   <!-- recap -->
 # - LDA and NCA use labels. NCA maximises the chance that a soft nearest neighbour has the right class; scikit-learn
-#   maximises $\sum_i p_i$, we minimise the mean of $-\log p_i$ — they agree within a few points of kNN accuracy.
-# - Replacing $L$ by a network with the same loss is deep metric learning.
+#   maximises $\sum_i p_i$ with L-BFGS on the whole training set, we minimise the mean of $-\log p_i$ with Adam on
+#   random batches. <!-- recap -->
+# - Evaluated on the whole training set, each NCA wins the objective it was trained for. <!-- claim: own-objective -->
+# - With 9 dimensions, our NCA beats the first 9 PCA coordinates on both datasets beyond the seed spread, and lands
+#   within five points of scikit-learn's 1-NN accuracy. <!-- claim: nca-beats-pca9 --> <!-- claim: close-to-sklearn -->
+# - On 30 PCA coordinates, a learned full-rank $W$ is never behind the Euclidean distance by the seed rule, and
+#   neither it nor an MLP trained with the same loss moves 1-NN accuracy by two standard errors of a test accuracy
+#   (the full-rank $W$ against $W = I$, the MLP against the full-rank $W$). <!-- claim: full-rank-level -->
+#   <!-- claim: deep-level -->
+# - Replacing $L$ by a network with the same loss is deep metric learning. <!-- recap -->
 #
 # ## Exercises
 #
 # Each exercise asks you to write a few lines in the cell below it; the `check(...)` at the end of the cell says
 # ✓ (right), ✗ (and what looks wrong) or ○ (not attempted yet). Stuck? `hint("02.1")` gives a hint, and another
-# one each time you call it. `show_solution("02.1")` prints the solution, for when you decide to look.
+# one each time you call it. `show_solution("02.1")` prints the solution and the package's code for the same
+# thing, for when you decide to look.
 #
 # 1. **The distance.** Write `my_mahalanobis(x, y, W)`: row-wise $\|x_i - y_i\|_W$, without loops and without
 #    `dmlcourse.mahalanobis`.
@@ -432,8 +509,10 @@ for d in sets:
 # 3. **Whitening.** Write `my_whitening(x)` returning a $D \times D$ matrix $L$ with $L^\top L = \Sigma^{-1}$
 #    (eigen-decomposition or Cholesky), so that $x \mapsto Lx$ has identity covariance.
 # 4. **Predict, then explain: whitening.** Before you look at section 4's table again, guess the 1-NN accuracy of the
-#    $\Sigma^{-1}$ Mahalanobis distance on MNIST's 30 PCA coordinates. Then explain it with one number: how many times
-#    more whitening stretches the weakest PCA coordinate of the training set than the strongest.
+#    $\Sigma^{-1}$ Mahalanobis distance on MNIST's 30 PCA coordinates. Then explain it with one number: the share of
+#    the squared Euclidean distance between two training images (averaged over all pairs of them) that the 20
+#    weakest of the 30 PCA coordinates carry. After whitening every coordinate has the same variance: what is their
+#    share then, and what does that do to a nearest-neighbour search?
 # 5. **Explore (no check).** Fit `mh.NCA(RANK, max_iter=NCA_STEPS, lr=0.01, batch_size=500)` on `10 * ptr` and on
 #    `ptr` and compare `losses_[0]`: the start is the same (why? read `NCA.fit`). Then compare the curves: Adam's
 #    step is about `lr` per entry of $L$, and $L$ is ten times smaller on the larger data.
@@ -480,12 +559,15 @@ def my_whitening(x):
 check("02.3", my_whitening)
 
 # %% exercise="02.4"
-my_prediction = None     # your guess: 1-NN accuracy of the Σ⁻¹ distance on MNIST's 30 PCA coordinates
-my_amplification = None  # std of the strongest training coordinate / std of the weakest (sets["mnist"][0])
+my_prediction = None   # your guess: 1-NN accuracy of the Σ⁻¹ distance on MNIST's 30 PCA coordinates
+my_weak_share = None   # share of the mean squared distance between training images (sets["mnist"][0]) carried
+                       # by its 20 weakest coordinates
 ### BEGIN SOLUTION
 my_prediction = 0.8
-s = sets["mnist"][0].std(0)
-my_amplification = (s.max() / s.min()).item()
+# averaged over all pairs, coordinate k adds 2 var_k to ||x_i - x_j||^2: a share of the distance is a share
+# of the total variance
+variances = sets["mnist"][0].double().var(0)
+my_weak_share = (variances.sort().values[:20].sum() / variances.sum()).item()
 ### END SOLUTION
 
-check("02.4", my_prediction, my_amplification, table, sets["mnist"][0])
+check("02.4", my_prediction, my_weak_share, table, sets["mnist"][0])

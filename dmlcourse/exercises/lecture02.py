@@ -2,8 +2,8 @@
 
 The references here are independent of ``dmlcourse.mahalanobis`` (which the notebook teaches and the
 learner must not call): SciPy's ``mahalanobis`` for the distance, a plain float64 loop over points for
-the NCA loss (its gradient by finite differences of that loop), and NumPy's covariance and inverse
-for whitening.
+the NCA loss (its gradient by finite differences of that loop), NumPy's covariance and inverse
+for whitening, and a closed form of the sums over pairs of points for 02.4.
 """
 
 # Every check here has the layout of the checks of the other lectures, on purpose, so that one
@@ -85,7 +85,8 @@ def _problem(seed, n=20, dim=4):
                  "(diff @ W @ diff.T would compute all N x N cross terms).",
                  "torch.sqrt(((diff @ W) * diff).sum(-1))"],
           mistakes=["no square root", "W^-1 instead of W", "W ignored", "W^(1/2) in the quadratic form",
-                    "the N x N matrix"])
+                    "the N x N matrix"],
+          implemented_by=["dmlcourse.mahalanobis.mahalanobis_distance"])
 def check_mahalanobis(fn) -> str:
     """``fn(x, y, W) -> (N,)``: row-wise sqrt((x_i - y_i)^T W (x_i - y_i))."""
     for seed in range(3):
@@ -129,7 +130,8 @@ def _nca_problem(seed, n=18, dim=3):
                  "same = labels[:, None] == labels[None, :]; p = (torch.softmax(logits, 1) * same).sum(1); "
                  "return -p.log().mean()"],
           mistakes=["a sum instead of a mean", "scikit-learn's objective sum p_i", "p_ii left in",
-                    "unsquared distance", "wrong sign", "no gradient (detach/item)"])
+                    "unsquared distance", "wrong sign", "no gradient (detach/item)"],
+          implemented_by=["dmlcourse.mahalanobis.nca_linear_loss", "dmlcourse.mahalanobis.nca_loss"])
 def check_nca_loss(fn) -> str:
     """``fn(L, x, labels) -> scalar``: the mean over i of -log p_i, with
     p_i = sum_{j in class(i), j != i} p_ij and p_ij = softmax_{j != i}(-||L x_i - L x_j||^2).
@@ -175,7 +177,8 @@ def check_nca_loss(fn) -> str:
                  "Any L with L^T L = Sigma^-1 works: the symmetric Sigma^(-1/2) from torch.linalg.eigh(Sigma), or a "
                  "Cholesky factor of Sigma inverted.",
                  "evals, evecs = torch.linalg.eigh(torch.cov(x.T)); return evecs @ torch.diag(evals.rsqrt()) @ evecs.T"],
-          mistakes=["Sigma instead of its inverse", "Sigma^-1 itself", "inv(cholesky) not transposed"])
+          mistakes=["Sigma instead of its inverse", "Sigma^-1 itself", "inv(cholesky(Sigma)) transposed"],
+          implemented_by=["dmlcourse.mahalanobis.whitening", "dmlcourse.mahalanobis.psd_sqrt"])
 def check_whitening(fn) -> str:
     """``fn(x) -> L`` (D, D): after x -> x L^T the data have identity covariance, i.e.
     L^T L = Sigma^-1 (any rotation of Sigma^(-1/2) is accepted)."""
@@ -196,48 +199,81 @@ def check_whitening(fn) -> str:
             raise AssertionError("you returned Sigma^-1 itself: that is W, and then L^T L = Sigma^-2. "
                                  "L must be a square root of W (eigen-decomposition or Cholesky).")
         if torch.allclose(Lw, torch.linalg.inv(torch.linalg.cholesky(cov)).T, rtol=2e-3):
-            raise AssertionError("close: you need the TRANSPOSE of inv(cholesky(Sigma)) here (x L^T is whitened "
-                                 "when L = inv(C) with Sigma = C C^T).")
+            raise AssertionError("close: you returned inv(C) transposed, with C = cholesky(Sigma) (Sigma = C C^T). "
+                                 "Drop the transpose: L = inv(C) gives L^T L = inv(C C^T) = Sigma^-1, while "
+                                 "L = inv(C)^T gives L^T L = inv(C^T C), which is not Sigma^-1.")
         whitened = torch.cov((x @ Lw.T).T)
         raise AssertionError(f"x @ L.T does not have identity covariance; its covariance is\n{whitened.numpy().round(3)}")
     return "correct on 3 random data sets (L^T L = Sigma^-1, as NumPy computes it)."
 
 
-def reference_amplification(train_coords: torch.Tensor) -> float:
-    """Largest over smallest standard deviation of the coordinates (NumPy, float64)."""
-    s = np.asarray(train_coords, dtype=np.float64).std(0)
-    return float(s.max() / s.min())
+WEAKEST = 20   # exercise 02.4: the coordinates of smallest spread, out of the 30 PCA coordinates
 
 
-@exercise("02.4", "Predict, then explain: whitening", writes="my_prediction and my_amplification",
+def reference_weak_share(train_coords: torch.Tensor, weakest: int = WEAKEST) -> float:
+    """The share of sum_{i != j} ||x_i - x_j||^2 (all pairs of training points) carried by the ``weakest``
+    coordinates of smallest spread. Per coordinate k the pair sum has the closed form
+    2 n sum_i x_ik^2 - 2 (sum_i x_ik)^2 (NumPy, float64)."""
+    x = np.asarray(train_coords, dtype=np.float64)
+    per_coord = 2 * len(x) * (x**2).sum(0) - 2 * x.sum(0) ** 2
+    return float(np.sort(per_coord)[:weakest].sum() / per_coord.sum())
+
+
+def _sample_weak_share() -> dict:
+    g = torch.Generator().manual_seed(0)
+    coords = torch.randn(300, 30, generator=g, dtype=torch.float64) * torch.linspace(3.0, 0.2, 30,
+                                                                                       dtype=torch.float64)
+    table = {("Euclidean, 30 dims (L = I)", "mnist"): 0.9, ("Σ⁻¹ Mahalanobis, 30 dims", "mnist"): 0.85}
+    return dict(prediction=0.5, weak_share=reference_weak_share(coords), table=table, train_coords=coords)
+
+
+@exercise("02.4", "Predict, then explain: whitening", writes="my_prediction and my_weak_share",
           hints=["A prediction is a guess: any accuracy in [0, 1] is accepted. Write it BEFORE looking at the kNN "
                  "table of section 4 again.",
-                 "On PCA coordinates the covariance Sigma is diagonal (the coordinates are uncorrelated), so the "
-                 "whitening map Sigma^(-1/2) only divides each coordinate by its standard deviation. Which coordinate "
-                 "is divided by the smallest number?",
-                 "s = sets['mnist'][0].std(0); my_amplification = (s.max() / s.min()).item()"])
-def check_whitening_prediction(prediction, amplification, table, train_coords) -> str:
-    """``prediction``: the guessed 1-NN accuracy of Sigma^-1 on MNIST's 30 PCA coordinates;
-    ``amplification``: how many times more whitening stretches the weakest PCA coordinate of the training set
-    than the strongest (the ratio of their standard deviations)."""
+                 "A squared Euclidean distance is a sum of one term per coordinate, (x_k - y_k)^2. Average it over "
+                 "all pairs of training images: what does the term of coordinate k become? (Subtract the mean of "
+                 "x_k first, then expand the square.)",
+                 "Averaged over all pairs, coordinate k contributes twice its variance, so a group of coordinates "
+                 "carries its share of the total variance. Find the 20 coordinates of smallest variance in the "
+                 "training set (sets['mnist'][0]) and divide the sum of their variances by the sum over all 30."],
+          mistakes=["the share after whitening (20/30)", "the 20 strongest coordinates",
+                    "the 10 weakest (coordinates 21-30)", "standard deviations added instead of variances"],
+          graded=("weak_share",), sample=_sample_weak_share)
+def check_whitening_prediction(prediction, weak_share, table, train_coords) -> str:
+    """``prediction``: the guessed 1-NN accuracy of Sigma^-1 on MNIST's 30 PCA coordinates; ``weak_share``: the
+    share of the squared Euclidean distance between two training images, averaged over all pairs, that the 20
+    coordinates of smallest spread carry."""
     prediction = as_number(prediction, "my_prediction", "your guess of an accuracy")
     if not 0.0 <= prediction <= 1.0:
         raise AssertionError(f"my_prediction = {prediction}: an accuracy lies in [0, 1].")
-    yours = as_number(amplification, "my_amplification", "a ratio of two standard deviations")
-    ours = reference_amplification(train_coords)
-    if abs(yours - ours) > 1e-3 * ours:
-        if abs(yours - ours**2) <= 1e-3 * ours**2:
-            raise AssertionError(f"{yours:.1f} is the ratio of the VARIANCES; whitening divides each coordinate by "
-                                 "its standard deviation, so the stretch is the square root of that.")
-        if abs(yours * ours - 1) <= 1e-3:
-            raise AssertionError(f"{yours:.4f} is the ratio upside down: the weakest coordinate is divided by the "
-                                 "SMALLEST standard deviation, so it is stretched the most (a ratio above 1).")
-        raise AssertionError(f"the standard deviations of the {train_coords.shape[1]} training coordinates "
-                             f"(sets['mnist'][0]) range over a factor of {ours:.2f}, not {yours:.2f} (use the "
-                             "training set: whitening is fit on it).")
-    eu, wh = table["Euclidean, 30 dims (L = I)", "mnist"], table["Σ⁻¹ Mahalanobis, 30 dims", "mnist"]
-    verdict = "hurts" if wh < eu else "does not hurt"
+    yours = as_number(weak_share, "my_weak_share", "a share of the squared distance, between 0 and 1")
+    ours = reference_weak_share(train_coords)
+    if abs(yours - ours) > 1e-4 * max(ours, 1e-3):
+        x = np.asarray(train_coords, dtype=np.float64)
+        if abs(yours - WEAKEST / x.shape[1]) <= 1e-2:
+            raise AssertionError(f"{yours:.4f} is about {WEAKEST}/{x.shape[1]}, the share AFTER whitening (then every "
+                                 "coordinate has variance 1); the question is about the Euclidean distance on the "
+                                 "PCA coordinates, before whitening.")
+        var, sd = np.sort(x.var(0)), np.sort(x.std(0))
+        diagnoses = {
+            "that is the share of the 20 STRONGEST coordinates (largest variance); take the 20 weakest":
+                float(var[-WEAKEST:].sum() / var.sum()),
+            "that is the share of the 10 weakest coordinates; the question asks for the 20 weakest of the 30":
+                float(var[:10].sum() / var.sum()),
+            "you added standard deviations; a squared distance adds (x_k - y_k)^2, so its mean over pairs adds "
+            "VARIANCES": float(sd[:WEAKEST].sum() / sd.sum()),
+        }
+        name_the_mistake(yours, {f"{yours:.4f}: {m}.": v for m, v in diagnoses.items()},
+                         matches=lambda a, b: abs(a - b) <= 1e-4 * max(b, 1e-3))
+        raise AssertionError(f"on these {x.shape[1]} training coordinates (sets['mnist'][0]) the 20 weakest carry "
+                             f"a share of the mean squared distance other than {yours:.4f} (use the training set: "
+                             "whitening is fit on it).")
+    # the notebook's table holds (mean, sd over seeds) pairs; a plain accuracy is accepted too
+    eu, wh = (float(v[0]) if isinstance(v, (tuple, list)) else float(v)
+              for v in (table["Euclidean, 30 dims (L = I)", "mnist"], table["Σ⁻¹ Mahalanobis, 30 dims", "mnist"]))
     return (f"measured on MNIST: Euclidean {eu:.3f}, Σ⁻¹ {wh:.3f} (your guess was off by {abs(prediction - wh):.3f}). "
-            f"On PCA coordinates Σ is diagonal, so Σ⁻¹ only rescales: the 30th coordinate, mostly fine detail and "
-            f"noise, ends up stretched {ours:.1f} times more than the first, and counts as much in every distance. "
-            f"Here that {verdict}: Σ⁻¹ uses no labels, so nothing tells it which directions matter.")
+            f"Under the Euclidean distance the 20 weakest PCA coordinates carry {ours:.1%} of a typical squared "
+            "distance between two training images. On PCA coordinates Σ is diagonal, so Σ⁻¹ only rescales each "
+            "coordinate to variance 1: under it the same 20 carry about 20/30 of the distance, and the neighbour "
+            "search is decided mostly by the directions along which the images vary least (fine detail, noise). "
+            "Σ⁻¹ uses no labels: nothing in it says which directions matter for the class.")

@@ -80,11 +80,14 @@ def test_02_2(exercise_namespace):
 def test_02_3(exercise_namespace):
     assert grade("02.3", exercise_namespace("02.3", "learner")["my_whitening"]).status == "not attempted"
     assert grade("02.3", exercise_namespace("02.3", "solution")["my_whitening"]).passed
-    assert grade("02.3", lambda x: torch.linalg.inv(torch.linalg.cholesky(torch.cov(x.T)))).passed   # any rotation
+    # L = inv(C) with Sigma = C C^T whitens (L^T L = Sigma^-1): it passes, any rotation of Sigma^(-1/2) does
+    inv_c = grade("02.3", lambda x: torch.linalg.inv(torch.linalg.cholesky(torch.cov(x.T))))
+    assert inv_c.passed, inv_c.message
     mistakes = {
         "Sigma^-1 itself": lambda x: torch.linalg.inv(torch.cov(x.T)),
         "you used Sigma": lambda x: torch.linalg.cholesky(torch.cov(x.T)).T,
-        "TRANSPOSE": lambda x: torch.linalg.inv(torch.linalg.cholesky(torch.cov(x.T))).T,
+        # inv(C)^T gives L^T L = inv(C^T C): the message must say to drop the transpose, not to add one
+        "Drop the transpose": lambda x: torch.linalg.inv(torch.linalg.cholesky(torch.cov(x.T))).T,
         "(D, D) matrix": lambda x: torch.eye(2),
     }
     for message, wrong in mistakes.items():
@@ -98,13 +101,31 @@ def test_02_4(exercise_namespace):
     sets = {"mnist": (coords, torch.arange(200) % 10)}
     table = {("Euclidean, 30 dims (L = I)", "mnist"): 0.9, ("Σ⁻¹ Mahalanobis, 30 dims", "mnist"): 0.8}
     learner = exercise_namespace("02.4", "learner", sets=sets, table=table)
-    out = grade("02.4", learner["my_prediction"], learner["my_amplification"], table, coords)
+    out = grade("02.4", learner["my_prediction"], learner["my_weak_share"], table, coords)
     assert out.status == "not attempted"
     sol = exercise_namespace("02.4", "solution", sets=sets, table=table)
-    out = grade("02.4", sol["my_prediction"], sol["my_amplification"], table, coords)
-    assert out.passed and "hurts" in out.message
-    ratio = lecture02.reference_amplification(coords)
-    assert "VARIANCES" in grade("02.4", 0.5, ratio**2, table, coords).message
-    assert "upside down" in grade("02.4", 0.5, 1 / ratio, table, coords).message
-    assert "training set" in grade("02.4", 0.5, ratio * 1.3, table, coords).message
-    assert "[0, 1]" in grade("02.4", 80, ratio, table, coords).message
+    out = grade("02.4", sol["my_prediction"], sol["my_weak_share"], table, coords)
+    assert out.passed, out.message
+    share = lecture02.reference_weak_share(coords)
+    # the reference (closed form of the pair sums) against a brute-force sum over all pairs
+    d2 = ((coords.double()[:, None, :] - coords.double()[None, :, :]) ** 2).sum((0, 1))
+    assert abs(share - (d2.sort().values[:20].sum() / d2.sum()).item()) < 1e-10
+    var = coords.double().var(0).sort().values
+    sd = coords.double().std(0).sort().values
+    mistakes = {
+        "AFTER whitening": 20 / 30,
+        "STRONGEST": (var[-20:].sum() / var.sum()).item(),
+        "10 weakest": (var[:10].sum() / var.sum()).item(),
+        "VARIANCES": (sd[:20].sum() / sd.sum()).item(),
+        "training set": share * 1.3,
+    }
+    for message, wrong in mistakes.items():
+        out = grade("02.4", 0.5, wrong, table, coords)
+        assert out.status == "wrong" and message in out.message, (message, out.message)
+    assert "[0, 1]" in grade("02.4", 80, share, table, coords).message
+
+
+def test_02_4_rejects_constants():
+    from dmlcourse.exercises import constant_answers_that_pass
+
+    assert constant_answers_that_pass("02.4") == []
