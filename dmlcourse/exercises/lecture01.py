@@ -186,8 +186,8 @@ def _sample_tied() -> dict:
 @exercise("01.4", "Predict, then explain: one pixel decides", writes="my_prediction and my_tied",
           hints=["A prediction is a guess: any accuracy in [0, 1] is accepted. Write it BEFORE looking at the table "
                  "of section 3 again.",
-                 "The Chebyshev distance of two images is the largest difference over their pixels. Pixels lie in "
-                 "[0, 1], and two different digits almost always have a pixel that is ink in one and paper in the "
+                 "The Chebyshev distance of two images is the largest difference over their pixels. Pixel values "
+                 "are the whole numbers 0-255, and two different digits almost always have a pixel that is ink in one and paper in the "
                  "other: many training images share the same distance to a query. Count how many are as close as "
                  "its K-th nearest.",
                  "All distances at once: torch.cdist accepts p=float('inf'). The K-th smallest distance of each row "
