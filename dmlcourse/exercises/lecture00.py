@@ -112,20 +112,16 @@ def check_r_precision(fn) -> str:
 
 
 def reference_intruders(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Mean over queries (with R > 0 other images of their class) of the number of other-class images ranked
-    before the query's R-th nearest same-class image (Euclidean, a plain loop)."""
-    nb, y = _brute_neighbours(x), torch.as_tensor(y).tolist()
+    """Mean over queries (with R > 0 other images of their class) of the number of other-class images among the
+    query's R nearest other images (Euclidean, float64, every pair computed directly, the query left out)."""
+    x, y = x.double().flatten(1), torch.as_tensor(y)
+    d = torch.cdist(x, x, compute_mode="donot_use_mm_for_euclid_dist").fill_diagonal_(float("inf"))
     counts = []
-    for i, ranked in enumerate(nb):
-        r = sum(int(y[j] == y[i]) for j in ranked)
-        if r == 0:
-            continue
-        seen = 0
-        for pos, j in enumerate(ranked):
-            seen += int(y[j] == y[i])
-            if seen == r:
-                counts.append(pos + 1 - r)
-                break
+    for i in range(len(x)):
+        r = int((y == y[i]).sum()) - 1
+        if r > 0:
+            nearest = torch.argsort(d[i], stable=True)[:r]
+            counts.append(int((y[nearest] != y[i]).sum()))
     return sum(counts) / len(counts)
 
 
@@ -141,18 +137,18 @@ def _sample_intruders() -> dict:
 @exercise("00.3", "Predict, then explain: Precision@1 against MAP@R", writes="my_prediction and my_intruders",
           hints=["A prediction is a guess: any number in [0, 1] for each metric is accepted; write it BEFORE "
                  "looking at the table above again.",
-                 "MAP@R rewards a query only while its class-mates come first: every image of another class ranked "
-                 "before the last of them lowers it. P@1 looks at the first neighbour alone. So count, for each "
-                 "query, the other-class images ranked before its R-th same-class image, and average.",
+                 "P@1 looks at one neighbour; MAP@R looks at the R nearest, where R is the number of OTHER images of "
+                 "the query's class, and every image of another class among them lowers it. So count, for each "
+                 "query, the other-class images among its R nearest, and average.",
                  "Rank every row of the distance matrix with the query itself left out (a distance of +inf puts it "
-                 "last). A running count of same-class hits along each row tells you where it reaches R; the "
-                 "other-class images before that point are that position minus R."],
+                 "last); R differs from class to class, so a mask of the first R positions of each row does it for "
+                 "all queries at once."],
           mistakes=["the query counted as its own neighbour", "R counts the query itself",
-                    "the first other-class image instead of all before the R-th"],
+                    "a fraction instead of a count"],
           graded=("intruders",), sample=_sample_intruders)
 def check_prediction(prediction, intruders, results, pixels, labels) -> str:
     """``prediction``: {"p1": ..., "map_r": ...} guessed for raw pixels; ``intruders``: the mean number of
-    other-class images ranked before each query's R-th same-class image, on the raw ``pixels``."""
+    other-class images among each query's R nearest other images, on the raw ``pixels``."""
     if not isinstance(prediction, dict) or not {"p1", "map_r"} <= set(prediction):
         raise AssertionError('my_prediction must be a dict {"p1": <number>, "map_r": <number>}.')
     for k in ("p1", "map_r"):
@@ -161,28 +157,29 @@ def check_prediction(prediction, intruders, results, pixels, labels) -> str:
     yours = as_number(intruders, "my_intruders", "a mean count over the test images")
     ours = reference_intruders(pixels, labels)
     if abs(yours - ours) > 1e-6 * max(1.0, ours):
-        y = torch.as_tensor(labels)
-        with_self = [[i] + row for i, row in enumerate(_brute_neighbours(pixels))]
-        counts, firsts = [], []
-        for i, ranked in enumerate(with_self):
-            r = int((y == y[i]).sum())   # the query counted among its own class
-            seen = 0
-            for pos, j in enumerate(ranked):
-                seen += int(y[j] == y[i])
-                if seen == r:
-                    counts.append(pos + 1 - r)
-                    break
-            firsts.append(next(pos for pos, j in enumerate(ranked[1:]) if y[j] == y[i]))
-        if abs(yours - sum(counts) / len(counts)) < 1e-6:
-            raise AssertionError("the query is among its own neighbours (distance 0): leave it out of the ranking.")
-        if abs(yours - sum(firsts) / len(firsts)) < 1e-6:
-            raise AssertionError("that counts the other-class images before the FIRST same-class image (what "
-                                 "P@1 sees); count those before the LAST one, the R-th.")
+        x, y = pixels.double().flatten(1), torch.as_tensor(labels)
+        d = torch.cdist(x, x, compute_mode="donot_use_mm_for_euclid_dist")
+        r = (y[:, None] == y[None, :]).sum(1) - 1
+        with_self = [int((y[torch.argsort(d[i], stable=True)[:r[i]]] != y[i]).sum()) for i in range(len(y))]
+        d.fill_diagonal_(float("inf"))
+        one_more = [int((y[torch.argsort(d[i], stable=True)[:r[i] + 1]] != y[i]).sum()) for i in range(len(y))]
+        wrong = {
+            "the query is among its own neighbours (distance 0): leave it out of the ranking":
+                sum(with_self) / len(y),
+            "that looks at the R + 1 nearest: R counts the OTHER images of the query's class":
+                sum(one_more) / len(y),
+            "that is a fraction; give the number of other-class images among the R nearest":
+                ours / float(r.double().mean()),
+        }
+        for msg, v in wrong.items():
+            if abs(yours - v) < 1e-6 * max(1.0, abs(v)):
+                raise AssertionError(f"{yours:.3f}: {msg}.")
         raise AssertionError(f"on these test images the mean is not {yours:.3f}: rank the others by distance to "
-                             "each query and count the other-class images before its R-th same-class image.")
+                             "each query and count the other-class images among its R nearest.")
     p1, map_r = results["raw pixels (784-d)"]
     off = abs(float(prediction["p1"]) - p1), abs(float(prediction["map_r"]) - map_r)
+    mean_r = float(((torch.as_tensor(labels)[:, None] == torch.as_tensor(labels)).sum(1) - 1).double().mean())
     return (f"raw pixels measured P@1 {p1:.3f}, MAP@R {map_r:.3f} (your guesses were off by {off[0]:.2f} and "
-            f"{off[1]:.2f}). On average {ours:.1f} images of other classes come before a query's last class-mate: "
-            "the nearest neighbour is often right (P@1), but the class is scattered among the others, and MAP@R "
-            "counts every one of them.")
+            f"{off[1]:.2f}). Among a query's R = {mean_r:.0f} nearest images, {ours:.1f} on average come from other "
+            "classes: the single nearest neighbour is often right (P@1), but most of the class lies farther away "
+            "than images of other classes, and MAP@R looks at all R.")

@@ -73,16 +73,11 @@ def test_00_3(exercise_namespace):
     assert grade("00.3", sol["my_prediction"], sol["my_intruders"], results, x, y).passed
     ours = lecture00.reference_intruders(x, y)
     assert abs(sol["my_intruders"] - ours) < 1e-5  # the solution runs in float32
-    # an independent count: the rank of the R-th class-mate among the other points, minus R
-    d = torch.cdist(x, x).fill_diagonal_(float("inf"))
-    same = (y[:, None] == y[None, :]).fill_diagonal_(False)
-    order = d.argsort(1)
-    hits = same.gather(1, order).cumsum(1)
-    r = same.sum(1)
-    assert abs(((hits < r[:, None]).sum(1) + 1 - r).double().mean().item() - ours) < 1e-9
+    # independent: R x (1 - R-precision), from the brute-force loop of exercise 00.2
+    assert abs(ours - 6 * (1 - lecture00.reference_r_precision(x, y))) < 1e-9
     guess = {"p1": 0.5, "map_r": 0.5}
     assert "[0, 1]" in grade("00.3", {"p1": 5, "map_r": 0.5}, ours, results, x, y).message
-    assert "FIRST" in grade("00.3", guess, ((hits < 1).sum(1)).float().mean().item(), results, x, y).message
+    assert "fraction" in grade("00.3", guess, ours / 6, results, x, y).message
     assert "not" in grade("00.3", guess, ours + 1, results, x, y).message
 
 
