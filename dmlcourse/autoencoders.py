@@ -214,9 +214,8 @@ def vae_objective(
     mu, log_var = model.encode_distribution(clean if noisy is None else noisy)
     code = reparameterize(mu, log_var, generator)
     x = _flat(clean)
-    return (x - model.decode(code)).pow(2).sum(1).mean() + model.beta * gaussian_kl(
-        mu, log_var
-    ).mean()
+    reconstruction = (x - model.decode(code)).pow(2).sum(1).mean()
+    return reconstruction + model.beta * gaussian_kl(mu, log_var).mean()
 
 
 @torch.no_grad()
@@ -249,10 +248,10 @@ def autoencoder_objective(
 ) -> torch.Tensor:
     """The regularised MSE objective of a reconstruction autoencoder:
 
-    mean_i ||x_i - x_hat_i||^2  +  weight_decay * sum_W ||W||_F^2  +  code_penalty * mean_i
-    ||f(x_i)||^2
+    mean_i ||x_i - x_hat_i||^2  +  weight_decay * sum_W ||W||_F^2  +
+    code_penalty * mean_i ||f(x_i)||^2
 
-    (the lecture sums over the batch; we average so that lambda does not depend on the
+    (the Guelph slides sum over the batch; we average so that lambda does not depend on the
     batch size). ``x`` and ``x_hat`` are (N, d) (images are flattened), ``code`` is (N, p).
     """
     check_tensor("x", x, floating=True)
@@ -280,8 +279,7 @@ def autoencoder_objective(
 def add_noise(
     x: torch.Tensor, std: float = 0.5, *, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """x + Gaussian noise of standard deviation ``std`` (the corruption of a denoising
-    autoencoder)."""
+    """x + Gaussian noise of standard deviation ``std`` (a denoising autoencoder's corruption)."""
     check_tensor("x", x, floating=True)
     std = check_float("std", std, min_value=0.0)
     noise = torch.randn(
@@ -440,9 +438,9 @@ def copy_gain(
                 f"directions has {directions.shape[1]} columns but x has {x.shape[1]} features."
             )
         e = torch.randn(len(x), len(directions), generator=g) @ directions.float().cpu()
-    e = (eps * e / e.norm(dim=1, keepdim=True).clamp_min(1e-12) * math.sqrt(x.shape[1]) / 28).to(
-        device
-    )
+    # each perturbation rescaled to norm eps * sqrt(d) / 28 (eps per pixel of a 28x28 image)
+    e = eps * e / e.norm(dim=1, keepdim=True).clamp_min(1e-12) * math.sqrt(x.shape[1]) / 28
+    e = e.to(device)
     was = model.training
     model.eval()
     delta = model.decode(model.encode(x + e)) - model.decode(model.encode(x))
@@ -587,9 +585,8 @@ def principal_angles(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if k == 0:
         raise ValueError("a or b has rank 0; principal angles are undefined.")
     cos = torch.linalg.svdvals(qa.T @ qb).clamp(-1.0, 1.0).flip(0)  # ascending: largest angle first
-    sin = torch.linalg.svdvals(qb - qa @ (qa.T @ qb)).clamp(
-        -1.0, 1.0
-    )  # descending: largest angle first
+    # descending: largest angle first
+    sin = torch.linalg.svdvals(qb - qa @ (qa.T @ qb)).clamp(-1.0, 1.0)
     angles = torch.where(cos**2 < 0.5, torch.arccos(cos), torch.arcsin(sin))
     return torch.sort(torch.rad2deg(angles), descending=True).values
 
@@ -598,8 +595,9 @@ def principal_angles(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def make_circles(n: int = 400, *, noise: float = 0.05, factor: float = 0.5, seed: int = 0):
-    """Two concentric circles (radius 1 and ``factor``), label 0 outside, 1 inside. Returns (x (n,
-    2), y (n,))."""
+    """Two concentric circles (radius 1 and ``factor``), label 0 outside, 1 inside.
+
+    Returns ``(x, y)``: points (n, 2) and labels (n,)."""
     n = check_int("n", n, min_value=2)
     noise = check_float("noise", noise, min_value=0.0)
     factor = check_float("factor", factor, min_value=0.0, max_value=1.0, strict_min=True)
@@ -645,8 +643,9 @@ def rbf_kernel_pca(
 
     The kernel is an inner product phi(x).phi(y) of an (infinite-dimensional) feature map phi;
     kernel PCA is PCA of phi(x), computed from the centred kernel matrix
-    K_c = (I - 1/n) K (I - 1/n) = V diag(lambda) V^T: the coordinates of x_i on the j-th axis
-    are sqrt(lambda_j) V_ij. ``x_new`` (optional) is projected on the axes learned from ``x``.
+    K_c = H K H = V diag(lambda) V^T, with the centring matrix H = I - (1/n) 1 1^T (1 the vector of
+    n ones): the coordinates of x_i on the j-th axis are sqrt(lambda_j) V_ij. ``x_new``
+    (optional) is projected on the axes learned from ``x``.
     Returns (n, n_components) (or (len(x_new), n_components)); signs of the axes are arbitrary
     (as in scikit-learn's ``KernelPCA``).
     """
@@ -655,11 +654,13 @@ def rbf_kernel_pca(
     gamma = check_float("gamma", gamma, min_value=0.0, strict_min=True)
     x = x.double()
     n = len(x)
+    # region: centred kernel matrix
     k = torch.exp(-gamma * torch.cdist(x, x).pow(2))
-    ones = torch.full((n, n), 1.0 / n, dtype=x.dtype)
-    kc = k - ones @ k - k @ ones + ones @ k @ ones
+    ones = torch.full((n, n), 1.0 / n, dtype=x.dtype)  # (1/n) 1 1^T, so that H = I - ones
+    kc = k - ones @ k - k @ ones + ones @ k @ ones  # H K H, multiplied out
     lam, v = torch.linalg.eigh(kc)
     lam, v = lam.flip(0)[:n_components].clamp_min(0.0), v.flip(1)[:, :n_components]
+    # endregion
     if x_new is None:
         return (v * lam.sqrt()).float()
     check_tensor("x_new", x_new, ndim=2, floating=True)

@@ -5,8 +5,7 @@ Taught in 00_start_here.
 * ``load(name, split, size)`` returns uint8 images (N, 28, 28), int64 labels and
   the class names.  ``size="mini"`` reads the class-balanced subset shipped inside
   the package, ``dmlcourse/datasets/mini/`` (no network ever); ``size="full"`` reads the four
-  official IDX
-  files from the data folder and downloads missing ones from the official
+  official IDX files from the data folder and downloads missing ones from the official
   mirrors, verified against the official MD5 and written atomically.
 * ``ClassBalancedBatchSampler`` draws P classes x K samples per batch (what the
   miners of lecture 6 need).

@@ -9,8 +9,8 @@ by a margin:
 
     Softmax      W_j . x + b_j                                  (no normalisation)
     NormFace     s cos(theta_j)                                 (no margin)
-    SphereFace   ||x|| psi(theta_y),  psi(theta) = (-1)^k cos(m theta) - 2k   on [k pi/m, (k+1)
-    pi/m]
+    SphereFace   ||x|| psi(theta_y),  psi(theta) = (-1)^k cos(m theta) - 2k
+                                       on [k pi/m, (k+1) pi/m], integer m
     CosFace      s (cos(theta_y) - m)
     ArcFace      s cos(theta_y + m)                             (m in RADIANS)
 
@@ -115,7 +115,11 @@ class NormFaceHead(_AngularHead):
 
 
 class CosFaceHead(_AngularHead):
-    """s (cos(theta_y) - m) for the target class (Wang et al., 2018; additive cosine margin)."""
+    """s (cos(theta_y) - m) for the target class (Wang et al., 2018; additive cosine margin).
+
+    AM-Softmax (Wang et al., 2018, other authors) is the same loss; the defaults s = 30,
+    m = 0.35 are its setting (the CosFace paper uses s = 64).
+    """
 
     def __init__(
         self, in_features: int, num_classes: int, scale: float = 30.0, margin: float = 0.35
@@ -137,9 +141,9 @@ def arc_margin_target(cos_target: torch.Tensor, margin: float) -> torch.Tensor:
     """cos(theta + m) for the target class, NaN-free.
 
     Computed in at least float32 (float16/bfloat16 cannot hold 1 - 1e-6), with acos clamped away
-    from +-1. Where theta + m > pi, cos(theta + m)
-    would start to *increase* again (a larger angle would be rewarded), so we use
-    the usual fallback cos(theta) - m sin(m), which keeps decreasing.
+    from +-1. Where theta + m > pi, cos(theta + m) would start to *increase* again (a larger
+    angle would be rewarded), so we use the usual fallback cos(theta) - m sin(m), which keeps
+    decreasing.
     """
     c = _wide(cos_target).clamp(-1 + ACOS_EPS, 1 - ACOS_EPS)
     theta = torch.acos(c)
@@ -281,9 +285,10 @@ def target_logit_curves(
 def decision_boundaries(
     theta1: torch.Tensor, *, sphere_m: int = 4, cos_m: float = 0.35, arc_m: float = 0.5
 ) -> dict:
-    """theta2 on the boundary where class 1 starts to win, for two classes, from the lecture's
-    equations: softmax θ2 = θ1; SphereFace cos(m θ1) = cos θ2; CosFace cos θ1 − m = cos θ2;
-    ArcFace cos(θ1 + m) = cos θ2. NaN where the boundary leaves [0, π]."""
+    """theta2 on the boundary where class 1 starts to win, for two classes, from the
+    face-recognition slides' equations: softmax θ2 = θ1; SphereFace cos(m θ1) = cos θ2;
+    CosFace cos θ1 − m = cos θ2; ArcFace cos(θ1 + m) = cos θ2. NaN where the boundary leaves
+    [0, π]."""
     nan = torch.full_like(theta1, float("nan"))
     acos = lambda c: torch.where((c >= -1) & (c <= 1), torch.acos(c.clamp(-1, 1)), nan)
     return {
@@ -415,9 +420,8 @@ def margin_explorer(*, sphere_m: int = 4, cos_m: float = 0.35, arc_m: float = 0.
             fig.data[k].update(x=deg, y=y.numpy(), name=name)
         for k, y in enumerate(bounds.values()):
             fig.data[4 + 2 * k].update(x=deg, y=torch.rad2deg(y).numpy())
-            fig.data[5 + 2 * k].update(
-                x=torch.rad2deg(y).numpy(), y=deg
-            )  # class 2: the mirror image
+            # class 2: the mirror image
+            fig.data[5 + 2 * k].update(x=torch.rad2deg(y).numpy(), y=deg)
 
     fig = plots.wire_explorer(fig, (sphere, cos, arc), update)
     box = W.VBox([W.HBox([sphere, cos, arc]), fig])

@@ -6,7 +6,7 @@ Conventions shared by every loss here
 -------------------------------------
 * ``distance`` in {"euclidean", "squared_euclidean", "cosine"} (see ``dmlcourse.core.distances``).
 * ``reduction`` in {"mean", "sum", "mean_nonzero", "none"}:
-  mean over all terms; sum (as the lecture's formulas are written); mean over
+  mean over all terms; sum (as the Guelph slides' formulas are written); mean over
   the terms that are > 0 (pytorch-metric-learning's default: the loss does not
   shrink just because most terms are already satisfied); or the per-term vector.
 * An empty set of pairs/triplets gives a zero that is still connected to the
@@ -46,7 +46,7 @@ def contrastive_loss(
 ):
     """Contrastive loss over pairs (z1[i], z2[i]); ``dissimilar[i]`` is y_i (1 = dissimilar).
 
-    form="lecture" (eq. 11):  (1 - y) d + y [m - d]_+
+    form="lecture" (eq. 11 of the Guelph slides):  (1 - y) d + y [m - d]_+
     form="hadsell" (Hadsell, Chopra & LeCun 2006): (1 - y) D^2 / 2 + y [m - D]_+^2 / 2,
         with D the chosen ``distance`` (the paper's D is the Euclidean distance:
         use ``distance="euclidean"`` for it).
@@ -116,24 +116,44 @@ def triplet_loss_from_indices(
     )
 
 
+EP_NEGATIVES = ("all", "hardest", "semi_hard")
+
+
 def easy_positive_loss(
-    z: torch.Tensor, labels: torch.Tensor, *, scale: float = 1.0, reduction: str = "mean"
+    z: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    scale: float = 1.0,
+    negatives: str = "all",
+    reduction: str = "mean",
 ):
-    """Easy-positive loss (Xuan, Stylianou & Pless, 2020; the lecture's eq. 19).
+    """Easy-positive softmax loss (Xuan, Stylianou & Pless, WACV 2020), in the form you choose.
 
     Taught in 06_mining_sampling.
 
-    On L2-normalised embeddings, with s = ``scale`` and cosine similarities f_i.f_j, for every
-    anchor i that has a positive and a negative:
+    On L2-normalised embeddings, with s = ``scale`` and cosine similarities f_i.f_j, every anchor
+    i is paired with its *most similar* (easiest) positive p*, and
 
-        -log( exp(s f_i.f_p*) / (exp(s f_i.f_p*) + sum_n exp(s f_i.f_n)) ),
+        -log( exp(s f_i.f_p*) / (exp(s f_i.f_p*) + sum_{n in N_i} exp(s f_i.f_n)) ).
 
-    where p* is the anchor's *most similar* (easiest) positive. The lecture writes this
-    ratio with a ``min`` over positives and without the -log; minimising that ratio as
-    written would push the positive away. The embeddings are normalised here.
+    ``negatives`` says which negatives N_i enter the denominator:
+
+    * ``"all"`` (default): every negative of the batch, as the paper writes its loss and as the
+      Guelph slides' eq. 19 does (the slides write the ratio with a ``min`` over positives and
+      without the -log; minimising that ratio as written would push the positive away);
+    * ``"semi_hard"``: one negative, the most similar one that is still less similar than p*,
+      as the authors' released code trains in the setting its run script selects (the
+      EasyPositiveHardNegative repository, ``EPHNLoss`` with ``semi=True``, "EPSHN"); an anchor
+      without one contributes no term;
+    * ``"hardest"``: one negative, the most similar one (the same code with ``semi=False``,
+      "EPHN"), a two-way softmax over [s f_i.f_p*, s f_i.f_n].
+
+    The released code uses a temperature of 0.1, i.e. ``scale=10``, and sums over the anchors. An
+    anchor needs a positive and a negative. The embeddings are normalised here.
     """
     check_embeddings_labels(z, labels, name="z")
     scale = check_float("scale", scale, min_value=0.0, strict_min=True)
+    check_choice("negatives", negatives, EP_NEGATIVES)
     check_choice("reduction", reduction, REDUCTIONS)
     zn = torch.nn.functional.normalize(z, dim=1)
     sim = scale * (zn @ zn.T)
@@ -142,8 +162,15 @@ def easy_positive_loss(
     pos, neg = same & ~eye, ~same
     ok = pos.any(1) & neg.any(1)
     very_negative = torch.finfo(sim.dtype).min
-    s_pos = sim.masked_fill(~pos, very_negative).max(1).values
+    # region: easy positive
+    s_pos = sim.masked_fill(~pos, very_negative).max(1).values  # the most similar positive
+    # endregion
+    if negatives == "semi_hard":  # only the negatives less similar than the easy positive
+        neg = neg & (sim.detach() < s_pos.detach()[:, None])
+        ok = ok & neg.any(1)
     s_neg = sim.masked_fill(~neg, very_negative)
+    if negatives != "all":  # one negative per anchor: the most similar of those allowed
+        s_neg = s_neg.max(1, keepdim=True).values
     log_den = torch.logsumexp(torch.cat([s_pos[:, None], s_neg], 1), dim=1)
     terms = (log_den - s_pos)[ok]
     return reduce_terms(terms, reduction, anchor=z)

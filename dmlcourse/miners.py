@@ -36,6 +36,7 @@ from .core.distances import DISTANCES, pairwise_distance
 from .core.reduction import REDUCTIONS, reduce_terms
 from .core.validate import check_choice, check_embeddings_labels, check_float
 from .losses import (
+    EP_NEGATIVES,
     batch_all_triplet_sums,
     easy_positive_loss,
     reduce_triplet_sums,
@@ -76,8 +77,8 @@ def batch_all(z: torch.Tensor, labels: torch.Tensor, *, distance: str = "euclide
 
 @torch.no_grad()
 def batch_hard(z: torch.Tensor, labels: torch.Tensor, *, distance: str = "euclidean"):
-    """Per anchor, the farthest positive and the closest negative (eq. 16): one triplet per
-    anchor."""
+    """Per anchor, the farthest positive and the closest negative (eq. 16):
+    one triplet per anchor."""
     d, pos, neg = _masks(z, labels, distance)
     ok = pos.any(1) & neg.any(1)
     p = d.masked_fill(~pos, float("-inf")).argmax(1)
@@ -115,11 +116,13 @@ def batch_semi_hard(
         a, p = a_all[s : s + rows], p_all[s : s + rows]
         d_ap = d[a, p][:, None]
         d_an = d[a]
-        ok = neg[a] & (d_an > d_ap)
+        # region: band
+        ok = neg[a] & (d_an > d_ap)  # farther than the positive ...
         if margin is not None:
-            ok &= d_an < d_ap + margin
-        n = d_an.masked_fill(~ok, float("inf")).argmin(1)
-        found = ok.any(1)
+            ok &= d_an < d_ap + margin  # ... and, with a margin, inside the band (FaceNet)
+        n = d_an.masked_fill(~ok, float("inf")).argmin(1)  # the closest such negative
+        found = ok.any(1)  # a pair without one is skipped
+        # endregion
         out_a.append(a[found])
         out_p.append(p[found])
         out_n.append(n[found])
@@ -130,9 +133,12 @@ def batch_semi_hard(
 def easy_positive(z: torch.Tensor, labels: torch.Tensor, *, distance: str = "euclidean"):
     """Per anchor, its *closest* positive, paired with every negative (the triplets of eq. 18).
 
-    With the triplet hinge on these triplets this is eq. 18; the easy-positive method itself
-    (Xuan et al., 2020; eq. 19) puts the same positive and negatives in a softmax instead:
-    ``MinedTripletLoss("easy_positive", loss="easy_positive_softmax")``."""
+    With the triplet hinge on these triplets this is the Guelph slides' eq. 18. The easy-positive
+    paper (Xuan, Stylianou & Pless, 2020) puts the easy positive in a softmax instead,
+    ``MinedTripletLoss("easy_positive", loss="easy_positive_softmax")``: against every negative
+    as the paper writes it (and the slides' eq. 19), or against one negative per anchor as the
+    authors' released code trains it, ``ep_negatives="semi_hard"`` (or ``"hardest"``); see
+    :func:`dmlcourse.losses.easy_positive_loss`."""
     d, pos, neg = _masks(z, labels, distance)
     ok = pos.any(1)
     p_best = d.masked_fill(~pos, float("inf")).argmin(1)
@@ -163,7 +169,7 @@ HARD, SEMI_HARD, EASY = 0, 1, 2
 def negative_types(
     z: torch.Tensor, labels: torch.Tensor, margin: float, *, distance: str = "euclidean"
 ):
-    """Classify every triplet of the batch, as in the third lecture:
+    """Classify every triplet of the batch, as in the face-recognition slides:
 
     * hard:      d(a,n) < d(a,p)                 (the negative is closer than the positive)
     * semi-hard: d(a,p) <= d(a,n) < d(a,p) + m   (right order, but inside the margin)
@@ -294,9 +300,8 @@ class BayesianUpdating:
         self.classes: dict[int, tuple] = {}  # label -> (mu, kappa, Psi, nu), float64 on the CPU
 
     def _prior(self, p: int):
-        nu0 = (
-            p + 2.0
-        )  # the smallest integer nu0 with a finite mean covariance: E[Sigma] = Psi0 / (nu0 - p - 1)
+        # the smallest integer nu0 with a finite mean covariance: E[Sigma] = Psi0 / (nu0 - p - 1)
+        nu0 = p + 2.0
         return (
             torch.zeros(p, dtype=torch.float64),
             self.kappa0,
@@ -413,10 +418,11 @@ class MinedTripletLoss(torch.nn.Module):
 
     * ``"triplet"`` (default): the triplet hinge ``[d(a,p) - d(a,n) + margin]_+`` on every mined
       triplet, reduced by ``reduction``. With ``miner="easy_positive"`` this is eq. 18.
-    * ``"easy_positive_softmax"``: :func:`dmlcourse.losses.easy_positive_loss` (eq. 19, scale
-      ``ep_scale``), the easy-positive method of Xuan et al. (2020). It has no margin (pass
-      ``margin=None`` or leave it: it is not used) and needs ``miner="easy_positive"``, whose
-      triplets (closest positive, every negative) it puts in a softmax.
+    * ``"easy_positive_softmax"``: :func:`dmlcourse.losses.easy_positive_loss` (scale
+      ``ep_scale``) on the easy positive of each anchor, with the negatives ``ep_negatives``:
+      ``"all"`` (the Guelph slides' eq. 19), ``"semi_hard"`` or ``"hardest"`` (one negative per
+      anchor, as the easy-positive paper's public code trains). It has no margin (pass
+      ``margin=None`` or leave it: it is not used) and needs ``miner="easy_positive"``.
 
     Logs per step with the hinge: ``active_fraction`` (mined triplets with a non-zero loss) and
     ``triplets`` (how many were mined).
@@ -432,6 +438,7 @@ class MinedTripletLoss(torch.nn.Module):
         reduction: str = "mean",
         semi_hard_margin: bool = True,
         ep_scale: float = 10.0,
+        ep_negatives: str = "all",
         seed: int = 0,
     ):
         super().__init__()
@@ -460,6 +467,7 @@ class MinedTripletLoss(torch.nn.Module):
         self.miner = miner
         self.semi_hard_margin = semi_hard_margin
         self.ep_scale = check_float("ep_scale", ep_scale, min_value=0.0, strict_min=True)
+        self.ep_negatives = check_choice("ep_negatives", ep_negatives, EP_NEGATIVES)
         self.generator = torch.Generator().manual_seed(seed)
         self.sampler = BayesianUpdating(seed=seed) if miner == "bayesian_updating" else None
 
@@ -480,7 +488,13 @@ class MinedTripletLoss(torch.nn.Module):
     def forward(self, z, labels):
         if self.loss == "easy_positive_softmax":
             return {
-                "loss": easy_positive_loss(z, labels, scale=self.ep_scale, reduction=self.reduction)
+                "loss": easy_positive_loss(
+                    z,
+                    labels,
+                    scale=self.ep_scale,
+                    negatives=self.ep_negatives,
+                    reduction=self.reduction,
+                )
             }
         if self.miner == "batch_all" and self.reduction != "none":
             # Every valid triplet: about b^3/c of them (200,000 in a batch of 128). The same sums

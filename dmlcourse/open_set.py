@@ -28,8 +28,7 @@ from .core.validate import check_embeddings_labels, check_int, check_tensor
 def split_by_classes(images: torch.Tensor, labels: torch.Tensor, seen_classes):
     """Split a dataset into the seen classes and the held-out (unseen) ones.
 
-    Returns ``(seen_images, seen_labels, unseen_images, unseen_labels)``; labels are kept as they
-    are.
+    Returns ``(seen_images, seen_labels, unseen_images, unseen_labels)``; labels are unchanged.
     """
     check_tensor("labels", labels, ndim=1)
     if len(images) != len(labels):
@@ -66,18 +65,20 @@ def nearest_neighbours(
             f"distance={distance!r} is not allowed; choose one of {sorted(DISTANCES)}."
         )
     k = check_int("k", k, min_value=1, max_value=len(reference) - (1 if exclude_self else 0))
+    if exclude_self and len(queries) != len(reference):
+        raise ValueError("exclude_self=True needs the queries to be the reference set.")
+    # region: k nearest
+    # (N, M): every query against every reference
     d = pairwise_distance(queries, reference, distance)
     if exclude_self:
-        if len(queries) != len(reference):
-            raise ValueError("exclude_self=True needs the queries to be the reference set.")
-        d = d.clone().fill_diagonal_(float("inf"))
+        d = d.clone().fill_diagonal_(float("inf"))  # a point is not its own neighbour
     return torch.topk(d, k, dim=1, largest=False, sorted=True).indices
+    # endregion
 
 
 def nmi(labels_a: torch.Tensor, labels_b: torch.Tensor) -> float:
-    """Normalised mutual information I(A; B) / ((H(A) + H(B)) / 2) of two labelings
-    (scikit-learn's default, "arithmetic" normalisation). 1 = the same partition, 0 =
-    independent."""
+    """Normalised mutual information I(A; B) / ((H(A) + H(B)) / 2) of two labelings (the
+    "arithmetic" normalisation, scikit-learn's default): 1 = the same partition, 0 = independent."""
     a, b = torch.as_tensor(labels_a).flatten(), torch.as_tensor(labels_b).flatten()
     if len(a) != len(b) or len(a) == 0:
         raise ValueError(
@@ -101,8 +102,7 @@ def kmeans_nmi(
     embeddings: torch.Tensor, labels: torch.Tensor, n_clusters: int | None = None, *, seed: int = 0
 ):
     """Cluster ``embeddings`` with k-means (scikit-learn, 10 restarts; ``n_clusters`` defaults to
-    the
-    number of classes) and return ``(nmi(clusters, labels), clusters)``."""
+    the number of classes) and return ``(nmi(clusters, labels), clusters)``."""
     from sklearn.cluster import KMeans
 
     check_embeddings_labels(embeddings, labels)

@@ -46,8 +46,7 @@ def get_device(prefer: str | None = None, *, verbose: bool = True) -> torch.devi
 
 
 def seed_everything(seed: int = 0) -> torch.Generator:
-    """Seed Python, NumPy and torch (all devices); return a CPU ``torch.Generator`` seeded the
-    same."""
+    """Seed Python, NumPy and torch (all devices); return a CPU ``torch.Generator``, same seed."""
     seed = check_int("seed", seed, min_value=0)
     random.seed(seed)
     np.random.seed(seed % 2**32)

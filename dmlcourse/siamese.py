@@ -1,4 +1,4 @@
-"""Siamese networks: two ways to share weights, batch losses, and the lecture-5 widgets.
+"""Siamese networks: two ways to share weights, batch losses, and the widgets of 05_siamese_triplet.
 
 Taught in 05_siamese_triplet.
 
@@ -120,7 +120,8 @@ class BatchContrastive(nn.Module):
 class BatchTriplet(nn.Module):
     """Triplet loss over random triplets of a labelled batch (``n_per_anchor`` per sample).
 
-    Random triplets are lecture 5's baseline; lecture 6 replaces them with mined ones.
+    Random triplets are 05_siamese_triplet's baseline; 06_mining_sampling replaces them with
+    mined ones.
     """
 
     def __init__(
@@ -194,8 +195,8 @@ def pair_distances(
     max_pairs: int = 20000,
     seed: int = 0,
 ):
-    """Distances of (up to ``max_pairs``) similar and dissimilar pairs of a set: (similar,
-    dissimilar)."""
+    """Distances of (up to ``max_pairs``) similar and dissimilar pairs of a set:
+    (similar, dissimilar)."""
     d = pairwise_distance(z.detach().float(), distance=distance)
     i, j = torch.triu_indices(len(z), len(z), 1)
     same = labels[i] == labels[j]
@@ -230,9 +231,8 @@ def triplet_margin_explorer(d_ap=None, d_an=None, *, margin: float = 0.2, d_max:
 
     margin = check_float("margin", margin, min_value=0.0)
     m_max = d_max / 2  # the slider's range
-    if (
-        d_ap is not None
-    ):  # the axes fit the triplets (at most d_max): 0-0.4 of a 0-2 square showed nothing
+    # the axes fit the triplets (at most d_max): 0-0.4 of a 0-2 square showed nothing
+    if d_ap is not None:
         d_max = min(d_max, 1.1 * float(torch.quantile(torch.cat([d_ap, d_an]).float(), 0.99)))
     grid = torch.linspace(0, d_max, 81)
     fig = go.Figure()
@@ -338,9 +338,8 @@ def histogram_browser(per_epoch: list, *, bins: int = 40, title: str = "pair dis
 
     def update(fig):
         sim, dis = per_epoch[slider.value]
-        top = max(
-            float(torch.cat([sim, dis]).max()), 1e-6
-        )  # this epoch's range: epoch 0 may sit below 0.22
+        # this epoch's range: epoch 0 may sit below 0.22
+        top = max(float(torch.cat([sim, dis]).max()), 1e-6)
         # no batch_update (see heads.margin_explorer: the browser loses what one trace's
         # update leaves out)
         fig.data[0].x = sim.numpy()

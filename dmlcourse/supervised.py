@@ -5,15 +5,17 @@ Taught in 04_supervised_losses.
 Each loss is written from its formula (vectorised torch, autograd gives the gradients)
 and matches PyTorch's built-in where there is one:
 
-    mse_loss(pred, target)              mean (pred - target)^2                    F.mse_loss
-    mae_loss(pred, target)              mean |pred - target|                      F.l1_loss
-    huber_loss(pred, target, delta)     0.5 r^2 if |r| <= delta else
-                                        delta (|r| - 0.5 delta)                   F.huber_loss
-    kl_divergence(logits, target)       sum_l t_l (log t_l - log softmax_l)
-    F.kl_div(log_softmax, t, "batchmean")
-    hinge_loss(scores, y, margin)       [m - y f]_+ with y in {-1, +1}            (2 x
-    F.multi_margin_loss, see tests)
-    cross_entropy(logits, labels)       -log softmax(logits)_y                    F.cross_entropy
+    mse_loss(pred, target)           mean (pred - target)^2           F.mse_loss
+    mae_loss(pred, target)           mean |pred - target|             F.l1_loss
+    huber_loss(pred, target, delta)  0.5 r^2 if |r| <= delta,         F.huber_loss
+                                     else delta (|r| - 0.5 delta)
+    kl_divergence(logits, target)    sum_l t_l log(t_l / q_l),        F.kl_div(log q, t, batchmean)
+                                     q = softmax(logits)
+    hinge_loss(scores, y, margin)    [m - y f]_+, y in {-1, +1}       2 x F.multi_margin_loss on the
+                                                                      logits (-f/2, f/2) (see tests)
+    cross_entropy(logits, labels)    -log softmax(logits)_y           F.cross_entropy
+
+The equation numbers are those of the Guelph slides (see 00_start_here).
 
 The network (:class:`Classifier`) is a backbone (``models.MLP`` or ``models.SmallCNN``)
 whose output is the EMBEDDING (the one-before-last layer), followed by one linear
@@ -49,20 +51,19 @@ def _check_regression(pred, target):
     if pred.shape != target.shape:
         raise ValueError(
             f"pred has shape {tuple(pred.shape)} but target has {tuple(target.shape)}; they must "
-            "match "
-            "(a single-output network gives (N,): squeeze its (N, 1) output)."
+            "match (a single-output network gives (N,): squeeze its (N, 1) output)."
         )
     return pred, target.to(pred.dtype)
 
 
 def mse_loss(pred: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """Mean squared error: mean_i (pred_i - target_i)^2 (lecture eq. 4, averaged)."""
+    """Mean squared error: mean_i (pred_i - target_i)^2 (the Guelph slides' eq. 4, averaged)."""
     pred, target = _check_regression(pred, target)
     return _reduce((pred - target) ** 2, reduction)
 
 
 def mae_loss(pred: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """Mean absolute error: mean_i |pred_i - target_i| (lecture eq. 5). Autograd uses the
+    """Mean absolute error: mean_i |pred_i - target_i| (the Guelph slides' eq. 5). Autograd uses the
     subgradient sign(r), which is 0 at r = 0 (as PyTorch's l1_loss)."""
     pred, target = _check_regression(pred, target)
     return _reduce((pred - target).abs(), reduction)
@@ -71,7 +72,8 @@ def mae_loss(pred: torch.Tensor, target: torch.Tensor, reduction: str = "mean") 
 def huber_loss(
     pred: torch.Tensor, target: torch.Tensor, delta: float = 1.0, reduction: str = "mean"
 ) -> torch.Tensor:
-    """Huber loss (lecture eq. 6): 0.5 r^2 where |r| <= delta, delta (|r| - 0.5 delta) beyond.
+    """Huber loss (the Guelph slides' eq. 6): 0.5 r^2 where |r| <= delta, else
+    delta (|r| - 0.5 delta).
 
     Quadratic near 0 (like MSE), linear far away (like MAE, slope delta), and the two
     pieces meet with the same value and slope at |r| = delta. (PyTorch's smooth_l1_loss
@@ -112,7 +114,7 @@ def log_softmax(logits: torch.Tensor) -> torch.Tensor:
 def cross_entropy(
     logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean"
 ) -> torch.Tensor:
-    """Cross-entropy with softmax (lecture eq. 9): -sum_l (y_i)_l log softmax(f_o(x_i))_l
+    """Cross-entropy with softmax (the Guelph slides' eq. 9): -sum_l (y_i)_l log softmax(f_o(x_i))_l
     with one-hot y_i, i.e. -log of the softmax probability of the true class."""
     _check_logits(logits, labels)
     return _reduce(-log_softmax(logits).gather(1, labels[:, None]).squeeze(1), reduction)
@@ -125,7 +127,7 @@ def kl_divergence(
 
     ``target`` is (N, c) rows of probabilities. This is the direction that works with
     one-hot or smoothed labels (it then equals cross-entropy minus the target's entropy);
-    the lecture's eq. 7 writes the other direction, KL(prediction || target), which is
+    the Guelph slides' eq. 7 writes the other direction, KL(prediction || target), which is
     infinite as soon as a one-hot target has a 0 where the prediction does not.
     reduction "mean" averages over samples (PyTorch's "batchmean").
     """
@@ -140,10 +142,12 @@ def kl_divergence(
         target.sum(1), torch.ones_like(target[:, 0]), atol=1e-4
     ):
         raise ValueError("target rows must be probability vectors (non-negative, summing to 1).")
-    t_log_t = torch.where(
+    # region: formula
+    t_log_t = torch.where(  # t log t, with 0 log 0 = 0
         target > 0, target * torch.log(target.clamp_min(1e-300)), torch.zeros_like(target)
     )
     return _reduce((t_log_t - target * log_softmax(logits)).sum(1), reduction)
+    # endregion
 
 
 def smooth_labels(labels: torch.Tensor, num_classes: int, smoothing: float = 0.1) -> torch.Tensor:
@@ -158,7 +162,7 @@ def smooth_labels(labels: torch.Tensor, num_classes: int, smoothing: float = 0.1
 def hinge_loss(
     scores: torch.Tensor, labels: torch.Tensor, margin: float = 1.0, reduction: str = "mean"
 ) -> torch.Tensor:
-    """Two-class hinge loss (lecture eq. 8): [m - y_i f_o(x_i)]_+ with labels y_i in {-1, +1}.
+    """Two-class hinge loss (the Guelph slides' eq. 8): [m - y_i f_o(x_i)]_+, y_i in {-1, +1}.
 
     Zero once the score has the right sign AND is at least m away from 0.
     """
@@ -240,7 +244,7 @@ class SupervisedLoss(nn.Module):
     loss : "cross_entropy" and "kl" (c outputs; "kl" uses label-smoothed targets,
         ``smoothing``, since with one-hot targets KL equals cross-entropy exactly);
         "mse", "mae", "huber" (ONE output neuron regressing the class index, the
-        lecture's single-output set-up); "hinge" (one output, two classes, labels
+        Guelph slides' single-output set-up); "hinge" (one output, two classes, labels
         0/1 are mapped to -1/+1, ``margin``).
     ``forward(z, labels)`` returns {"loss", "accuracy"}; ``predict(z)`` the class.
     """

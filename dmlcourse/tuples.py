@@ -31,8 +31,7 @@ def _check_labels(labels):
 
 
 def _random_member(mask: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """For each row of a boolean (N, M) mask, a uniformly random column where it is True (-1 if
-    none)."""
+    """For each row of a boolean (N, M) mask, a uniformly random column where it is True, or -1."""
     scores = torch.rand(mask.shape, generator=g).masked_fill(~mask, -1.0)
     idx = scores.argmax(1)
     return torch.where(mask.any(1), idx, torch.full_like(idx, -1))
@@ -45,7 +44,7 @@ def make_pairs(
     positive_fraction: float = 0.5,
     seed: int = 0,
 ):
-    """Random pairs (i, j) with ``dissimilar = 1`` where the labels differ (the lecture's y).
+    """Random pairs (i, j) with ``dissimilar = 1`` where the labels differ (the Guelph slides' y).
 
     Returns (i, j, dissimilar), LongTensors of length ``n_pairs`` (default: len(labels)).
     A fraction ``positive_fraction`` of the pairs is similar (same class, i != j), the
@@ -156,9 +155,8 @@ def augment(
         [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
     )
     grid = torch.nn.functional.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
-    background = x.amin(
-        dim=(1, 2, 3), keepdim=True
-    )  # pixels moved in from outside get the background value
+    # pixels moved in from outside get the background value
+    background = x.amin(dim=(1, 2, 3), keepdim=True)
     out = torch.nn.functional.grid_sample(x - background, grid, align_corners=False) + background
     if noise > 0:
         out = out + noise * torch.randn(out.shape, generator=g).to(out.device)

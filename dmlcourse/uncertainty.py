@@ -1,31 +1,27 @@
-"""Uncertainty in embeddings: Probabilistic Face Embeddings (PFE) and Data Uncertainty Learning
-(DUL).
+"""Uncertainty in embeddings: Probabilistic Face Embeddings (PFE), Data Uncertainty Learning (DUL).
 
 Taught in 08_uncertainty_pfe.
 
 A probabilistic embedding maps an input x to a Gaussian N(mu(x), diag(var(x))) instead of a point.
 
-* ``mutual_likelihood_score`` (MLS, Shi & Jain 2019, eq. 3 of the lecture): the log-probability that
-two
-  inputs share the same latent code,
-      s = -1/2 sum_l [ (mu1_l - mu2_l)^2 / (var1_l + var2_l) + log(var1_l + var2_l) ] - (D/2) log(2
-      pi).
+* ``mutual_likelihood_score`` (MLS, Shi & Jain 2019, eq. 3 of the face-recognition slides): the
+  log-probability that two inputs share the same latent code,
+
+      s = -1/2 sum_l [ (mu1_l - mu2_l)^2 / (var1_l + var2_l) + log(var1_l + var2_l) ]
+          - (D/2) log(2 pi).
+
   The first term is the *attention* term (a distance that weights confident dimensions more), the
-  second the
-  *penalty* term (uncertain dimensions lower the score whatever the distance).
+  second the *penalty* term (uncertain dimensions lower the score whatever the distance).
 * ``UncertaintyHead`` + ``PFE`` + ``PFELoss``: PFE keeps a trained deterministic embedding (the
-mean) frozen and
-  learns only the variance, by minimising the negative MLS of same-class pairs.
+  mean) frozen and learns only the variance, by minimising the negative MLS of same-class pairs.
 * ``fuse``: several observations of one class combined into one Gaussian by precision weighting.
 * ``DULNet`` + ``DULLoss`` (Chang et al., 2020): mean and variance learned together from scratch, an
-embedding
-  sampled with the reparameterisation trick, and a KL term towards N(0, I).
+  embedding sampled with the reparameterisation trick, and a KL term towards N(0, I).
 * ``degrade``: blur, occlusion, noise and low contrast written in torch, with a strength in [0, 1].
 
 Variances: every public function takes **variances** (> 0) unless its argument says ``log_var``; the
-networks
-predict log-variances (unconstrained), and ``mutual_likelihood_score(..., log_var=True)`` accepts
-those directly.
+networks predict log-variances (unconstrained), and ``mutual_likelihood_score(..., log_var=True)``
+accepts those directly.
 """
 
 from __future__ import annotations
@@ -81,8 +77,7 @@ def _broadcast(mu1, mu2):
         ) from None
 
 
-# --------------------------------------------------------------------------- the mutual likelihood
-# score
+# --------------------------------------------------------------------------- the MLS
 
 
 def mls_terms(mu1, var1, mu2, var2, *, log_var: bool = False) -> dict:
@@ -96,8 +91,8 @@ def mls_terms(mu1, var1, mu2, var2, *, log_var: bool = False) -> dict:
 
 
 def _mls_terms(mu1, var1, mu2, var2, log_var):
-    # the computation alone, for callers that validated their inputs once (pairwise_mls, pfe_loss in
-    # training)
+    # the computation alone, for callers that validated their inputs once
+    # (pairwise_mls, and pfe_loss in training)
     var_sum = None if log_var else var1 + var2
     if var_sum is not None and torch.isfinite(var_sum).all():
         log_sum = torch.log(var_sum)  # a sum of positives never underflows to 0
@@ -118,34 +113,29 @@ def _mls_terms(mu1, var1, mu2, var2, log_var):
 def mutual_likelihood_score(mu1, var1, mu2, var2, *, log_var: bool = False) -> torch.Tensor:
     """MLS of pairs of Gaussian embeddings: log p(z1 = z2) for z1 ~ N(mu1, var1), z2 ~ N(mu2, var2).
 
-        s = -1/2 sum_l [ (mu1_l - mu2_l)^2 / (var1_l + var2_l) + log(var1_l + var2_l) ] - (D/2)
-        log(2 pi)
+        s = -1/2 sum_l [ (mu1_l - mu2_l)^2 / (var1_l + var2_l) + log(var1_l + var2_l) ]
+            - (D/2) log(2 pi)
 
     Parameters
     ----------
     mu1, var1 : (..., D) means and **variances** (> 0) of the first inputs.
-    mu2, var2 : (..., D) the second inputs; broadcast against the first ((N, 1, D) and (1, M, D)
-    give all N x M
-        scores).
+    mu2, var2 : (..., D) the second inputs; broadcast against the first ((N, 1, D) and
+        (1, M, D) give all N x M scores).
     log_var : if True, ``var1`` and ``var2`` are log-variances (any real number) instead.
 
     Returns the scores, shape (...): higher = more likely the same. Stable: a sum of positive
-    variances cannot
-    underflow to 0, and where it would overflow (or for log-variances) log(var1 + var2) is computed
-    as
-    ``logaddexp(log var1, log var2)``; tiny and huge variances give finite scores. The official PFE
-    code returns the negative of
-    ``sum[(mu1 - mu2)^2 / (var1 + var2) + log(var1 + var2)]`` — 2 (-s) minus a constant — which
-    ranks pairs
-    identically (see ``pfe_official_score``).
+    variances cannot underflow to 0, and where it would overflow (or for log-variances)
+    log(var1 + var2) is computed as ``logaddexp(log var1, log var2)``; tiny and huge variances
+    give finite scores. The official PFE code returns the negative of
+    ``sum[(mu1 - mu2)^2 / (var1 + var2) + log(var1 + var2)]``, that is 2 s + D log(2 pi): an
+    increasing affine map of s, which ranks pairs identically (see ``pfe_official_score``).
     """
     return mls_terms(mu1, var1, mu2, var2, log_var=log_var)["total"]
 
 
 def pfe_official_score(mu1, var1, mu2, var2, *, log_var: bool = False) -> torch.Tensor:
     """The form of the official PFE code: -sum[(mu1 - mu2)^2 / (var1 + var2) + log(var1 + var2)],
-    i.e.
-    2 MLS + D log(2 pi). An increasing affine map of the MLS: the same ranking, ROC and EER."""
+    i.e. 2 MLS + D log(2 pi). An increasing affine map of the MLS: the same ranking, ROC and EER."""
     t = mls_terms(mu1, var1, mu2, var2, log_var=log_var)
     return 2 * (t["attention"] + t["penalty"])
 
@@ -181,8 +171,7 @@ def harmonic_variance(var: torch.Tensor) -> torch.Tensor:
     return var.shape[1] / (1.0 / var).sum(1)
 
 
-# --------------------------------------------------------------------------- PFE: a variance on a
-# frozen mean
+# --------------------------------------------------------------------------- PFE: frozen mean
 
 
 class UncertaintyHead(nn.Module):
@@ -222,10 +211,9 @@ class PFE(nn.Module):
     """A frozen mean and a trainable variance on top of the same backbone features.
 
     ``PFE(mean_layer, head)(features)`` returns ``(mu, log_var)``: mu =
-    normalize(mean_layer(features)) (frozen: its
-    parameters never get gradients) and log_var = head(features). Train with ``train.train(pfe,
-    PFELoss(), ...)`` on
-    the backbone's *features* (computed once: the backbone is frozen too)."""
+    normalize(mean_layer(features)) (frozen: its parameters never get gradients) and log_var =
+    head(features). Train with ``train.train(pfe, PFELoss(), ...)`` on the backbone's *features*
+    (computed once: the backbone is frozen too)."""
 
     def __init__(self, mean_layer: nn.Module, head: UncertaintyHead, *, normalize: bool = True):
         super().__init__()
@@ -249,16 +237,14 @@ def pfe_loss(mu: torch.Tensor, log_var: torch.Tensor, labels: torch.Tensor) -> t
     """The PFE loss: minus the mean MLS over all same-class pairs (i < j) of a mini-batch.
 
     Only the variance should learn from it (PFE detaches the mean). Raises if the batch has no
-    same-class pair:
-    use class-balanced batches (``samples_per_class``)."""
+    same-class pair: use class-balanced batches (``samples_per_class``)."""
     check_tensor("mu", mu, ndim=2, floating=True)
     check_tensor("log_var", log_var, ndim=2, floating=True)
     check_tensor("labels", labels, ndim=1)
     if mu.shape != log_var.shape or len(labels) != len(mu):
         raise ValueError(
             f"mu {tuple(mu.shape)}, log_var {tuple(log_var.shape)} and labels "
-            f"{tuple(labels.shape)} "
-            "must describe the same N samples."
+            f"{tuple(labels.shape)} must describe the same N samples."
         )
     i, j = torch.triu_indices(len(labels), len(labels), 1, device=labels.device)
     keep = labels[i] == labels[j]
@@ -282,8 +268,8 @@ class PFELoss(nn.Module):
 def fuse(mu: torch.Tensor, var: torch.Tensor, dim: int = 0):
     """Precision-weighted fusion of K Gaussian observations of one class along ``dim``:
     1/var_f = sum_k 1/var_k, mu_f = var_f sum_k mu_k / var_k (the normalised product of the K
-    Gaussians).
-    Returns ``(mu_f, var_f)``. A confident observation pulls the fused mean towards itself."""
+    Gaussians). Returns ``(mu_f, var_f)``. A confident observation pulls the fused mean towards
+    itself."""
     _check_gaussian("mu", mu, "var", var, False)
     dim = check_int("dim", dim, min_value=-mu.ndim, max_value=mu.ndim - 1)
     precision = 1.0 / var
@@ -291,18 +277,15 @@ def fuse(mu: torch.Tensor, var: torch.Tensor, dim: int = 0):
     return var_f * (precision * mu).sum(dim), var_f
 
 
-# --------------------------------------------------------------------------- DUL: mean and variance
-# learned together
+# --------------------------------------------------------------------------- DUL: both learned
 
 
 class DULNet(nn.Module):
-    """Backbone features -> (mu, log_var) with two linear layers (Data Uncertainty Learning,
-    classification form).
+    """Backbone features -> (mu, log_var) with two linear layers
+    (Data Uncertainty Learning, classification form).
 
     ``features`` is any module mapping images to (N, feature_dim); both heads are trained together
-    with it.
-    ``forward`` returns ``(mu, log_var)``; ``embed_mean`` (for ``models.embed``) returns mu
-    alone."""
+    with it. ``forward`` returns ``(mu, log_var)``."""
 
     def __init__(self, features: nn.Module, feature_dim: int, embedding_dim: int = 64):
         super().__init__()
@@ -324,11 +307,11 @@ dul_kl = gaussian_kl
 
 
 class DULLoss(nn.Module):
-    """The DUL classification loss: cross-entropy of ``head`` on a sampled embedding plus
-    ``kl_weight`` x KL.
+    """The DUL classification loss: cross-entropy of ``head`` on a sampled
+    embedding plus ``kl_weight`` x KL.
 
-    ``head`` is a classification head of lecture 7 (``heads.CosFaceHead`` ...); its parameters train
-    too."""
+    ``head`` is a classification head of lecture 7 (``heads.CosFaceHead`` ...); its parameters
+    train too."""
 
     def __init__(self, head: nn.Module, kl_weight: float = 0.01):
         super().__init__()
@@ -354,17 +337,18 @@ def _gaussian_kernel(sigma: float) -> torch.Tensor:
 
 
 def degrade(images: torch.Tensor, kind: str, strength: float, *, seed: int = 0) -> torch.Tensor:
-    """Degrade (N, 28, 28) or (N, 1, 28, 28) images; ``strength`` in [0, 1] (0 = unchanged, 1 =
-    severe).
+    """Degrade (N, 28, 28) or (N, 1, 28, 28) images; ``strength`` in [0, 1] (0 = unchanged,
+    1 = severe).
 
     blur       Gaussian blur, sigma = 2.5 x strength pixels
-    occlusion  a grey square (value 0.5) of side 0.7 x 28 x strength at a random place in each image
+    occlusion  a grey square (value 0.5) of side 0.7 x 28 x strength at a random place in each
+               image
     noise      additive Gaussian noise, standard deviation 0.8 x strength (pixels in [0, 1]),
-    clipped
+               clipped
     contrast   pixels pulled towards each image's mean: x' = m + (1 - 0.9 strength)(x - m)
 
-    uint8 images come back as uint8; float images are taken to be in [0, 1] and come back as float.
-    Seeded.
+    uint8 images come back as uint8; float images are taken to be in [0, 1] and come back as
+    float. Seeded.
     """
     check_tensor("images", images)
     check_choice("kind", kind, DEGRADATIONS)
@@ -475,8 +459,8 @@ def mls_explorer(mu1: float = 0.0, var1: float = 0.5, mu2: float = 1.0, var2: fl
     fig = go.Figure(base)
     s_mu1 = W.FloatSlider(value=mu1, min=-4, max=4, step=0.1, description="μ1")
     s_mu2 = W.FloatSlider(value=mu2, min=-4, max=4, step=0.1, description="μ2")
-    # powers of two (1/64 .. 4, half steps): 0.5 on a base-10 grid came back from the browser
-    # as 0.501
+    # powers of two (1/64 .. 4, half steps): 0.5 on a base-10 grid came back from the
+    # browser as 0.501
     s_var1 = W.FloatLogSlider(value=var1, base=2, min=-6, max=2, step=0.5, description="σ1²")
     s_var2 = W.FloatLogSlider(value=var2, base=2, min=-6, max=2, step=0.5, description="σ2²")
 
@@ -485,8 +469,8 @@ def mls_explorer(mu1: float = 0.0, var1: float = 0.5, mu2: float = 1.0, var2: fl
         p1 = torch.exp(-0.5 * (z - m1) ** 2 / v1) / math.sqrt(2 * math.pi * v1)
         p2 = torch.exp(-0.5 * (z - m2) ** 2 / v2) / math.sqrt(2 * math.pi * v2)
         t = mls_terms(*(torch.tensor([[v]], dtype=torch.float64) for v in (m1, v1, m2, v2)))
-        # no batch_update (see heads.margin_explorer: the browser loses what one trace's
-        # update leaves out)
+        # no batch_update (see heads.margin_explorer: the browser loses what
+        # one trace's update leaves out)
         fig.data[0].y, fig.data[1].y, fig.data[2].y = p1.numpy(), p2.numpy(), (p1 * p2).numpy()
         bars = [t[k].item() for k in ("attention", "penalty", "constant", "total")]
         fig.data[3].y, fig.data[3].text = bars, [f"{b:.2f}" for b in bars]

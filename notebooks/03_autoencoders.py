@@ -27,14 +27,15 @@ SIZE = data.default_size(device)      # "mini" on CPU or in quick mode, "full" o
 runtime.seed_everything(0)
 
 # %%
-import inspect
 import matplotlib.pyplot as plt
 from dmlcourse import autoencoders as ae, cache
+from dmlcourse.listing import show
 
 TRAIN_PER_CLASS = runtime.quick(1000, 200)   # images per class for the autoencoders
 TEST_PER_CLASS = runtime.quick(200, 100)
 EPOCHS = runtime.quick(20, 8)
 LINEAR_STEPS = runtime.quick(400, 150)        # full-batch steps of the linear autoencoder
+SEEDS = runtime.quick([0, 1, 2], [0, 1])      # training seeds of the autoencoders and the VAE (sections 2, 5, 6)
 
 
 def pixels(split, dataset, per_class, seed=0):
@@ -56,27 +57,32 @@ print(f"MNIST: {len(x_tr)} training and {len(x_te)} test images of d = {x_tr.sha
 #
 # $$\frac1b \sum_{i=1}^{b} \lVert x_i - D(E(x_i)) \rVert_2^2 \;+\; \lambda\, \Omega(\theta).$$
 #
-# The lecture writes a sum over the batch; we take the mean, which only rescales $\lambda$ and keeps the learning rate
-# independent of the batch size. With the squared Euclidean distance this is the *regularised MSE*. Two common
-# choices of the regulariser $\Omega$:
+# The Guelph slides write this objective (their eq. 3) as a sum over the batch, for any distance between an image and
+# its rebuild. We average instead of summing, which only rescales $\lambda$ and keeps the learning rate independent of
+# the batch size, and we measure the gap with the squared Euclidean distance, so the first term is a mean squared
+# error and the regulariser is added on top of it. Two common choices of $\Omega$:
 #
 # * **weight decay**: $\Omega = \sum_W \lVert W \rVert_F^2$ over the weight matrices, which prefers small weights;
 # * **a penalty on the code**: $\Omega = \frac1b \sum_i \lVert f(x_i) \rVert^2$, which prefers small codes. (An
 #   $\ell_1$ penalty here would instead prefer *sparse* codes: the "sparse autoencoder".)
 
 # %%
-print(inspect.getsource(ae.autoencoder_objective))
+show(ae.autoencoder_objective)
 
 
 # %% [markdown]
-# A quick check that each regulariser does what it claims. We train three small autoencoders (784 → 128 → 16) for a few
-# epochs: no regulariser, weight decay, code penalty. Then we measure the weight norm and the code norm of each.
+# A quick check that each regulariser does what it claims. We train small autoencoders (784 → 128 → 16) for a few
+# epochs: no regulariser, weight decay, a code penalty, and each penalty ten times stronger. Then we measure the weight
+# norm, the code norm and the test reconstruction error of each.
 
 # %%
+REGULARISERS = {"none": {}, "weight decay 1e-3": dict(weight_decay=1e-3), "weight decay 1e-2": dict(weight_decay=1e-2),
+                "code penalty 1e-1": dict(code_penalty=1e-1), "code penalty 1": dict(code_penalty=1.0)}
+
+
 def reg_demo():
     out = {}
-    for label, kw in (("none", {}), ("weight decay 1e-3", dict(weight_decay=1e-3)),
-                      ("code penalty 1e-1", dict(code_penalty=1e-1))):
+    for label, kw in REGULARISERS.items():
         runtime.seed_everything(0)
         m = ae.Autoencoder(code_dim=16, hidden=(128,))
         ae.train_autoencoder(m, x_tr[shuffled[: runtime.quick(4000, 1000)]], epochs=4, lr=2e-3, device=device, **kw)
@@ -86,16 +92,27 @@ def reg_demo():
         out[label] = dict(weight_norm=ae.weight_penalty(m).sqrt().item(), code_norm=code_norm, rec=rec)
     return out
 
-reg = cache.cached("l03-regularisers", dict(size=SIZE, n=runtime.quick(4000, 1000), subset="random"), reg_demo)
-print(f"{'regulariser':<20}{'||W||':>8}{'mean ||f(x)||':>15}{'test rec. error':>17}")
+reg = cache.cached("l03-regularisers", dict(size=SIZE, n=runtime.quick(4000, 1000), subset="random", v=2,
+                                           strengths=REGULARISERS), reg_demo)
+print(f"{'regulariser':<20}{'||W||':>8}{'mean ||f(x)||':>15}{'test rec. error':>17}{'vs none':>9}")
 for k, v in reg.items():
-    print(f"{k:<20}{v['weight_norm']:>8.2f}{v['code_norm']:>15.2f}{v['rec']:>17.2f}")
-assert reg["weight decay 1e-3"]["weight_norm"] < reg["none"]["weight_norm"]
-assert reg["code penalty 1e-1"]["code_norm"] < reg["none"]["code_norm"]
+    print(f"{k:<20}{v['weight_norm']:>8.2f}{v['code_norm']:>15.2f}{v['rec']:>17.2f}"
+          f"{v['rec'] / reg['none']['rec'] - 1:>+9.1%}")
+none = reg["none"]
+# claim: shrinks
+assert reg["weight decay 1e-3"]["weight_norm"] < none["weight_norm"] and reg["code penalty 1e-1"]["code_norm"] < none["code_norm"]
+# claim: stronger-shrinks-more
+assert reg["weight decay 1e-2"]["weight_norm"] < reg["weight decay 1e-3"]["weight_norm"]
+assert reg["code penalty 1"]["code_norm"] < reg["code penalty 1e-1"]["code_norm"]   # claim: stronger-shrinks-more
+for label in REGULARISERS:
+    assert abs(reg[label]["rec"] / none["rec"] - 1) < 0.1   # claim: rec-unchanged (within 10 % of no penalty)
 
 # %% [markdown]
-# Each regulariser shrinks what it penalises. At these strengths the reconstruction error hardly changes; make
-# $\lambda$ ten times larger and you will see it rise, because a simpler model has to give something up.
+# Each regulariser shrinks what it penalises, and ten times the strength shrinks it further. Even then, the test
+# reconstruction error stays within 10 % of the unregularised one (the last column): at this size and after this
+# short training there is room to make the weights or the codes smaller without giving up detail. Somewhere further
+# up it must rise: as $\lambda$ grows without bound the weights or the codes are pushed to zero, and a decoder fed
+# nothing can only rebuild one fixed image. Try a few larger strengths in `REGULARISERS` to see where.
 #
 # ## 2. Under-complete, over-complete, and the denoising fix
 #
@@ -117,7 +134,7 @@ assert reg["code penalty 1e-1"]["code_norm"] < reg["none"]["code_norm"]
 # | denoising over-complete | 1024 (same network) | $x + \mathcal{N}(0, 0.5^2)$ |
 
 # %%
-print(inspect.getsource(ae.add_noise))
+show(ae.add_noise)
 
 AE_SETTINGS = {
     "under-complete": (dict(code_dim=32, hidden=(256,)), 0.0),
@@ -126,14 +143,15 @@ AE_SETTINGS = {
 }
 
 
-def fit_ae(label, x, dataset="mnist"):
+def fit_ae(label, x, dataset="mnist", seed=0):
     kwargs, noise = AE_SETTINGS[label]
-    config = dict(label=label, dataset=dataset, size=SIZE, n=len(x), epochs=EPOCHS, kwargs=kwargs, noise=noise)
+    config = dict(label=label, dataset=dataset, size=SIZE, n=len(x), epochs=EPOCHS, kwargs=kwargs, noise=noise,
+                  seed=seed)
 
     def compute():
-        runtime.seed_everything(0)
+        runtime.seed_everything(seed)
         m = ae.Autoencoder(**kwargs)
-        losses = ae.train_autoencoder(m, x, epochs=EPOCHS, lr=2e-3, noise_std=noise, device=device)
+        losses = ae.train_autoencoder(m, x, epochs=EPOCHS, lr=2e-3, noise_std=noise, device=device, seed=seed)
         return {"state": {k: v.cpu() for k, v in m.state_dict().items()}, "losses": losses}
 
     r = cache.cached(f"l03-ae-{dataset}-{label.replace(' ', '_')}", config, compute)
@@ -141,7 +159,9 @@ def fit_ae(label, x, dataset="mnist"):
     m.load_state_dict(r["state"])
     return m.to(device).eval()
 
-aes = {label: fit_ae(label, x_tr) for label in AE_SETTINGS}
+aes = {label: fit_ae(label, x_tr) for label in AE_SETTINGS}     # seed 0: the models of the pictures below
+# each model once per seed in SEEDS, for the comparisons that follow (the course's rule over seeds, lecture 04)
+aes_seeds = {label: [aes[label]] + [fit_ae(label, x_tr, seed=s) for s in SEEDS[1:]] for label in AE_SETTINGS}
 
 # %% [markdown]
 # **Does the over-complete network copy?** Three measurements:
@@ -154,53 +174,72 @@ aes = {label: fit_ae(label, x_tr) for label in AE_SETTINGS}
 # * the **Jacobian** $\partial \hat x / \partial x$ at a test image. For a copy it is the identity matrix.
 
 # %%
-print(inspect.getsource(ae.copy_gain))
+show(ae.copy_gain)
 _, top64, _ = ae.pca(x_tr, 64)
 x_fashion, _ = pixels("test", "fashion-mnist", 50)
+gains = {label: [ae.copy_gain(m, x_te, directions=top64) for m in ms] for label, ms in aes_seeds.items()}
 copy = {}
 for label, m in aes.items():
     copy[label] = dict(
-        gain=ae.copy_gain(m, x_te, directions=top64),
+        gain=metrics.mean_sd(gains[label]),
         rec_mnist=ae.reconstruction_error(x_te, ae.reconstruct(m, x_te)),
         rec_fashion=ae.reconstruction_error(x_fashion, ae.reconstruct(m, x_fashion)))
-print(f"{'':<26}{'copy gain':>10}{'MNIST rec. error':>18}{'Fashion rec. error (never seen)':>33}")
+print(f"{'':<26}{f'copy gain ({len(SEEDS)} seeds)':>22}{'MNIST rec. error':>18}{'Fashion rec. error (never seen)':>33}")
 for label, v in copy.items():
-    print(f"{label:<26}{v['gain']:>10.3f}{v['rec_mnist']:>18.2f}{v['rec_fashion']:>33.2f}")
-print(f"(for scale: mean ||x||^2 of the Fashion images = {x_fashion.pow(2).sum(1).mean():.1f})")
+    print(f"{label:<26}{v['gain'][0]:>14.3f} ± {v['gain'][1]:.3f}{v['rec_mnist']:>18.2f}{v['rec_fashion']:>33.2f}")
+print(f"(for scale: mean ||x||^2 of the Fashion images = {x_fashion.pow(2).sum(1).mean():.1f}, "
+      f"of the MNIST test digits = {x_te.pow(2).sum(1).mean():.1f}; the reconstruction errors are of seed 0)")
 
 over, under, dae = copy["over-complete"], copy["under-complete"], copy["denoising over-complete"]
-assert over["gain"] > 0.6 and over["gain"] > under["gain"] + 0.25 and over["gain"] > dae["gain"] + 0.25
-assert over["rec_fashion"] < 0.8 * under["rec_fashion"]       # it rebuilds clothes it never saw: it copies
+# claim: copy-gain
+assert min(gains["over-complete"]) > 0.85                                    # near 1, for every seed
+# claim: copy-gain
+assert metrics.clearly_above(over["gain"], under["gain"]) and metrics.clearly_above(over["gain"], dae["gain"])
+# claim: rebuilds-clothes
+assert over["rec_fashion"] < 0.8 * min(under["rec_fashion"], dae["rec_fashion"])   # the smallest error on clothes
+assert under["rec_fashion"] > dae["rec_fashion"]                                   # ... the narrow code the largest
+assert over["rec_fashion"] > 3 * over["rec_mnist"]                 # yet several times its error on digits
 
 # %%
 x0 = x_te[:1].to(device)
 active = x_tr.std(0) > 0.3          # pixels that vary in the training digits (the border is always blank)
-fig, axes = plt.subplots(1, 3, figsize=(12, 4))
+idx = torch.nonzero(active).flatten()
+below = idx[idx + 28 < 784]         # varying pixels with a pixel below them in the image
 rows = slice(350, 450)   # 100 pixels in the middle of the image, so the structure is visible
-diag = {}
-for ax, (label, m) in zip(axes, aes.items()):
-    J = torch.autograd.functional.jacobian(m.reconstruct, x0)[0, :, 0, :].cpu()
-    diag[label] = J.diagonal()[active].mean().item()
-    block = J[rows, rows]
-    lim = block.abs().max().item()          # each panel on its own symmetric scale: diagonals of 0.05-0.3
-    im = ax.imshow(block, cmap="RdBu_r", vmin=-lim, vmax=lim)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+jac = {label: torch.autograd.functional.jacobian(m.reconstruct, x0)[0, :, 0, :].cpu() for label, m in aes.items()}
+diag = {label: J.diagonal()[active].mean().item() for label, J in jac.items()}
+# the lines 28 pixels off the diagonal: how much an output pixel follows the input pixels above and below it
+band = {label: 0.5 * (J[below, below + 28].abs().mean() + J[below + 28, below].abs().mean()).item()
+        for label, J in jac.items()}
+lim = max(J[rows, rows].abs().max().item() for J in jac.values())     # ONE colour scale for the three panels
+fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), constrained_layout=True)
+for ax, (label, J) in zip(axes, jac.items()):
+    im = ax.imshow(J[rows, rows], cmap="RdBu_r", vmin=-lim, vmax=lim)
     ax.set(title=f"{label}\nmean diagonal (varying pixels) {diag[label]:.2f}",
            xlabel="input pixel 350-449", ylabel="output pixel 350-449")
-assert diag["over-complete"] > 1.5 * max(diag["under-complete"], diag["denoising over-complete"])
+fig.colorbar(im, ax=axes, shrink=0.85, label="d output pixel / d input pixel (same scale in all panels)")
 fig.suptitle("Jacobian of the reconstruction at a test image (a copy would be a red diagonal of 1s)")
-fig.tight_layout()
+for label in jac:
+    print(f"{label:<26} mean diagonal {diag[label]:.3f}, mean |entry| 28 pixels off it {band[label]:.3f}, "
+          f"ratio {band[label] / diag[label]:.2f}")
+# claim: jacobian-diagonal
+assert diag["over-complete"] > 1.5 * max(diag["under-complete"], diag["denoising over-complete"])
+assert diag["over-complete"] < 0.5                  # ... and still far from the identity's diagonal of 1
+ratio = {label: band[label] / diag[label] for label in jac}
+assert ratio["over-complete"] < min(ratio["under-complete"], ratio["denoising over-complete"])   # strokes
 
 # %% [markdown]
-# The over-complete network has the strongest main diagonal: each output pixel follows its own input pixel, more than
-# in the other two (after this short training it is still far from the full identity, whose diagonal would be 1). The
-# fainter parallel lines, 28 pixels apart, are the pixels above and below: all three networks have also learned some
-# *combinations* of neighbouring pixels, i.e. strokes, and the under-complete and denoising networks rely on them most.
+# On one colour scale, the over-complete network has the strongest main diagonal: each output pixel follows its own
+# input pixel, more than in the other two (after this short training it is still far from the full identity, whose
+# diagonal would be 1). The fainter parallel lines, 28 pixels apart, are the pixels above and below: all three
+# networks have also learned some *combinations* of neighbouring pixels, i.e. strokes, and relative to their own
+# diagonal the under-complete and denoising networks rely on them more (the printed ratios).
 #
 # Seen in the reconstructions (one image of each of eight classes, top: Fashion, bottom: MNIST test digits), the
-# over-complete network rebuilds clothes it never saw nearly as well as digits. The under-complete one rebuilds them
-# worse — its Fashion reconstruction error, printed above, is clearly higher — because its narrow code only has
-# room for what digits look like. Compare the denoising row yourself: how much of each garment survives?
+# over-complete network passes more of each garment it never saw than the other two: its Fashion reconstruction
+# error, printed above, is the smallest of the three, though still several times its error on digits. The
+# under-complete one has the largest, because its narrow code only has room for what digits look like. Compare the
+# denoising row yourself: how much of each garment survives?
 
 # %%
 # the test sets are sorted by class: take 8 images spread over the classes, not the first 8 (one class)
@@ -220,24 +259,39 @@ fig.tight_layout()
 
 # %% [markdown]
 # **And the embedding?** We do nearest-neighbour retrieval among the test digits, using each model's code, and
-# measure Precision@1 and MAP@R (lecture 0).
+# measure Precision@1 and MAP@R (lecture 00), for every seed in `SEEDS`. A row is the mean ± standard deviation over
+# the seeds (raw pixels have no seed: their spread is 0), and two rows differ only when `metrics.clearly_above` says so.
 
 # %%
-emb_quality = {"raw pixels": (metrics.precision_at_1(x_te, y_te), metrics.map_at_r(x_te, y_te))}
-for label, m in aes.items():
-    z = models.embed(m, x_te)
-    emb_quality[label] = (metrics.precision_at_1(z, y_te), metrics.map_at_r(z, y_te))
-print(f"{'code':<26}{'P@1':>7}{'MAP@R':>8}")
-for k, (p1, mr) in emb_quality.items():
-    print(f"{k:<26}{p1:>7.3f}{mr:>8.3f}")
-assert emb_quality["denoising over-complete"][1] > emb_quality["over-complete"][1] + 0.02   # MAP@R
-assert emb_quality["denoising over-complete"][0] > emb_quality["over-complete"][0]          # P@1
-assert emb_quality["over-complete"][1] < emb_quality["raw pixels"][1] + 0.02                # no better than pixels
+def retrieval(z, y):
+    return metrics.precision_at_1(z, y), metrics.map_at_r(z, y)
+
+
+def verdict(a, b):
+    return "clearly above" if metrics.clearly_above(a, b) else (
+        "clearly below" if metrics.clearly_above(b, a) else "within the seed spread")
+
+MEASURES = ("P@1", "MAP@R")
+raw = retrieval(x_te, y_te)
+emb_quality = {"raw pixels": tuple((v, 0.0) for v in raw)}        # per measure: (mean, sd) over the seeds
+for label, ms in aes_seeds.items():
+    runs = [retrieval(models.embed(m, x_te), y_te) for m in ms]
+    emb_quality[label] = tuple(metrics.mean_sd([r[k] for r in runs]) for k in range(2))
+print(f"{'code':<26}{'P@1':>15}{'MAP@R':>16}")
+for k, q in emb_quality.items():
+    print(f"{k:<26}" + "".join(f"{m:>9.3f} ± {sd:.3f}" for m, sd in q))
+dq, oq, pq = emb_quality["denoising over-complete"], emb_quality["over-complete"], emb_quality["raw pixels"]
+for k, measure in enumerate(MEASURES):
+    print(f"{measure}: denoising {verdict(dq[k], oq[k])} the copying network; copying network {verdict(oq[k], pq[k])} "
+          "raw pixels")
+assert metrics.clearly_above(dq[0], oq[0]) and metrics.clearly_above(dq[1], oq[1])   # claim: denoising-retrieves
+assert not metrics.clearly_above(oq[1], pq[1]) and not metrics.clearly_above(oq[0], pq[0])   # claim: copy-no-better
 
 # %% [markdown]
-# The copying network's code is close to a re-encoding of the pixels, and its neighbours are no better than raw-pixel
-# neighbours. Adding noise to the input forces the same network to learn structure, and its code retrieves better on
-# both measures. The gap in MAP@R (whole classes gathered) is larger than in P@1.
+# The copying network's code is close to a re-encoding of the pixels, and over the seeds its neighbours are no better
+# than raw-pixel neighbours on either measure (the verdicts above say whether they are worse). Adding noise to the
+# input forces the same network to learn structure: its code is clearly above the copying network's on both
+# measures.
 #
 # ## 3. The linear autoencoder spans the PCA subspace
 #
@@ -248,9 +302,10 @@ assert emb_quality["over-complete"][1] < emb_quality["raw pixels"][1] + 0.02    
 # Among all rank-$p$ linear maps, the one with the smallest squared reconstruction error on centred data is the
 # orthogonal projection onto the top-$p$ principal subspace (the Eckart–Young theorem). So a linear autoencoder
 # trained to its optimum has a decoder whose **column space** is the PCA subspace, and it reconstructs exactly as
-# well as PCA with $p$ components. (The lecture says the linear AE "is reduced to PCA". That holds only for the
-# subspace, as the next section shows.) We check it numerically with $p = 10$, a 784 → 64 → 10 → 64 → 784 network
-# on centred MNIST images, trained full-batch with Adam:
+# well as PCA with $p$ components (Baldi and Hornik, 1989). The Guelph slides put it as the linear under-complete
+# autoencoder being "reduced to" PCA; that holds for the subspace only, as the next part shows. We check it
+# numerically with $p = 10$, a 784 → 64 → 10 → 64 → 784 network on centred MNIST images, trained full-batch with
+# Adam:
 
 # %%
 p = 10
@@ -269,7 +324,6 @@ lin_r = cache.cached("l03-linear-ae", dict(size=SIZE, n=len(xc), p=p, steps=LINE
                      fit_linear)
 lin = ae.LinearAutoencoder((784, 64, p))
 lin.load_state_dict(lin_r["state"])
-print(inspect.getsource(ae._product))
 
 # %%
 E, D = ae.collapsed_encoder(lin), ae.collapsed_decoder(lin)
@@ -290,17 +344,14 @@ print(f"reconstruction error: linear AE {err_ae:.4f}, PCA {err_pca:.4f}, relativ
 random_angles = ae.principal_angles(torch.randn(784, p, dtype=torch.float64), pcs.T)
 print(f"for scale, a random 10-D subspace: largest angle {random_angles.max():.1f} degrees")
 
+# claim: pca-subspace
 assert angles.max() < 5.0               # stated bound: every principal angle below 5 degrees
-assert -1e-4 < rel < 0.01               # within 1% of PCA (and never better than PCA, up to rounding)
-
-# %%
-print(inspect.getsource(ae.principal_angles))
+assert -1e-4 < rel < 0.01               # claim: pca-subspace (within 1% of PCA, never better, up to rounding)
 
 # %% [markdown]
-# The principal angles generalise "the angle between two lines" to two subspaces. Take orthonormal bases $Q_a, Q_b$.
-# The singular values of $Q_a^\top Q_b$ are the cosines of the angles. Small angles are computed from their sines
-# instead, because $\arccos$ of a number close to 1 loses most of its digits. The unit tests check this function
-# against `scipy.linalg.subspace_angles`.
+# The principal angles generalise "the angle between two lines" to two subspaces: $0°$ for every angle means the same
+# subspace, $90°$ a direction of one that is orthogonal to all of the other. How to compute them is the first
+# exercise at the end of this notebook.
 #
 # ### What the linear autoencoder does *not* give you
 # The loss only sees the product $U_d U_e^\top$. For any invertible $p \times p$ matrix $R$, the pair $(U_d R,\;
@@ -326,8 +377,8 @@ with torch.no_grad():
     same_loss = ae.reconstruction_error(xc, xc @ (torch.linalg.inv(R) @ E).T @ (D @ R).T)
 print(f"reconstruction error after (D R, R^-1 E) with a random R: {same_loss:.4f} (was {err_ae:.4f})")
 
-assert max(col_angles) > 20 and off_diag > 0.2
-assert abs(same_loss - err_ae) < 1e-3 * err_ae
+assert max(col_angles) > 20 and off_diag > 0.2      # claim: mixing (not the axes, correlated codes)
+assert abs(same_loss - err_ae) < 1e-3 * err_ae      # claim: mixing (the same loss after any invertible R)
 
 # %%
 plots.image_grid(torch.cat([pcs, D.T]).view(-1, 28, 28), ncols=p, size=1.0,
@@ -336,7 +387,7 @@ plots.image_grid(torch.cat([pcs, D.T]).view(-1, 28, 28), ncols=p, size=1.0,
 # %% [markdown]
 # ### Recovering the axes: a fix that fails and one that works
 #
-# A common suggestion (the seed lecture makes it too) is to **tie the weights**, $U_d = U_e = U$, and add an
+# A common suggestion is to **tie the weights**, $U_d = U_e = U$, and add an
 # **orthogonality penalty** $\lVert U^\top U - I\rVert_F^2$. It does not work. It only shrinks the symmetry group:
 # for any *orthogonal* $p \times p$ matrix $Q$, $UQ$ has $UQ\,(UQ)^\top = UU^\top$, so the same reconstruction, and
 # $(UQ)^\top UQ = U^\top U$, so the same penalty. The columns of $U$ end up as *some* orthonormal basis of the PCA
@@ -350,7 +401,7 @@ plots.image_grid(torch.cat([pcs, D.T]).view(-1, 28, 28), ncols=p, size=1.0,
 # its angle to the **nearest** principal axis (so a right axis in the wrong position is not counted as wrong).
 
 # %%
-print(inspect.getsource(ae.TiedLinearAutoencoder.orthogonality_penalty))
+show(ae.TiedLinearAutoencoder.orthogonality_penalty)
 
 
 def fit_tied():
@@ -399,34 +450,36 @@ group_angles = {tuple(gr): float(ae.principal_angles(rec_axes[gr].T, pcs[gr].T).
 print("near-ties (variances within 5%):", [gr for gr in groups if len(gr) > 1] or "none",
       f"; largest angle per group: {max(group_angles.values()):.1f}")
 
+# claim: tied-rotation
 assert abs(err_tied - err_pca) < 0.01 * err_pca and orth_dev < 0.01        # same error as PCA, orthonormal U
-assert abs(err_rot - err_tied) < 1e-4 * err_tied                            # the rotation changes nothing
-assert sorted(tied_angles)[p // 2] > 25 and min(tied_angles) > 10           # ... and the axes are not found
-assert max(group_angles.values()) < 5                                      # PCA of the reconstructions finds them
+assert abs(err_rot - err_tied) < 1e-4 * err_tied   # claim: tied-rotation (the rotation changes nothing)
+assert min(tied_angles) > 20                       # claim: tied-rotation (every column 20+ degrees off any axis)
+assert max(group_angles.values()) < 5              # claim: rec-pca-axes (PCA of the reconstructions finds them)
 
 # %% [markdown]
-# The tied, orthonormal $U$ reconstructs as well as PCA, yet its columns sit tens of degrees away from every
-# principal axis; rotating it by a random $Q$ leaves the error unchanged, as promised. PCA of the reconstructions
-# lands on each axis within a few degrees, except where two principal variances are nearly tied: there the axes are
-# ill-defined for PCA too, and what is recovered is their common plane. The span is what the reconstruction loss
-# determines; the axes need an extra step.
+# The tied, orthonormal $U$ reconstructs within 1 % of PCA, yet every one of its columns is more than 20° away from
+# the nearest principal axis; rotating it by a random $Q$ leaves the error unchanged, as promised. PCA of the
+# reconstructions lands within 5° of each axis, except where two principal variances are nearly tied: there the axes
+# are ill-defined for PCA too, and what is recovered, within 5° again, is their common plane. The span is what the
+# reconstruction loss determines; the axes need an extra step.
 #
 # ## 4. Layers that reduce and layers that lift
 #
 # Each layer of a network maps $d_1$ numbers to $d_2$ numbers. When $d_1 \ge d_2$ it **reduces** the dimension, like
 # the encoder above. When $d_1 < d_2$ it **lifts** the data into a higher-dimensional space, where a kernel
 # method would also take it. In the higher dimension, classes that no line could separate may become linearly
-# separable. The lecture describes this as kernelisation. A wide ReLU layer with *random* weights already does it:
+# separable. The Guelph slides call such a widening layer a kernel method for this reason. A wide ReLU layer with
+# *random* weights already does it:
 
 # %%
-print(inspect.getsource(ae.random_relu_features))
+show(ae.random_relu_features)
 lift = {}
 for name, make in (("circles", ae.make_circles), ("XOR", ae.make_xor)):
     x2, y2 = make(400, seed=0)
     lift[name] = (x2, y2, ae.linear_accuracy(x2, y2), ae.linear_accuracy(ae.random_relu_features(x2, 200), y2))
     print(f"{name:<8} linear classifier accuracy: in 2-D {lift[name][2]:.3f}, "
           f"after a random ReLU layer 2 -> 200: {lift[name][3]:.3f}")
-    assert lift[name][2] < 0.8 and lift[name][3] > 0.98
+    assert lift[name][2] < 0.8 and lift[name][3] > 0.98   # claim: lift-separates
 
 # %%
 from sklearn.linear_model import LogisticRegression
@@ -453,28 +506,29 @@ fig.tight_layout()
 #
 # ### The kernel view: an explicit feature map against an implicit one
 #
-# The seed lecture calls a widening layer a "kernel method". Here is the precise version. The random layer is an
-# **explicit feature map** $\varphi(x) = \operatorname{relu}(Wx + b) \in \mathbb{R}^{200}$, and every linear method
-# applied after it only needs inner products $k(x, y) = \varphi(x)^\top \varphi(y)$: that function *is* a kernel. A
-# kernel method turns this around: choose $k$ directly, for instance the RBF kernel
+# What "kernel method" means here, precisely. The random layer is an **explicit feature map**
+# $\varphi(x) = \operatorname{relu}(Wx + b) \in \mathbb{R}^{200}$. Many linear methods touch the data only through
+# inner products of data points: PCA, ridge regression, a support vector machine. Applied after the layer, such a
+# *kernelisable* method needs only $k(x, y) = \varphi(x)^\top \varphi(y)$, and that function *is* a kernel. (Not
+# every linear method qualifies: a lasso regression, for one, needs the coordinates themselves.) A kernel method
+# turns this around: choose $k$ directly, for instance the RBF kernel
 # $k(x, y) = \exp(-\gamma \lVert x - y\rVert^2)$, whose feature map is infinite-dimensional and never written down
 # (the "kernel trick"). **Kernel PCA** is PCA of $\varphi(x)$ computed from the $n \times n$ kernel matrix alone: centre
-# it, $K_c = (I - \tfrac1n)K(I - \tfrac1n)$, and the eigenvectors of $K_c$, scaled by the square roots of its
-# eigenvalues, are the coordinates on the principal axes of the lifted data. (The unit tests check our
-# `rbf_kernel_pca` against scikit-learn's `KernelPCA`.)
+# it, $K_c = H K H$ with the centring matrix $H = I - \tfrac1n \mathbf{1}\mathbf{1}^\top$ ($\mathbf{1}$ the vector of
+# $n$ ones), and the eigenvectors of $K_c$, scaled by the square roots of its eigenvalues, are the coordinates on the
+# principal axes of the lifted data. (The unit tests check our `rbf_kernel_pca` against scikit-learn's `KernelPCA`.)
 #
 # First a check of that sentence with the explicit ReLU features: PCA of $\varphi(x)$ and kernel PCA with
 # $K = \varphi\varphi^\top$ give the same coordinates (up to the sign of each axis).
 
 # %%
-src = inspect.getsource(ae.rbf_kernel_pca)
-print(src[src.index("    k = torch.exp"):src.index("    if x_new is None")])
+show(ae.rbf_kernel_pca, "centred kernel matrix")
 xk, yk = lift["circles"][:2]
 phi = ae.random_relu_features(xk, 200).double()                # explicit: 400 points x 200 features
 mean_phi, comps_phi, _ = ae.pca(phi, 5)
 z_explicit = (phi - mean_phi) @ comps_phi.T
 n_k = len(xk)
-centre = torch.eye(n_k, dtype=torch.float64) - 1.0 / n_k
+centre = torch.eye(n_k, dtype=torch.float64) - torch.ones(n_k, n_k, dtype=torch.float64) / n_k   # H = I - 1 1^T / n
 lam, vec = torch.linalg.eigh(centre @ (phi @ phi.T) @ centre)    # only the 400 x 400 kernel matrix
 z_kernel = vec.flip(1)[:, :5] * lam.flip(0)[:5].sqrt()
 sign = torch.sign((z_kernel * z_explicit).sum(0))
@@ -497,34 +551,55 @@ for k in (2, 5):
 for name, acc in kernel_view.items():
     print(f"{name:<30} linear accuracy {acc:.3f}")
 assert kernel_view["plane (2-D)"] < 0.6
+# claim: kernel-pca-separates
 assert min(kernel_view["random ReLU layer (200-D)"], kernel_view["ReLU features, PCA axes 1-5"],
            kernel_view["RBF kernel PCA, axes 1-5"]) > 0.98
+# claim: kernel-pca-separates
 assert max(kernel_view["ReLU features, PCA axes 1-2"], kernel_view["RBF kernel PCA, axes 1-2"]) < 0.65
+
+# Where is the radius? The linear accuracy on each single axis, and on the axes 3 to 5 and 3 and 5 together
+lifted = {"ReLU features, PCA": relu_pca, "RBF kernel PCA": rbf}
+by_axes = {}
+for name, z in lifted.items():
+    by_axes[name] = {f"axis {j + 1}": ae.linear_accuracy(z[:, [j]], yk) for j in range(5)}
+    by_axes[name]["axes 3, 4, 5"] = ae.linear_accuracy(z[:, 2:5], yk)
+    by_axes[name]["axes 3 and 5 (plotted)"] = ae.linear_accuracy(z[:, [2, 4]], yk)
+    print(f"{name:<20}", ", ".join(f"{k} {v:.3f}" for k, v in by_axes[name].items()))
+for acc in by_axes.values():
+    assert max(acc[f"axis {j}"] for j in range(1, 6)) < 0.98                    # no single axis separates...
+    assert max(range(1, 6), key=lambda j: acc[f"axis {j}"]) == 3                  # axis 3 carries most of it
+    assert acc["axes 3, 4, 5"] > 0.98 and acc["axes 3 and 5 (plotted)"] > 0.98   # ... a few together do
 
 fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
 colours = ["#1f77b4" if v == 0 else "#ff7f0e" for v in yk.tolist()]
-for ax, (title, xy) in zip(axes, [
-        (f"the plane: linear {kernel_view['plane (2-D)']:.2f}", xk),
-        (f"explicit: PCA of 200 ReLU features\naxes 1 and 3 (5 axes: {kernel_view['ReLU features, PCA axes 1-5']:.2f})",
-         relu_pca[:, [0, 2]]),
-        (f"implicit: RBF kernel PCA\naxes 1 and 3 (5 axes: {kernel_view['RBF kernel PCA, axes 1-5']:.2f})",
-         rbf[:, [0, 2]])]):
+panels = [(f"the plane: linear {kernel_view['plane (2-D)']:.2f}", xk, ("x_1", "x_2"))]
+for name, label in (("ReLU features, PCA", "explicit: PCA of 200 ReLU features"),
+                    ("RBF kernel PCA", "implicit: RBF kernel PCA")):
+    panels.append((f"{label}\naxes 3 and 5: linear {by_axes[name]['axes 3 and 5 (plotted)']:.2f}",
+                   lifted[name][:, [2, 4]], ("axis 3", "axis 5")))
+for ax, (title, xy, (xl, yl)) in zip(axes, panels):
     ax.scatter(xy[:, 0], xy[:, 1], c=colours, s=6)
     ax.set_title(title, fontsize=10)
+    ax.set(xlabel=xl, ylabel=yl)
 fig.suptitle("the circles, lifted explicitly (a random ReLU layer) and implicitly (the RBF kernel)")
 fig.tight_layout()
 
 # %% [markdown]
 # Both lifts make the circles linearly separable, and in both the separating direction is **not** among the top two
 # principal axes: PCA, kernel or not, ranks directions by variance, and most of the lifted variance runs *along* the
-# circles. The radius, which is what separates the classes, shows up on the third axis. Kernel PCA is unsupervised
-# dimensionality reduction; it lifts, but it does not know the labels.
+# circles. Nor does the radius, which is what separates the classes, sit on one axis: no single axis separates the
+# circles, axis 3 carries most of it, and axes 3 to 5 together separate them (the printout above). The figure plots
+# axes 3 and 5, where the two rings come apart. Kernel PCA is unsupervised dimensionality reduction; it lifts, but
+# it does not know the labels.
 #
 # The two routes differ in cost and flexibility. The kernel route never forms $\varphi$, but it stores and
 # eigendecomposes an $n \times n$ matrix, which grows with the square of the data set. The explicit route costs
 # $n \times$ width, and a trained network goes further: it *learns* $W$ and $b$, i.e. it learns the kernel, instead
-# of fixing it in advance. (As the width grows, the inner product of random ReLU features converges to a fixed kernel,
-# the arc-cosine kernel of Cho and Saul, 2009.)
+# of fixing it in advance. (As the width grows, the inner product of random ReLU features, divided by the width,
+# converges to a fixed kernel: the expectation of
+# $\operatorname{relu}(w^\top x + b)\operatorname{relu}(w^\top y + b)$ over the random $w$ and $b$. With Gaussian
+# weights and **no bias** it is, up to a constant factor, the arc-cosine kernel of degree 1 of Cho and Saul, 2009; our
+# layer also draws a bias $b \sim U(-2, 2)$, which gives a different fixed kernel.)
 #
 # ## 5. Nonlinear autoencoder codes versus PCA codes
 #
@@ -535,37 +610,44 @@ fig.tight_layout()
 
 # %%
 P_CODE = 32
-compare, layouts, recon = {}, {}, {}
+KEYS = ("knn", "p1", "map_r")
+compare, layouts, recon = {}, {}, {}      # compare[dataset, method][key] = (mean, sd) over the seeds
 for dataset in ("mnist", "fashion-mnist"):
     xtr, ytr = (x_tr, y_tr) if dataset == "mnist" else pixels("train", dataset, TRAIN_PER_CLASS)
     xte, yte = (x_te, y_te) if dataset == "mnist" else pixels("test", dataset, TEST_PER_CLASS)
-    model = aes["under-complete"] if dataset == "mnist" else fit_ae("under-complete", xtr, dataset)
+    models_d = (aes_seeds["under-complete"] if dataset == "mnist" else
+                [fit_ae("under-complete", xtr, dataset, seed=s) for s in SEEDS])
     mean_d, comps_d, _ = ae.pca(xtr, P_CODE)
-    codes = {"autoencoder": (models.embed(model, xtr), models.embed(model, xte)),
-             "PCA": ((xtr - mean_d) @ comps_d.T, (xte - mean_d) @ comps_d.T)}
-    for method, (ztr, zte) in codes.items():
-        compare[dataset, method] = dict(knn=metrics.knn_accuracy(zte, yte, ztr, ytr, k=1),
-                                        p1=metrics.precision_at_1(zte, yte), map_r=metrics.map_at_r(zte, yte))
-        layouts[dataset, method] = (plots.project_2d(zte, seed=0, cache=True), yte)
-    recon[dataset] = torch.cat([xte[::len(xte) // 10][:10], ae.reconstruct(model, xte[::len(xte) // 10][:10]),
-                                ((xte[::len(xte) // 10][:10] - mean_d) @ comps_d.T @ comps_d + mean_d)])
+    runs = {"autoencoder": [(models.embed(m, xtr), models.embed(m, xte)) for m in models_d],
+            "PCA": [((xtr - mean_d) @ comps_d.T, (xte - mean_d) @ comps_d.T)]}      # PCA has no seed
+    for method, codes in runs.items():
+        scores = [dict(knn=metrics.knn_accuracy(zte, yte, ztr, ytr, k=1), p1=metrics.precision_at_1(zte, yte),
+                       map_r=metrics.map_at_r(zte, yte)) for ztr, zte in codes]
+        compare[dataset, method] = {k: metrics.mean_sd([sc[k] for sc in scores]) for k in KEYS}
+        layouts[dataset, method] = (plots.project_2d(codes[0][1], seed=0, cache=True), yte)   # seed 0's codes
+    shown = xte[::len(xte) // 10][:10]
+    recon[dataset] = torch.cat([shown, ae.reconstruct(models_d[0], shown),
+                                (shown - mean_d) @ comps_d.T @ comps_d + mean_d])
 
-print(f"{'':<28}{'1-NN acc.':>10}{'P@1':>7}{'MAP@R':>8}")
+print(f"{'':<28}{'1-NN acc.':>16}{'P@1':>16}{'MAP@R':>16}   (autoencoder: {len(SEEDS)} seeds; PCA: no seed)")
 for (dataset, method), v in compare.items():
-    print(f"{dataset + ', ' + method:<28}{v['knn']:>10.3f}{v['p1']:>7.3f}{v['map_r']:>8.3f}")
+    print(f"{dataset + ', ' + method:<28}" + "".join(f"{v[k][0]:>10.3f} ± {v[k][1]:.3f}" for k in KEYS))
 for dataset in ("mnist", "fashion-mnist"):
     a, b = compare[dataset, "autoencoder"], compare[dataset, "PCA"]
-    winner = "the autoencoder" if a["p1"] > b["p1"] else "PCA"
-    print(f"{dataset}: {winner} has the higher P@1 (difference {abs(a['p1'] - b['p1']):.3f})")
-    assert abs(a["p1"] - b["p1"]) < 0.06 and abs(a["knn"] - b["knn"]) < 0.06   # comparable, not a big win
-    assert min(a["p1"], b["p1"]) > 0.6
+    print(f"{dataset}: the autoencoder minus PCA: " + ", ".join(
+        f"{name} {a[k][0] - b[k][0]:+.3f} ({verdict(a[k], b[k])})" for k, name in zip(KEYS, ("1-NN", "P@1", "MAP@R"))))
+    for k in KEYS:
+        assert not metrics.clearly_above(a[k], b[k])   # claim: ae-vs-pca (never clearly better than PCA)
+        assert abs(a[k][0] - b[k][0]) < 0.05           # claim: ae-vs-pca (and within a few points)
+    assert min(a["p1"][0], b["p1"][0]) > 0.6
 
 # %% [markdown]
-# The honest result: at this size the nonlinear autoencoder's code is **no clear improvement** over PCA for
-# nearest-neighbour retrieval. The two are within a few points, and which one is ahead depends on the dataset and
-# the training budget (run the notebook without quick mode to see the full-strength numbers). Reconstruction rewards
-# getting *every pixel* right, including stroke thickness and slant, which have nothing to do with the class. The
-# loss never asks "are two images of the same digit close?". The next lectures ask exactly that.
+# The honest result: at this size the nonlinear autoencoder's code is **no improvement** over PCA for
+# nearest-neighbour retrieval. On both datasets and all three measures the two means are within 0.05 of each other,
+# and by the course's rule the autoencoder is never clearly above PCA over the seeds; where PCA is clearly ahead, the
+# verdicts above say so. Reconstruction rewards getting *every pixel* right, including stroke thickness and slant,
+# which have nothing to do with the class. The loss never asks "are two images of the same digit close?". The next
+# lectures ask exactly that.
 
 # %%
 fig, axes = plt.subplots(2, 2, figsize=(10, 9.5))
@@ -574,9 +656,10 @@ for row, dataset in enumerate(("mnist", "fashion-mnist")):
         xy, labs = layouts[dataset, method]
         v = compare[dataset, method]
         plots.scatter_2d(xy, labs, ax=axes[row, col], class_names=data.CLASS_NAMES[dataset],
-                         title=f"{dataset}, {method} ({P_CODE}-D)\nP@1 {v['p1']:.2f}, MAP@R {v['map_r']:.2f}")
+                         title=f"{dataset}, {method} ({P_CODE}-D)\nP@1 {v['p1'][0]:.2f}, MAP@R {v['map_r'][0]:.2f}"
+                               + (" (mean over seeds)" if method == "autoencoder" else ""))
     axes[row, 1].legend(markerscale=3, fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5), frameon=False)
-fig.suptitle("UMAP of the test codes")
+fig.suptitle("UMAP of the test codes (the autoencoder: seed 0)")
 fig.tight_layout()
 
 # %%
@@ -595,21 +678,23 @@ for dataset, imgs in recon.items():
 # $$\frac1b \sum_i \Big( \lVert x_i - D(f_i) \rVert^2 + \beta\, \mathrm{KL}\big(q(f \mid x_i) \,\big\|\, \mathcal{N}(0, I)\big) \Big),
 # \qquad \mathrm{KL} = \tfrac12 \sum_{l=1}^{p} \big(\mu_l^2 + \sigma_l^2 - \log \sigma_l^2 - 1\big).$$
 #
-# With $\beta = 1$ this is the negative evidence lower bound (ELBO) of a VAE whose decoder is a Gaussian of fixed
-# variance (the squared error is its negative log-likelihood, up to constants). The KL term pulls every $q(f \mid x)$
-# towards the **prior** $\mathcal{N}(0, I)$: codes cannot hide far away, and they must tolerate noise. Two pieces of
-# code carry the idea:
+# With $\beta = 1$ this is, up to a constant, the negative evidence lower bound (ELBO) of a VAE (Kingma and Welling,
+# 2014) whose decoder is a Gaussian of fixed variance $\tfrac12$ per pixel: its negative log-likelihood is the squared
+# error plus a constant. The KL term pulls every $q(f \mid x)$ towards the **prior** $\mathcal{N}(0, I)$: codes cannot
+# hide far away, and they must tolerate noise. Two pieces carry the idea, and the fourth exercise asks you to write both:
 #
 # * **The reparameterisation trick.** "Draw $f$ from $\mathcal{N}(\mu, \sigma^2)$" has no gradient with respect to
 #   $\mu$ and $\sigma$. Written as $f = \mu + \sigma \odot \varepsilon$ with $\varepsilon \sim \mathcal{N}(0, I)$
 #   drawn independently, the randomness sits in $\varepsilon$ and $f$ is a differentiable function of $\mu$ and
 #   $\log\sigma^2$: $\partial f / \partial \mu = 1$ and $\partial f / \partial \log\sigma^2 = \tfrac12 \sigma \varepsilon$.
-# * **The KL term** in closed form, one line. Lecture 08's data-uncertainty learning (DUL) puts the same Gaussian on
-#   face embeddings and reuses this very function (`uncertainty.dul_kl is autoencoders.gaussian_kl`).
+# * **The KL term** in closed form, the formula above. Lecture 08's data-uncertainty learning (DUL) puts the same
+#   Gaussian on face embeddings and reuses the package's function for it (`uncertainty.dul_kl is
+#   autoencoders.gaussian_kl`).
+#
+# The package's `reparameterize` and `gaussian_kl` are printed after that exercise. Here we only check, on random
+# numbers, the two derivatives above and the closed form against `torch.distributions`:
 
 # %%
-print(inspect.getsource(ae.reparameterize).split('"""')[2])
-print(inspect.getsource(ae.gaussian_kl).split('"""')[2])
 g = torch.Generator().manual_seed(0)
 mu_demo = torch.randn(4, 3, generator=g, dtype=torch.float64, requires_grad=True)
 logvar_demo = torch.randn(4, 3, generator=g, dtype=torch.float64, requires_grad=True)
@@ -625,47 +710,53 @@ print("gradients through the sample as derived; KL equals torch.distributions' c
 
 # %% [markdown]
 # We train a VAE on the same digits, with the same budget and the same shape as the under-complete autoencoder of
-# section 2 (784 → 256 → 32, plus the 32 log-variances; $\beta = 1$). Its embedding is the **mean** $\mu(x)$: the
-# noise is for training, and a retrieval system wants one deterministic point per image.
+# section 2 (784 → 256 → 32, plus the 32 log-variances; $\beta = 1$), once per seed in `SEEDS`. Its embedding is the
+# **mean** $\mu(x)$: the noise is for training, and a retrieval system wants one deterministic point per image.
 
 # %%
 VAE_KW = dict(code_dim=32, hidden=(256,), beta=1.0)
 
 
-def fit_vae():
-    runtime.seed_everything(0)
-    m = ae.VariationalAutoencoder(**VAE_KW)
-    losses = ae.train_autoencoder(m, x_tr, epochs=EPOCHS, lr=2e-3, device=device)
-    return {"state": {k: v.cpu() for k, v in m.state_dict().items()}, "losses": losses}
+def fit_vae(seed):
+    def compute():
+        runtime.seed_everything(seed)
+        m = ae.VariationalAutoencoder(**VAE_KW)
+        losses = ae.train_autoencoder(m, x_tr, epochs=EPOCHS, lr=2e-3, device=device, seed=seed)
+        return {"state": {k: v.cpu() for k, v in m.state_dict().items()}, "losses": losses}
 
-vae_r = cache.cached("l03-vae-mnist", dict(size=SIZE, n=len(x_tr), epochs=EPOCHS, kwargs=VAE_KW), fit_vae)
-vae = ae.VariationalAutoencoder(**VAE_KW)
-vae.load_state_dict(vae_r["state"])
-vae = vae.to(device).eval()
-z_vae = models.embed(vae, x_te)                                   # model(x) is mu(x)
-emb_quality["VAE (mean mu)"] = (metrics.precision_at_1(z_vae, y_te), metrics.map_at_r(z_vae, y_te))
+    r = cache.cached("l03-vae-mnist", dict(size=SIZE, n=len(x_tr), epochs=EPOCHS, kwargs=VAE_KW, seed=seed), compute)
+    m = ae.VariationalAutoencoder(**VAE_KW)
+    m.load_state_dict(r["state"])
+    return m.to(device).eval()
+
+vaes = [fit_vae(s) for s in SEEDS]
+vae = vaes[0]                                                      # seed 0: the one that draws images below
+vae_runs = [retrieval(models.embed(m, x_te), y_te) for m in vaes]     # model(x) is mu(x)
+emb_quality["VAE (mean mu)"] = tuple(metrics.mean_sd([r[k] for r in vae_runs]) for k in range(2))
 with torch.no_grad():
     mu_te, logvar_te = vae.encode_distribution(x_te.to(device))
     kl_te = ae.gaussian_kl(mu_te, logvar_te).mean().item()
-rec_vae = ae.reconstruction_error(x_te, ae.reconstruct(vae, x_te))
-print(f"VAE: test reconstruction error {rec_vae:.2f} (under-complete AE {copy['under-complete']['rec_mnist']:.2f}), "
-      f"mean KL to the prior {kl_te:.1f} nats\n")
-print(f"{'code':<26}{'P@1':>7}{'MAP@R':>8}")
-for k, (p1, mr) in emb_quality.items():
-    print(f"{k:<26}{p1:>7.3f}{mr:>8.3f}")
-vq, uq = emb_quality["VAE (mean mu)"], emb_quality["under-complete"]
-assert rec_vae > copy["under-complete"]["rec_mnist"]          # the KL term costs reconstruction
-assert vq[1] > emb_quality["raw pixels"][1]                   # ... yet mu retrieves whole classes better than pixels
-for name in ("under-complete", "denoising over-complete"):
-    print(f"VAE minus {name}: P@1 {vq[0] - emb_quality[name][0]:+.3f}, MAP@R {vq[1] - emb_quality[name][1]:+.3f}")
+rec_vae = metrics.mean_sd([ae.reconstruction_error(x_te, ae.reconstruct(m, x_te)) for m in vaes])
+rec_under = metrics.mean_sd([ae.reconstruction_error(x_te, ae.reconstruct(m, x_te)) for m in aes_seeds["under-complete"]])
+print(f"test reconstruction error over {len(SEEDS)} seeds: VAE {rec_vae[0]:.2f} ± {rec_vae[1]:.2f}, under-complete AE "
+      f"{rec_under[0]:.2f} ± {rec_under[1]:.2f}; the VAE's mean KL to the prior (seed 0) {kl_te:.1f} nats\n")
+print(f"{'code':<26}{'P@1':>15}{'MAP@R':>16}")
+for k, q in emb_quality.items():
+    print(f"{k:<26}" + "".join(f"{m:>9.3f} ± {sd:.3f}" for m, sd in q))
+vq = emb_quality["VAE (mean mu)"]
+for name in ("raw pixels", "under-complete", "denoising over-complete"):
+    print(f"VAE against {name}: " + ", ".join(
+        f"{measure} {vq[k][0] - emb_quality[name][k][0]:+.3f} ({verdict(vq[k], emb_quality[name][k])})"
+        for k, measure in enumerate(MEASURES)))
+assert metrics.clearly_above(rec_vae, rec_under)                  # claim: kl-costs
+assert metrics.clearly_above(vq[1], emb_quality["raw pixels"][1])  # claim: vae-gathers-classes
 
 # %% [markdown]
-# The price of the KL term is visible in the reconstruction error: the code carries less detail about each image.
-# As an embedding, $\mu(x)$ gathers whole classes better than raw pixels do (MAP@R), and the printed differences
-# show how it stands against the plain and the denoising autoencoders. Do not rank them from this one training run:
-# each model was trained once, with one seed, and a difference of a few points in P@1 or MAP@R between two
-# reconstruction-trained codes is of the size that another seed or a different $\beta$ moves. None of them was told
-# what a class is; that changes in lecture 04.
+# The price of the KL term is visible in the reconstruction error, clearly above the plain autoencoder's over the
+# seeds: the code carries less detail about each image. As an embedding, $\mu(x)$ gathers whole classes clearly
+# better than raw pixels do (MAP@R, over the seeds); how it stands on P@1, and against the plain and the denoising
+# autoencoders, is in the verdicts printed above, which is all one should read from them: a few seeds, one $\beta$,
+# one training budget. None of these codes was told what a class is; that changes in lecture 04.
 #
 # What the KL term buys is a generator. Every $q(f \mid x)$ is pulled towards $\mathcal{N}(0, I)$ and the decoder is
 # trained on noisy draws from them, so a code drawn from the prior lands where the decoder has been trained; a plain
@@ -681,30 +772,40 @@ plots.image_grid(samples.view(-1, 28, 28).clamp(0, 1), ncols=8, size=1.0,
 # ## Summary
 #
 # - An autoencoder learns a code $f(x) = E(x)$ by reconstruction alone: $\min \frac1b\sum_i \lVert x_i - D(E(x_i))\rVert^2
-#   + \lambda\Omega$, with weight decay or a code penalty as $\Omega$.
-# - **Over-complete** codes ($p > d$) can copy the input. We measured it: a copy gain near 1, clothes rebuilt by a
-#   digit model, and the strongest Jacobian diagonal of the three. The code then retrieves no better than raw pixels. A **denoising**
-#   autoencoder (noisy input, clean target) cannot get away with copying, and its code retrieves better.
+#   + \lambda\Omega$, with weight decay or a code penalty as $\Omega$. Each shrinks what it penalises, more so at ten
+#   times the strength, while the reconstruction error stays within 10 % of the unregularised one.
+#   <!-- claim: shrinks --> <!-- claim: stronger-shrinks-more --> <!-- claim: rec-unchanged -->
+# - **Over-complete** codes ($p > d$) can copy the input. We measured it: a copy gain near 1 for every seed, the
+#   smallest reconstruction error on clothes a digit model never saw, and the strongest Jacobian diagonal of the
+#   three. <!-- claim: copy-gain --> <!-- claim: rebuilds-clothes --> <!-- claim: jacobian-diagonal --> Over the
+#   seeds the copying code retrieves no better than raw pixels. <!-- claim: copy-no-better --> A **denoising**
+#   autoencoder (noisy input, clean target) cannot get away with copying, and its code retrieves clearly better than
+#   the copying one on P@1 and MAP@R. <!-- claim: denoising-retrieves -->
 # - A **linear** autoencoder, however many layers it has, is one matrix each way. At its optimum the decoder spans the
-#   top-$p$ PCA subspace (principal angles near 0°) and reconstructs exactly as well as PCA. It does not find the
-#   principal *axes*: any invertible mixing of the code gives the same loss. Tying the weights and making them
-#   orthonormal still leaves every rotation; PCA of the reconstructions (or a loss that orders the code units) finds
-#   the axes.
+#   top-$p$ PCA subspace (every principal angle below 5°) and reconstructs within 1 % of PCA. <!-- claim: pca-subspace -->
+#   It does not find the principal *axes*: any invertible mixing of the code gives the same loss.
+#   <!-- claim: mixing --> Tying the weights and making them orthonormal still leaves every rotation
+#   <!-- claim: tied-rotation -->; PCA of the reconstructions (or a loss that orders the code units) finds the axes.
+#   <!-- claim: rec-pca-axes -->
 # - Narrowing layers reduce dimension, widening layers lift it. A wide random ReLU layer already makes circles and
-#   XOR linearly separable. That layer is an explicit feature map; a kernel is the implicit version, and kernel PCA
-#   (PCA of the lifted data from the kernel matrix alone) separates the circles too.
-# - For retrieval, an autoencoder's code is roughly as good as PCA's, not clearly better. Reconstruction is not the
-#   same objective as "similar things close". The following lectures use labels (lecture 4) and pairs or triplets (lecture 5)
-#   to optimise the embedding for that directly.
+#   XOR linearly separable. <!-- claim: lift-separates --> That layer is an explicit feature map; a kernel is the
+#   implicit version, and kernel PCA (PCA of the lifted data from the kernel matrix alone) separates the circles too,
+#   on a few axes together rather than the top two. <!-- claim: kernel-pca-separates -->
+# - For retrieval, an autoencoder's code is no improvement over PCA's: within 0.05 on every measure and never clearly
+#   above it over the seeds. Reconstruction is not the same objective as "similar things close". The following
+#   lectures use labels (lecture 04) and pairs or triplets (lecture 05) to optimise the embedding for that directly.
+#   <!-- claim: ae-vs-pca -->
 # - A **VAE** encodes a Gaussian $q(f \mid x)$, samples it with the reparameterisation trick $f = \mu + \sigma\varepsilon$,
 #   and pays $\beta\,\mathrm{KL}(q \,\|\, \mathcal{N}(0, I))$; its mean $\mu(x)$ is the embedding, and codes drawn
-#   from the prior decode to images. Lecture 08 reuses the same KL.
+#   from the prior decode to images. Lecture 08 reuses the same KL. <!-- recap --> The KL term costs reconstruction,
+#   and $\mu(x)$ still gathers classes clearly better than raw pixels (MAP@R, over the seeds). <!-- claim: kl-costs -->
+#   <!-- claim: vae-gathers-classes -->
 #
 # ## Exercises
 #
 # Each exercise asks you to write a few lines in the cell below it; the `check(...)` at the end of the cell says
 # ✓ (right), ✗ (and what looks wrong) or ○ (not attempted yet). Stuck? `hint("03.1")` gives a hint, and another
-# one each time you call it. `show_solution("03.1")` prints the solution, for when you decide to look.
+# one each time you call it. `show_solution("03.1")` prints the solution, and then the package's own code for it.
 #
 # 1. **Principal angles.** Write `my_angles(A, B)`: the principal angles, in degrees, between the column spaces of
 #    `A` and `B`, without `dmlcourse.autoencoders`.
@@ -714,9 +815,13 @@ plots.image_grid(samples.view(-1, 28, 28).clamp(0, 1), ncols=8, size=1.0,
 #    guess the ratio `err_ae / err_pca` of the linear autoencoder's reconstruction error to PCA's (same rank
 #    $p = 10$). Then explain it with one number: the smallest mean squared error that *any* rank-$p$ linear map
 #    can reach on `xc`, computed from the eigenvalues of its covariance.
-# 4. **Explore (no check).** Run PCA (`ae.pca`) on the reconstructions `ae.reconstruct(lin, xc)` and compare its
-#    components with `pcs` one by one (`ae.principal_angles` of single columns). Why does PCA of the codes, mapped
-#    back through `D`, not give the principal axes in general? (Is `D` orthonormal?)
+# 4. **The VAE objective.** Write `my_vae_loss(x, mu, log_var, eps, decoder, beta)`: the objective of section 6 on one
+#    batch, with the code drawn by the reparameterisation trick from the noise `eps` you are given, and the KL term in
+#    closed form, without `dmlcourse.autoencoders`. The check compares its value *and* its gradients with respect to
+#    `mu` and `log_var` with an independent version written with `torch.distributions`.
+# 5. **Explore (no check).** Retrain the VAE of section 6 with `beta=0` and with `beta=4` (change `VAE_KW`). What
+#    happens to the reconstruction error, the KL to the prior, the MAP@R of $\mu(x)$, and the images drawn from the
+#    prior? Which $\beta$ would you pick for retrieval, and which for generation?
 
 # %%
 from dmlcourse.exercises import check, hint, show_solution
@@ -757,3 +862,30 @@ my_floor = evals[:-p].sum().item()                      # all but the p largest
 ### END SOLUTION
 
 check("03.3", my_prediction, my_floor, err_ae, err_pca, xc, p)
+
+# %% exercise="03.4"
+def my_vae_loss(x, mu, log_var, eps, decoder, beta=1.0):
+    """Return the mean over the batch of ||x_i - decoder(f_i)||^2 + beta * KL(N(mu_i, diag sigma_i^2) || N(0, I)),
+    where f = mu + sigma * eps is the reparameterised sample and log_var = log sigma^2 (all tensors (N, p), x (N, d))."""
+    ### BEGIN SOLUTION
+    sigma = torch.exp(0.5 * log_var)
+    f = mu + sigma * eps                         # the noise is an input: f is differentiable in mu and log_var
+    squared_error = (x - decoder(f)).pow(2).sum(1)                        # summed over the pixels of each image
+    kl = 0.5 * (mu.pow(2) + log_var.exp() - log_var - 1).sum(1)         # summed over the code dimensions
+    return (squared_error + beta * kl).mean()                           # averaged over the batch
+    ### END SOLUTION
+
+
+check("03.4", my_vae_loss)
+
+# %% [markdown]
+# ### The package's versions
+#
+# Once you have done the exercises, here is the package's code for them. The principal angles take orthonormal bases
+# from the SVD, so that a rank-deficient matrix is handled, and compute the small angles from their sines: $\arccos$
+# of a number close to 1 loses most of its digits. The unit tests check it against `scipy.linalg.subspace_angles`.
+
+# %%
+show(ae.principal_angles)
+show(ae.reparameterize)
+show(ae.gaussian_kl)

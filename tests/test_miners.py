@@ -224,6 +224,48 @@ def test_easy_positive_loss_against_a_loop():
     assert torch.autograd.gradcheck(lambda t: losses.easy_positive_loss(t, y, scale=3.0), (zz,))
 
 
+@pytest.mark.parametrize("negatives", ["hardest", "semi_hard"])
+def test_easy_positive_loss_with_one_negative_against_a_loop(negatives):
+    # the pairing of the easy-positive paper's public code (EasyPositiveHardNegative, Loss.py):
+    # the most similar positive, and ONE negative: the most similar one, or (semi-hard) the most
+    # similar one that is less similar than that positive; a two-way softmax over the pair
+    z, y = _batch(5, 24, 4, dim=5)
+    z = z.double()
+    zn = torch.nn.functional.normalize(z, dim=1)
+    s = 10.0
+    terms = []
+    for i in range(len(y)):
+        ps = [j for j in range(len(y)) if j != i and y[j] == y[i]]
+        ns = [k for k in range(len(y)) if y[k] != y[i]]
+        if not ps or not ns:
+            continue
+        sp = max(float(zn[i] @ zn[j]) for j in ps)
+        if negatives == "semi_hard":
+            ns = [k for k in ns if float(zn[i] @ zn[k]) < sp]
+            if not ns:
+                continue
+        sn = max(float(zn[i] @ zn[k]) for k in ns)
+        terms.append(-math.log(math.exp(s * sp) / (math.exp(s * sp) + math.exp(s * sn))))
+    got = losses.easy_positive_loss(z, y, scale=s, negatives=negatives, reduction="sum")
+    assert got.item() == pytest.approx(sum(terms), rel=1e-9)
+    assert len(terms) > 5
+    zz = z.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(
+        lambda t: losses.easy_positive_loss(t, y, scale=3.0, negatives=negatives), (zz,)
+    )
+    ep = miners.MinedTripletLoss(
+        "easy_positive",
+        None,
+        loss="easy_positive_softmax",
+        ep_scale=s,
+        ep_negatives=negatives,
+        reduction="sum",
+    )
+    assert ep(z, y)["loss"].item() == pytest.approx(sum(terms), rel=1e-9)
+    with pytest.raises(ValueError, match="negatives='some'"):
+        losses.easy_positive_loss(z, y, negatives="some")
+
+
 def test_bad_input():
     z = torch.randn(4, 2)
     with pytest.raises(ValueError, match="labels has 3 entries"):

@@ -3,7 +3,7 @@
 Taught in 05_siamese_triplet (the reductions and the empty-set rule in 06_mining_sampling).
 
 ``reduction`` in {"mean", "sum", "mean_nonzero", "none"}: mean over all terms; sum (as
-the lecture's formulas are written); mean over the terms that are > 0
+the Guelph slides' formulas are written); mean over the terms that are > 0
 (pytorch-metric-learning's default); or the per-term vector. An empty set of terms
 gives a zero that is still connected to the graph, so ``loss.backward()`` works.
 """

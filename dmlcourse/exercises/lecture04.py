@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from . import exercise
-from ._common import as_mean, name_the_mistake, same
+from ._common import as_mean, as_number, name_the_mistake, same
 
 
 def _floats(t) -> list[float]:
@@ -78,7 +78,8 @@ def _diagnose(yours: float, diagnoses: dict, where: str, expected: float) -> Non
                  "0.5 r^2 for |r| <= delta, linear beyond.",
                  "r = (pred - target).abs(); torch.where(r <= delta, 0.5 * r**2, delta * (r - 0.5 * delta)).mean()"],
           mistakes=["smooth_l1_loss (Huber / delta)", "the 0.5 of the quadratic part dropped",
-                    "the - 0.5 delta of the linear part dropped", "branches swapped", "sum instead of mean"])
+                    "the - 0.5 delta of the linear part dropped", "branches swapped", "sum instead of mean"],
+          implemented_by=["dmlcourse.supervised.huber_loss"])
 def check_huber(fn) -> str:
     """``fn(pred, target, delta) -> scalar``: the Huber loss, mean over samples."""
     g = torch.Generator().manual_seed(0)
@@ -114,7 +115,8 @@ def check_huber(fn) -> str:
                  "m = logits.max(1, keepdim=True).values; lse = m.squeeze(1) + torch.log(torch.exp(logits - m)"
                  ".sum(1)); return (lse - logits[torch.arange(len(labels)), labels]).mean()"],
           mistakes=["exp overflows for large logits", "wrong sign", "the log forgotten",
-                    "softmax over the samples (dim=0)", "sum instead of mean"])
+                    "softmax over the samples (dim=0)", "sum instead of mean"],
+          implemented_by=["dmlcourse.supervised.cross_entropy", "dmlcourse.supervised.log_softmax"])
 def check_cross_entropy(fn) -> str:
     """``fn(logits, labels) -> scalar``: softmax cross-entropy, mean over samples, also for logits of size 1000."""
     g = torch.Generator().manual_seed(0)
@@ -153,7 +155,8 @@ def check_cross_entropy(fn) -> str:
                  "The loss of one sample is [m - y f]_+ = max(0, m - y f): torch.relu or .clamp_min(0).",
                  "torch.relu(margin - y * scores).mean()"],
           mistakes=["the hinge [.]_+ missing", "margin with the wrong sign", "the label y missing",
-                    "sum instead of mean", "squared hinge"])
+                    "sum instead of mean", "squared hinge"],
+          implemented_by=["dmlcourse.supervised.hinge_loss"])
 def check_hinge(fn) -> str:
     """``fn(scores, y, margin) -> scalar``: [m - y f]_+ with y in {-1, +1}, mean over samples."""
     g = torch.Generator().manual_seed(0)
@@ -180,71 +183,107 @@ def check_hinge(fn) -> str:
     return "the same as a loop over the formula for margins 1, 0.5 and 2."
 
 
-def reference_dims_for_variance(z, share: float = 0.9) -> int:
-    """The number of principal directions that hold ``share`` of the variance of ``z`` (NumPy, float64)."""
-    x = np.asarray(torch.as_tensor(z, dtype=torch.float64))
-    s2 = np.linalg.svd(x - x.mean(0), compute_uv=False) ** 2
-    return int(np.searchsorted(np.cumsum(s2) / s2.sum(), share) + 1)
+def _centred(z) -> np.ndarray:
+    x = np.asarray(torch.as_tensor(z, dtype=torch.float64).detach().cpu())
+    return x - x.mean(0)
 
 
-def _dims_variants(z) -> dict:
-    x = np.asarray(torch.as_tensor(z, dtype=torch.float64))
-    s2 = np.linalg.svd(x - x.mean(0), compute_uv=False) ** 2
-    s_raw = np.linalg.svd(x, compute_uv=False) ** 2
-    s1 = np.sqrt(s2)
-    k = reference_dims_for_variance(z)
+def reference_participation_ratio(z) -> float:
+    """(sum_j lam_j)^2 / sum_j lam_j^2 over the eigenvalues lam_j of the covariance of ``z`` (N, p).
+
+    Written independently of any eigen-solver: the variances along the principal directions are the squared
+    singular values of the centred embedding (NumPy's SVD, float64), divided by N - 1 (a scale the ratio ignores).
+    """
+    lam = np.linalg.svd(_centred(z), compute_uv=False) ** 2 / (len(z) - 1)
+    return float(lam.sum() ** 2 / (lam**2).sum())
+
+
+def _ratio(lam) -> float:
+    lam = np.clip(np.asarray(lam, dtype=np.float64), 0.0, None)
+    return float(lam.sum() ** 2 / (lam**2).sum())
+
+
+def _participation_variants(z) -> dict:
+    """What the typical wrong computations give, message -> value."""
+    x = np.asarray(torch.as_tensor(z, dtype=torch.float64).detach().cpu())
+    xc = _centred(z)
+    cov = xc.T @ xc / (len(x) - 1)
+    lam = np.linalg.eigvalsh(cov)
+    s = np.linalg.svd(xc, compute_uv=False)
+    sd = np.sqrt(np.clip(np.diag(cov), 1e-300, None))
     return {
-        "not centred": int(np.searchsorted(np.cumsum(s_raw) / s_raw.sum(), 0.9) + 1),
-        "singular values": int(np.searchsorted(np.cumsum(s1) / s1.sum(), 0.9) + 1),
-        "one short": k - 1,
+        "the embedding is not centred: the first 'direction' is then mostly its mean, not a direction of "
+        "variance. Subtract z.mean(0) first (torch.cov does it for you).": _ratio(np.linalg.eigvalsh(x.T @ x)),
+        "torch.cov treats each ROW as a variable: torch.cov(z) is the N x N covariance of the samples. "
+        "Give it the features as rows, torch.cov(z.T), a p x p matrix.": _ratio(np.linalg.eigvalsh(np.cov(x))),
+        "those are the singular values of the centred embedding, i.e. standard deviations; the eigenvalues of "
+        "the covariance are their SQUARES (variances).": _ratio(s),
+        "you standardised the features (the correlation matrix): that gives every embedding unit a variance "
+        "of 1 and hides how unevenly the variance is spread. Use the covariance.": _ratio(
+            np.linalg.eigvalsh(cov / np.outer(sd, sd))),
+        "the ratio is upside down: it is (sum of the eigenvalues)^2 divided by the sum of their squares, "
+        "a number between 1 and p.": 1.0 / _ratio(lam),
+        "you divided the sum of the eigenvalues by the sum of their squares: square the sum first.":
+            float(lam.sum() / (lam**2).sum()),
     }
 
 
-@exercise("04.4", "Predict, then explain: how much of the embedding does single-output MSE use?",
-          writes="my_prediction and my_dims",
+def _sample_participation() -> dict:
+    """A valid call on a small synthetic problem: a nearly one-dimensional 'MSE' embedding and a spread-out
+    'cross-entropy' one, off-centre on purpose."""
+    g = torch.Generator().manual_seed(0)
+    spread_mse = torch.tensor([6.0, 1.0, 0.5] + [0.1] * 13)
+    spread_ce = torch.linspace(3.0, 0.5, 16)
+    results = {("mse", "mnist"): {"z": torch.randn(60, 16, generator=g) * spread_mse + 4.0, "p1": 0.55},
+               ("cross_entropy", "mnist"): {"z": torch.randn(60, 16, generator=g) * spread_ce + 4.0, "p1": 0.91}}
+    dims = {k: reference_participation_ratio(results[k, "mnist"]["z"]) for k in ("mse", "cross_entropy")}
+    return dict(prediction={"mse": 0.5, "cross_entropy": 0.9}, dims=dims, results=results, dataset="mnist")
+
+
+@exercise("04.4", "Predict, then explain: how many dimensions does each embedding use?",
+          writes="my_prediction and my_effective_dims",
           hints=["A prediction is a guess: any numbers in [0, 1] are accepted; write them BEFORE you look at the "
                  "table of section 3 again.",
-                 "The variance along the principal directions is the squared singular values of the CENTRED "
-                 "embedding: torch.linalg.svdvals(z - z.mean(0)) ** 2. Accumulate them (largest first) until "
-                 "90% of their sum is reached.",
-                 "s = torch.linalg.svdvals(z - z.mean(0)) ** 2; share = s.cumsum(0) / s.sum(); "
-                 "k = int((share < 0.9).sum()) + 1"],
-          mistakes=["embedding not centred", "singular values instead of their squares", "one direction short"])
+                 "The participation ratio turns a spectrum of variances into one 'number of dimensions used': if "
+                 "the variance is spread evenly over k principal directions (and none elsewhere) it is exactly k, "
+                 "and it is 1 when all the variance lies along one direction. The variances along the principal "
+                 "directions are the eigenvalues of the embedding's covariance matrix.",
+                 "Centre the test embedding (subtract the mean of each column), form its p x p covariance matrix "
+                 "(features against features, not samples against samples), take the eigenvalues of that "
+                 "symmetric matrix, then divide the square of their sum by the sum of their squares. Do it once "
+                 "per loss."],
+          mistakes=["embedding not centred", "torch.cov without the transpose (N x N)",
+                    "singular values instead of their squares", "correlation instead of covariance",
+                    "the ratio upside down", "the sum not squared"],
+          graded=("dims",), sample=_sample_participation)
 def check_prediction(prediction, dims, results, dataset) -> str:
-    """``prediction``: {"mse": P@1, "cross_entropy": P@1} guessed; ``dims``: the number of principal
-    directions holding 90% of each embedding's variance, {"mse": k, "cross_entropy": k}."""
-    keys = {"mse", "cross_entropy"}
-    for name, value in (("my_prediction", prediction), ("my_dims", dims)):
-        if not isinstance(value, dict) or not keys <= set(value):
+    """``prediction``: {"mse": P@1, "cross_entropy": P@1} guessed; ``dims``: the participation ratio
+    (sum lam)^2 / sum lam^2 of the covariance of each test embedding, {"mse": ..., "cross_entropy": ...}."""
+    keys = ("mse", "cross_entropy")
+    for name, value in (("my_prediction", prediction), ("my_effective_dims", dims)):
+        if not isinstance(value, dict) or not set(keys) <= set(value):
             raise AssertionError(f'{name} must be a dict {{"mse": <number>, "cross_entropy": <number>}}.')
     for k in keys:
-        if not 0.0 <= float(prediction[k]) <= 1.0:
+        guess = as_number(prediction[k], f"my_prediction[{k!r}]", "your guess of a Precision@1")
+        if not 0.0 <= guess <= 1.0:
             raise AssertionError(f"my_prediction[{k!r}] = {prediction[k]}: Precision@1 lies in [0, 1].")
-    true = {k: reference_dims_for_variance(results[k, dataset]["z"]) for k in keys}
-    for k in sorted(keys):
-        yours = dims[k]
-        if isinstance(yours, float) and not yours.is_integer():
-            raise AssertionError(f"my_dims[{k!r}] = {yours}: count directions, a whole number.")
-        if int(yours) == true[k]:
+    true = {k: reference_participation_ratio(results[k, dataset]["z"]) for k in keys}
+    for k in keys:
+        yours = as_number(dims[k], f"my_effective_dims[{k!r}]", "a participation ratio, e.g. with .item()")
+        if same(yours, true[k], 1e-4):
             continue
-        for mistake, v in _dims_variants(results[k, dataset]["z"]).items():
-            if int(yours) == v and v != true[k]:
-                raise AssertionError({
-                    "not centred": f"my_dims[{k!r}]: centre the embedding first (z - z.mean(0)); otherwise the "
-                                   "first direction is mostly the mean, not a direction of variance.",
-                    "singular values": f"my_dims[{k!r}]: the variance along a direction is the SQUARED singular "
-                                       "value.",
-                    "one short": f"my_dims[{k!r}] is one short: count the direction at which 90% is reached.",
-                }[mistake])
-        raise AssertionError(f"my_dims[{k!r}] = {yours}: the number of principal directions holding 90% of the "
-                             f"variance of the {k} embedding is not that; see hint(\"04.4\").")
+        name_the_mistake(yours, {f"my_effective_dims[{k!r}]: {m}": v
+                                 for m, v in _participation_variants(results[k, dataset]["z"]).items()},
+                         matches=lambda a, b: same(a, b, 1e-4))
+        raise AssertionError(f"my_effective_dims[{k!r}] = {yours:.3f}: the participation ratio of the {k} test "
+                             "embedding's covariance is not that; see hint(\"04.4\").")
     p1 = {k: results[k, dataset]["p1"] for k in keys}
     off = {k: abs(float(prediction[k]) - p1[k]) for k in keys}
     total = int(torch.as_tensor(results["mse", dataset]["z"]).shape[1])
     fewer = ("far fewer" if true["mse"] < true["cross_entropy"] / 2 else
              "fewer" if true["mse"] < true["cross_entropy"] else "no fewer")
     return (f"measured P@1: MSE (1 output) {p1['mse']:.3f}, cross-entropy {p1['cross_entropy']:.3f} (your guesses "
-            f"were off by {off['mse']:.2f} and {off['cross_entropy']:.2f}). 90% of the variance lies in "
-            f"{true['mse']} of {total} directions for MSE and {true['cross_entropy']} for cross-entropy: "
-            f"{fewer} for MSE. One output neuron only rewards moving f(x) along one direction w, so the "
-            "embedding has little reason to spread classes apart in the others, and nearest neighbours suffer.")
+            f"were off by {off['mse']:.2f} and {off['cross_entropy']:.2f}). Of its {total} dimensions the MSE "
+            f"embedding uses about {true['mse']:.1f}, the cross-entropy one about {true['cross_entropy']:.1f}: "
+            f"{fewer} for MSE. One output neuron only rewards moving f(x) along one direction w, so the embedding "
+            "has little reason to spread the classes apart in the others, and nearest neighbours suffer.")

@@ -5,7 +5,9 @@ of ``dmlcourse.losses`` (which the notebook teaches).
 
 The triplet loss is written with the plain Euclidean distance in some texts (and in this course's training runs)
 and with the squared one in others (FaceNet). The same margin means different things on the two scales, so the
-triplet check asks which one the learner meant and says so when the function does the other.
+triplet check asks which one the learner meant and says so when the function does the other. Exercise 05.3
+measures the same point on real triplets: the margin at which the squared form keeps as many triplets active as
+the plain form at m, found by counting, against the rule of thumb m' ~ m (d_ap + d_an).
 """
 
 # Every check here has the layout of the checks of the other lectures, on purpose, so that one
@@ -20,7 +22,7 @@ import math
 import torch
 
 from . import exercise
-from ._common import as_mean, name_the_mistake, same
+from ._common import as_mean, as_number, name_the_mistake, same
 
 DISTANCES = {"plain": "plain", "euclidean": "plain", "squared": "squared", "squared_euclidean": "squared"}
 
@@ -58,6 +60,7 @@ def _problem(seed: int, n: int = 64, dim: int = 4):
 
 
 @exercise("05.1", "The contrastive loss (eq. 11)", writes="my_contrastive",
+          implemented_by=["dmlcourse.losses.contrastive_loss"],
           hints=["d is the SQUARED Euclidean distance between the two rows: ((z1 - z2) ** 2).sum(1).",
                  "y = 1 marks a DISSIMILAR pair: similar pairs (y = 0) pay d, dissimilar ones pay [m - d]_+.",
                  "d = ((z1 - z2) ** 2).sum(1); y = dissimilar.to(d.dtype); "
@@ -93,6 +96,7 @@ def check_contrastive(fn) -> str:
 
 
 @exercise("05.2", "The triplet loss, with the distance you choose", writes="my_triplet",
+          implemented_by=["dmlcourse.losses.triplet_loss"],
           hints=["Say in the check which distance you use: check(\"05.2\", my_triplet, \"plain\") for "
                  "||a - p|| (as in section 4), or \"squared\" for ||a - p||^2 (as in FaceNet).",
                  "Per triplet: [d(a, p) - d(a, n) + m]_+; torch.relu gives [.]_+; take the mean over rows.",
@@ -141,40 +145,103 @@ def check_triplet(fn, distance="plain") -> str:
     return f"the same as a loop over eq. 12 with the {kind} distance on 3 random problems. Your margin is {scale}."
 
 
-@exercise("05.3", "Predict, then explain: one margin, two distances", writes="my_prediction and my_mean_sum",
-          hints=["A prediction is a guess: any numbers in [0, 1] are accepted; write them before computing anything.",
-                 "d_an^2 - d_ap^2 = (d_an - d_ap)(d_an + d_ap): on the squared scale every gap is multiplied by "
-                 "d_an + d_ap. How large is that factor for these triplets?",
-                 "my_mean_sum = (d_ap + d_an).mean().item()"],
-          mistakes=["the difference d_an - d_ap instead of the sum", "the sum of the squared distances"])
-def check_margin_scales(prediction, mean_sum, d_ap, d_an, margin: float = 0.2) -> str:
-    """``prediction``: {"plain": ..., "squared": ...}, the guessed fractions of active triplets at m = 0.2;
-    ``mean_sum``: the mean over the triplets of d(a, p) + d(a, n)."""
-    if not isinstance(prediction, dict) or not {"plain", "squared"} <= set(prediction):
-        raise AssertionError('my_prediction must be a dict {"plain": <number>, "squared": <number>}.')
-    for k in ("plain", "squared"):
-        if not 0.0 <= float(prediction[k]) <= 1.0:
-            raise AssertionError(f"my_prediction[{k!r}] = {prediction[k]}: a fraction of triplets lies in [0, 1].")
+def _count_active(dap: list[float], dan: list[float], margin: float, squared: bool) -> int:
+    """How many triplets have a non-zero hinge [d(a, p) - d(a, n) + margin]_+ (d plain or squared)."""
+    if squared:
+        return sum(a * a - b * b + margin > 0 for a, b in zip(dap, dan))
+    return sum(a - b + margin > 0 for a, b in zip(dap, dan))
+
+
+def _median(values: list[float]) -> float:
+    v, n = sorted(values), len(values)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+
+
+def reference_matching_margin(d_ap, d_an, margin: float) -> float:
+    """The margin m' at which the squared form keeps as many triplets active as the plain form at ``margin``:
+    a triplet is active on the squared scale when d_an^2 - d_ap^2 < m', so with k triplets active under the
+    plain form, any m' in (k-th smallest gap, (k+1)-th smallest gap] does it; the midpoint is returned."""
     dap = [float(v) for v in torch.as_tensor(d_ap, dtype=torch.float64)]
     dan = [float(v) for v in torch.as_tensor(d_an, dtype=torch.float64)]
-    true_sum = math.fsum(a + b for a, b in zip(dap, dan)) / len(dap)
-    yours = float(mean_sum)
-    if not same(yours, true_sum):
-        if same(yours, math.fsum(b - a for a, b in zip(dap, dan)) / len(dap)) or \
-                same(yours, math.fsum(a - b for a, b in zip(dap, dan)) / len(dap)):
-            raise AssertionError("that is the mean DIFFERENCE of the two distances; the factor that squaring puts "
-                                 "on every gap is their SUM, d(a, p) + d(a, n).")
-        if same(yours, math.fsum(a * a + b * b for a, b in zip(dap, dan)) / len(dap)):
-            raise AssertionError("you summed the SQUARED distances; the factor is d(a, p) + d(a, n), the plain ones.")
-        raise AssertionError(f"{yours:.4f} is not the mean of d_ap + d_an over the {len(dap)} triplets.")
-    active = {"plain": sum(a - b + margin > 0 for a, b in zip(dap, dan)) / len(dap),
-              "squared": sum(a * a - b * b + margin > 0 for a, b in zip(dap, dan)) / len(dap)}
-    off = {k: abs(float(prediction[k]) - active[k]) for k in active}
-    effective = margin / true_sum
-    more = "more" if active["squared"] > active["plain"] else "fewer" if active["squared"] < active["plain"] else \
-        "as many"
-    return (f"active at m = {margin:g}: plain {active['plain']:.2f}, squared {active['squared']:.2f} (your guesses "
-            f"were off by {off['plain']:.2f} and {off['squared']:.2f}). A triplet is active on the squared scale "
-            f"when d_an - d_ap < m / (d_an + d_ap); here d_an + d_ap is {true_sum:.2f} on average, so m = {margin:g} "
-            f"on squared distances acts like m = {effective:.2f} on plain ones: {more} active triplets. A margin "
-            "only means something together with its distance.")
+    k = _count_active(dap, dan, margin, squared=False)
+    gaps = sorted(b * b - a * a for a, b in zip(dap, dan))
+    if k == 0:
+        return max(0.0, gaps[0]) / 2
+    if k == len(gaps):
+        return gaps[-1] + 1.0
+    return max(0.0, (gaps[k - 1] + gaps[k]) / 2)
+
+
+def _sample_matching_margin() -> dict:
+    g = torch.Generator().manual_seed(11)
+    d_ap = 0.4 + 0.6 * torch.rand(400, generator=g, dtype=torch.float64)
+    d_an = d_ap + 0.25 * torch.randn(400, generator=g, dtype=torch.float64).abs() + 0.02
+    return dict(prediction=1.0, matching_margin=reference_matching_margin(d_ap, d_an, 0.1), d_ap=d_ap,
+                d_an=d_an, margin=0.1)
+
+
+@exercise("05.3", "Predict, then explain: the squared margin that matches a plain one",
+          writes="my_prediction and my_matching_margin",
+          hints=["A prediction is a guess: any ratio m'/m >= 0 is accepted; write it before computing anything. "
+                 "Section 4 gives a rule of thumb; is it right for these triplets?",
+                 "Under the squared form a triplet is active when d_an^2 - d_ap^2 < m'. So the number of active "
+                 "triplets only depends on how many of these squared gaps lie below m'. How many must that be?",
+                 "Count the triplets that the PLAIN form leaves active at m; call it k. Sort the squared gaps "
+                 "d_an^2 - d_ap^2 of all triplets: any m' above the k-th smallest and not above the (k+1)-th "
+                 "keeps exactly k active (the midpoint of the two is a safe choice)."],
+          mistakes=["the same margin for both forms", "the margin squared",
+                    "the rule of thumb m (d_ap + d_an) instead of the exact count",
+                    "the satisfied triplets counted instead of the active ones"],
+          graded=("matching_margin",), sample=_sample_matching_margin)
+def check_matching_margin(prediction, matching_margin, d_ap, d_an, margin: float = 0.1) -> str:
+    """``prediction``: the guessed ratio m'/m; ``matching_margin``: the margin m' at which the squared-distance
+    triplet loss keeps as many of the triplets (d_ap, d_an) active as the plain one at ``margin``."""
+    prediction = as_number(prediction, "my_prediction", "your guess of the ratio m'/m")
+    if prediction < 0:
+        raise AssertionError(f"my_prediction = {prediction}: a ratio of two margins is not negative.")
+    yours = as_number(matching_margin, "my_matching_margin", "one margin for the squared form")
+    dap = [float(v) for v in torch.as_tensor(d_ap, dtype=torch.float64)]
+    dan = [float(v) for v in torch.as_tensor(d_an, dtype=torch.float64)]
+    n = len(dap)
+    k = _count_active(dap, dan, margin, squared=False)
+    got = _count_active(dap, dan, yours, squared=True)
+    tolerance = max(1, n // 400)  # a few triplets: float32 rounding of gaps that lie at m' itself
+    if abs(got - k) > tolerance or yours < 0:
+        sums = [a + b for a, b in zip(dap, dan)]
+        median_sum, mean_sum = _median(sums), math.fsum(sums) / n
+        lower_median = sorted(sums)[(n - 1) // 2]  # torch.median's choice for an even count
+        rules = {
+            f"m' = m = {margin:g} is the same margin: on the squared scale it keeps {got} of the {n} triplets "
+            f"active, not {k}.": [margin],
+            "squaring the margin is not the conversion: the gap is squared as a difference of squares, "
+            "d_an^2 - d_ap^2 = (d_an - d_ap)(d_an + d_ap).": [margin * margin],
+            f"that is the rule of thumb m' ~ m (d_ap + d_an) (with the median or the mean of the sums): it keeps "
+            f"{got} active, not {k}. It is close, not exact: the triplets that decide are the ones near the "
+            "boundary, and their sums are not the typical sum. Count instead.": [margin * median_sum,
+                                                                              margin * lower_median,
+                                                                              margin * mean_sum],
+        }
+        for message, values in rules.items():
+            if any(abs(yours - v) <= 1e-6 * max(1.0, abs(v)) for v in values):
+                raise AssertionError(message)
+        if got == n - k and got != k:
+            raise AssertionError(f"{got} triplets are active at your m': that is the number the plain form "
+                                 f"SATISFIES ({n - k}); match the active ones ({k}).")
+        if yours < 0:
+            raise AssertionError(f"my_matching_margin = {yours}: a margin is not negative (the loss asks d_an^2 "
+                                 "to exceed d_ap^2 BY m').")
+        raise AssertionError(f"at m' = {yours:.4g} the squared form keeps {got} of the {n} triplets active; the "
+                             f"plain form at m = {margin:g} keeps {k}. Find the m' that keeps {k}.")
+    exact = reference_matching_margin(dap, dan, margin)
+    rule = margin * _median([a + b for a, b in zip(dap, dan)])
+    by_rule = _count_active(dap, dan, rule, squared=True)
+    ratio = exact / margin
+    side = ("smaller than m: the sums d_ap + d_an are mostly below 1 here, so the squared gap "
+            "(d_an - d_ap)(d_an + d_ap) is smaller than the plain one" if ratio < 1 else
+            "larger than m: the sums d_ap + d_an are mostly above 1 here, so the squared gap "
+            "(d_an - d_ap)(d_an + d_ap) is larger than the plain one")
+    return (f"m' = {yours:.4f} keeps {got} of the {n} triplets active, as the plain form does at m = {margin:g} "
+            f"({k}). The exact interval's midpoint is {exact:.4f}, so m'/m = {ratio:.2f} (your guess was off by "
+            f"{abs(prediction - ratio):.2f}): m' is {side}. The rule of thumb m' ~ m x median(d_ap + d_an) = "
+            f"{rule:.4f} keeps {by_rule}: the right size, not the exact count, because the triplets that decide "
+            "are the ones near the boundary. A margin only means something together with its distance.")

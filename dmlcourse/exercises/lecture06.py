@@ -17,6 +17,7 @@ import math
 import torch
 
 from . import exercise
+from ._common import as_number
 
 DISTANCES = {"plain": "plain", "euclidean": "plain", "squared": "squared", "squared_euclidean": "squared"}
 
@@ -101,7 +102,8 @@ def _show(seed, z, y, ours, yours) -> str:
                  "p = d.masked_fill(~pos, -inf).argmax(1); n = d.masked_fill(~neg, inf).argmin(1); "
                  "a = torch.nonzero(pos.any(1) & neg.any(1)).flatten(); return a, p[a], n[a]"],
           mistakes=["the closest positive instead of the farthest", "the farthest negative instead of the closest",
-                    "anchors without a positive or negative kept", "the anchor used as its own positive"])
+                    "anchors without a positive or negative kept", "the anchor used as its own positive"],
+          implemented_by=["dmlcourse.miners.batch_hard"])
 def check_batch_hard(fn) -> str:
     """``fn(z, labels) -> (a, p, n)``: per anchor the farthest positive and the closest negative (Euclidean)."""
     for seed, z, y in _batches():
@@ -143,7 +145,8 @@ def check_batch_hard(fn) -> str:
                  "(d[a] < d[a, p] + margin); if ok.any(): append (a, p, d[a].masked_fill(~ok, inf).argmin())"],
           mistakes=["the distance differs from the one declared", "the margin bound ignored",
                     "the farthest negative in the band", "the hardest negative when none is semi-hard",
-                    "one triplet per anchor instead of per pair"])
+                    "one triplet per anchor instead of per pair"],
+          implemented_by=["dmlcourse.miners.batch_semi_hard"])
 def check_semi_hard(fn, distance="plain") -> str:
     """``fn(z, labels, margin) -> (a, p, n)``: per anchor-positive pair the closest negative with
     d(a,p) < d(a,n) < d(a,p) + margin, pairs without one skipped; d "plain" or "squared" as declared."""
@@ -189,16 +192,48 @@ def check_semi_hard(fn, distance="plain") -> str:
             "margins 0.3 and 1.")
 
 
+def reference_wrong_order(z_start, labels) -> tuple[float, float]:
+    """The fraction of batch-hard triplets (loop reference) whose negative is closer than the positive, and the
+    fraction of them that are near-ties (|d(a,n) - d(a,p)| < 1e-4, which float32 may order either way)."""
+    d = _distances(z_start)
+    hard = reference_batch_hard(z_start, labels)
+    wrong = sum(d[a][n] < d[a][p] for a, p, n in hard) / len(hard)
+    ties = sum(abs(d[a][n] - d[a][p]) < 1e-4 for a, p, n in hard) / len(hard)
+    return wrong, ties
+
+
+def _sample_wrong_order() -> dict:
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(8).repeat(5)           # 8 classes x 5 points, classes apart but overlapping: 70 % wrong order
+    z = torch.nn.functional.normalize(
+        torch.randn(40, 8, generator=g, dtype=torch.float64)
+        + 3.5 * torch.nn.functional.one_hot(y, 8).double(), dim=1)
+    hist = {"active_fraction": [1.0, 1.0, 1.0]}
+    runs = {"batch_hard, m = 0.05": {"p1": 0.3, "history": _History(hist)},
+            "batch_hard, m = 0.2": {"p1": 0.3, "history": _History(hist)}}
+    return dict(prediction=0.5, wrong_order=reference_wrong_order(z, y)[0], z_start=z, labels=y, collapse=runs)
+
+
+class _History:
+    """What the check reads of a training history (the sample call's stand-in for train.History)."""
+
+    def __init__(self, step_info: dict):
+        self.step_info = step_info
+
+
 @exercise("06.3", "Predict, then explain: batch-hard at a smaller margin", writes="my_prediction and my_wrong_order",
           hints=["A prediction is a guess: any number in [0, 1] is accepted; write it BEFORE you look at the "
                  "table of section 4 again.",
-                 "Mine the batch-hard triplets of z_start (your my_batch_hard, or miners.batch_hard) and compare "
-                 "d(a,n) with d(a,p) for each: in how many is the negative closer than the positive?",
-                 "a, p, n = my_batch_hard(z_start, y_probe); d = torch.cdist(z_start, z_start); "
-                 "my_wrong_order = (d[a, n] < d[a, p]).float().mean().item()"],
+                 "A triplet whose negative is closer than its positive, d(a,n) < d(a,p), has a positive hinge "
+                 "d(a,p) - d(a,n) + m at EVERY margin m >= 0. The question is how many of batch-hard's triplets are "
+                 "like that before any training, on the untrained embedding z_start.",
+                 "Mine the batch-hard triplets of z_start with your my_batch_hard of exercise 06.1. Then, triplet by "
+                 "triplet, compare the anchor-negative entry of z_start's distance matrix with the anchor-positive "
+                 "entry; my_wrong_order is the share of triplets in which the negative is the closer one."],
           mistakes=["all triplets (batch-all) counted instead of the batch-hard ones",
                     "the right-order fraction instead of the wrong-order one",
-                    "the active fraction at a margin instead of the wrong order"])
+                    "the active fraction at a margin instead of the wrong order"],
+          graded=("wrong_order",), sample=_sample_wrong_order)
 def check_margin_prediction(prediction, wrong_order, z_start, labels, collapse) -> str:
     """``prediction``: the guessed P@1 of batch-hard at m = 0.05; ``wrong_order``: the fraction of the batch-hard
     triplets of ``z_start`` whose negative is closer than the positive."""
@@ -206,10 +241,8 @@ def check_margin_prediction(prediction, wrong_order, z_start, labels, collapse) 
         raise AssertionError(f"my_prediction = {prediction}: one number, your guess of a Precision@1 in [0, 1].")
     d = _distances(z_start)
     hard = reference_batch_hard(z_start, labels)
-    true = sum(d[a][n] < d[a][p] for a, p, n in hard) / len(hard)
-    # float32 distances may order a near-tie (|d(a,n) - d(a,p)| < 1e-4) either way: accept both counts
-    ties = sum(abs(d[a][n] - d[a][p]) < 1e-4 for a, p, n in hard) / len(hard)
-    yours = float(wrong_order)
+    true, ties = reference_wrong_order(z_start, labels)
+    yours = as_number(wrong_order, "my_wrong_order", "a fraction of the batch-hard triplets")
     if not true - ties - 1e-6 <= yours <= true + ties + 1e-6:
         y = torch.as_tensor(labels).tolist()
         every = [(a, p, n) for a in range(len(y)) for p in range(len(y)) for n in range(len(y))
@@ -227,9 +260,18 @@ def check_margin_prediction(prediction, wrong_order, z_start, labels, collapse) 
         raise AssertionError(f"{yours:.4f} is not the fraction of batch-hard triplets of z_start with d(a,n) < d(a,p).")
     small, big = collapse["batch_hard, m = 0.05"], collapse["batch_hard, m = 0.2"]
     off = abs(float(prediction) - small["p1"])
-    active = big["history"].step_info.get("active_fraction", [])
-    during = f" and during training the smallest active fraction of batch-hard was {min(active):.2f}" if active else ""
-    return (f"batch-hard measured P@1 {small['p1']:.3f} at m = 0.05 and {big['p1']:.3f} at m = 0.2 (your guess was "
-            f"off by {off:.2f}). Before training, {true:.0%} of the batch-hard triplets have the negative closer than "
-            f"the positive{during}. Such a triplet is active at any margin m >= 0, so the loss is "
-            "mean(d(a,p) - d(a,n)) + m: m adds a constant, the gradient is the same, and so is the whole run.")
+    lowest = {m: min(r["history"].step_info.get("active_fraction", [float("nan")]))
+              for m, r in (("0.05", small), ("0.2", big))}
+    start = (f"batch-hard measured P@1 {small['p1']:.3f} at m = 0.05 and {big['p1']:.3f} at m = 0.2 (your guess was "
+             f"off by {off:.2f}). Before training, {true:.0%} of the batch-hard triplets have the negative closer than "
+             "the positive: they are active at any margin, and the cheapest way to lower their loss is to shrink "
+             "every distance, which sends batch-hard into collapse. That alone does not make the two runs the same: ")
+    if all(v == 1.0 for v in lowest.values()):
+        return start + ("they are identical because EVERY mined triplet stayed active in EVERY step of both runs (the "
+                        "smallest active fraction was 1.00 at both margins; once the embedding has collapsed, all "
+                        "distances are far below m and no hinge can reach 0). Then the loss is "
+                        "mean(d(a,p) - d(a,n)) + m throughout, m adds a constant, the gradients are equal, and so are "
+                        "the two runs.")
+    return start + (f"the smallest active fraction during training was {lowest['0.05']:.2f} at m = 0.05 and "
+                    f"{lowest['0.2']:.2f} at m = 0.2. In a step where some mined triplet is inactive at one margin "
+                    "and active at the other, the gradients differ, so here the two runs need not be the same.")

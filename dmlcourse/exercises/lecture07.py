@@ -92,7 +92,7 @@ def _logits(value, expected_shape, name):
 
 # --------------------------------------------------------------------------- 07.1 CosFace
 
-@exercise("07.1", "CosFace logits by hand", writes="my_cosface",
+@exercise("07.1", "CosFace logits by hand", writes="my_cosface", implemented_by=["dmlcourse.heads.CosFaceHead.forward"],
           hints=["First the cosines: normalise each row of x and each row of W (one class weight per row), then "
                  "one matrix product gives the (N, C) matrix of cos θ_j.",
                  "Only the target entry of each row, (i, labels[i]), loses the margin: "
@@ -138,6 +138,7 @@ def check_cosface(fn) -> str:
 # --------------------------------------------------------------------------- 07.2 SphereFace
 
 @exercise("07.2", "SphereFace logits by hand", writes="my_sphereface",
+          implemented_by=["dmlcourse.heads.sphereface_psi", "dmlcourse.heads.SphereFaceHead.forward"],
           hints=["SphereFace normalises the class weights but NOT the features: every logit is ||x|| times a cosine "
                  "(or times ψ for the target). θ_y = acos(cos θ_y); clamp the cosine to [-1, 1] first.",
                  "ψ(θ) = (-1)^k cos(mθ) - 2k with k = floor(θ m / π), at most m - 1. cos(mθ) alone goes up again "
@@ -195,20 +196,36 @@ def check_sphereface(fn) -> str:
 
 # --------------------------------------------------------------------------- 07.3 predict, then explain
 
+def _sample_margin_in_2d() -> dict:
+    g = torch.Generator().manual_seed(7)
+    angles = torch.sort(torch.rand(10, generator=g, dtype=torch.float64) * 2 * math.pi).values
+    W = torch.stack([angles.cos(), angles.sin()], 1)[torch.randperm(10, generator=g)] * 1.5  # rows not unit length
+    return dict(prediction=0.5, max_margin=2 * math.pi / 10,
+                room_deg=math.degrees(reference_room(10, 0.6)), smallest_gap=reference_smallest_gap(W), W=W)
+
+
 @exercise("07.3", "Predict, then explain: how large can a margin be in 2-D?",
           writes="my_prediction, my_max_margin, my_room_deg and my_smallest_gap",
           hints=["A prediction is a guess: any margin in radians is accepted. Write it BEFORE computing anything.",
                  "Put the 10 class weights evenly on the circle, 2π/10 apart. A point at angle φ from its own weight, "
                  "towards a neighbour, has θ_y = φ and θ_neighbour = 2π/10 - φ; the margin holds while "
                  "θ_y + m < θ_neighbour. Solve for φ; the largest m is the one that leaves φ = 0 only.",
-                 "my_max_margin = 2 * math.pi / 10; my_room_deg = math.degrees((2 * math.pi / 10 - 0.6) / 2); "
-                 "my_smallest_gap: the smallest angle between two DIFFERENT rows of W_arc "
-                 "(acos of the cosine matrix, diagonal excluded)."])
+                 "The first two numbers come from that inequality: the largest margin is the m at which the room φ "
+                 "shrinks to zero, and the room at m = 0.6 is φ solved for, turned from radians into degrees. For "
+                 "the third, compare every class weight of W_arc with every OTHER one (not only its neighbour in "
+                 "index order, which need not be its neighbour on the circle): the largest cosine between two "
+                 "different weights belongs to the smallest angle."],
+          mistakes=["the margin in degrees", "half the gap between two weights", "twice the room",
+                    "the room in radians", "m = 0.6 taken as degrees", "a weight's angle with itself",
+                    "neighbours in index order", "the gap in degrees"],
+          graded=("max_margin", "room_deg", "smallest_gap"), sample=_sample_margin_in_2d)
 def check_margin_in_2d(prediction, max_margin, room_deg, smallest_gap, W) -> str:
     """``prediction``: a guess of the largest margin (rad) 10 classes can all have in 2-D; ``max_margin``: that
     margin; ``room_deg``: the room (degrees) each side of a class weight at m = 0.6; ``smallest_gap``: the smallest
     angle (rad) between two class weights of the trained 2-D ArcFace head ``W`` (10, 2)."""
-    guess = as_number(prediction, "my_prediction")
+    guess = as_number(prediction, "my_prediction", "your guess of a margin in radians")
+    if guess < 0:
+        raise AssertionError(f"my_prediction = {guess}: a margin is an angle of at least 0.")
     c = 10
     true_max = 2 * math.pi / c
     mm = as_number(max_margin, "my_max_margin")

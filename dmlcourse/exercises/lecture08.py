@@ -90,7 +90,8 @@ def _problems(n=12, d=6):
                  "v = var1 + var2; return -0.5 * ((mu1 - mu2) ** 2 / v + torch.log(v)).sum(1) "
                  "- 0.5 * mu1.shape[1] * math.log(2 * math.pi)"],
           mistakes=["sign error", "log term missing", "constant missing", "official PFE form",
-                    "divided by each variance", "inputs squared or square-rooted", "mean instead of sum"])
+                    "divided by each variance", "inputs squared or square-rooted", "mean instead of sum"],
+          implemented_by=["dmlcourse.uncertainty.mls_terms", "dmlcourse.uncertainty._mls_terms"])
 def check_mls(fn) -> str:
     """``fn(mu1, var1, mu2, var2) -> (N,)`` scores: the mutual likelihood score with the 1/2 and the constant
     (D/2) log 2 pi, variances (not standard deviations) as inputs."""
@@ -133,7 +134,8 @@ def check_mls(fn) -> str:
           hints=["Multiply the K Gaussians of each dimension: the precisions (1/var) add up.",
                  "1/var_f = sum_k 1/var_k; the fused mean is the precision-weighted average of the means.",
                  "p = 1 / var; var_f = 1 / p.sum(0); return var_f * (p * mu).sum(0), var_f"],
-          mistakes=["plain average", "weighted by the variance", "average variance as the fused variance"])
+          mistakes=["plain average", "weighted by the variance", "average variance as the fused variance"],
+          implemented_by=["dmlcourse.uncertainty.fuse"])
 def check_fusion(fn) -> str:
     """``fn(mu, var) -> (mu_f, var_f)``: fuse K observations (K, D) of one class into one Gaussian (D,)."""
     for seed, mu, var, _, _ in _problems(n=5):
@@ -170,7 +172,8 @@ def check_fusion(fn) -> str:
                  "independent, so sum over them.",
                  "You are given log_var, not var: var = log_var.exp().",
                  "return 0.5 * (mu ** 2 + log_var.exp() - log_var - 1).sum(1)"],
-          mistakes=["1/2 missing", "-1 missing", "var and log var swapped", "mean instead of sum"])
+          mistakes=["1/2 missing", "-1 missing", "var and log var swapped", "mean instead of sum"],
+          implemented_by=["dmlcourse.uncertainty.dul_kl"])
 def check_kl(fn) -> str:
     """``fn(mu, log_var) -> (N,)``: KL(N(mu, exp(log_var)) || N(0, I)) per sample (DUL's regulariser)."""
     for seed, mu, var, _, _ in _problems():
@@ -195,15 +198,28 @@ def check_kl(fn) -> str:
 
 # --------------------------------------------------------------------------- 08.4 predict, then explain
 
+def _sample_crossing() -> dict:
+    # section 2's grid and curves, from the float64 reference (var1 = 0.01, 0.1, 1, 10; var2 = 0.01)
+    dist = torch.linspace(0, 4, 41, dtype=torch.float64)
+    S = torch.stack([reference_mls(dist[:, None], torch.full((41, 1), v, dtype=torch.float64),
+                                   torch.zeros(41, 1, dtype=torch.float64),
+                                   torch.full((41, 1), 0.01, dtype=torch.float64))
+                     for v in (0.01, 0.1, 1.0, 10.0)])
+    return dict(prediction=0.5, crossing=reference_crossing(10.0, 0.01, 0.01), dist=dist, S=S)
+
+
 @exercise("08.4", "Predict, then explain: when does uncertainty score higher?",
           writes="my_prediction and my_crossing",
           hints=["A prediction is a guess: any distance >= 0 is accepted. Write it BEFORE you compute anything.",
                  "With D = 1 write both scores: -1/2 (d^2 / a + log a) - 1/2 log 2 pi with a = 0.01 + 0.01 "
                  "(both certain) and with b = 10 + 0.01 (one uncertain). Set them equal: the constant cancels, and "
                  "so does the 1/2.",
-                 "d^2 (1/a - 1/b) = log(b / a): my_crossing = math.sqrt(math.log(b / a) / (1 / a - 1 / b))."],
+                 "Gather the two squared-distance terms on one side and the two logarithms on the other: d^2 "
+                 "times the gap between the two precisions 1/a and 1/b equals the log of the ratio of the two "
+                 "variances. Solve that for d^2 and take the positive root."],
           mistakes=["penalty forgotten (crossing at 0)", "var2 forgotten", "variances taken as standard deviations",
-                    "the 1/2 dropped on one term only", "read off the plot's grid"])
+                    "the 1/2 dropped on one term only", "read off the plot's grid"],
+          graded=("crossing",), sample=_sample_crossing)
 def check_crossing(prediction, crossing, dist, S) -> str:
     """``prediction``: a guessed |mu1 - mu2| from which the uncertain input (var1 = 10) scores higher than the
     certain one (var1 = 0.01), with var2 = 0.01 and D = 1; ``crossing``: that distance, exactly; ``dist`` and

@@ -1,5 +1,4 @@
-"""The Embedding Lab: change the loss, the miner and the margin, train, and watch the embedding
-move.
+"""The Embedding Lab: change the loss, the miner and the margin, train, watch the embedding move.
 
 Taught in 05_siamese_triplet (losses), 06_mining_sampling (miners) and 07_angular_margins (heads).
 

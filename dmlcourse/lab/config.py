@@ -19,14 +19,10 @@ LOSSES = METRIC_LOSSES + HEAD_LOSSES
 MINERS = miners.MINER_NAMES  # the stateless miners and Bayesian-updating sampling
 NETWORKS = ("mlp", "cnn")
 EMBEDDING_DIMS = (2, 8, 16, 32, 64, 128)
-LAYOUTS = (
-    "chain",
-    "procrustes",
-    "pca",
-)  # how the epochs' pictures are aligned (layouts.next_layout)
+# how the epochs' pictures are aligned (layouts.next_layout)
+LAYOUTS = ("chain", "procrustes", "pca")
 
-# margin slider per loss: (min, max, step, default). SphereFace's margin is the integer m of cos(m
-# theta).
+# margin slider per loss: (min, max, step, default); SphereFace's is the integer m of cos(m theta)
 MARGINS = {
     "contrastive": (0.0, 2.0, 0.05, 1.0),
     "triplet": (0.0, 1.0, 0.01, 0.2),

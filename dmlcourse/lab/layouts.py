@@ -78,14 +78,11 @@ def next_layout(
     """The layout of one snapshot, aligned with the previous one.
 
     method="chain" (default): UMAP started from ``previous`` with a small step size
-    (``learning_rate_next``)
-        and few optimisation epochs, then shifted and scaled back onto ``previous`` (UMAP rescales
-        its
-        starting layout). Measured on 1,000 MNIST probe points (benchmarks/bench_lab.py): the same
-        embedding laid out again moves by 6% of the picture's radius (100 UMAP epochs at UMAP's
-        default
-        step 1.0: 23%), and the 2-D nearest neighbours agree with the classes as well as a fresh
-        UMAP's;
+        (``learning_rate_next``) and few optimisation epochs, then shifted and scaled back onto
+        ``previous`` (UMAP rescales its starting layout). Measured on 1,000 MNIST probe points
+        (benchmarks/bench_lab.py): the same embedding laid out again moves by 6% of the picture's
+        radius (100 UMAP epochs at UMAP's default step 1.0: 23%), and the 2-D nearest neighbours
+        agree with the classes as well as a fresh UMAP's;
     method="procrustes": an independent UMAP, then rotated/scaled onto ``previous``;
     method="pca": PCA, sign-aligned with the previous layout (instant, no UMAP).
     """

@@ -34,9 +34,8 @@ from .config import MARGINS, LabConfig, distance_for
 from .layouts import next_layout
 
 CACHE_NAME = "lab/run"  # runs are files <cache dir>/lab/run-<hash of the configuration>.pt
-INACTIVE_STEPS = (
-    20  # this many steps in a row (at most one epoch) without an active triplet/pair end the run
-)
+# this many steps in a row (at most one epoch) without an active triplet/pair end the run
+INACTIVE_STEPS = 20
 DIVERGENCE = 1e3  # a step loss this many times the initial one (or NaN) ends the run: it diverged
 
 
@@ -73,8 +72,7 @@ class LabRun:
         return [m.get(name, float("nan")) for m in self.probe_metrics]
 
     def active_fraction(self) -> list:
-        """Mean fraction of active triplets (or pairs) per epoch; empty if the loss does not log
-        it."""
+        """Mean fraction of active triplets (pairs) per epoch; empty if the loss does not log it."""
         return [m["active_fraction"] for m in self.epoch_metrics if "active_fraction" in m]
 
 
@@ -84,8 +82,7 @@ _DATA: dict = {}
 
 
 def load_split(dataset: str, split: str, size: str):
-    """``data.load``, kept in memory for the session (the Lab loads the same splits again and
-    again)."""
+    """``data.load``, kept in memory for the session: the Lab loads the same splits many times."""
     key = (dataset, split, size)
     if key not in _DATA:
         _DATA[key] = data.load(dataset, split, size)
@@ -100,9 +97,10 @@ def probe_set(dataset: str, size: str = "mini", per_class: int = 100, *, seed: i
 
 
 def make_model(config: LabConfig) -> torch.nn.Module:
-    """The network of a run (seeded by ``config.seed``): an MLP (fast on a CPU) or the course's
-    SmallCNN.
-    The triplet loss works on L2-normalised embeddings, as in lectures 5 and 6."""
+    """The network of a run (seeded by ``config.seed``): an MLP (fast on a CPU) or the SmallCNN.
+
+    The triplet loss works on L2-normalised embeddings, as in 05_siamese_triplet and
+    06_mining_sampling."""
     c = config.normalized()
     seed_everything(c.seed)
     normalize = c.loss == "triplet"
@@ -265,10 +263,8 @@ class LabRunner:
         step = len(h.step_loss)
         if self.on_step is not None:
             self.on_step(step, self.total)
-        value, initial = (
-            h.step_loss[-1],
-            h.step_loss[0],
-        )  # initial: the loss of the untrained network
+        # initial: the loss of the untrained network
+        value, initial = h.step_loss[-1], h.step_loss[0]
         if value > DIVERGENCE * max(1.0, abs(initial)):
             return self._stop(
                 f"the loss exploded from {initial:.3g} to {value:.3g} at step {step}: training "
@@ -315,8 +311,7 @@ class LabRunner:
         threads = torch.get_num_threads()
         try:
             if device.type == "cpu":
-                # a small network on a (shared) CPU: one thread is faster than two that wait for
-                # each other
+                # a small network on a (shared) CPU: one thread beats two that wait for each other
                 torch.set_num_threads(1)
             h.snapshots.append(
                 models.embed(
@@ -386,11 +381,9 @@ def run_lab(
     on_step: Callable[[int, int], None] | None = None,
     on_epoch: Callable[[LabRun], None] | None = None,
 ) -> LabRun:
-    """Train ``config`` (or load it from the cache, ``from_cache`` set) and lay out its probe
-    snapshots.
+    """Train ``config`` or load it from the cache (``from_cache`` set); lay out its probe snapshots.
 
-    should_stop : called after every step; True ends training after that step (what was trained is
-    kept).
+    should_stop : called after every step; True ends training after that step (keeping what it did).
     on_step(step, total) : progress; on_epoch(partial_run) : after every epoch (for live display).
     use_cache=False trains even if the run is cached (and stores the new run).
     A run that stops early (stop request, NaN loss, nothing active) is returned with ``interrupted``

@@ -1,5 +1,4 @@
-"""The Embedding Lab widget: change the loss, the miner and the margin, train, and watch the
-embedding move.
+"""The Embedding Lab widget: change the loss, miner and margin, train, and watch the embedding move.
 
 Taught in 05_siamese_triplet (losses), 06_mining_sampling (miners) and 07_angular_margins (heads).
 
@@ -73,36 +72,30 @@ class EmbeddingLab:
     dataset, size, margin, embedding_dim, epochs, lr, seed, network : initial control values
         (size and network default to "mini"/"mlp" on a CPU and "full"/"cnn" on a GPU).
     train_per_class : None (default) trains on every image of the size; an int takes a
-    class-balanced subset.
+        class-balanced subset.
     probe_per_class : probe images per class (100: 1,000 points).
     layout : how the epochs' 2-D pictures are aligned: "chain" (default; each epoch's UMAP starts
-    from the
-        previous layout), "procrustes" (independent UMAPs, rotated onto each other) or "pca"
-        (instant).
+        from the previous layout), "procrustes" (independent UMAPs, rotated onto each other) or
+        "pca" (instant).
     background : train in a background thread (default) so the notebook stays responsive; False
-    trains
-        inside ``train_button.click()`` (headless tests, quick-mode notebooks).
+        trains inside ``train_button.click()`` (headless tests, quick-mode notebooks).
     warm_up : compile UMAP's numba code (and pay torch's first-optimizer import) in background
         threads when the lab opens.
     seeds : how many seeds a configuration is trained with (1-5): ``seed, seed + 1, …``; each seed
         is cached on its own; ``shown_seed`` picks the one animated.
 
     While a run trains on the CPU, torch in this Python process uses one thread (a small network on
-    a shared
-    CPU trains faster that way); the previous thread count is restored when the run ends.
+    a shared CPU trains faster that way); the previous thread count is restored when the run ends.
 
     Attributes for scripts and tests: the controls (``dataset``, ``size``, ``loss``, ``miner``,
-    ``margin``,
-    ``embedding_dim``, ``epochs``, ``lr``, ``seed``, ``network``), ``train_button``,
-    ``stop_button``,
-    ``keep_button``, ``progress``, ``status``, ``figure`` (the scatter), ``curves``, ``epoch``
-    (slider),
-    ``play``, ``run`` (the run shown), ``kept`` (pinned runs), ``table`` (their metrics),
-    ``wait()``; for seeds: ``seeds`` (slider), ``shown_seed`` (dropdown), ``notes`` (seeds left out
-    of the mean), ``group`` (the :class:`~dmlcourse.lab.seeds.SeedGroup` shown), ``kept_groups``,
-    ``comparisons()``, ``timings`` (seconds after the click); for the static website:
-    ``static_figure()`` and ``static_html()`` (shown instead of the widget when
-    ``dmlcourse.site.is_enabled()``).
+    ``margin``, ``embedding_dim``, ``epochs``, ``lr``, ``seed``, ``network``), ``train_button``,
+    ``stop_button``, ``keep_button``, ``progress``, ``status``, ``figure`` (the scatter),
+    ``curves``, ``epoch`` (slider), ``play``, ``run`` (the run shown), ``kept`` (pinned runs),
+    ``table`` (their metrics), ``wait()``; for seeds: ``seeds`` (slider), ``shown_seed``
+    (dropdown), ``notes`` (seeds left out of the mean), ``group`` (the
+    :class:`~dmlcourse.lab.seeds.SeedGroup` shown), ``kept_groups``, ``comparisons()``,
+    ``timings`` (seconds after the click); for the static website: ``static_figure()`` and
+    ``static_html()`` (shown instead of the widget when ``dmlcourse.site.is_enabled()``).
     """
 
     def __init__(
@@ -387,8 +380,7 @@ class EmbeddingLab:
         if loss in MARGINS:
             lo, hi, step, default = MARGINS[loss]
             m = self.margin
-            # widen first so that no intermediate state is invalid, then set the range, then the
-            # value
+            # widen first (no intermediate state is invalid), then set the range, then the value
             m.min, m.max = min(m.min, lo), max(m.max, hi)
             m.value = default
             m.min, m.max, m.step = lo, hi, step
@@ -447,8 +439,7 @@ class EmbeddingLab:
 
     # ---- training
     def train(self):
-        """What the Train button does. A second press while a run trains is ignored (with a
-        note)."""
+        """What the Train button does; a second press while a run trains is ignored, with a note."""
         if not self._lock.acquire(blocking=False):
             running = self._running_config  # read once: the training thread may reset it meanwhile
             what = html.escape(running.label()) if running is not None else "a run"
@@ -484,8 +475,7 @@ class EmbeddingLab:
         return None
 
     def stop(self):
-        """What the Stop button does: training ends after the current step and keeps what was
-        trained."""
+        """What the Stop button does: training ends after the current step, keeping what it did."""
         self._stop.set()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -636,8 +626,7 @@ class EmbeddingLab:
 
     # ---- figures
     def _scatter_figure(self, height=460, width=None, title="", showlegend=True, run_of=None):
-        """An empty scatter with one trace per class; hovering shows the image of ``run_of()``'s
-        probe point."""
+        """An empty scatter, a trace per class; hovering shows the image of ``run_of()``'s point."""
         import plotly.graph_objects as go
 
         run_of = run_of or (lambda: self.run)
@@ -778,8 +767,7 @@ class EmbeddingLab:
         self.keep_button.disabled = False
 
     def show_epoch(self, t: float):
-        """Draw every figure at (fractional) epoch ``t`` (what the slider and the play button
-        do)."""
+        """Draw every figure at (fractional) epoch ``t``: what the slider and the play button do."""
         if self.run is None:
             return
         t = float(t)
@@ -835,8 +823,7 @@ class EmbeddingLab:
 
     def show_probe(self, i: int, run: LabRun | None = None):
         """Show probe image ``i`` of ``run`` (default: the run shown) beside the scatter (what
-        hovering
-        or clicking a point does)."""
+        hovering over or clicking a point does)."""
         run = run or self.run
         te = runner.load_split(run.config["dataset"], "test", run.config["size"])
         j = int(run.probe_index[i])

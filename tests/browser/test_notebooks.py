@@ -305,4 +305,6 @@ def test_embedding_lab(notebook, name):
     assert state("embedding_lab.training") == "False"
     assert root.get_by_role("button", name="Train").is_enabled()
     stopped = state("embedding_lab.run.epochs_done"), state("embedding_lab.epochs.max")
-    assert int(stopped[0]) < int(stopped[1]), f"Stop did not stop the run: {stopped[0]} epochs of {stopped[1]}"
+    assert int(stopped[0]) < int(stopped[1]), (
+        f"Stop did not stop the run: {stopped[0]} epochs of {stopped[1]}"
+    )

@@ -23,7 +23,15 @@ LECTURES = ("00_start_here", "07_angular_margins")
 @pytest.fixture(scope="module")
 def site():
     env = dict(os.environ, DMLCOURSE_QUICK="1")
-    cmd = [sys.executable, str(ROOT / "scripts" / "site.py"), "--only", "00", "07", "--out", str(SITE)]
+    cmd = [
+        sys.executable,
+        str(ROOT / "scripts" / "site.py"),
+        "--only",
+        "00",
+        "07",
+        "--out",
+        str(SITE),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=2400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (SHOTS / "site").mkdir(parents=True, exist_ok=True)

@@ -84,3 +84,58 @@ def test_03_3(exercise_namespace):
         out = grade("03.3", 1.0, value, *args)
         assert out.status == "wrong" and message in out.message, (message, out.message)
     assert "positive" in grade("03.3", -1.0, sol["my_floor"], *args).message
+
+
+def test_03_3_constants_fail_and_the_sample_passes():
+    from dmlcourse.exercises import constant_answers_that_pass, get
+
+    sample = get("03.3").sample()
+    assert grade("03.3", *sample.values()).passed
+    assert constant_answers_that_pass("03.3") == []
+
+
+def test_03_4_reference_matches_the_package():
+    # the check's reference (torch.distributions) and the package's reparameterize + gaussian_kl agree
+    for _, x, mu, log_var, eps, decoder in lecture03._vae_problems():
+        f = mu + torch.exp(0.5 * log_var) * eps
+        ours = ((x - decoder(f)).pow(2).sum(1) + 2.0 * ae.gaussian_kl(mu, log_var)).mean()
+        assert torch.allclose(lecture03.reference_vae_loss(x, mu, log_var, eps, decoder, 2.0), ours, atol=1e-10)
+
+
+def _vae(x, mu, log_var, eps, decoder, beta=1.0):
+    f = mu + torch.exp(0.5 * log_var) * eps
+    kl = 0.5 * (mu**2 + log_var.exp() - log_var - 1).sum(1)
+    return ((x - decoder(f)).pow(2).sum(1) + beta * kl).mean()
+
+
+def test_03_4(exercise_namespace):
+    from dmlcourse.exercises import constant_answers_that_pass
+
+    assert grade("03.4", exercise_namespace("03.4", "learner")["my_vae_loss"]).status == "not attempted"
+    assert grade("03.4", exercise_namespace("03.4", "solution")["my_vae_loss"]).passed
+    assert grade("03.4", _vae).passed
+    variant = lecture03._vae_variant
+    mistakes = {
+        "exp(log_var / 2)": lambda *a: variant(*a, std="exp"),
+        "1/2 is missing": lambda *a: variant(*a, half=False),
+        "SUM over the batch": lambda *a: variant(*a, reduce="sum"),
+        "every entry": lambda *a: variant(*a, reduce="mean_all"),
+        "where you put sigma": lambda *a: variant(*a, kl_var="std"),
+        "does not use eps": lambda *a: variant(*a, use_eps=False),
+        "ignores it": lambda *a: variant(*a, use_beta=False),
+        "the sign of log sigma^2": lambda *a: variant(*a, log_sign=1.0),
+        "do not draw new random numbers": lambda x, mu, lv, eps, dec, b: _vae(x, mu, lv, torch.randn_like(eps), dec, b),
+        "not a variance": lambda x, mu, lv, eps, dec, b: _vae(x, mu, lv.sqrt().log() * 2, eps, dec, b),
+        "gradient with respect to mu": lambda x, mu, lv, eps, dec, b: _vae(x, mu.detach(), lv, eps, dec, b)
+        + 0.0 * mu.sum(),
+        "gradient with respect to log_var": lambda x, mu, lv, eps, dec, b: (
+            (x - dec(mu + torch.exp(0.5 * lv).detach() * eps)).pow(2).sum(1)
+            + b * 0.5 * (mu**2 + lv.exp() - lv - 1).sum(1)).mean(),
+        "one loss per image": lambda x, mu, lv, eps, dec, b: (
+            (x - dec(mu + torch.exp(0.5 * lv) * eps)).pow(2).sum(1) + b * 0.5 * (mu**2 + lv.exp() - lv - 1).sum(1)),
+        "no .item()": lambda *a: _vae(*a).item(),
+    }
+    for message, wrong in mistakes.items():
+        out = grade("03.4", wrong)
+        assert out.status == "wrong" and message in out.message, (message, out.message)
+    assert constant_answers_that_pass("03.4") == []

@@ -18,9 +18,16 @@ def test_references_match_the_package():
     assert abs(lecture04.reference_cross_entropy(logits, labels) - supervised.cross_entropy(logits, labels).item()) < 1e-9
     y = 2 * torch.randint(0, 2, (50,), generator=g) - 1
     assert abs(lecture04.reference_hinge(pred, y, 1.0) - supervised.hinge_loss(pred, y, 1.0).item()) < 1e-9
-    z = torch.randn(40, 8, generator=g) * torch.tensor([5.0, 3, 1, 1, 0.5, 0.1, 0.1, 0.1])
-    s = torch.linalg.svdvals(z - z.mean(0)).double() ** 2
-    assert lecture04.reference_dims_for_variance(z) == int((s.cumsum(0) / s.sum() < 0.9).sum()) + 1
+    z = torch.randn(40, 8, generator=g, dtype=torch.float64) * torch.tensor([5.0, 3, 1, 1, 0.5, 0.1, 0.1, 0.1])
+    lam = torch.linalg.eigvalsh(torch.cov(z.T))
+    assert abs(lecture04.reference_participation_ratio(z) - (lam.sum() ** 2 / (lam**2).sum()).item()) < 1e-9
+
+
+def test_participation_ratio_counts_even_directions():
+    # variance spread evenly over k orthogonal directions (and none elsewhere) gives exactly k; one direction gives 1
+    for k in (1, 3, 5):
+        z = torch.cat([torch.eye(8, dtype=torch.float64)[:k], -torch.eye(8, dtype=torch.float64)[:k]])
+        assert abs(lecture04.reference_participation_ratio(z) - k) < 1e-9
 
 
 def test_04_1(exercise_namespace):
@@ -101,31 +108,59 @@ def test_04_3(exercise_namespace):
 
 
 def _fake_results():
-    g = torch.Generator().manual_seed(0)
-    spread_mse = torch.tensor([6.0, 1.0, 0.5] + [0.1] * 13)
-    spread_ce = torch.linspace(3.0, 0.5, 16)
-    return {("mse", "mnist"): {"z": torch.randn(60, 16, generator=g) * spread_mse + 4.0, "p1": 0.55},
-            ("cross_entropy", "mnist"): {"z": torch.randn(60, 16, generator=g) * spread_ce + 4.0, "p1": 0.91}}
+    return lecture04._sample_participation()["results"]
 
 
 def test_04_4(exercise_namespace):
     results = _fake_results()
     learner = exercise_namespace("04.4", "learner", results=results, d0="mnist")
-    assert grade("04.4", learner["my_prediction"], learner["my_dims"], results, "mnist").status == "not attempted"
+    answers = ("my_prediction", "my_effective_dims")
+    assert grade("04.4", *(learner[a] for a in answers), results, "mnist").status == "not attempted"
     sol = exercise_namespace("04.4", "solution", results=results, d0="mnist")
-    out = grade("04.4", sol["my_prediction"], sol["my_dims"], results, "mnist")
-    assert out.passed and "off by" in out.message
-    true = {k: lecture04.reference_dims_for_variance(results[k, "mnist"]["z"]) for k in ("mse", "cross_entropy")}
+    out = grade("04.4", *(sol[a] for a in answers), results, "mnist")
+    assert out.passed and "off by" in out.message and "far fewer" in out.message
+    true = {k: lecture04.reference_participation_ratio(results[k, "mnist"]["z"]) for k in ("mse", "cross_entropy")}
     guess = {"mse": 0.5, "cross_entropy": 0.9}
+    assert grade("04.4", guess, true, results, "mnist").passed
     assert "[0, 1]" in grade("04.4", {"mse": 55, "cross_entropy": 0.9}, true, results, "mnist").message
     assert "dict" in grade("04.4", 0.5, true, results, "mnist").message
-    short = dict(true, cross_entropy=true["cross_entropy"] - 1)
-    assert "one short" in grade("04.4", guess, short, results, "mnist").message
-    variants = lecture04._dims_variants(results["mse", "mnist"]["z"])
-    assert variants["not centred"] != true["mse"]  # the fake embedding is off-centre on purpose
-    assert "centre the embedding" in grade("04.4", guess, dict(true, mse=variants["not centred"]), results,
-                                           "mnist").message
-    s = torch.linalg.svdvals(results["mse", "mnist"]["z"] - results["mse", "mnist"]["z"].mean(0))
-    k_sv = int((s.cumsum(0) / s.sum() < 0.9).sum()) + 1
-    assert k_sv != true["mse"]
-    assert "SQUARED singular" in grade("04.4", guess, dict(true, mse=k_sv), results, "mnist").message
+    assert "dict" in grade("04.4", guess, 3.0, results, "mnist").message
+
+
+def _ratio(v):
+    return (v.sum() ** 2 / (v**2).sum()).item()
+
+
+def _wrong_ratio(z, how):
+    """What a typical wrong computation of the participation ratio gives (written with torch, as a learner would)."""
+    lam = torch.linalg.eigvalsh(torch.cov(z.T))
+    if how == "uncentred":
+        return _ratio(torch.linalg.eigvalsh(z.T @ z))
+    if how == "cov rows":
+        return _ratio(torch.linalg.eigvalsh(torch.cov(z)).clamp_min(0))
+    if how == "singular values":
+        return _ratio(torch.linalg.svdvals(z - z.mean(0)))
+    if how == "correlation":
+        return _ratio(torch.linalg.eigvalsh(torch.corrcoef(z.T)))
+    if how == "inverted":
+        return 1 / _ratio(lam)
+    return (lam.sum() / (lam**2).sum()).item()  # the sum not squared
+
+
+def _wrong(results, how):
+    return {k: _wrong_ratio(results[k, "mnist"]["z"], how) for k in ("mse", "cross_entropy")}
+
+
+def test_04_4_mistakes_are_named():
+    results, guess = _fake_results(), {"mse": 0.5, "cross_entropy": 0.9}
+    for how, words in {"uncentred": "not centred", "cov rows": "ROW as a variable",
+                       "singular values": "SQUARES", "correlation": "standardised",
+                       "inverted": "upside down", "not squared": "square the sum"}.items():
+        message = grade("04.4", guess, _wrong(results, how), results, "mnist").message
+        assert words in message, (how, message)
+
+
+def test_04_4_constants_do_not_pass():
+    from dmlcourse.exercises import constant_answers_that_pass
+
+    assert constant_answers_that_pass("04.4") == []

@@ -89,15 +89,44 @@ def test_05_2(exercise_namespace):
 
 
 def test_05_3(exercise_namespace):
+    from dmlcourse.exercises import constant_answers_that_pass
+
     g = torch.Generator().manual_seed(0)
-    d_ap, d_an = 0.3 * torch.rand(500, generator=g), 0.3 * torch.rand(500, generator=g)
+    d_ap = 0.05 + 0.15 * torch.rand(2000, generator=g)          # bunched together: sums below 1
+    d_an = d_ap + 0.1 * torch.randn(2000, generator=g) + 0.05
     learner = exercise_namespace("05.3", "learner", d_ap=d_ap, d_an=d_an)
-    assert grade("05.3", learner["my_prediction"], learner["my_mean_sum"], d_ap, d_an).status == "not attempted"
+    assert grade("05.3", learner["my_prediction"], learner["my_matching_margin"], d_ap, d_an).status \
+        == "not attempted"
     sol = exercise_namespace("05.3", "solution", d_ap=d_ap, d_an=d_an)
-    out = grade("05.3", sol["my_prediction"], sol["my_mean_sum"], d_ap, d_an)
-    assert out.passed and "off by" in out.message and "more active" in out.message  # small distances: m acts larger
-    guess = {"plain": 0.5, "squared": 0.5}
-    assert "DIFFERENCE" in grade("05.3", guess, (d_an - d_ap).mean().item(), d_ap, d_an).message
-    assert "SQUARED distances" in grade("05.3", guess, (d_ap**2 + d_an**2).mean().item(), d_ap, d_an).message
-    assert "[0, 1]" in grade("05.3", {"plain": 2, "squared": 0.5}, 0.3, d_ap, d_an).message
-    assert "dict" in grade("05.3", 0.5, 0.3, d_ap, d_an).message
+    out = grade("05.3", sol["my_prediction"], sol["my_matching_margin"], d_ap, d_an)
+    assert out.passed and "off by" in out.message and "smaller than m" in out.message, out.message
+    # the reference keeps exactly as many active as the plain form
+    m = 0.1
+    ref = lecture05.reference_matching_margin(d_ap, d_an, m)
+    k_plain = int((d_ap.double() - d_an.double() + m > 0).sum())
+    k_squared = int((d_ap.double() ** 2 - d_an.double() ** 2 + ref > 0).sum())
+    assert k_plain == k_squared and 0 < k_plain < 2000
+    assert grade("05.3", 0.5, ref, d_ap, d_an).passed
+    # the known wrong answers are named
+    assert "same margin" in grade("05.3", 1.0, m, d_ap, d_an).message
+    assert "squaring the margin" in grade("05.3", 1.0, m * m, d_ap, d_an).message
+    for rule in ((d_ap + d_an).median().item(), (d_ap + d_an).mean().item()):
+        assert "rule of thumb" in grade("05.3", 1.0, m * rule, d_ap, d_an).message
+    gaps = (d_an.double() ** 2 - d_ap.double() ** 2).sort().values
+    satisfied = ((gaps[2000 - k_plain - 1] + gaps[2000 - k_plain]) / 2).item()
+    assert "SATISFIES" in grade("05.3", 1.0, satisfied, d_ap, d_an).message
+    assert "not negative" in grade("05.3", 1.0, -0.1, d_ap, d_an).message
+    assert "not negative" in grade("05.3", -1.0, ref, d_ap, d_an).message
+    assert "number" in grade("05.3", {"plain": 0.5}, ref, d_ap, d_an).message
+    # spread-out distances: the matching margin is larger than m, and the feedback says why
+    far = grade("05.3", 1.0, lecture05.reference_matching_margin(d_ap + 0.6, d_an + 0.6, m), d_ap + 0.6,
+                d_an + 0.6)
+    assert far.passed and "larger than m" in far.message
+    assert constant_answers_that_pass("05.3") == []
+
+
+def test_no_constant_passes():
+    from dmlcourse.exercises import constant_answers_that_pass
+
+    for ex_id in ("05.1", "05.2", "05.3"):
+        assert constant_answers_that_pass(ex_id) == [], ex_id

@@ -111,9 +111,11 @@ def test_06_2(exercise_namespace):
     assert "HARD" in grade("06.2", hard_negatives, "plain").message
 
 
-def _collapse():
-    hist = SimpleNamespace(step_info={"active_fraction": [1.0, 1.0, 0.98]})
-    return {"batch_hard, m = 0.05": {"p1": 0.42, "history": hist}, "batch_hard, m = 0.2": {"p1": 0.42, "history": hist}}
+def _collapse(small=(1.0, 1.0, 1.0), big=(1.0, 1.0, 1.0)):
+    def run(active):
+        return {"p1": 0.42, "history": SimpleNamespace(step_info={"active_fraction": list(active)})}
+
+    return {"batch_hard, m = 0.05": run(small), "batch_hard, m = 0.2": run(big)}
 
 
 def test_06_3(exercise_namespace):
@@ -130,6 +132,12 @@ def test_06_3(exercise_namespace):
     sol = exercise_namespace("06.3", "solution", my_batch_hard=sol_batch_hard, **fake)
     out = grade("06.3", sol["my_prediction"], sol["my_wrong_order"], *args)
     assert out.passed and "off by" in out.message and "any margin" in out.message
+    # identical runs need every mined triplet active in every step at both margins, not only at the start
+    assert "EVERY step of both runs" in out.message and "need not be the same" not in out.message
+    some_inactive = grade("06.3", sol["my_prediction"], sol["my_wrong_order"], learner["z_start"], y,
+                          _collapse(small=(1.0, 0.97, 1.0)))
+    assert some_inactive.passed and "0.97 at m = 0.05" in some_inactive.message
+    assert "need not be the same" in some_inactive.message and "EVERY step" not in some_inactive.message
 
     true = sol["my_wrong_order"]
     assert 0.0 < true < 1.0  # the fake batch has both kinds, so the mistakes below are distinguishable
@@ -143,3 +151,15 @@ def test_06_3(exercise_namespace):
     assert at_margin != true
     assert "active fraction at m = 0.2" in grade("06.3", 0.5, at_margin, *args).message
     assert "[0, 1]" in grade("06.3", 42, true, *args).message
+    assert "one number" in grade("06.3", 0.5, torch.ones(3), *args).message
+
+
+def test_no_constant_answer_passes():
+    from dmlcourse.exercises import constant_answers_that_pass
+
+    for ex_id in ("06.1", "06.2", "06.3"):
+        assert constant_answers_that_pass(ex_id) == [], ex_id
+    # the sample call of 06.3 is a real problem: its answer is neither 0 nor 1
+    sample = lecture06._sample_wrong_order()
+    wrong, ties = lecture06.reference_wrong_order(sample["z_start"], sample["labels"])
+    assert 0.0 < wrong < 1.0 and wrong != 0.5 and ties == 0.0

@@ -144,3 +144,15 @@ def test_07_3(exercise_namespace):
     assert "index order" in message(gap=min(abs(float(angles[k] - angles[k + 1])) for k in range(9)))
     assert "in degrees" in message(gap=math.degrees(0.5))
     assert "must be a number" in message(prediction="no")
+
+
+def test_constants_do_not_pass():
+    # a typed-in number or a function that ignores its input never passes; 07.3 is probed from its sample call
+    from dmlcourse.exercises import constant_answers_that_pass, get
+
+    for ex_id in ("07.1", "07.2", "07.3"):
+        assert constant_answers_that_pass(ex_id) == [], ex_id
+    sample = get("07.3").sample()
+    assert grade("07.3", *sample.values()).passed
+    third = get("07.3").hints[2]
+    assert not any(code in third for code in ("math.", "torch.", "my_", "acos"))   # the method, not the code

@@ -130,3 +130,21 @@ def test_08_4(exercise_namespace):
     assert "only one of them" in message(exact * math.sqrt(2))
     assert "grid" in message(0.4)
     assert ">= 0" in message(exact, prediction=-1)
+
+
+def test_no_constant_passes():
+    # a check of a function rejects constant functions; 08.4's check of values rejects typed-in constants
+    from dmlcourse.exercises import constant_answers_that_pass, get
+
+    assert get("08.4").graded == ("crossing",)
+    for ex_id in ("08.1", "08.2", "08.3", "08.4"):
+        assert constant_answers_that_pass(ex_id) == [], ex_id
+
+
+def test_the_package_code_is_the_answer():
+    # implemented_by names the package functions whose listing would give each answer away
+    from dmlcourse.exercises import get, resolve
+
+    assert resolve(get("08.3").implemented_by[0]) is uncertainty.dul_kl
+    for ex_id in ("08.1", "08.2", "08.3"):
+        assert get(ex_id).implemented_by and all(callable(resolve(n)) for n in get(ex_id).implemented_by)
