@@ -519,8 +519,9 @@ display(embedding_lab)
 # 4. **Explore (no check).** Re-run section 3 with ArcFace margins of 0, 0.2 and 0.5 rad (change `LOW_D`): what
 #    happens to the arc width and the accuracy, and how does exercise 3's limit show? Then train ArcFace with
 #    $s = 64$, $m = 1.2$ but raise the margin linearly from 0 over the first epoch (`train.train` calls
-#    `should_stop()` after every step: a function that sets `head.margin` and returns False does it). Does it close
-#    the gap to the $m = 0.5$ run of section 5? Does the loss curve work as a progress bar then?
+#    `should_stop()` after every step: a function that sets `head.margin` and returns False does it). How does it
+#    compare with the $m = 0.5$ run of section 5, in quick and in full mode? Does the loss curve work as a progress
+#    bar then?
 
 # %%
 from dmlcourse.exercises import check, hint, show_solution
