@@ -224,14 +224,13 @@ for label in jac:
           f"ratio {band[label] / diag[label]:.2f}")
 # claim: jacobian-diagonal
 assert diag["over-complete"] > 1.5 * max(diag["under-complete"], diag["denoising over-complete"])
-assert diag["over-complete"] < 0.5                  # ... and still far from the identity's diagonal of 1
 ratio = {label: band[label] / diag[label] for label in jac}
 assert ratio["over-complete"] < min(ratio["under-complete"], ratio["denoising over-complete"])   # strokes
 
 # %% [markdown]
 # On one colour scale, the over-complete network has the strongest main diagonal: each output pixel follows its own
-# input pixel, more than in the other two (after this short training it is still far from the full identity, whose
-# diagonal would be 1). The fainter parallel lines, 28 pixels apart, are the pixels above and below: all three
+# input pixel, more than in the other two (a perfect copy would have 1 all along the diagonal; how close the network
+# gets depends on how long it trains, so compare quick and full mode). The fainter parallel lines, 28 pixels apart, are the pixels above and below: all three
 # networks have also learned some *combinations* of neighbouring pixels, i.e. strokes, and relative to their own
 # diagonal the under-complete and denoising networks rely on them more (the printed ratios).
 #
@@ -285,11 +284,11 @@ for k, measure in enumerate(MEASURES):
     print(f"{measure}: denoising {verdict(dq[k], oq[k])} the copying network; copying network {verdict(oq[k], pq[k])} "
           "raw pixels")
 assert metrics.clearly_above(dq[0], oq[0]) and metrics.clearly_above(dq[1], oq[1])   # claim: denoising-retrieves
-assert not metrics.clearly_above(oq[1], pq[1]) and not metrics.clearly_above(oq[0], pq[0])   # claim: copy-no-better
+assert metrics.clearly_above(pq[0], oq[0]) and metrics.clearly_above(pq[1], oq[1])   # claim: copy-no-better
 
 # %% [markdown]
-# The copying network's code is close to a re-encoding of the pixels, and over the seeds its neighbours are no better
-# than raw-pixel neighbours on either measure (the verdicts above say whether they are worse). Adding noise to the
+# The copying network's code is close to a re-encoding of the pixels, and a slightly damaged one: over the seeds its
+# neighbours are clearly worse than raw-pixel neighbours on both measures. Adding noise to the
 # input forces the same network to learn structure: its code is clearly above the copying network's on both
 # measures.
 #
@@ -637,15 +636,17 @@ for dataset in ("mnist", "fashion-mnist"):
     print(f"{dataset}: the autoencoder minus PCA: " + ", ".join(
         f"{name} {a[k][0] - b[k][0]:+.3f} ({verdict(a[k], b[k])})" for k, name in zip(KEYS, ("1-NN", "P@1", "MAP@R"))))
     for k in KEYS:
-        assert not metrics.clearly_above(a[k], b[k])   # claim: ae-vs-pca (never clearly better than PCA)
-        assert abs(a[k][0] - b[k][0]) < 0.05           # claim: ae-vs-pca (and within a few points)
+        assert abs(a[k][0] - b[k][0]) < 0.05           # claim: ae-vs-pca (within a few points, both datasets)
+        if dataset == "mnist":
+            assert not metrics.clearly_above(a[k], b[k])   # claim: ae-vs-pca (on MNIST never clearly above PCA)
     assert min(a["p1"][0], b["p1"][0]) > 0.6
 
 # %% [markdown]
-# The honest result: at this size the nonlinear autoencoder's code is **no improvement** over PCA for
-# nearest-neighbour retrieval. On both datasets and all three measures the two means are within 0.05 of each other,
-# and by the course's rule the autoencoder is never clearly above PCA over the seeds; where PCA is clearly ahead, the
-# verdicts above say so. Reconstruction rewards getting *every pixel* right, including stroke thickness and slant,
+# The honest result: at this size the nonlinear autoencoder's code is **no big improvement** over PCA for
+# nearest-neighbour retrieval. On both datasets and all three measures the two means are within 0.05 of each other.
+# On MNIST the autoencoder is never clearly above PCA over the seeds. On Fashion-MNIST the verdicts above decide, and
+# they move with the training budget (`EPOCHS`, `TRAIN_PER_CLASS`): run the notebook in quick and in full mode and
+# compare. Reconstruction rewards getting *every pixel* right, including stroke thickness and slant,
 # which have nothing to do with the class. The loss never asks "are two images of the same digit close?". The next
 # lectures ask exactly that.
 
@@ -778,7 +779,7 @@ plots.image_grid(samples.view(-1, 28, 28).clamp(0, 1), ncols=8, size=1.0,
 # - **Over-complete** codes ($p > d$) can copy the input. We measured it: a copy gain near 1 for every seed, the
 #   smallest reconstruction error on clothes a digit model never saw, and the strongest Jacobian diagonal of the
 #   three. <!-- claim: copy-gain --> <!-- claim: rebuilds-clothes --> <!-- claim: jacobian-diagonal --> Over the
-#   seeds the copying code retrieves no better than raw pixels. <!-- claim: copy-no-better --> A **denoising**
+#   seeds the copying code retrieves clearly worse than raw pixels. <!-- claim: copy-no-better --> A **denoising**
 #   autoencoder (noisy input, clean target) cannot get away with copying, and its code retrieves clearly better than
 #   the copying one on P@1 and MAP@R. <!-- claim: denoising-retrieves -->
 # - A **linear** autoencoder, however many layers it has, is one matrix each way. At its optimum the decoder spans the
@@ -791,8 +792,8 @@ plots.image_grid(samples.view(-1, 28, 28).clamp(0, 1), ncols=8, size=1.0,
 #   XOR linearly separable. <!-- claim: lift-separates --> That layer is an explicit feature map; a kernel is the
 #   implicit version, and kernel PCA (PCA of the lifted data from the kernel matrix alone) separates the circles too,
 #   on a few axes together rather than the top two. <!-- claim: kernel-pca-separates -->
-# - For retrieval, an autoencoder's code is no improvement over PCA's: within 0.05 on every measure and never clearly
-#   above it over the seeds. Reconstruction is not the same objective as "similar things close". The following
+# - For retrieval, an autoencoder's code is no big improvement over PCA's: within 0.05 on every measure, and on MNIST
+#   never clearly above it over the seeds. Reconstruction is not the same objective as "similar things close". The following
 #   lectures use labels (lecture 04) and pairs or triplets (lecture 05) to optimise the embedding for that directly.
 #   <!-- claim: ae-vs-pca -->
 # - A **VAE** encodes a Gaussian $q(f \mid x)$, samples it with the reparameterisation trick $f = \mu + \sigma\varepsilon$,
