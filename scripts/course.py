@@ -286,6 +286,12 @@ def _parse(cell_source: str) -> ast.Module | None:
         return None
 
 
+def _nodes(cell_source: str):
+    """Every node of a code cell's syntax tree (none if the cell does not parse)."""
+    tree = _parse(cell_source)
+    return ast.walk(tree) if tree else ()
+
+
 def _call_name(node: ast.AST) -> str | None:
     f = node.func if isinstance(node, ast.Call) else None
     return f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", None)
@@ -321,8 +327,7 @@ def code_literals(code_cells: list[str]) -> set[float]:
     """Every number written in the notebook's code: the constants of the lecture."""
     out = set()
     for src in code_cells:
-        tree = _parse(src)
-        for node in ast.walk(tree) if tree else ():
+        for node in _nodes(src):
             if (
                 isinstance(node, ast.Constant)
                 and isinstance(node.value, (int, float))
@@ -368,8 +373,7 @@ def _alias_map(code_cells: list[str]) -> dict[str, str]:
     """Names the notebook imports from dmlcourse, each to its module (``ms``: metric_spaces)."""
     out = {}
     for src in code_cells:
-        tree = _parse(src)
-        for node in ast.walk(tree) if tree else ():
+        for node in _nodes(src):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("dmlcourse"):
                 for a in node.names:
                     out[a.asname or a.name] = f"{node.module}.{a.name}"
@@ -394,8 +398,7 @@ def shown_objects(code_cells: list[str]) -> list[tuple[int, str, str | None]]:
     """Every listing of the notebook: (code cell index, dotted name shown, region or None)."""
     aliases, out = _alias_map(code_cells), []
     for k, src in enumerate(code_cells):
-        tree = _parse(src)
-        for node in ast.walk(tree) if tree else ():
+        for node in _nodes(src):
             if _call_name(node) != "show" or not node.args:
                 continue
             expr = ast.unparse(node.args[0])
