@@ -2,6 +2,12 @@
 
 Compares, side by side in one run (ratios, since absolute times drift on shared machines):
 the default float32 step, channels-last, bfloat16 autocast (CUDA) and larger batches.
+
+``--loop`` times a step of the package's own loop, ``train.train`` (fit_epoch with the
+TrainingMonitor's checks: a non-finite loss, embeddings or weights), for the Lab's two networks
+with the triplet loss and the semi-hard miner, on one thread as the Lab trains. The per-step
+time is the difference of two runs of different lengths divided by the extra steps, so the
+set-up (loader, seeding) cancels. Run it against two checkouts to compare them.
 """
 
 from __future__ import annotations
@@ -68,12 +74,62 @@ def time_steps(
     return {"images_per_s": ips, "s_per_epoch_full_mnist": 60_000 / ips}
 
 
+def loop_step_ms(network: str, steps: tuple, repeats: int) -> float:
+    """The per-step time (ms) of ``train.train`` on CPU: the fastest of ``repeats`` (a shared
+    machine only ever adds time, so the minimum is the least noisy estimate)."""
+    from dmlcourse import miners, train
+
+    split = data.load("mnist", "train", "mini")
+    times = []
+    for r in range(repeats + 1):  # the first repeat warms torch up and is not counted
+        per_run = []
+        for n in steps:
+            runtime.seed_everything(0)
+            if network == "cnn":
+                model = models.SmallCNN(32, normalize=True)
+            else:
+                model = models.MLP(32, hidden=(256,), normalize=True)
+            loss = miners.MinedTripletLoss("batch_semi_hard", 0.2)
+            t0 = time.perf_counter()
+            train.train(
+                model,
+                loss,
+                split.images,
+                split.labels,
+                epochs=1,
+                batch_size=128,
+                samples_per_class=16,
+                name="mnist",
+                progress=False,
+                device="cpu",
+                max_steps=n,
+            )
+            per_run.append(time.perf_counter() - t0)
+        if r:
+            times.append((per_run[1] - per_run[0]) / (steps[1] - steps[0]) * 1e3)
+    return min(times)
+
+
+def main_loop(args) -> None:
+    torch.set_num_threads(1)
+    rows = []
+    for network, steps in (("mlp", (10, 70)), ("cnn", (3, 13))):
+        ms = loop_step_ms(network, steps, 1 if args.quick else (9 if network == "mlp" else 5))
+        rows.append({"network": network, "ms_per_step": ms})
+        print(f"train.train step, {network}, triplet + semi-hard, batch 128, 1 thread: {ms:.2f} ms")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": machine_info(), "rows": rows}, indent=2))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--loop", action="store_true", help="time train.train's step (see above)")
     ap.add_argument("--json")
     ap.add_argument("--device", default=None)
     args = ap.parse_args()
+    if args.loop:
+        return main_loop(args)
     device = runtime.get_device(args.device, verbose=False)
     split = data.load("mnist", "train", "mini")
     steps = 3 if args.quick else (200 if device.type == "cuda" else 20)

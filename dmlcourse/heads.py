@@ -138,7 +138,8 @@ class CosFaceHead(_AngularHead):
 
 
 def arc_margin_target(cos_target: torch.Tensor, margin: float) -> torch.Tensor:
-    """cos(theta + m) for the target class, NaN-free.
+    """cos(theta + m) for the target class, NaN-free for every cosine in [-1, 1] (NaN for a
+    NaN or infinite one, so that a diverged network is not hidden by the clamp).
 
     Computed in at least float32 (float16/bfloat16 cannot hold 1 - 1e-6), with acos clamped away
     from +-1. Where theta + m > pi, cos(theta + m) would start to *increase* again (a larger
@@ -146,6 +147,7 @@ def arc_margin_target(cos_target: torch.Tensor, margin: float) -> torch.Tensor:
     decreasing.
     """
     c = _wide(cos_target).clamp(-1 + ACOS_EPS, 1 - ACOS_EPS)
+    c = c.masked_fill(~torch.isfinite(cos_target), float("nan"))  # +-inf is no cosine: keep NaN
     theta = torch.acos(c)
     arc = torch.cos(theta + margin)
     fallback = c - margin * math.sin(margin)

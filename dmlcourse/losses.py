@@ -166,7 +166,9 @@ def easy_positive_loss(
     s_pos = sim.masked_fill(~pos, very_negative).max(1).values  # the most similar positive
     # endregion
     if negatives == "semi_hard":  # only the negatives less similar than the easy positive
-        neg = neg & (sim.detach() < s_pos.detach()[:, None])
+        # (written "not at least as similar" so that a NaN similarity stays in, and its NaN
+        # reaches the loss instead of silently dropping a diverged anchor)
+        neg = neg & ~(sim.detach() >= s_pos.detach()[:, None])
         ok = ok & neg.any(1)
     s_neg = sim.masked_fill(~neg, very_negative)
     if negatives != "all":  # one negative per anchor: the most similar of those allowed

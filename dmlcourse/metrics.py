@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from .core.distances import DISTANCES, pairwise_distance
-from .core.validate import check_choice, check_embeddings_labels, check_int
+from .core.validate import check_choice, check_embeddings_labels, check_finite, check_int
 
 CHUNK = 512
 
@@ -43,8 +43,8 @@ def _prepare(embeddings, labels, reference, reference_labels, distance):
         raise ValueError("embeddings is empty; there is nothing to evaluate.")
     if len(reference) - (1 if same else 0) < 1:
         raise ValueError("the reference set needs at least one element besides the query.")
-    emb = embeddings.detach()
-    ref = reference.detach().to(emb.device, emb.dtype)
+    emb = check_finite("embeddings", embeddings.detach())
+    ref = check_finite("reference", reference.detach().to(emb.device, emb.dtype))
     return emb, labels.to(emb.device), ref, reference_labels.to(emb.device), same
 
 
@@ -183,8 +183,7 @@ def mean_sd(values) -> tuple[float, float]:
         raise ValueError(
             f"values must be one number per seed, at least one; got shape {tuple(v.shape)}"
         )
-    if not torch.isfinite(v).all():
-        raise ValueError(f"values must be finite, got {v.tolist()}")
+    check_finite("values", v, why="one finite number per seed: leave out a seed that diverged")
     return v.mean().item(), (v.std().item() if len(v) > 1 else 0.0)
 
 
@@ -199,9 +198,10 @@ def clearly_above(a, b) -> bool:
         if (
             not isinstance(pair, (tuple, list))
             or len(pair) != 2
-            or not all(isinstance(x, (int, float)) and x == x for x in pair)
+            or not all(isinstance(x, (int, float)) for x in pair)
         ):
             raise TypeError(f"{name} must be a (mean, sd) pair of numbers, got {pair!r}")
+        check_finite(name, torch.tensor([pair], dtype=torch.float64), why="a seed diverged")
         if pair[1] < 0:
             raise ValueError(f"{name}'s standard deviation must be >= 0, got {pair[1]}")
     return a[0] - b[0] > a[1] + b[1]

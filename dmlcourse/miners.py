@@ -20,6 +20,8 @@ Rules shared by all miners
 * Ties: where two candidates are at exactly the same distance, the one with the
   smaller index wins (``argmin``/``argmax`` return the first); a margin test such
   as semi-hard's ``d(a,p) < d(a,n) < d(a,p) + m`` is strict on both sides.
+* Non-finite embeddings (NaN, +-inf: a diverged network) raise ``NonFiniteError`` naming
+  the rows, instead of mining from meaningless distances.
 * Half precision: distances of float16/bfloat16 embeddings are computed in float32
   (``distances.pairwise_distance``), so the choices agree with float64's except
   where two distances differ by less than float32's round-off.
@@ -34,7 +36,13 @@ import torch
 from . import plots
 from .core.distances import DISTANCES, pairwise_distance
 from .core.reduction import REDUCTIONS, reduce_terms
-from .core.validate import check_choice, check_embeddings_labels, check_float
+from .core.validate import (
+    DIVERGED,
+    check_choice,
+    check_embeddings_labels,
+    check_finite,
+    check_float,
+)
 from .losses import (
     EP_NEGATIVES,
     batch_all_triplet_sums,
@@ -49,8 +57,15 @@ from .losses import (
 CHUNK_ELEMENTS = 1 << 24  # at most ~16M entries per intermediate tensor
 
 
-def _masks(z, labels, distance):
+def _check_batch(z, labels):
+    """The checks every miner starts with. A miner returns indices, which cannot be NaN, so
+    non-finite embeddings raise here (a miner synchronises anyway, in ``nonzero``)."""
     check_embeddings_labels(z, labels, name="z")
+    check_finite("z", z, why=f"a miner cannot rank the distances of NaN; {DIVERGED}")
+
+
+def _masks(z, labels, distance):
+    _check_batch(z, labels)
     check_choice("distance", distance, DISTANCES)
     with torch.no_grad():
         d = pairwise_distance(z.detach(), distance=distance)
@@ -201,7 +216,7 @@ def distance_weights(
     """The sampling probabilities of distance-weighted sampling: an (N, N) matrix whose row a
     gives the probability of drawing each negative for anchor a (rows sum to 1; positives and
     the anchor itself get 0). See :func:`distance_weighted`."""
-    check_embeddings_labels(z, labels, name="z")
+    _check_batch(z, labels)
     cutoff = check_float("cutoff", cutoff, min_value=0.0, max_value=2.0, strict_min=True)
     nonzero_loss_cutoff = check_float(
         "nonzero_loss_cutoff", nonzero_loss_cutoff, min_value=0.0, max_value=2.0
@@ -251,7 +266,7 @@ def random_triplets(
     z: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None
 ):
     """The baseline: per anchor one uniformly random positive and one random negative."""
-    check_embeddings_labels(z, labels, name="z")
+    _check_batch(z, labels)
     lab = labels.detach().cpu()
     same = lab[:, None] == lab[None, :]
     pos = same & ~torch.eye(len(lab), dtype=torch.bool)
@@ -312,7 +327,7 @@ class BayesianUpdating:
     @torch.no_grad()
     def update(self, z: torch.Tensor, labels: torch.Tensor) -> None:
         """One batch-incremental Bayesian update of every class present in the batch."""
-        check_embeddings_labels(z, labels, name="z")
+        _check_batch(z, labels)
         x = z.detach().double().cpu()
         lab = labels.detach().cpu()
         p = x.shape[1]
@@ -540,7 +555,7 @@ def mining_explorer(
     import ipywidgets as W
     import plotly.graph_objects as go
 
-    check_embeddings_labels(z, labels, name="z")
+    _check_batch(z, labels)
     margin = check_float("margin", margin, min_value=0.0)
     z, labels = z.detach().cpu(), labels.detach().cpu()
     d = pairwise_distance(z.float(), distance=distance)

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .core.validate import check_choice, check_float, check_int, check_tensor
+from .core.validate import check_choice, check_finite, check_float, check_int, check_tensor
 
 # Heavy and needed only for pictures, widgets or fitting, so imported inside the
 # functions that use them: matplotlib.
@@ -138,6 +138,7 @@ def kl_divergence(
             f"target has shape {tuple(target.shape)} but logits has {tuple(logits.shape)}; they "
             "must match."
         )
+    check_finite("target", target, why="target rows must be probability vectors")
     if (target < 0).any() or not torch.allclose(
         target.sum(1), torch.ones_like(target[:, 0]), atol=1e-4
     ):
@@ -350,6 +351,7 @@ def norm_and_angle_stats(z: torch.Tensor, labels: torch.Tensor) -> dict:
         raise ValueError(f"z must be 2-D embeddings (N, 2), got shape {tuple(z.shape)}.")
     if len(labels) != len(z):
         raise ValueError(f"z has {len(z)} rows but labels has {len(labels)}; they must match.")
+    check_finite("z", z)
     classes = torch.unique(labels)
     r = z.norm(dim=1)
     u = z / r[:, None].clamp_min(1e-12)

@@ -14,6 +14,10 @@ It returns a :class:`History`: the loss of every step, metrics per epoch,
 and (with ``probe``) the embeddings of a fixed probe set before training and
 after every epoch, which later notebooks animate. Kernel > Interrupt stops
 training and keeps everything trained so far.
+
+A diverged network stops training with a message that names what went NaN or infinite (the
+loss, the embeddings or the weights: ``History.diverged``), the step, and the usual fixes: after
+every step the loop checks all three, in one synchronisation (``TrainingMonitor.non_finite``).
 """
 
 from __future__ import annotations
@@ -30,7 +34,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .core.io import atomic_torch_save
-from .core.validate import check_float, check_images_labels, check_int, check_tensor
+from .core.validate import (
+    NonFiniteError,
+    all_finite,
+    check_float,
+    check_images_labels,
+    check_int,
+    check_tensor,
+)
 from .data import ClassBalancedBatchSampler, DeviceLoader
 from .metrics import evaluate
 from .models import embed
@@ -52,6 +63,7 @@ class History:
     probe_labels    labels of the probe set (if given)
     interrupted     True if training was stopped early (interrupt, stop request, NaN)
     message         why it stopped early, in words
+    diverged        what became NaN or infinite ("loss", "embeddings", "weights"), or ""
     """
 
     step_loss: list = field(default_factory=list)
@@ -62,6 +74,7 @@ class History:
     interrupted: bool = False
     message: str = ""
     config: dict = field(default_factory=dict)
+    diverged: str = ""
 
     def log_step(self, loss: float, info: dict | None = None) -> float:
         """Record one step: its loss and any other scalars the loss returned."""
@@ -148,6 +161,10 @@ def fit_epoch(
     return sum(losses) / max(len(losses), 1)
 
 
+class Diverged(RuntimeError):
+    """A step whose loss or embeddings are NaN or infinite: ``(what, cause in words)``."""
+
+
 class TrainingMonitor:
     """What happens around :func:`fit_epoch` in :func:`train`: the progress bar, the stop
     rules (a non-finite loss, ``max_steps``, ``should_stop()``) and the per-epoch record
@@ -158,6 +175,7 @@ class TrainingMonitor:
         history: History,
         total: int,
         *,
+        params: list | None = None,
         progress: bool = True,
         max_steps: int | None = None,
         should_stop: Callable[[], bool] | None = None,
@@ -173,6 +191,59 @@ class TrainingMonitor:
         self.epoch = 0
         self.diverged = False
         self.finished = False  # True once no further epoch should run
+        self.params = list(params or [])
+
+    def watch(self, loss_fn: Callable) -> Callable:
+        """``loss_fn`` checked before the update: a step whose loss or embeddings are NaN or
+        infinite raises :class:`Diverged` before ``backward()``, so the weights keep the last
+        finite values. One sum per output and one synchronisation (which ``loss.item()`` would
+        make a moment later anyway); the weights are only looked at when something failed."""
+
+        def watched(outputs, labels):
+            tensors = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
+            tensors = [t.detach() for t in tensors if isinstance(t, torch.Tensor)]
+            try:
+                out = loss_fn(outputs, labels)
+            except NonFiniteError as e:  # a miner refuses NaN embeddings
+                raise Diverged(*self._diagnose("embeddings", str(e).split(";")[0])) from None
+            loss = (out["loss"] if isinstance(out, dict) else out).detach()
+            value = loss.item()  # one item() each: cheaper than stacking a few tensors
+            outputs_finite = all(all_finite(t) for t in tensors)
+            name = "NaN" if math.isnan(value) else f"{value:.4g}"
+            if not outputs_finite:
+                raise Diverged(*self._diagnose("embeddings", f"the loss was {name}"))
+            if not math.isfinite(value):
+                raise Diverged("loss", f"the loss became {name} at {self._where()}")
+            return out
+
+        return watched
+
+    def _where(self, step: int | None = None) -> str:
+        return f"step {step or self.step + 1} (epoch {self.epoch + 1})"
+
+    def weights_finite(self) -> bool:
+        return all(all_finite(p) for p in self.params)
+
+    def _diagnose(self, what: str, detail: str) -> tuple[str, str]:
+        """Non-finite embeddings at this step: were the weights already so (then the last update
+        broke them) or did the forward pass overflow with finite weights?"""
+        if not self.weights_finite():
+            last = self.history.step_loss[-1] if self.history.step_loss else float("nan")
+            return "weights", (
+                f"the weights became NaN or infinite in the update of {self._where(self.step)}, "
+                f"whose loss was finite ({last:.4g}): the gradient overflowed"
+            )
+        return what, f"the {what} became NaN or infinite at {self._where()} ({detail})"
+
+    def stop_diverged(self, what: str, cause: str) -> None:
+        h = self.history
+        self.diverged = self.finished = h.interrupted = True
+        h.diverged = what
+        h.message = (
+            f"{cause}; training stopped before its update, so the weights keep their last finite "
+            "values. Try a smaller learning rate or margin, or float32 instead of float16."
+        )
+        warnings.warn(h.message, RuntimeWarning, stacklevel=4)
 
     def after_step(self, h: History) -> bool:
         """Called by :func:`fit_epoch` after every step; True ends the epoch."""
@@ -181,14 +252,6 @@ class TrainingMonitor:
         self.bar.update(1)
         if self.step % 10 == 0:
             self.bar.set_postfix(epoch=self.epoch + 1, loss=f"{value:.4f}")
-        if not math.isfinite(value):
-            self.diverged = self.finished = h.interrupted = True
-            h.message = (
-                f"the loss became {value} at step {self.step} (epoch {self.epoch + 1}); "
-                "training stopped. Try a smaller learning rate or margin."
-            )
-            warnings.warn(h.message, RuntimeWarning, stacklevel=4)
-            return True
         max_steps, should_stop = self.max_steps, self.should_stop
         if (max_steps is not None and self.step >= max_steps) or (
             should_stop is not None and should_stop()
@@ -206,9 +269,26 @@ class TrainingMonitor:
         self.epoch += 1
         if self.diverged:
             return
+        if not self.weights_finite():  # the epoch's last update (the next step would tell)
+            self.epoch -= 1
+            self.stop_diverged(
+                "weights",
+                f"the weights became NaN or infinite in the update of "
+                f"{self._where(self.step)}: the gradient overflowed",
+            )
+            return
         record = {"epoch": h.epochs_done + 1, "loss": mean_loss, "seconds": seconds}
         if self.evaluate_epoch is not None:
-            record.update(self.evaluate_epoch())
+            try:
+                record.update(self.evaluate_epoch())
+            except NonFiniteError as e:  # finite in training mode, not in eval mode
+                self.epoch -= 1
+                self.stop_diverged(
+                    "embeddings",
+                    f"the evaluation embeddings after "
+                    f"{self._where(self.step)} are not finite ({e})",
+                )
+                return
         h.epoch_metrics.append(record)
         if self.embed_probe is not None:
             h.snapshots.append(self.embed_probe())
@@ -356,6 +436,7 @@ def train(
     monitor = TrainingMonitor(
         h,
         total,
+        params=params,
         progress=progress,
         max_steps=max_steps,
         should_stop=should_stop,
@@ -367,11 +448,18 @@ def train(
         for _ in range(epochs):
             start = time.perf_counter()
             mean_loss = fit_epoch(
-                model, loss_fn, loader, optimizer, history=h, on_step=monitor.after_step
+                model,
+                monitor.watch(loss_fn),
+                loader,
+                optimizer,
+                history=h,
+                on_step=monitor.after_step,
             )
             monitor.after_epoch(mean_loss, time.perf_counter() - start)
             if monitor.finished:
                 break
+    except Diverged as e:  # raised by monitor.watch before the update of the failing step
+        monitor.stop_diverged(*e.args)
     except KeyboardInterrupt:
         monitor.interrupted()
     finally:

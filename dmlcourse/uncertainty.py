@@ -34,7 +34,7 @@ from torch.nn import functional as F
 
 from . import plots
 from .autoencoders import gaussian_kl, reparameterize
-from .core.validate import check_choice, check_float, check_int, check_tensor
+from .core.validate import check_choice, check_finite, check_float, check_int, check_tensor
 
 # Heavy and needed only for pictures, widgets or fitting, so imported inside the
 # functions that use them: ipywidgets, plotly.
@@ -58,8 +58,8 @@ def _check_gaussian(name_mu, mu, name_var, var, log_var):
             f"{name_mu} has shape {tuple(mu.shape)} but {name_var} has shape {tuple(var.shape)}; "
             "a mean and its variance must have the same shape."
         )
-    if torch.isnan(mu).any() or torch.isnan(var).any():
-        raise ValueError(f"{name_mu} or {name_var} contains NaN.")
+    check_finite(name_mu, mu)
+    check_finite(name_var, var)
     if not log_var and not (var > 0).all():
         raise ValueError(
             f"{name_var} must hold variances > 0, got a minimum of {var.min().item():.4g}. "
@@ -166,6 +166,7 @@ def harmonic_variance(var: torch.Tensor) -> torch.Tensor:
     """One uncertainty number per embedding: the harmonic mean of its variances over the dimensions
     (as in the PFE paper). (N, D) -> (N,)."""
     check_tensor("var", var, ndim=2, floating=True)
+    check_finite("var", var)
     if not (var > 0).all():
         raise ValueError(f"var must hold variances > 0, got a minimum of {var.min().item():.4g}.")
     return var.shape[1] / (1.0 / var).sum(1)

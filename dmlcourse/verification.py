@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import torch
 
-from .core.validate import check_float, check_int, check_tensor
+from .core.validate import check_finite, check_float, check_int, check_tensor
 from .tuples import make_pairs
 
 
@@ -37,8 +37,7 @@ def _check(scores, same):
     same = same.bool()
     if same.all() or not same.any():
         raise ValueError("same must contain both genuine (True) and impostor (False) pairs.")
-    if torch.isnan(scores).any():
-        raise ValueError("scores contain NaN.")
+    check_finite("scores", scores, why="pairs are ranked by their scores, so each needs one")
     return scores.detach().double().cpu(), same.cpu()
 
 

@@ -111,12 +111,13 @@ plots.image_grid(imgs, labs, class_names=fashion.classes, ncols=15, size=1.2, ti
 # 1. **data** — a training split and a test split;
 # 2. **network** — a small CNN, `models.SmallCNN`, mapping an image to $p = 32$ numbers;
 # 3. **loss** — a metric-learning loss on a mini-batch of embeddings and labels. Here we use
-#    NCA (neighbourhood components analysis, taught in lectures 02 and 05): each image $i$ picks a neighbour $j$ in
-#    the batch with probability
+#    NCA (neighbourhood components analysis, taught in lectures 02 and 05): each image $i$ picks a neighbour $j \ne i$
+#    in the batch with probability
 #    $p_{ij} \propto \exp(-\lVert f(x_i) - f(x_j)\rVert^2)$, and the loss is $-\log$ of the probability that it picks
 #    one of its own class;
 # 4. **training loop** — `train.train`, with a progress bar, a history, and Kernel ▸ Interrupt keeping what was
-#    trained so far;
+#    trained so far. Its batches are *class-balanced* (`samples_per_class=16`: 8 classes × 16 images in a batch of
+#    128), so every image has images of its own class in its batch to pick, which NCA needs;
 # 5. **evaluation** — retrieval metrics on the *test* images: **Precision@1** (is the nearest other test image of
 #    the same class?) and **MAP@R** (mean average precision over the $R$ nearest, where $R$ is the number of
 #    other same-class images: it rewards putting *all* of a class close, not just one neighbour).
@@ -144,18 +145,20 @@ print(f"training on {len(x_train)} images, evaluating on {len(x_test)} test imag
 RETRAIN = False   # True: train again even where a saved result exists (section 4 explains the saving)
 EPOCHS = runtime.quick(5, 3)
 
+# everything that changes the result is in the key of the saved result
+config = {"dataset": DATASET, "size": SIZE, "n": len(x_train), "model": "SmallCNN-32", "loss": "nca",
+          "epochs": EPOCHS, "batch_size": 128, "samples_per_class": 16, "lr": 2e-3, "seed": 0}
+
 def train_first_embedding():
-    runtime.seed_everything(0)
+    runtime.seed_everything(config["seed"])
     net = models.SmallCNN(embedding_dim=32)
     history = train.train(
         net, losses.nca_loss, x_train, y_train,
-        epochs=EPOCHS, batch_size=128, samples_per_class=16, lr=2e-3,
-        name=DATASET, eval_data=(x_test, y_test), device=device,
+        epochs=EPOCHS, batch_size=config["batch_size"], samples_per_class=config["samples_per_class"],
+        lr=config["lr"], name=DATASET, eval_data=(x_test, y_test), device=device,
     )
     return {"state": net.cpu().state_dict(), "history": history}
 
-config = {"dataset": DATASET, "model": "SmallCNN-32", "loss": "nca", "epochs": EPOCHS, "n": len(x_train),
-          "size": SIZE, "seed": 0}
 first = cache.cached("start-here-cnn", config, train_first_embedding, refresh=RETRAIN)
 model = models.SmallCNN(embedding_dim=32)
 model.load_state_dict(first["state"])
@@ -195,15 +198,16 @@ if DATASET == "mnist":
 
 # %%
 xy = plots.project_2d(z_test, method="umap", seed=0, cache=True)   # cache: a re-run loads the layout
-explorer = plots.embedding_explorer(xy, y_test, x_test, title="test images, learned embedding (UMAP)")
+explorer = plots.embedding_explorer(xy, y_test, x_test, class_names=test_split.classes,
+                                    title="test images, learned embedding (UMAP)")
 explorer
 
 # %%
 import matplotlib.pyplot as plt
 fig, axes = plt.subplots(1, 2, figsize=(9, 4.3))
 xy_raw = plots.project_2d(raw, method="umap", seed=0, cache=True)
-plots.scatter_2d(xy_raw, y_test, ax=axes[0], title="raw pixels (UMAP)")
-plots.scatter_2d(xy, y_test, ax=axes[1], title="learned embedding (UMAP)")
+plots.scatter_2d(xy_raw, y_test, class_names=test_split.classes, ax=axes[0], title="raw pixels (UMAP)")
+plots.scatter_2d(xy, y_test, class_names=test_split.classes, ax=axes[1], title="learned embedding (UMAP)")
 axes[1].legend(markerscale=3, fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5), frameon=False)
 fig.tight_layout()
 
@@ -213,7 +217,8 @@ fig.tight_layout()
 # Later notebooks train models that take minutes at full strength. They store the result on disk with
 # `cache.cached(name, config, compute)`: the first run computes and saves it atomically (a temporary file, then a
 # rename, so an interrupted save never leaves a broken file); later runs with the same configuration load it at
-# once. The cache lives in `data/cache/` (or `$DMLCOURSE_CACHE_DIR`) and is safe to delete. Section 3 already used
+# once. The cache lives in `data/cache/` of your copy of the course (`~/.cache/dmlcourse/cache` when the package is
+# installed without one, `$DMLCOURSE_CACHE_DIR` when that is set; the cell below prints where) and is safe to delete. Section 3 already used
 # it for the first embedding (`refresh=RETRAIN` recomputes and overwrites the saved result) and for the UMAP
 # layouts (`project_2d(..., cache=True)`). Here it is on its own, with a one-epoch MLP:
 

@@ -265,6 +265,9 @@ def learner_copies(
 
 DECIMAL = re.compile(r"(?<![\w.\\\"'])(\d*\.\d+)(?![\w.]*\d)")
 MATH = re.compile(r"\$\$.+?\$\$|\$[^$\n]+?\$", re.S)
+# an exercise or section id of the course, 00.1 ... 09.9: a leading 0 before another digit is
+# never how a decimal is written
+COURSE_ID = re.compile(r"0\d\.\d+")
 APPROX = re.compile(r"\\approx\s*(\d*\.\d+)")
 HISTORY = re.compile(
     r"(earlier|previous|older|former) version of (this|the) (course|notebook|lecture)"
@@ -349,7 +352,11 @@ def decimal_problems(markdown_cells: list[str], literals: set[float]) -> list[st
             for m in APPROX.finditer(text, mm.start(), mm.end())
         }
         for m in DECIMAL.finditer(text):
-            if m.start(1) in approx or float(m.group(1)) in literals:
+            if (
+                m.start(1) in approx
+                or float(m.group(1)) in literals
+                or COURSE_ID.fullmatch(m.group(1))
+            ):
                 continue
             around = text[max(0, m.start() - 50) : m.end() + 20].replace("\n", " ")
             out.append(

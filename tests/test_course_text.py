@@ -48,6 +48,12 @@ def test_a_decimal_from_a_run_in_the_prose_fails():
     assert {p.split("decimal ")[1].split()[0] for p in found} == {".782", ".02", ".712"}
 
 
+def test_exercise_ids_are_not_decimals_but_a_leading_zero_decimal_is():
+    assert problems("# %% [markdown]\n# Exercise 05.1 asks for the loss; 00.3 counts.\n") == []
+    found = problems("# %% [markdown]\n# It reaches 0.93 here.\n")
+    assert [p.split("decimal ")[1].split()[0] for p in found] == ["0.93"]
+
+
 def test_constants_of_the_lecture_and_formula_values_may_appear_in_the_prose():
     body = (
         "# %%\nMARGIN = 0.2\nloss = metrics\n"

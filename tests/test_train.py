@@ -93,7 +93,7 @@ def test_stop_request_and_nan(mini):
         should_stop=lambda: True,
     )
     assert h.interrupted and len(h.step_loss) == 1 and h.epochs_done == 1
-    with pytest.warns(RuntimeWarning, match="became nan"):
+    with pytest.warns(RuntimeWarning, match="became NaN"):
         h = train.train(
             models.MLP(8),
             lambda z, t: z.sum() * float("nan"),
@@ -103,7 +103,7 @@ def test_stop_request_and_nan(mini):
             progress=False,
             device="cpu",
         )
-    assert h.interrupted and "nan" in h.message
+    assert h.interrupted and h.diverged == "loss" and "the loss became NaN at step 1" in h.message
 
 
 def test_loss_module_parameters_are_trained(mini):
@@ -233,3 +233,91 @@ def test_training_on_the_test_device_follows_the_cpu(mini, test_device):
     assert dev.step_loss[0] == pytest.approx(cpu.step_loss[0], rel=1e-2)
     p1_cpu, p1_dev = (r.epoch_metrics[-1]["precision_at_1"] for r in runs)
     assert abs(p1_dev - p1_cpu) < 0.05, (p1_cpu, p1_dev)
+
+
+class _Diverges(torch.nn.Module):
+    """An MLP whose embeddings turn NaN (or +inf) from step ``at`` on: a network that diverged
+    in its forward pass (float16 overflow, say) while its weights are still finite."""
+
+    def __init__(self, at: int, value: float = float("nan")):
+        super().__init__()
+        self.net, self.at, self.value, self.calls = models.MLP(8), at, value, 0
+
+    def forward(self, x):
+        z = self.net(x)
+        self.calls += 1
+        if self.training and self.calls >= self.at:
+            z = z + self.value  # keeps the graph, so the loss could back-propagate
+        return z
+
+
+def _train(model, loss_fn, x, y, **kw):
+    kw = dict(epochs=2, batch_size=60, samples_per_class=6, progress=False, device="cpu") | kw
+    with pytest.warns(RuntimeWarning) as caught:
+        h = train.train(model, loss_fn, x, y, **kw)
+    assert h.message in [str(w.message) for w in caught]
+    return h
+
+
+@pytest.mark.parametrize("miner", ["batch_hard", "batch_semi_hard", "distance_weighted"])
+def test_nan_embeddings_stop_training_and_are_named(mini, miner):
+    """A miner refuses NaN embeddings; the loop names them, the step and the usual fixes."""
+    from dmlcourse import miners
+
+    x, y, _, _ = mini
+    runtime.seed_everything(0)
+    h = _train(_Diverges(at=4), miners.MinedTripletLoss(miner, 0.2), x, y)
+    assert h.interrupted and h.diverged == "embeddings"
+    assert h.message.startswith("the embeddings became NaN or infinite at step 4 (epoch 1)")
+    assert "z holds NaN in 60 rows" in h.message and "smaller learning rate" in h.message
+    assert len(h.step_loss) == 3 and h.epochs_done == 0  # the three good steps are kept
+
+
+def test_embeddings_a_finite_loss_hides_are_caught(mini):
+    """+inf embeddings whose hinge is exactly 0: the loss alone would look converged."""
+    x, y, _, _ = mini
+    runtime.seed_everything(0)
+    h = _train(_Diverges(at=2, value=float("inf")), lambda z, t: torch.relu(-z).mean(), x, y)
+    assert h.diverged == "embeddings" and "step 2 (epoch 1)" in h.message
+    assert "(the loss was 0)" in h.message and len(h.step_loss) == 1  # step 2 made no update
+
+
+def test_weights_made_nan_by_an_update_are_caught_at_that_step(mini):
+    """A finite loss whose gradient is NaN (sqrt at 0): the update poisons the weights."""
+    x, y, _, _ = mini
+    runtime.seed_everything(0)
+    h = _train(models.MLP(8), lambda z, t: torch.sqrt(z - z).sum() + z.mean(), x, y)
+    assert h.diverged == "weights" and "in the update of step 1 (epoch 1)" in h.message
+    assert "whose loss was finite" in h.message and "gradient overflowed" in h.message
+    # the same update as the very last one: caught at the end of the epoch
+    h = _train(
+        models.MLP(8), lambda z, t: torch.sqrt(z - z).sum() + z.mean(), x[:60], y[:60], epochs=1
+    )
+    assert h.diverged == "weights" and "update of step 1 (epoch 1)" in h.message
+    assert h.epochs_done == 0
+
+
+def test_a_diverged_step_makes_no_update_so_the_weights_stay_finite(mini):
+    """The check runs before backward(): the model keeps its last finite weights."""
+    x, y, _, _ = mini
+    runtime.seed_everything(0)
+    model = _Diverges(at=3)
+    h = _train(model, losses.nca_loss, x, y)
+    assert h.diverged == "embeddings" and "keep their last finite values" in h.message
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    model.eval()  # without the injected NaN, the trained network embeds finitely
+    assert torch.isfinite(model(x[:5].float() / 255)).all()
+
+
+@pytest.mark.parametrize("name", ["triplet", "contrastive", "nca"])
+def test_losses_on_nan_embeddings_stop_with_their_name(mini, name):
+    """No loss turns NaN embeddings into a finite number the loop would accept (the triplet
+    loss used to sit at the margin)."""
+    from dmlcourse import siamese
+
+    x, y, _, _ = mini
+    runtime.seed_everything(0)
+    h = _train(_Diverges(at=3), siamese.make_batch_loss(name), x, y)
+    assert h.diverged == "embeddings" and "step 3 (epoch 1)" in h.message
+    assert "the loss was NaN" in h.message  # the loss itself is NaN too
+    assert len(h.step_loss) == 2 and np.isfinite(h.step_loss).all()

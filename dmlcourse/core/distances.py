@@ -11,6 +11,9 @@ Half precision: float16 and bfloat16 inputs are widened to float32 (and autocast
 switched off inside), so the distances are float32. In float16, ||x||^2 + ||y||^2 - 2 x.y
 cancels catastrophically for near points: two unit vectors 1 degree apart would be at
 distance 0 instead of 0.01745, and every miner would misread them.
+
+Non-finite inputs: a row holding NaN or +-inf has NaN distances to everything (the other
+rows keep theirs), so a diverged network never looks like one whose embeddings coincide.
 """
 
 from __future__ import annotations
@@ -27,11 +30,25 @@ SQRT_EPS = 1e-12
 
 
 def safe_sqrt(d2: torch.Tensor) -> torch.Tensor:
-    """sqrt that is exactly 0 at 0 with a zero (not NaN/inf) gradient there."""
-    mask = d2 > SQRT_EPS
-    return torch.where(
-        mask, torch.sqrt(torch.where(mask, d2, torch.ones_like(d2))), torch.zeros_like(d2)
-    )
+    """sqrt that is exactly 0 at 0 with a zero (not NaN/inf) gradient there; NaN stays NaN.
+
+    ``d2.detach() * 0`` (not a constant 0) in the small branch: it is 0 for a small distance,
+    with a zero gradient, and NaN for a NaN one, so a diverged network never shows distance 0.
+    """
+    big = d2 > SQRT_EPS
+    small = d2.detach() * 0
+    return torch.where(big, torch.sqrt(torch.where(big, d2, torch.ones_like(d2))), small)
+
+
+def no_inf(d: torch.Tensor) -> torch.Tensor:
+    """``d`` with every +inf made NaN (finite values unchanged, gradient unchanged).
+
+    A squared distance is infinite only when an input row holds +-inf (or values beyond float
+    range: a diverged network either way), and a NaN input already gives NaN. Without this, an
+    infinite d(a, n) would make a hinge [d(a,p) - d(a,n) + m]_+ exactly 0, a finite loss. Two
+    cheap ops (the product outside autograd), so a training step pays almost nothing for it
+    (benchmarks/bench_train.py --loop, benchmarks/ab_train_step.py)."""
+    return d + d.detach() * 0
 
 
 HALF = (torch.float16, torch.bfloat16)
@@ -74,7 +91,7 @@ def _pairwise(x: torch.Tensor, y: torch.Tensor | None, distance: str) -> torch.T
         d = 1.0 - xn @ yn.T
     else:
         d = (x * x).sum(1, keepdim=True) + (y * y).sum(1)[None, :] - 2.0 * (x @ y.T)
-        d = d.clamp_min(0.0)
+        d = no_inf(d.clamp_min(0.0))  # NaN, never +inf, for a row that is not all numbers
         if distance == "euclidean":
             d = safe_sqrt(d)
     if same:
@@ -92,7 +109,7 @@ def paired_distance(x: torch.Tensor, y: torch.Tensor, distance: str = "euclidean
             f"x has shape {tuple(x.shape)} but y has {tuple(y.shape)}; they must match."
         )
     x, y = widen(x), widen(y)
-    if distance == "cosine":
+    if distance == "cosine":  # a non-finite row gives inf / inf = NaN
         return 1.0 - torch.nn.functional.cosine_similarity(x, y, dim=1, eps=1e-12)
-    d2 = ((x - y) ** 2).sum(1)
+    d2 = no_inf(((x - y) ** 2).sum(1))  # NaN, never +inf, for a row that is not all numbers
     return d2 if distance == "squared_euclidean" else safe_sqrt(d2)

@@ -102,3 +102,48 @@ def check_images_labels(
     if len(images) == 0:
         raise ValueError(f"images is empty; {why}.")
     return images, labels
+
+
+class NonFiniteError(ValueError):
+    """A tensor that must hold numbers holds NaN or +-inf (a diverged network, an overflow)."""
+
+
+def non_finite_rows(t: torch.Tensor, *, limit: int = 8) -> str:
+    """Where ``t`` is NaN or infinite, in words: "NaN in rows [0, 17], +inf in rows [3]"."""
+    flat = t.detach().reshape(len(t), -1) if t.ndim else t.detach().reshape(1, 1)
+    parts = []
+    for what, bad in (
+        ("NaN", torch.isnan(flat)),
+        ("+inf", flat == float("inf")),
+        ("-inf", flat == float("-inf")),
+    ):
+        rows = torch.nonzero(bad.any(1)).flatten().tolist()
+        if rows:
+            shown = ", ".join(map(str, rows[:limit])) + (", ..." if len(rows) > limit else "")
+            parts.append(f"{what} in {len(rows)} row{'s' if len(rows) > 1 else ''} [{shown}]")
+    return ", ".join(parts)
+
+
+DIVERGED = (
+    "a network that gives NaN or infinite values has diverged: try a smaller learning rate, "
+    "or float32 instead of float16"
+)
+
+
+def all_finite(t: torch.Tensor) -> bool:
+    """Whether every entry of ``t`` is a number. The sum is NaN or infinite whenever an entry
+    is: one reduction and one item(), cheaper than isfinite(t).all(); only a sum that is not
+    finite (a NaN, or finite values adding up beyond float range) is looked at entry by entry."""
+    t = t.detach()
+    return math.isfinite(t.sum().item()) or bool(torch.isfinite(t).all())
+
+
+def check_finite(name: str, value: torch.Tensor, *, why: str = DIVERGED) -> torch.Tensor:
+    """Raise :class:`NonFiniteError` naming the rows if ``value`` holds NaN or +-inf.
+
+    One reduction and one device synchronisation: used where a function synchronises anyway
+    (a miner's ``nonzero``, a metric's sort), never on a loss's hot path, which propagates NaN.
+    """
+    if value.is_floating_point() and not all_finite(value):
+        raise NonFiniteError(f"{name} holds {non_finite_rows(value)}; {why}.")
+    return value

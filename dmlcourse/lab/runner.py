@@ -347,12 +347,11 @@ class LabRunner:
             torch.set_num_threads(threads)
         if self.reason:
             h.interrupted, h.message = True, self.reason
-        elif h.interrupted and "loss became" in h.message:
+        elif h.interrupted and h.diverged:
             self.failed = True
-            value = h.message.split("; ")[0].replace("the loss became ", "")
             h.message = (
-                f"the loss became NaN or infinite ({value}): training diverged. Try a smaller "
-                "learning rate. The epochs finished before are shown."
+                f"{h.message.split('; ')[0]}: training diverged. Try a smaller learning rate. "
+                "The epochs finished before are shown."
             )
         self.seconds["total"] = time.perf_counter() - self.t_start
         run = self.partial()

@@ -15,6 +15,7 @@ the same seeds, a Welch two-sample interval otherwise).
 from __future__ import annotations
 
 import math
+import re
 import statistics
 import threading
 from dataclasses import asdict, dataclass, field, replace
@@ -129,12 +130,12 @@ def failure_note(seed: int, run: LabRun) -> str:
     msg = run.message
     # the epoch that was training when it stopped: a stop rule of the Lab records that partial
     # epoch (a snapshot after its last step); a NaN loss ends training before it is recorded
-    nan = "NaN" in msg
+    nan = re.match(r"the (loss|embeddings|weights) became", msg)
     epoch = run.epochs_done + 1 if nan else max(run.epochs_done, 1)
     if not run.failed:
         return f"seed {seed} stopped on request in epoch {epoch}; left out of the mean"
     if nan:
-        why = f"diverged (NaN loss at epoch {epoch})"
+        why = f"diverged (NaN {nan.group(1)} at epoch {epoch})"
     elif "exploded" in msg or "diverged" in msg:
         why = f"diverged (the loss exploded at epoch {epoch})"
     elif "active" in msg:

@@ -425,6 +425,14 @@ class EmbeddingLab:
         run = dict(self.group.runs).get(seed)
         if run is not None:
             self._show(run, follow=False)
+            note = seedlib.failure_note(seed, run)
+            if note:  # a seed left out of the mean says why, where it is drawn
+                cfg = LabConfig(**run.config)
+                self._set_status(
+                    f"<b>{html.escape(cfg.label())}</b>: {html.escape(note)}. "
+                    f"{html.escape(run.message)}",
+                    "error" if run.failed else "warn",
+                )
         elif seed in self.group.seeds:
             self._set_status(f"Seed {seed} is not trained yet; it is shown when it is.", "info")
         else:
@@ -589,17 +597,25 @@ class EmbeddingLab:
         for metric in seedlib.METRICS:
             st = group.stats(metric)
             parts.append(f"{seedlib.METRIC_NAMES[metric]} {_fmt(st['mean'])} ± {_fmt(st['sd'])}")
-        summary = (
-            f"{', '.join(parts)} (mean ± sd over seeds {', '.join(map(str, done))})"
-            if done
-            else "no seed finished, so there is no mean"
-        )
+        if len(done) > 1:
+            summary = f"{', '.join(parts)} (mean ± sd over seeds {', '.join(map(str, done))})"
+        elif done:
+            summary = f"{', '.join(parts)} (seed {done[0]} alone: one seed has no sd)"
+        else:
+            summary = "no seed finished, so there is no mean"
         runs = dict(group.runs)
         cached = sum(r.from_cache for r in runs.values())
         took = (
             f"{len(runs)} seeds in {self.timings.get('done', 0.0):.1f} s ({cached} from the cache)"
         )
-        self.status.value += f"<br><span>Over the seeds: {html.escape(summary)}; {took}.</span>"
+        left_out = len(group.seeds) - len(done)
+        if left_out:  # said where the eye is, not only in the notes below
+            took += f"; {left_out} of {len(group.seeds)} seeds left out of the mean (see below)"
+            self.progress.value, self.progress.bar_style = self.progress.max, "warning"
+        style = " style='color:#9a6700'" if left_out else ""
+        self.status.value += (
+            f"<br><span{style}>Over the seeds: {html.escape(summary)}; {took}.</span>"
+        )
         self._show_notes(group)
         self._update_curves(self.run, group)
 
@@ -817,7 +833,9 @@ class EmbeddingLab:
                 ep, mean, lo, hi, _sd = band
                 d[2 + i].x, d[2 + i].y = ep, mean
                 d[2 + i].name = (
-                    f"{name} (mean of {len(done)} seeds)" if len(group.seeds) > 1 else name
+                    f"{name} (mean of {len(done)} seed{'s' if len(done) != 1 else ''})"
+                    if len(group.seeds) > 1
+                    else name
                 )
                 low.x, low.y, high.x, high.y = ep, lo, ep, hi
 

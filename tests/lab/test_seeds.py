@@ -128,6 +128,48 @@ def test_a_diverging_seed_is_named_and_left_out(monkeypatch, _cache):
     assert seedlib.failure_note(3, exploded).startswith("seed 3 diverged (the loss exploded")
 
 
+@pytest.mark.parametrize("miner", ["batch_semi_hard", "batch_hard"])
+def test_a_seed_whose_embeddings_turn_nan_is_named_and_left_out(monkeypatch, _cache, miner):
+    """Divergence in the embeddings (not a NaN loss): the miner refuses them, the seed is named
+    and left out of the mean, and the other seed's numbers stand alone."""
+
+    class NaNAfter(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net, self.calls = net, 0
+
+        def forward(self, x):
+            self.calls += self.training
+            z = self.net(x)
+            return z * float("nan") if self.training and self.calls >= 2 else z
+
+    real = runner.make_model
+
+    def make_model(config):
+        model = real(config)
+        return NaNAfter(model) if config.seed == 3 else model
+
+    monkeypatch.setattr(runner, "make_model", make_model)
+    box = _lab(seed=2, seeds=2, losses=["triplet"])
+    box.miner.value = miner
+    box.train_button.click()
+    note = "seed 3 diverged (NaN embeddings at epoch 1); left out of the mean"
+    assert note in box.notes.value and box.group.finished() == [2]
+    failed = box.group.runs[3]
+    assert failed.failed and "the embeddings became NaN or infinite at step 2" in failed.message
+    # said on the status line too, in amber, with a full progress bar in the warning colour
+    assert "(seed 2 alone: one seed has no sd)" in box.status.value
+    assert "1 of 2 seeds left out of the mean" in box.status.value
+    assert box.progress.bar_style == "warning" and box.progress.value == box.progress.max
+    box.shown_seed.value = 3  # animating the diverged seed says why it is left out
+    assert note.split(";")[0] in box.status.value and "step 2" in box.status.value
+    box.shown_seed.value = 2
+    box.keep()
+    row = box.metrics_rows()[0]
+    assert row["seeds"] == [2] and note in row["note"]
+    assert row["P@1"] == pytest.approx(box.group.runs[2].metric("precision_at_1")[-1])
+
+
 def test_comparison_verdict_on_constructed_numbers():
     a = {0: 0.80, 1: 0.81, 2: 0.82}
     better = {0: 0.90, 1: 0.915, 2: 0.92}  # +0.10, +0.105, +0.10: far beyond the spread
