@@ -427,12 +427,14 @@ class EmbeddingLab:
             self._show(run, follow=False)
             note = seedlib.failure_note(seed, run)
             if note:  # a seed left out of the mean says why, where it is drawn
-                cfg = LabConfig(**run.config)
+                why = run.message[:1].upper() + run.message[1:]
                 self._set_status(
-                    f"<b>{html.escape(cfg.label())}</b>: {html.escape(note)}. "
-                    f"{html.escape(run.message)}",
+                    f"<b>{html.escape(LabConfig(**run.config).label())}</b>, left out of the "
+                    f"mean: {html.escape(why)}",
                     "error" if run.failed else "warn",
                 )
+            elif getattr(self, "_group_status", None):  # back to a finished seed: its report
+                self.status.value = self._group_status
         elif seed in self.group.seeds:
             self._set_status(f"Seed {seed} is not trained yet; it is shown when it is.", "info")
         else:
@@ -567,6 +569,7 @@ class EmbeddingLab:
             self._report(cfg, run, self.timings["seeds"].get(shown, self.timings["done"]))
             if n > 1:
                 self._report_group(group)
+            self._group_status = self.status.value  # shown again when a finished seed is drawn
         except Exception as exc:  # the widget must stay usable: report, never raise into the loop
             self._set_status(
                 f"<b>{html.escape(cfg.label())}</b> failed: {html.escape(type(exc).__name__)}: "
