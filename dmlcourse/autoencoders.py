@@ -251,8 +251,10 @@ def autoencoder_objective(
     mean_i ||x_i - x_hat_i||^2  +  weight_decay * sum_W ||W||_F^2  +
     code_penalty * mean_i ||f(x_i)||^2
 
-    (the Guelph slides sum over the batch; we average so that lambda does not depend on the
-    batch size). ``x`` and ``x_hat`` are (N, d) (images are flattened), ``code`` is (N, p).
+    (the Guelph slides sum distance + lambda * Omega over the batch, so the penalty is counted
+    once per image; dividing by the batch size gives this objective with the same lambda, and
+    the size of a step no longer grows with the batch). ``x`` and ``x_hat`` are (N, d) (images
+    are flattened), ``code`` is (N, p).
     """
     check_tensor("x", x, floating=True)
     check_tensor("x_hat", x_hat, floating=True)
@@ -418,11 +420,11 @@ def copy_gain(
 ) -> float:
     """How much of a small change of the input the model copies to its output.
 
-    For random small perturbations e (inside the span of the rows of ``directions``, a
-    (k, d) matrix with orthonormal rows, if given; any direction otherwise) it returns the
-    least-squares slope of D(E(x + e)) - D(E(x)) on e: 1 means the Jacobian acts like the
-    identity (a copy), 0 that the change is thrown away. An under-complete code of size p
-    can pass at most p of k directions, so its gain is at most about p / k.
+    For random small perturbations e of norm ``eps`` (inside the span of the rows of
+    ``directions``, a (k, d) matrix with orthonormal rows, if given; any direction otherwise) it
+    returns the least-squares slope of D(E(x + e)) - D(E(x)) on e: 1 means the Jacobian acts
+    like the identity (a copy), 0 that the change is thrown away. An under-complete code of
+    size p can pass at most p of k directions, so its gain is at most about p / k.
     """
     check_tensor("x", x, floating=True)
     eps = check_float("eps", eps, min_value=0.0, strict_min=True)
@@ -438,8 +440,8 @@ def copy_gain(
                 f"directions has {directions.shape[1]} columns but x has {x.shape[1]} features."
             )
         e = torch.randn(len(x), len(directions), generator=g) @ directions.float().cpu()
-    # each perturbation rescaled to norm eps * sqrt(d) / 28 (eps per pixel of a 28x28 image)
-    e = eps * e / e.norm(dim=1, keepdim=True).clamp_min(1e-12) * math.sqrt(x.shape[1]) / 28
+    # each perturbation rescaled to norm eps in total (about eps / sqrt(d) per pixel: a small nudge)
+    e = eps * e / e.norm(dim=1, keepdim=True).clamp_min(1e-12)
     e = e.to(device)
     was = model.training
     model.eval()
@@ -623,17 +625,20 @@ def make_xor(n: int = 400, *, noise: float = 0.15, seed: int = 0):
 
 
 def random_relu_features(
-    x: torch.Tensor, width: int = 200, *, scale: float = 2.0, seed: int = 0
+    x: torch.Tensor, width: int = 200, *, scale: float = 2.0, seed: int = 0, relu: bool = True
 ) -> torch.Tensor:
     """One random wide layer: relu(x W^T + b) with W ~ N(0, scale^2), b ~ U(-scale, scale).
-    From d_1 = x.shape[1] inputs to d_2 = ``width`` > d_1: the layer *lifts* the data."""
+    From d_1 = x.shape[1] inputs to d_2 = ``width`` > d_1: the layer *lifts* the data.
+    ``relu=False`` returns the affine map x W^T + b alone (the same W and b): its image is
+    still a d_1-dimensional affine subspace of R^{d_2}."""
     check_tensor("x", x, ndim=2, floating=True)
     width = check_int("width", width, min_value=1)
     scale = check_float("scale", scale, min_value=0.0, strict_min=True)
     g = torch.Generator().manual_seed(check_int("seed", seed, min_value=0))
     w = scale * torch.randn(width, x.shape[1], generator=g, dtype=x.dtype)
     b = scale * (2 * torch.rand(width, generator=g, dtype=x.dtype) - 1)
-    return torch.relu(x @ w.T.to(x.device) + b.to(x.device))
+    z = x @ w.T.to(x.device) + b.to(x.device)
+    return torch.relu(z) if relu else z
 
 
 def rbf_kernel_pca(

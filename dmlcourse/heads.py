@@ -288,9 +288,9 @@ def decision_boundaries(
     theta1: torch.Tensor, *, sphere_m: int = 4, cos_m: float = 0.35, arc_m: float = 0.5
 ) -> dict:
     """theta2 on the boundary where class 1 starts to win, for two classes, from the
-    face-recognition slides' equations: softmax θ2 = θ1; SphereFace cos(m θ1) = cos θ2;
-    CosFace cos θ1 − m = cos θ2; ArcFace cos(θ1 + m) = cos θ2. NaN where the boundary leaves
-    [0, π]."""
+    papers' decision rules (equal scales, no biases): softmax θ2 = θ1;
+    SphereFace cos(m θ1) = cos θ2; CosFace cos θ1 − m = cos θ2; ArcFace cos(θ1 + m) = cos θ2.
+    NaN where the boundary leaves [0, π]."""
     nan = torch.full_like(theta1, float("nan"))
     acos = lambda c: torch.where((c >= -1) & (c <= 1), torch.acos(c.clamp(-1, 1)), nan)
     return {
@@ -374,7 +374,7 @@ def margin_explorer(*, sphere_m: int = 4, cos_m: float = 0.35, arc_m: float = 0.
             rows=1,
             cols=2,
             subplot_titles=(
-                "target logit (÷ s) against θ",
+                "target logit ÷ s (SphereFace: ÷ ‖x‖) against θ",
                 "boundary of class 1 (solid) and class 2 (dashed)",
             ),
         )

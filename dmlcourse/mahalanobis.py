@@ -107,14 +107,16 @@ def lda(
     k = n_components if n_components is not None else len(classes) - 1
     k = check_int("n_components", k, min_value=1, max_value=x.shape[1])
     xd = x.double()
+    # region: scatter
     mu = xd.mean(0)
     Sw = torch.zeros(x.shape[1], x.shape[1], dtype=torch.double)
     Sb = torch.zeros_like(Sw)
     for c in classes.tolist():  # a loop over classes (10), not samples
         xc = xd[labels == c]
         mc = xc.mean(0)
-        Sw += (xc - mc).T @ (xc - mc)
-        Sb += len(xc) * torch.outer(mc - mu, mc - mu)
+        Sw += (xc - mc).T @ (xc - mc)  # the points around their class mean
+        Sb += len(xc) * torch.outer(mc - mu, mc - mu)  # the class means around the overall mean
+    # endregion
     Sw += shrinkage * Sw.diagonal().mean() * torch.eye(len(Sw), dtype=torch.double)
     # S_w^-1/2 S_b S_w^-1/2 is symmetric: its eigenvectors give the discriminant directions
     evals, evecs = torch.linalg.eigh(Sw)

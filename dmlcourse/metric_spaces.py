@@ -150,12 +150,17 @@ class AxiomReport:
     def __str__(self) -> str:
         lines = []
         for axiom, ok in self.holds.items():
-            extra = (
-                ""
-                if ok
-                else f"  fails, e.g. at {self.examples[axiom][:2]} (by {self.worst[axiom]:.3g})"
+            if ok:
+                lines.append(f"{axiom:<12} holds")
+                continue
+            # positivity's worst case is the smallest distance of two distinct points (stored
+            # negated, so that the largest comes first): show the distance itself (+ 0.0: no "-0")
+            size = (
+                f"at distance {-self.worst[axiom] + 0.0:.3g}"
+                if axiom == "positivity"
+                else f"by {self.worst[axiom]:.3g}"
             )
-            lines.append(f"{axiom:<12} {'holds' if ok else 'FAILS'}{extra}")
+            lines.append(f"{axiom:<12} FAILS, e.g. at {self.examples[axiom][:2]} ({size})")
         return "\n".join(lines)
 
 

@@ -243,12 +243,16 @@ def distance_weighted(
 
     The embeddings are L2-normalised (the method lives on the unit hypersphere).
     For every anchor-positive pair one negative is drawn with probability
-    proportional to 1 / q(d(a, n)), so that negatives are spread over all distances
-    instead of concentrating near sqrt(2) as random ones do. Distances below
-    ``cutoff`` are clipped to it (the weights of very close negatives would explode),
-    and negatives farther than ``nonzero_loss_cutoff`` get weight 0 (they would
-    give zero loss anyway). An anchor whose negatives all have weight 0 draws
-    uniformly among its negatives. Seeded by ``generator`` (a CPU torch.Generator).
+    proportional to 1 / q(d(a, n)), q being the density of the distance between two
+    uniform random points on the sphere: for many negatives spread uniformly over the
+    sphere, the drawn distances would be uniform instead of concentrating near
+    sqrt(2). In a batch, and most of all on a trained embedding, the weights favour
+    each anchor's closest negatives. Distances below ``cutoff`` are clipped to it
+    (the weights of very close negatives would explode), and negatives farther than
+    ``nonzero_loss_cutoff`` get weight 0 (under Wu et al.'s margin loss, margin 0.2 and
+    initial boundary 1.2, they give zero loss; under the triplet hinge they need not).
+    An anchor whose negatives all have weight 0 draws uniformly among its negatives.
+    Seeded by ``generator`` (a CPU torch.Generator).
     """
     w = distance_weights(z, labels, cutoff, nonzero_loss_cutoff)
     labels = labels.to(z.device)

@@ -17,6 +17,7 @@ Both give the same outputs and the same update (checked in the notebook and the 
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 from torch import nn
@@ -230,10 +231,13 @@ def triplet_margin_explorer(d_ap=None, d_an=None, *, margin: float = 0.2, d_max:
     import plotly.graph_objects as go
 
     margin = check_float("margin", margin, min_value=0.0)
-    m_max = d_max / 2  # the slider's range
     # the axes fit the triplets (at most d_max): 0-0.4 of a 0-2 square showed nothing
     if d_ap is not None:
         d_max = min(d_max, 1.1 * float(torch.quantile(torch.cat([d_ap, d_an]).float(), 0.99)))
+    # the slider's range, set from the axes: the boundary d(a,n) = d(a,p) + m crosses the square
+    # for m < d_max, so a larger m would move a line that is off the plot (on the 0.01 grid, and
+    # never below the margin asked for)
+    m_max = max(math.ceil(100 * d_max) / 100, margin)
     grid = torch.linspace(0, d_max, 81)
     fig = go.Figure()
     fig.add_trace(

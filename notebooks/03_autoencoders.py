@@ -35,7 +35,7 @@ TRAIN_PER_CLASS = runtime.quick(1000, 200)   # images per class for the autoenco
 TEST_PER_CLASS = runtime.quick(200, 100)
 EPOCHS = runtime.quick(20, 8)
 LINEAR_STEPS = runtime.quick(400, 150)        # full-batch steps of the linear autoencoder
-SEEDS = runtime.quick([0, 1, 2], [0, 1])      # training seeds of the autoencoders and the VAE (sections 2, 5, 6)
+SEEDS = runtime.quick([0, 1, 2], [0, 1])      # training seeds of the autoencoders and the VAE (sections 1, 2, 5, 6)
 
 
 def pixels(split, dataset, per_class, seed=0):
@@ -57,10 +57,12 @@ print(f"MNIST: {len(x_tr)} training and {len(x_te)} test images of d = {x_tr.sha
 #
 # $$\frac1b \sum_{i=1}^{b} \lVert x_i - D(E(x_i)) \rVert_2^2 \;+\; \lambda\, \Omega(\theta).$$
 #
-# The Guelph slides write this objective (their eq. 3) as a sum over the batch, for any distance between an image and
-# its rebuild. We average instead of summing, which only rescales $\lambda$ and keeps the learning rate independent of
-# the batch size, and we measure the gap with the squared Euclidean distance, so the first term is a mean squared
-# error and the regulariser is added on top of it. Two common choices of $\Omega$:
+# The Guelph slides (their eq. 3) allow any distance between an image and its rebuild, and sum over the batch a term
+# that holds both the distance and $\lambda\,\Omega(\theta)$, so the penalty is counted once per image. Dividing
+# that sum by $b$ gives the objective above with the *same* $\lambda$: averaging scales the whole objective by
+# $1/b$, so the size of a gradient step no longer grows with the batch size, and leaves the balance between the two
+# terms as it was. We measure the gap with the squared Euclidean distance, so the first term is a mean squared error.
+# Two common choices of $\Omega$:
 #
 # * **weight decay**: $\Omega = \sum_W \lVert W \rVert_F^2$ over the weight matrices, which prefers small weights;
 # * **a penalty on the code**: $\Omega = \frac1b \sum_i \lVert f(x_i) \rVert^2$, which prefers small codes. (An
@@ -72,48 +74,92 @@ show(ae.autoencoder_objective)
 
 # %% [markdown]
 # A quick check that each regulariser does what it claims. We train small autoencoders (784 → 128 → 16) for a few
-# epochs: no regulariser, weight decay, a code penalty, and each penalty ten times stronger. Then we measure the weight
-# norm, the code norm and the test reconstruction error of each.
+# epochs, once per seed in `SEEDS`: no regulariser, weight decay, a code penalty, and each penalty ten times stronger.
+# Then we measure the weight norm, the code norm and the test reconstruction error of each.
 
 # %%
 REGULARISERS = {"none": {}, "weight decay 1e-3": dict(weight_decay=1e-3), "weight decay 1e-2": dict(weight_decay=1e-2),
                 "code penalty 1e-1": dict(code_penalty=1e-1), "code penalty 1": dict(code_penalty=1.0)}
+N_REG = runtime.quick(4000, 1000)        # training images of these small autoencoders
 
 
-def reg_demo():
-    out = {}
+def reg_demo(seed):
+    out, state = {}, None
     for label, kw in REGULARISERS.items():
-        runtime.seed_everything(0)
+        runtime.seed_everything(seed)
         m = ae.Autoencoder(code_dim=16, hidden=(128,))
-        ae.train_autoencoder(m, x_tr[shuffled[: runtime.quick(4000, 1000)]], epochs=4, lr=2e-3, device=device, **kw)
+        ae.train_autoencoder(m, x_tr[shuffled[:N_REG]], epochs=4, lr=2e-3, device=device, seed=seed, **kw)
         with torch.no_grad():
             code_norm = m.encode(x_te.to(device)).norm(dim=1).mean().item()
             rec = ae.reconstruction_error(x_te, ae.reconstruct(m, x_te))
         out[label] = dict(weight_norm=ae.weight_penalty(m).sqrt().item(), code_norm=code_norm, rec=rec)
-    return out
+        if label == "none":
+            state = {k: v.cpu() for k, v in m.state_dict().items()}
+    return {"scores": out, "state of none": state}
 
-reg = cache.cached("l03-regularisers", dict(size=SIZE, n=runtime.quick(4000, 1000), subset="random", v=2,
-                                           strengths=REGULARISERS), reg_demo)
-print(f"{'regulariser':<20}{'||W||':>8}{'mean ||f(x)||':>15}{'test rec. error':>17}{'vs none':>9}")
+reg_runs = [cache.cached("l03-regularisers", dict(size=SIZE, n=N_REG, subset="random", v=3, seed=seed,
+                                                  strengths=REGULARISERS), lambda s=seed: reg_demo(s)) for seed in SEEDS]
+reg = {label: {k: metrics.mean_sd([r["scores"][label][k] for r in reg_runs]) for k in ("weight_norm", "code_norm", "rec")}
+       for label in REGULARISERS}
+rec_change = {label: [r["scores"][label]["rec"] / r["scores"]["none"]["rec"] - 1 for r in reg_runs]
+              for label in REGULARISERS}
+print(f"over {len(SEEDS)} seeds (mean ± sd; the last column: the largest change of any seed)")
+print(f"{'regulariser':<20}{'||W||':>14}{'mean ||f(x)||':>15}{'test rec. error':>17}{'vs none':>9}")
 for k, v in reg.items():
-    print(f"{k:<20}{v['weight_norm']:>8.2f}{v['code_norm']:>15.2f}{v['rec']:>17.2f}"
-          f"{v['rec'] / reg['none']['rec'] - 1:>+9.1%}")
+    print(f"{k:<20}" + "".join(f"{v[m][0]:>{w}.2f} ± {v[m][1]:.2f}" for m, w in
+                               (("weight_norm", 7), ("code_norm", 8), ("rec", 10)))
+          + f"{max(rec_change[k], key=abs):>+9.1%}")
 none = reg["none"]
 # claim: shrinks
-assert reg["weight decay 1e-3"]["weight_norm"] < none["weight_norm"] and reg["code penalty 1e-1"]["code_norm"] < none["code_norm"]
+assert metrics.clearly_above(none["weight_norm"], reg["weight decay 1e-3"]["weight_norm"])
+assert metrics.clearly_above(none["code_norm"], reg["code penalty 1e-1"]["code_norm"])   # claim: shrinks
 # claim: stronger-shrinks-more
-assert reg["weight decay 1e-2"]["weight_norm"] < reg["weight decay 1e-3"]["weight_norm"]
-assert reg["code penalty 1"]["code_norm"] < reg["code penalty 1e-1"]["code_norm"]   # claim: stronger-shrinks-more
+assert metrics.clearly_above(reg["weight decay 1e-3"]["weight_norm"], reg["weight decay 1e-2"]["weight_norm"])
+# claim: stronger-shrinks-more
+assert metrics.clearly_above(reg["code penalty 1e-1"]["code_norm"], reg["code penalty 1"]["code_norm"])
 for label in REGULARISERS:
-    assert abs(reg[label]["rec"] / none["rec"] - 1) < 0.1   # claim: rec-unchanged (within 10 % of no penalty)
+    assert max(abs(c) for c in rec_change[label]) < 0.1   # claim: rec-unchanged (within 10 % of none, every seed)
+# claim: code-penalty-weights (the strong code penalty comes with larger weights than no penalty)
+assert metrics.clearly_above(reg["code penalty 1"]["weight_norm"], none["weight_norm"])
 
 # %% [markdown]
-# Each regulariser shrinks what it penalises, and ten times the strength shrinks it further. Even then, the test
-# reconstruction error stays within 10 % of the unregularised one (the last column): at this size and after this
-# short training there is room to make the weights or the codes smaller without giving up detail. Somewhere further
-# up it must rise: as $\lambda$ grows without bound the weights or the codes are pushed to zero, and a decoder fed
-# nothing can only rebuild one fixed image. Try a few larger strengths in `REGULARISERS` to see where.
+# Each regulariser shrinks what it penalises, and ten times the strength shrinks it further, clearly over the seeds.
+# Even then, the test reconstruction error of every seed stays within 10 % of the unregularised one (the last
+# column): at this size and after this short training there is room to make the weights or the codes smaller
+# without giving up detail.
 #
+# Somewhere further up, weight decay must cost detail: as $\lambda$ grows without bound the weight matrices are pushed
+# to zero, the network's output is then the last bias alone, and every image is rebuilt as one fixed image. A code
+# penalty used **on its own** has no such limit, because the network can dodge it. Our code is the output of a
+# linear layer (no activation on the code), so multiplying that layer's weights and bias by a small $c$ and the
+# decoder's first weights by $1/c$ leaves every reconstruction as it was, while the code shrinks by $c$ and the
+# penalty by $c^2$. The cell below does this to the trained unregularised network of seed 0. The table shows a hint
+# of the same escape: under the strong code penalty the weights are clearly larger than with no penalty (the
+# $\lVert W\rVert$ column, over the seeds), while the codes shrink. So the code penalty can be made as small as one
+# likes at no cost in reconstruction, by growing the decoder's weights instead: on its own it never forces the network
+# to give up detail, and whatever error it adds in the table comes from a finite training run, not from the
+# objective. This is why a code penalty is used together with weight decay, or with a bound on the norm of the
+# decoder's weights, as sparse autoencoders and sparse coding do. Try a few larger strengths in `REGULARISERS` to see
+# where each one starts to cost detail.
+
+# %%
+import copy as copying
+
+base_ae = ae.Autoencoder(code_dim=16, hidden=(128,))
+base_ae.load_state_dict(reg_runs[0]["state of none"])
+c = 0.1
+shrunk = copying.deepcopy(base_ae)
+with torch.no_grad():
+    shrunk.encoder[-1].weight.mul_(c), shrunk.encoder[-1].bias.mul_(c)   # the code layer: codes times c
+    shrunk.decoder[0].weight.div_(c)                                      # the decoder's first layer: times 1/c
+    moved = (ae.reconstruct(shrunk, x_te) - ae.reconstruct(base_ae, x_te)).abs().max().item()
+    norms = [m.encode(x_te).norm(dim=1).mean().item() for m in (base_ae, shrunk)]
+weights = [ae.weight_penalty(m).sqrt().item() for m in (base_ae, shrunk)]
+print(f"codes times {c}, decoder's first weights times {1 / c:.0f}: largest change of a reconstructed pixel "
+      f"{moved:.1e}; mean ||f(x)|| {norms[0]:.2f} -> {norms[1]:.3f}; ||W|| {weights[0]:.1f} -> {weights[1]:.1f}")
+assert moved < 1e-4      # the algebra of the rescaling, up to float32 rounding (a check, not evidence)
+
+# %% [markdown]
 # ## 2. Under-complete, over-complete, and the denoising fix
 #
 # The code size $p$ decides what the network *can* do. With $p < d$ (**under-complete**) it must summarise: 784
@@ -160,7 +206,7 @@ def fit_ae(label, x, dataset="mnist", seed=0):
     return m.to(device).eval()
 
 aes = {label: fit_ae(label, x_tr) for label in AE_SETTINGS}     # seed 0: the models of the pictures below
-# each model once per seed in SEEDS, for the comparisons that follow (the course's rule over seeds, lecture 04)
+# each model once per seed in SEEDS, for the comparisons that follow (metrics.clearly_above over the seeds)
 aes_seeds = {label: [aes[label]] + [fit_ae(label, x_tr, seed=s) for s in SEEDS[1:]] for label in AE_SETTINGS}
 
 # %% [markdown]
@@ -172,6 +218,10 @@ aes_seeds = {label: [aes[label]] + [fit_ae(label, x_tr, seed=s) for s in SEEDS[1
 #   A code of size 32 can pass at most about 32 of those 64 directions.
 # * images it has **never seen**: Fashion-MNIST clothes through the MNIST autoencoders;
 # * the **Jacobian** $\partial \hat x / \partial x$ at a test image. For a copy it is the identity matrix.
+#
+# Each is measured for every training seed in `SEEDS`. One model is **clearly** above another when the gap between
+# their means over the seeds is larger than their two standard deviations added (`metrics.clearly_above`, the rule
+# the whole course uses); a smaller gap is within the seed noise.
 
 # %%
 show(ae.copy_gain)
@@ -179,66 +229,87 @@ _, top64, _ = ae.pca(x_tr, 64)
 x_fashion, _ = pixels("test", "fashion-mnist", 50)
 gains = {label: [ae.copy_gain(m, x_te, directions=top64) for m in ms] for label, ms in aes_seeds.items()}
 copy = {}
-for label, m in aes.items():
-    copy[label] = dict(
-        gain=metrics.mean_sd(gains[label]),
-        rec_mnist=ae.reconstruction_error(x_te, ae.reconstruct(m, x_te)),
-        rec_fashion=ae.reconstruction_error(x_fashion, ae.reconstruct(m, x_fashion)))
-print(f"{'':<26}{f'copy gain ({len(SEEDS)} seeds)':>22}{'MNIST rec. error':>18}{'Fashion rec. error (never seen)':>33}")
+for label, ms in aes_seeds.items():
+    rec_d = [ae.reconstruction_error(x_te, ae.reconstruct(m, x_te)) for m in ms]
+    rec_f = [ae.reconstruction_error(x_fashion, ae.reconstruct(m, x_fashion)) for m in ms]
+    copy[label] = dict(gain=metrics.mean_sd(gains[label]), rec_mnist=metrics.mean_sd(rec_d),
+                       rec_fashion=metrics.mean_sd(rec_f), fashion_over_mnist=[f / d for f, d in zip(rec_f, rec_d)])
+print(f"over {len(SEEDS)} seeds (mean ± sd):")
+print(f"{'':<26}{'copy gain':>15}{'MNIST rec. error':>20}{'Fashion rec. error (never seen)':>34}")
 for label, v in copy.items():
-    print(f"{label:<26}{v['gain'][0]:>14.3f} ± {v['gain'][1]:.3f}{v['rec_mnist']:>18.2f}{v['rec_fashion']:>33.2f}")
+    print(f"{label:<26}" + "".join(f"{v[k][0]:>{w}.{dp}f} ± {v[k][1]:.{dp}f}"
+                                   for k, w, dp in (("gain", 7, 3), ("rec_mnist", 12, 2), ("rec_fashion", 26, 2))))
 print(f"(for scale: mean ||x||^2 of the Fashion images = {x_fashion.pow(2).sum(1).mean():.1f}, "
-      f"of the MNIST test digits = {x_te.pow(2).sum(1).mean():.1f}; the reconstruction errors are of seed 0)")
+      f"of the MNIST test digits = {x_te.pow(2).sum(1).mean():.1f})")
 
 over, under, dae = copy["over-complete"], copy["under-complete"], copy["denoising over-complete"]
 # claim: copy-gain
 assert min(gains["over-complete"]) > 0.85                                    # near 1, for every seed
 # claim: copy-gain
 assert metrics.clearly_above(over["gain"], under["gain"]) and metrics.clearly_above(over["gain"], dae["gain"])
-# claim: rebuilds-clothes
-assert over["rec_fashion"] < 0.8 * min(under["rec_fashion"], dae["rec_fashion"])   # the smallest error on clothes
-assert under["rec_fashion"] > dae["rec_fashion"]                                   # ... the narrow code the largest
-assert over["rec_fashion"] > 3 * over["rec_mnist"]                 # yet several times its error on digits
+# claim: rebuilds-clothes (the smallest error on clothes, over the seeds; the narrow code the largest)
+assert metrics.clearly_above(under["rec_fashion"], over["rec_fashion"])
+assert metrics.clearly_above(dae["rec_fashion"], over["rec_fashion"])
+assert metrics.clearly_above(under["rec_fashion"], dae["rec_fashion"])   # claim: rebuilds-clothes
+assert min(over["fashion_over_mnist"]) > 3        # yet more than 3 times its error on digits, for every seed
 
 # %%
-x0 = x_te[:1].to(device)
 active = x_tr.std(0) > 0.3          # pixels that vary in the training digits (the border is always blank)
 idx = torch.nonzero(active).flatten()
 below = idx[idx + 28 < 784]         # varying pixels with a pixel below them in the image
 rows = slice(350, 450)   # 100 pixels in the middle of the image, so the structure is visible
-jac = {label: torch.autograd.functional.jacobian(m.reconstruct, x0)[0, :, 0, :].cpu() for label, m in aes.items()}
-diag = {label: J.diagonal()[active].mean().item() for label, J in jac.items()}
-# the lines 28 pixels off the diagonal: how much an output pixel follows the input pixels above and below it
-band = {label: 0.5 * (J[below, below + 28].abs().mean() + J[below + 28, below].abs().mean()).item()
-        for label, J in jac.items()}
+JAC_IMAGES = torch.linspace(0, len(x_te) - 1, 8).long()       # 8 test images spread over the classes
+
+
+def jacobian(m, x):
+    """d D(E(x)) / dx at one image x: (784, 784), output pixel by input pixel."""
+    return torch.autograd.functional.jacobian(m.reconstruct, x[None].to(device), vectorize=True)[0, :, 0, :].cpu()
+
+
+def diagonal_and_band(J):
+    # the mean diagonal over the varying pixels, and the mean |entry| on the lines 28 pixels off the diagonal: how
+    # much an output pixel follows the input pixels above and below it
+    return (J.diagonal()[active].mean().item(),
+            0.5 * (J[below, below + 28].abs().mean() + J[below + 28, below].abs().mean()).item())
+
+
+diag, ratio = {}, {}      # per model: (mean, sd) over the seeds of the mean over the 8 images
+for label, ms in aes_seeds.items():
+    per_seed = [torch.tensor([diagonal_and_band(jacobian(m, x_te[i])) for i in JAC_IMAGES]).mean(0) for m in ms]
+    diag[label] = metrics.mean_sd([d for d, _ in per_seed])
+    ratio[label] = metrics.mean_sd([b / d for d, b in per_seed])
+jac = {label: jacobian(m, x_te[0]) for label, m in aes.items()}     # the figure: seed 0, the first test image
 lim = max(J[rows, rows].abs().max().item() for J in jac.values())     # ONE colour scale for the three panels
 fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), constrained_layout=True)
 for ax, (label, J) in zip(axes, jac.items()):
     im = ax.imshow(J[rows, rows], cmap="RdBu_r", vmin=-lim, vmax=lim)
-    ax.set(title=f"{label}\nmean diagonal (varying pixels) {diag[label]:.2f}",
+    ax.set(title=f"{label}\nmean diagonal (varying pixels) {diagonal_and_band(J)[0]:.2f}",
            xlabel="input pixel 350-449", ylabel="output pixel 350-449")
 fig.colorbar(im, ax=axes, shrink=0.85, label="d output pixel / d input pixel (same scale in all panels)")
-fig.suptitle("Jacobian of the reconstruction at a test image (a copy would be a red diagonal of 1s)")
-for label in jac:
-    print(f"{label:<26} mean diagonal {diag[label]:.3f}, mean |entry| 28 pixels off it {band[label]:.3f}, "
-          f"ratio {band[label] / diag[label]:.2f}")
+fig.suptitle("Jacobian of the reconstruction at a test image, seed 0 (a copy would be a red diagonal of 1s)")
+print(f"over {len(SEEDS)} seeds, each the mean over {len(JAC_IMAGES)} test images:")
+for label in aes_seeds:
+    print(f"{label:<26} mean diagonal {diag[label][0]:.3f} ± {diag[label][1]:.3f}; ratio of the mean |entry| 28 "
+          f"pixels off it to the diagonal {ratio[label][0]:.2f} ± {ratio[label][1]:.2f}")
 # claim: jacobian-diagonal
-assert diag["over-complete"] > 1.5 * max(diag["under-complete"], diag["denoising over-complete"])
-ratio = {label: band[label] / diag[label] for label in jac}
-assert ratio["over-complete"] < min(ratio["under-complete"], ratio["denoising over-complete"])   # strokes
+assert metrics.clearly_above(diag["over-complete"], diag["under-complete"])
+assert metrics.clearly_above(diag["over-complete"], diag["denoising over-complete"])   # claim: jacobian-diagonal
+# strokes: relative to their own diagonal, the other two rely more on the neighbours above and below
+assert metrics.clearly_above(ratio["under-complete"], ratio["over-complete"])
+assert metrics.clearly_above(ratio["denoising over-complete"], ratio["over-complete"])
 
 # %% [markdown]
 # On one colour scale, the over-complete network has the strongest main diagonal: each output pixel follows its own
-# input pixel, more than in the other two (a perfect copy would have 1 all along the diagonal; how close the network
-# gets depends on how long it trains, so compare quick and full mode). The fainter parallel lines, 28 pixels apart, are the pixels above and below: all three
-# networks have also learned some *combinations* of neighbouring pixels, i.e. strokes, and relative to their own
-# diagonal the under-complete and denoising networks rely on them more (the printed ratios).
+# input pixel more than in the other two, clearly so over the seeds and eight test images (printed; a perfect copy
+# would have 1 all along the diagonal). The fainter parallel lines, 28 pixels apart, are the pixels above and below:
+# all three networks have also learned some *combinations* of neighbouring pixels, i.e. strokes, and relative to their
+# own diagonal the under-complete and denoising networks rely on them clearly more (the printed ratios).
 #
 # Seen in the reconstructions (one image of each of eight classes, top: Fashion, bottom: MNIST test digits), the
-# over-complete network passes more of each garment it never saw than the other two: its Fashion reconstruction
-# error, printed above, is the smallest of the three, though still several times its error on digits. The
-# under-complete one has the largest, because its narrow code only has room for what digits look like. Compare the
-# denoising row yourself: how much of each garment survives?
+# over-complete network passes more of each garment it never saw than the other two: over the seeds its Fashion
+# reconstruction error, printed above, is clearly the smallest of the three, though still more than three times its
+# error on digits. The under-complete one has clearly the largest, because its narrow code only has room for what
+# digits look like. Compare the denoising row yourself: how much of each garment survives?
 
 # %%
 # the test sets are sorted by class: take 8 images spread over the classes, not the first 8 (one class)
@@ -259,7 +330,8 @@ fig.tight_layout()
 # %% [markdown]
 # **And the embedding?** We do nearest-neighbour retrieval among the test digits, using each model's code, and
 # measure Precision@1 and MAP@R (lecture 00), for every seed in `SEEDS`. A row is the mean ± standard deviation over
-# the seeds (raw pixels have no seed: their spread is 0), and two rows differ only when `metrics.clearly_above` says so.
+# the seeds (raw pixels have no seed: their spread is 0), and two rows differ only when `metrics.clearly_above` says so
+# (the gap of the means exceeds the two standard deviations added).
 
 # %%
 def retrieval(z, y):
@@ -330,7 +402,7 @@ with torch.no_grad():
     gap = (lin.encode(xc) - xc @ E.T).abs().max().item()
 print(f"collapsed encoder: {tuple(E.shape)}, decoder: {tuple(D.shape)}; "
       f"largest difference between the stacked layers and the one matrix: {gap:.1e}")
-assert gap < 1e-3
+assert gap < 1e-3        # a check of the package's code: the identity holds exactly, up to float32 rounding
 
 _, pcs, _ = ae.pca(xc, p)
 angles = ae.principal_angles(D, pcs.T)
@@ -356,7 +428,8 @@ assert -1e-4 < rel < 0.01               # claim: pca-subspace (within 1% of PCA,
 # The loss only sees the product $U_d U_e^\top$. For any invertible $p \times p$ matrix $R$, the pair $(U_d R,\;
 # R^{-1} U_e^\top)$ has the same product and therefore the same loss. The network finds **the subspace** but
 # not the principal axes inside it. Its code dimensions are a mixture of principal components: they are correlated,
-# not sorted by variance, and not orthogonal.
+# and the decoder's columns are neither orthogonal to each other nor of length 1, while the principal axes are
+# both. The measurements below show each of these; the line after them only checks the algebra of $R$.
 
 # %%
 col_angles = [float(ae.principal_angles(D[:, [j]], pcs[[j]].T)[0]) for j in range(p)]
@@ -368,8 +441,11 @@ off_diag = (corr - torch.diag(corr.diagonal())).abs().max().item()
 pca_corr = torch.corrcoef((xc @ pcs.T).T)
 print(f"largest |correlation| between two code dimensions: linear AE {off_diag:.2f}, "
       f"PCA {(pca_corr - torch.diag(pca_corr.diagonal())).abs().max():.1e}")
-gram = D.T @ D
-print(f"decoder columns orthonormal? largest |D^T D - I| = {(gram - torch.eye(p)).abs().max():.2f}")
+lengths = D.norm(dim=0)
+cosines = (D / lengths).T @ (D / lengths)                # cosines of the angles between the decoder columns
+max_cos = (cosines - torch.eye(p)).abs().max().item()
+print(f"decoder columns: lengths {lengths.min():.2f} to {lengths.max():.2f}, largest |cosine| between two of them "
+      f"{max_cos:.2f} (the principal axes: lengths 1, cosines 0)")
 
 R = torch.randn(p, p, generator=torch.Generator().manual_seed(1))
 with torch.no_grad():
@@ -377,7 +453,9 @@ with torch.no_grad():
 print(f"reconstruction error after (D R, R^-1 E) with a random R: {same_loss:.4f} (was {err_ae:.4f})")
 
 assert max(col_angles) > 20 and off_diag > 0.2      # claim: mixing (not the axes, correlated codes)
-assert abs(same_loss - err_ae) < 1e-3 * err_ae      # claim: mixing (the same loss after any invertible R)
+# claim: mixing (the columns are not orthogonal, and not all of length 1)
+assert max_cos > 0.2 and (lengths - 1).abs().max() > 0.5
+assert abs(same_loss - err_ae) < 1e-3 * err_ae      # the algebra of R, up to rounding (not evidence: it holds for any R)
 
 # %%
 plots.image_grid(torch.cat([pcs, D.T]).view(-1, 28, 28), ncols=p, size=1.0,
@@ -394,10 +472,15 @@ plots.image_grid(torch.cat([pcs, D.T]).view(-1, 28, 28), ncols=p, size=1.0,
 #
 # What works is anything that breaks the rotation symmetry. The cheapest is to post-process: run PCA on the
 # reconstructions $\hat x = D(E(x))$. They all lie in the learned subspace, and their variance along each direction
-# of it is the data's, so their principal axes are the data's top $p$ axes. A loss can break the symmetry too: nested
-# (ordered) dropout, or a reconstruction error weighted so that the first $k$ code units must work on their own for
-# every $k$, forces unit 1 onto axis 1, unit 2 onto axis 2, and so on. Below, each learned direction is scored by
-# its angle to the **nearest** principal axis (so a right axis in the wrong position is not counted as wrong).
+# of it is the data's, so their principal axes are the data's top $p$ axes. A loss can break the symmetry too, in
+# the literature (not tried here): *nested dropout* keeps only the first $k$ code units, with $k$ drawn at random each
+# time, so that the first units must work on their own. Rippel, Gelbart and Adams (2014) prove that in the simplest
+# (semi-linear) autoencoder this gives exactly PCA's code: unit 1 on axis 1, unit 2 on axis 2, and so on.
+#
+# Below, the two are scored differently. Each column of the tied $U$ is scored by its angle to the **nearest**
+# principal axis, so a right axis in the wrong position is not counted against it. The axes from PCA of the
+# reconstructions come sorted by variance like the data's, so they are scored more strictly, axis $j$ against
+# principal axis $j$; where two principal variances are nearly tied, their plane is compared instead.
 
 # %%
 show(ae.TiedLinearAutoencoder.orthogonality_penalty)
@@ -451,7 +534,7 @@ print("near-ties (variances within 5%):", [gr for gr in groups if len(gr) > 1] o
 
 # claim: tied-rotation
 assert abs(err_tied - err_pca) < 0.01 * err_pca and orth_dev < 0.01        # same error as PCA, orthonormal U
-assert abs(err_rot - err_tied) < 1e-4 * err_tied   # claim: tied-rotation (the rotation changes nothing)
+assert abs(err_rot - err_tied) < 1e-4 * err_tied   # the algebra of Q, up to rounding (it holds for any Q)
 assert min(tied_angles) > 20                       # claim: tied-rotation (every column 20+ degrees off any axis)
 assert max(group_angles.values()) < 5              # claim: rec-pca-axes (PCA of the reconstructions finds them)
 
@@ -465,20 +548,28 @@ assert max(group_angles.values()) < 5              # claim: rec-pca-axes (PCA of
 # ## 4. Layers that reduce and layers that lift
 #
 # Each layer of a network maps $d_1$ numbers to $d_2$ numbers. When $d_1 \ge d_2$ it **reduces** the dimension, like
-# the encoder above. When $d_1 < d_2$ it **lifts** the data into a higher-dimensional space, where a kernel
-# method would also take it. In the higher dimension, classes that no line could separate may become linearly
-# separable. The Guelph slides call such a widening layer a kernel method for this reason. A wide ReLU layer with
-# *random* weights already does it:
+# the encoder above. When $d_1 < d_2$ it widens the representation, and what that buys depends on the activation.
+# An affine map $x \mapsto Wx + b$ into $\mathbb{R}^{d_2}$ leaves the points on a flat $d_1$-dimensional plane
+# there, and a hyperplane meets that plane along a hyperplane of the input space: for a linear classifier nothing has
+# changed. With a nonlinear activation the layer **lifts** the data onto a curved $d_1$-dimensional surface, a
+# nonlinear feature map into $\mathbb{R}^{d_2}$, and a hyperplane can now cut that surface along a *curve* of the
+# input space. So classes that no line could separate may become linearly separable after the layer. A kernel method
+# takes the data to such a feature space too, which is why the Guelph slides call a widening layer a kernel method;
+# that holds for a layer with a nonlinear activation, a condition the slides leave unsaid. A wide ReLU layer with
+# *random* weights already lifts; the same layer without its ReLU does not:
 
 # %%
 show(ae.random_relu_features)
 lift = {}
 for name, make in (("circles", ae.make_circles), ("XOR", ae.make_xor)):
     x2, y2 = make(400, seed=0)
+    affine = ae.linear_accuracy(ae.random_relu_features(x2, 200, relu=False), y2)   # the same W and b, no ReLU
     lift[name] = (x2, y2, ae.linear_accuracy(x2, y2), ae.linear_accuracy(ae.random_relu_features(x2, 200), y2))
-    print(f"{name:<8} linear classifier accuracy: in 2-D {lift[name][2]:.3f}, "
-          f"after a random ReLU layer 2 -> 200: {lift[name][3]:.3f}")
-    assert lift[name][2] < 0.8 and lift[name][3] > 0.98   # claim: lift-separates
+    print(f"{name:<8} linear classifier accuracy: in 2-D {lift[name][2]:.3f}, after the affine map 2 -> 200 "
+          f"alone {affine:.3f}, after the random ReLU layer 2 -> 200: {lift[name][3]:.3f}")
+    # claim: width-alone (no line separates the classes; the affine map alone changes the accuracy by under 0.02)
+    assert lift[name][2] < 0.8 and abs(affine - lift[name][2]) < 0.02
+    assert lift[name][3] == 1.0   # claim: lift-separates (linearly separable: all 400 points on the right side)
 
 # %%
 from sklearn.linear_model import LogisticRegression
@@ -533,7 +624,7 @@ z_kernel = vec.flip(1)[:, :5] * lam.flip(0)[:5].sqrt()
 sign = torch.sign((z_kernel * z_explicit).sum(0))
 gap_k = (z_kernel * sign - z_explicit).abs().max().item()
 print(f"largest difference between PCA of phi(x) and kernel PCA with K = phi phi^T: {gap_k:.1e}")
-assert gap_k < 1e-6
+assert gap_k < 1e-6      # the identity of the text, up to float64 rounding (a check of the code, not evidence)
 
 # %% [markdown]
 # Now the same non-linear problem, the circles, solved both ways. We fit the linear classifier on: the plane; the 200
@@ -552,7 +643,7 @@ for name, acc in kernel_view.items():
 assert kernel_view["plane (2-D)"] < 0.6
 # claim: kernel-pca-separates
 assert min(kernel_view["random ReLU layer (200-D)"], kernel_view["ReLU features, PCA axes 1-5"],
-           kernel_view["RBF kernel PCA, axes 1-5"]) > 0.98
+           kernel_view["RBF kernel PCA, axes 1-5"]) == 1.0   # separable: every point on the right side
 # claim: kernel-pca-separates
 assert max(kernel_view["ReLU features, PCA axes 1-2"], kernel_view["RBF kernel PCA, axes 1-2"]) < 0.65
 
@@ -567,7 +658,8 @@ for name, z in lifted.items():
 for acc in by_axes.values():
     assert max(acc[f"axis {j}"] for j in range(1, 6)) < 0.98                    # no single axis separates...
     assert max(range(1, 6), key=lambda j: acc[f"axis {j}"]) == 3                  # axis 3 carries most of it
-    assert acc["axes 3, 4, 5"] > 0.98 and acc["axes 3 and 5 (plotted)"] > 0.98   # ... a few together do
+    assert acc["axes 3, 4, 5"] == 1.0                  # ... three together separate them
+    assert acc["axes 3 and 5 (plotted)"] > 0.98        # the two plotted: fewer than 8 of the 400 points off
 
 fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
 colours = ["#1f77b4" if v == 0 else "#ff7f0e" for v in yk.tolist()]
@@ -588,8 +680,8 @@ fig.tight_layout()
 # principal axes: PCA, kernel or not, ranks directions by variance, and most of the lifted variance runs *along* the
 # circles. Nor does the radius, which is what separates the classes, sit on one axis: no single axis separates the
 # circles, axis 3 carries most of it, and axes 3 to 5 together separate them (the printout above). The figure plots
-# axes 3 and 5, where the two rings come apart. Kernel PCA is unsupervised dimensionality reduction; it lifts, but
-# it does not know the labels.
+# axes 3 and 5, where the two rings come apart, all but a few points. Kernel PCA is unsupervised dimensionality
+# reduction; it lifts, but it does not know the labels.
 #
 # The two routes differ in cost and flexibility. The kernel route never forms $\varphi$, but it stores and
 # eigendecomposes an $n \times n$ matrix, which grows with the square of the data set. The explicit route costs
@@ -636,19 +728,24 @@ for dataset in ("mnist", "fashion-mnist"):
     print(f"{dataset}: the autoencoder minus PCA: " + ", ".join(
         f"{name} {a[k][0] - b[k][0]:+.3f} ({verdict(a[k], b[k])})" for k, name in zip(KEYS, ("1-NN", "P@1", "MAP@R"))))
     for k in KEYS:
-        assert abs(a[k][0] - b[k][0]) < 0.05           # claim: ae-vs-pca (within a few points, both datasets)
+        # claim: ae-vs-pca (any gain closes less than 15 % of what PCA misses of a perfect score, 1 - PCA's)
+        assert a[k][0] - b[k][0] < 0.15 * (1 - b[k][0])
         if dataset == "mnist":
             assert not metrics.clearly_above(a[k], b[k])   # claim: ae-vs-pca (on MNIST never clearly above PCA)
-    assert min(a["p1"][0], b["p1"][0]) > 0.6
+    assert min(a["p1"][0], b["p1"][0]) > 0.6           # a sanity check: both codes retrieve far above chance
+print("the autoencoder's gain over PCA as a share of what PCA misses (1 - PCA's score): " + ", ".join(
+    f"{dataset} {name} {(compare[dataset, 'autoencoder'][k][0] - compare[dataset, 'PCA'][k][0]) / (1 - compare[dataset, 'PCA'][k][0]):+.0%}"
+    for dataset in ("mnist", "fashion-mnist") for k, name in zip(KEYS, ("1-NN", "P@1", "MAP@R"))))
 
 # %% [markdown]
 # The honest result: at this size the nonlinear autoencoder's code is **no big improvement** over PCA for
-# nearest-neighbour retrieval. On both datasets and all three measures the two means are within 0.05 of each other.
-# On MNIST the autoencoder is never clearly above PCA over the seeds. On Fashion-MNIST the verdicts above decide, and
-# they move with the training budget (`EPOCHS`, `TRAIN_PER_CLASS`): run the notebook in quick and in full mode and
-# compare. Reconstruction rewards getting *every pixel* right, including stroke thickness and slant,
-# which have nothing to do with the class. The loss never asks "are two images of the same digit close?". The next
-# lectures ask exactly that.
+# nearest-neighbour retrieval. On MNIST it is never clearly above PCA over the seeds, on any of the three measures.
+# On Fashion-MNIST the verdicts printed above decide, and wherever the autoencoder's mean is ahead of PCA's, on either
+# dataset, it closes less than 15 % of the gap between PCA's score and a perfect one (the last line printed). Whether
+# longer training changes this is yours to try: raise `EPOCHS` in the second code cell and run the notebook again (the
+# models are retrained, since their number of epochs is part of what the cache stores them under). Reconstruction
+# rewards getting *every pixel* right, including stroke thickness and slant, which have nothing to do with the class.
+# The loss never asks "are two images of the same digit close?". The next lectures ask exactly that.
 
 # %%
 fig, axes = plt.subplots(2, 2, figsize=(10, 9.5))
@@ -693,7 +790,8 @@ for dataset, imgs in recon.items():
 #   autoencoders.gaussian_kl`).
 #
 # The package's `reparameterize` and `gaussian_kl` are printed after that exercise. Here we only check, on random
-# numbers, the two derivatives above and the closed form against `torch.distributions`:
+# numbers, the two derivatives above, and the closed form against a Monte Carlo estimate of the KL: the mean of
+# $\log q(f \mid x) - \log \mathcal{N}(f; 0, I)$ over many draws $f \sim q(f \mid x)$:
 
 # %%
 g = torch.Generator().manual_seed(0)
@@ -704,10 +802,18 @@ f_demo.sum().backward()
 eps_demo = (f_demo - mu_demo) / torch.exp(0.5 * logvar_demo)          # the noise that was drawn
 assert torch.allclose(mu_demo.grad, torch.ones(4, 3, dtype=torch.float64))
 assert torch.allclose(logvar_demo.grad, 0.5 * torch.exp(0.5 * logvar_demo) * eps_demo.detach())
-q_demo = torch.distributions.Normal(mu_demo, torch.exp(0.5 * logvar_demo))
-prior_demo = torch.distributions.Normal(torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64))
-assert torch.allclose(ae.gaussian_kl(mu_demo, logvar_demo), torch.distributions.kl_divergence(q_demo, prior_demo).sum(1))
-print("gradients through the sample as derived; KL equals torch.distributions' closed form")
+with torch.no_grad():   # KL(q || p) = E_q[log q(f) - log p(f)], estimated from 100 000 draws f ~ q per row
+    q_demo = torch.distributions.Normal(mu_demo, torch.exp(0.5 * logvar_demo))
+    prior_demo = torch.distributions.Normal(0.0, 1.0)
+    draws = q_demo.loc + q_demo.scale * torch.randn(100_000, 4, 3, generator=g, dtype=torch.float64)
+    log_ratio = (q_demo.log_prob(draws) - prior_demo.log_prob(draws)).sum(-1)      # (draws, 4 rows)
+    kl_mc, kl_se = log_ratio.mean(0), log_ratio.std(0) / len(draws) ** 0.5
+    kl_closed = ae.gaussian_kl(mu_demo, logvar_demo)
+print("gradients through the sample as derived")
+print("KL per row, closed form:", " ".join(f"{v:.4f}" for v in kl_closed.tolist()))
+print("        Monte Carlo:     ", " ".join(f"{v:.4f}" for v in kl_mc.tolist()),
+      f"(standard error at most {kl_se.max():.4f})")
+assert ((kl_closed - kl_mc).abs() < 4 * kl_se).all()   # the closed form within 4 standard errors of the estimate
 
 # %% [markdown]
 # We train a VAE on the same digits, with the same budget and the same shape as the under-complete autoencoder of
@@ -773,29 +879,37 @@ plots.image_grid(samples.view(-1, 28, 28).clamp(0, 1), ncols=8, size=1.0,
 # ## Summary
 #
 # - An autoencoder learns a code $f(x) = E(x)$ by reconstruction alone: $\min \frac1b\sum_i \lVert x_i - D(E(x_i))\rVert^2
-#   + \lambda\Omega$, with weight decay or a code penalty as $\Omega$. Each shrinks what it penalises, more so at ten
-#   times the strength, while the reconstruction error stays within 10 % of the unregularised one.
-#   <!-- claim: shrinks --> <!-- claim: stronger-shrinks-more --> <!-- claim: rec-unchanged -->
-# - **Over-complete** codes ($p > d$) can copy the input. We measured it: a copy gain near 1 for every seed, the
-#   smallest reconstruction error on clothes a digit model never saw, and the strongest Jacobian diagonal of the
-#   three. <!-- claim: copy-gain --> <!-- claim: rebuilds-clothes --> <!-- claim: jacobian-diagonal --> Over the
-#   seeds the copying code retrieves clearly worse than raw pixels. <!-- claim: copy-no-better --> A **denoising**
-#   autoencoder (noisy input, clean target) cannot get away with copying, and its code retrieves clearly better than
-#   the copying one on P@1 and MAP@R. <!-- claim: denoising-retrieves -->
+#   + \lambda\Omega$, with weight decay or a code penalty as $\Omega$. Each shrinks what it penalises, clearly over the
+#   seeds and more so at ten times the strength, while every seed's reconstruction error stays within 10 % of the
+#   unregularised one. <!-- claim: shrinks --> <!-- claim: stronger-shrinks-more --> <!-- claim: rec-unchanged -->
+#   A code penalty on its own can be dodged: shrinking a linear code layer by some factor and growing the decoder's
+#   first weights by its inverse leaves every reconstruction as it was, so the penalty goes with weight decay or a
+#   bound on the decoder's weights. <!-- recap --> In our runs the strong code penalty indeed came with clearly larger
+#   weights. <!-- claim: code-penalty-weights -->
+# - **Over-complete** codes ($p > d$) can copy the input. We measured it over the seeds: a copy gain near 1 for every
+#   seed, clearly the smallest reconstruction error on clothes a digit model never saw, and clearly the strongest
+#   Jacobian diagonal of the three. <!-- claim: copy-gain --> <!-- claim: rebuilds-clothes -->
+#   <!-- claim: jacobian-diagonal --> The copying code also retrieves clearly worse than raw pixels.
+#   <!-- claim: copy-no-better --> A **denoising** autoencoder (noisy input, clean target) cannot get away with
+#   copying, and its code retrieves clearly better than the copying one on P@1 and MAP@R.
+#   <!-- claim: denoising-retrieves -->
 # - A **linear** autoencoder, however many layers it has, is one matrix each way. At its optimum the decoder spans the
 #   top-$p$ PCA subspace (every principal angle below 5°) and reconstructs within 1 % of PCA. <!-- claim: pca-subspace -->
-#   It does not find the principal *axes*: any invertible mixing of the code gives the same loss.
-#   <!-- claim: mixing --> Tying the weights and making them orthonormal still leaves every rotation
-#   <!-- claim: tied-rotation -->; PCA of the reconstructions (or a loss that orders the code units) finds the axes.
-#   <!-- claim: rec-pca-axes -->
-# - Narrowing layers reduce dimension, widening layers lift it. A wide random ReLU layer already makes circles and
-#   XOR linearly separable. <!-- claim: lift-separates --> That layer is an explicit feature map; a kernel is the
-#   implicit version, and kernel PCA (PCA of the lifted data from the kernel matrix alone) separates the circles too,
-#   on a few axes together rather than the top two. <!-- claim: kernel-pca-separates -->
-# - For retrieval, an autoencoder's code is no big improvement over PCA's: within 0.05 on every measure, and on MNIST
-#   never clearly above it over the seeds. Reconstruction is not the same objective as "similar things close". The following
-#   lectures use labels (lecture 04) and pairs or triplets (lecture 05) to optimise the embedding for that directly.
-#   <!-- claim: ae-vs-pca -->
+#   It does not find the principal *axes*, since any invertible mixing of the code gives the same loss: its code
+#   dimensions are correlated, and its decoder's columns are neither orthogonal nor of length 1. <!-- claim: mixing -->
+#   Tying the weights and making them orthonormal still leaves every rotation <!-- claim: tied-rotation -->; PCA of the
+#   reconstructions finds the axes, or the plane of two whose variances are nearly tied. <!-- claim: rec-pca-axes -->
+# - Narrowing layers reduce the dimension. A widening layer lifts the data through its nonlinearity, not its width: a
+#   wide random ReLU layer makes circles and XOR linearly separable, <!-- claim: lift-separates --> and the same
+#   affine map without the ReLU leaves a linear classifier where it was in the plane. <!-- claim: width-alone --> That
+#   layer is an explicit feature map; a kernel is the implicit version, and kernel PCA (PCA of the lifted data from the
+#   kernel matrix alone) separates the circles too, on a few axes together rather than the top two.
+#   <!-- claim: kernel-pca-separates -->
+# - For retrieval, an autoencoder's code is no big improvement over PCA's: on MNIST it is never clearly above PCA over
+#   the seeds, and wherever it is ahead it closes less than 15 % of the gap between PCA's score and a perfect one.
+#   Reconstruction is not the same objective as "similar things close". The
+#   following lectures use labels (lecture 04) and pairs or triplets (lecture 05) to optimise the embedding for that
+#   directly. <!-- claim: ae-vs-pca -->
 # - A **VAE** encodes a Gaussian $q(f \mid x)$, samples it with the reparameterisation trick $f = \mu + \sigma\varepsilon$,
 #   and pays $\beta\,\mathrm{KL}(q \,\|\, \mathcal{N}(0, I))$; its mean $\mu(x)$ is the embedding, and codes drawn
 #   from the prior decode to images. Lecture 08 reuses the same KL. <!-- recap --> The KL term costs reconstruction,
@@ -812,10 +926,12 @@ plots.image_grid(samples.view(-1, 28, 28).clamp(0, 1), ncols=8, size=1.0,
 #    `A` and `B`, without `dmlcourse.autoencoders`.
 # 2. **Collapse the layers.** Write `my_collapse(weights)`: the single matrix that the stack of `nn.Linear` weights
 #    `[W_1, W_2, ..., W_L]` computes (the first layer acts first).
-# 3. **Predict, then explain: can a linear autoencoder beat PCA?** Before you look at section 3's printout again,
-#    guess the ratio `err_ae / err_pca` of the linear autoencoder's reconstruction error to PCA's (same rank
-#    $p = 10$). Then explain it with one number: the smallest mean squared error that *any* rank-$p$ linear map
-#    can reach on `xc`, computed from the eigenvalues of its covariance.
+# 3. **Predict, then explain: what must a 10-D linear code lose?** Section 3's linear autoencoder rebuilds the
+#    centred digits `xc` from $p = 10$ numbers. Guess, before computing anything, what fraction of their variance it
+#    loses: `err_ae` over the total variance of `xc` (0 = nothing lost, 1 = everything). Then explain that number:
+#    write `my_floor(xc, p)`, the smallest mean squared error that *any* rank-$p$ linear map can reach on centred
+#    data, computed from the eigenvalues of its covariance. The check tests it on random data, then applies it to
+#    `xc` and sets your guess, the floor, `err_ae` and `err_pca` side by side.
 # 4. **The VAE objective.** Write `my_vae_loss(x, mu, log_var, eps, decoder, beta)`: the objective of section 6 on one
 #    batch, with the code drawn by the reparameterisation trick from the noise `eps` you are given, and the KL term in
 #    closed form, without `dmlcourse.autoencoders`. The check compares its value *and* its gradients with respect to
@@ -854,15 +970,22 @@ def my_collapse(weights):
 check("03.2", my_collapse)
 
 # %% exercise="03.3"
-my_prediction = None  # your guess of err_ae / err_pca (1 = exactly as good as PCA)
-my_floor = None       # the smallest mean squared reconstruction error of any rank-p linear map on xc
+my_prediction = None  # your guess: the fraction of the variance of xc that the linear autoencoder loses (0 to 1)
 ### BEGIN SOLUTION
-my_prediction = 1.0
-evals = torch.linalg.eigvalsh(xc.T @ xc / len(xc))      # ascending
-my_floor = evals[:-p].sum().item()                      # all but the p largest
+my_prediction = 0.3   # a guess: any fraction from 0 to 1 is accepted
 ### END SOLUTION
 
-check("03.3", my_prediction, my_floor, err_ae, err_pca, xc, p)
+
+def my_floor(xc, p):
+    """Return the smallest mean squared reconstruction error of any rank-p linear map on the centred rows of xc
+    (N, d), as one number, from the eigenvalues of their covariance."""
+    ### BEGIN SOLUTION
+    evals = torch.linalg.eigvalsh(xc.T @ xc / len(xc))      # ascending
+    return evals[:-p].sum().item()                          # all but the p largest
+    ### END SOLUTION
+
+
+check("03.3", my_floor, my_prediction, err_ae, err_pca, xc, p)
 
 # %% exercise="03.4"
 def my_vae_loss(x, mu, log_var, eps, decoder, beta=1.0):

@@ -90,6 +90,14 @@ def test_explorers_fit_their_data():
     d_ap, d_an = torch.rand(200) * 0.3, torch.rand(200) * 0.4
     box = siamese.triplet_margin_explorer(d_ap, d_an, margin=0.2)
     assert max(box.figure.layout.xaxis.range) < 0.5  # the triplets fill the square
+    # the slider ends where the boundary d(a,n) = d(a,p) + m leaves the square (not at 1.0, the
+    # half of the unshrunk 0-2 axes)
+    top = max(box.figure.layout.xaxis.range)
+    assert top <= box.slider.max < top + 0.011 and box.slider.value == 0.2
+    box.slider.value = box.slider.max
+    assert "100.0%" in box.readout.value  # at the end of the slider every triplet is active
+    small = siamese.triplet_margin_explorer(d_ap * 0.1, d_an * 0.1, margin=0.2)
+    assert small.slider.max == 0.2  # never below the margin asked for
     assert box.figure.data[1].line.color != "white"  # the legend's line shows on white
     per_epoch = [
         (torch.rand(50) * 0.2, torch.rand(50) * 0.2),

@@ -22,10 +22,12 @@ line and never stops *Run All*; :func:`grade` returns the same as an
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import os
 import re
+import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,18 +143,52 @@ def _is_stub(value) -> bool:
     return value is None or value is Ellipsis
 
 
+def _watched(fn, ex: Exercise, called: list):
+    """``fn`` wrapped so that a call of one of ``ex.implemented_by`` while it runs is noted in ``called``
+    (a profiler sees every Python call, however the learner reached the package function)."""
+    codes = {}
+    for dotted in ex.implemented_by:
+        target = inspect.unwrap(resolve(dotted))
+        if hasattr(target, "__code__"):
+            codes[target.__code__] = dotted.partition(":")[0]
+    if not codes:
+        return fn
+
+    def note(frame, event, _arg):
+        if event == "call" and frame.f_code in codes and codes[frame.f_code] not in called:
+            called.append(codes[frame.f_code])
+
+    @functools.wraps(fn)
+    def watched(*args, **kwargs):
+        previous = sys.getprofile()
+        sys.setprofile(note)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            sys.setprofile(previous)
+
+    return watched
+
+
 def grade(id: str, *answers) -> Outcome:
-    """Run exercise ``id``'s check on the learner's ``answers``; never raises for a wrong answer."""
+    """Run exercise ``id``'s check on the learner's ``answers``; never raises for a wrong answer.
+
+    A function that calls the package's own version of the answer (one of ``implemented_by``) is
+    told so, whatever the check says: the exercise asks for the code, not for a call of it."""
     ex = get(id)
     not_yet = f"not attempted yet: write `{ex.writes}` above, then run this cell again."
     if any(_is_stub(a) for a in answers):
         return Outcome(id, "not attempted", not_yet)
+    called: list[str] = []
+    answers = tuple(_watched(a, ex, called) if inspect.isfunction(a) else a for a in answers)
     try:
         msg = ex.check(*answers)
+        _raise_if_called(called, answers)
     except (NotAttempted, NotImplementedError):
         return Outcome(id, "not attempted", not_yet)
     except AssertionError as exc:
-        return Outcome(id, "wrong", f'{ex.title}: {exc}\n  (stuck? hint("{id}") gives a hint)')
+        reason = _package_call_message(called, answers) if called else exc
+        return Outcome(id, "wrong", f'{ex.title}: {reason}\n  (stuck? hint("{id}") gives a hint)')
     except Exception as exc:  # the learner's code raised: show where, keep Run All going
         tb = traceback.extract_tb(exc.__traceback__)
         where = next(
@@ -166,6 +202,18 @@ def grade(id: str, *answers) -> Outcome:
             + (f" ({where})" if where else ""),
         )
     return Outcome(id, "passed", f"{ex.title}: {msg or 'correct.'}")
+
+
+def _package_call_message(called: list[str], answers) -> str:
+    name = next((a.__name__ for a in answers if inspect.isfunction(a)), "your function")
+    return (f"`{name}` calls `{called[0]}`, the package's own version of what this exercise asks you to "
+            "write. Write the computation yourself (torch is fine); the package's code is what "
+            "show_solution shows, when you decide to look.")
+
+
+def _raise_if_called(called: list[str], answers) -> None:
+    if called:
+        raise AssertionError(_package_call_message(called, answers))
 
 
 def _empty_triplets(*_args, **_kwargs):

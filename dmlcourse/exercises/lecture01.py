@@ -119,8 +119,10 @@ def _triplet_problems():
     for seed in range(3):
         g = torch.Generator().manual_seed(seed)
         yield torch.randint(0, 4, (40,), generator=g)
-    # a class with ONE sample (label 9): it can be a negative, never an anchor (it has no positive)
-    yield torch.cat([torch.arange(5).repeat_interleave(6), torch.tensor([9])])
+    # ten classes with ONE sample each (labels 10-19), a quarter of the samples: they can be negatives,
+    # never anchors (they have no positive). Anchors drawn from every sample would miss all ten in 50
+    # draws with probability (30/40)^50, below one in a million, so that mistake cannot pass by luck.
+    yield torch.cat([torch.arange(5).repeat_interleave(6), torch.arange(10, 20)])
 
 
 @exercise("01.3", "Triplets from labels", writes="my_triplets", implemented_by=["dmlcourse.tuples.make_triplets"],
@@ -174,32 +176,52 @@ def reference_tied(queries: torch.Tensor, reference: torch.Tensor, k: int) -> fl
     return float((d <= kth).sum(1).mean())
 
 
+def _tie_summary(queries, reference, k, query_labels, reference_labels) -> dict:
+    """What the ties mean for the vote: the median size of the near set (the reference rows at or within
+    each query's k-th Chebyshev distance), the share of it in the query's class (a mean over the queries),
+    the same share among the k nearest under the Euclidean distance, and chance (one over the classes)."""
+    q, r = queries.double().numpy(), reference.double().numpy()
+    yq, yr = np.asarray(query_labels), np.asarray(reference_labels)
+    d = cdist(q, r, "chebyshev")
+    near = d <= np.sort(d, axis=1)[:, k - 1:k]
+    same = yr[None, :] == yq[:, None]
+    nearest_eu = np.argsort(cdist(q, r), axis=1, kind="stable")[:, :k]
+    return {"median": float(np.median(near.sum(1))),
+            "share": float(((near & same).sum(1) / near.sum(1)).mean()),
+            "share_euclidean": float(np.take_along_axis(same, nearest_eu, axis=1).mean()),
+            "chance": 1.0 / len(np.unique(yr))}
+
+
 def _sample_tied() -> dict:
     g = torch.Generator().manual_seed(3)
     reference = (torch.randint(0, 4, (300, 12), generator=g) / 3.0).float()   # few levels: ties, as on pixels
     queries = (torch.randint(0, 4, (30, 12), generator=g) / 3.0).float()
     knn = {("mnist", "pixels, chebyshev"): 0.6, ("mnist", "pixels, euclidean"): 0.9}
-    return dict(prediction=0.5, tied=reference_tied(queries, reference, 5), knn=knn, queries=queries,
-                reference=reference, k=5)
+    return dict(prediction=20, tied=reference_tied(queries, reference, 5), knn=knn, queries=queries,
+                reference=reference, k=5, query_labels=torch.arange(30) % 10,
+                reference_labels=torch.arange(300) % 10)
 
 
 @exercise("01.4", "Predict, then explain: one pixel decides", writes="my_prediction and my_tied",
-          hints=["A prediction is a guess: any accuracy in [0, 1] is accepted. Write it BEFORE looking at the table "
-                 "of section 3 again.",
+          hints=["A prediction is a guess: any count is accepted. Write it BEFORE you compute anything. Without "
+                 "ties the answer would be exactly K; every training image at the same distance as the K-th "
+                 "nearest adds one.",
                  "The Chebyshev distance of two images is the largest difference over their pixels. Pixel values "
-                 "are the whole numbers 0-255, and two different digits almost always have a pixel that is ink in one and paper in the "
-                 "other: many training images share the same distance to a query. Count how many are as close as "
-                 "its K-th nearest.",
+                 "are the whole numbers 0-255, and two different digits almost always have a pixel that is ink in "
+                 "one and paper in the other: many training images share the same distance to a query. Count how "
+                 "many are as close as its K-th nearest.",
                  "All distances at once: torch.cdist accepts p=float('inf'). The K-th smallest distance of each row "
-                 "comes from torch.topk(..., largest=False); then count, per row, the entries that are not larger."],
+                 "comes from torch.topk(..., largest=False); then count, per row, the entries that are not larger, "
+                 "and average the counts over the queries."],
           mistakes=["the Euclidean distance", "strictly closer than the K-th (<)", "a total instead of a mean"],
           graded=("tied",), sample=_sample_tied)
-def check_chebyshev_ties(prediction, tied, knn, queries, reference, k) -> str:
-    """``prediction``: the guessed 5-NN accuracy of the Chebyshev distance on MNIST pixels; ``tied``: the mean
-    number of ``reference`` images at or within each query's k-th smallest Chebyshev distance."""
-    prediction = as_number(prediction, "my_prediction", "your guess of an accuracy")
-    if not 0.0 <= prediction <= 1.0:
-        raise AssertionError(f"my_prediction = {prediction}: an accuracy lies in [0, 1].")
+def check_chebyshev_ties(prediction, tied, knn, queries, reference, k, query_labels, reference_labels) -> str:
+    """``prediction``: the guessed mean number of ``reference`` images at or within a query's k-th smallest
+    Chebyshev distance; ``tied``: that mean, measured. ``knn``: section 3's accuracies; the labels are those of
+    ``queries`` and ``reference``."""
+    prediction = as_number(prediction, "my_prediction", "your guess of a mean count of training images")
+    if prediction < 0:
+        raise AssertionError(f"my_prediction = {prediction}: a count of images is not negative.")
     yours = as_number(tied, "my_tied", "a mean count over the queries, e.g. with .float().mean().item()")
     ours = reference_tied(queries, reference, k)
     if abs(yours - ours) > 1e-6 * max(1.0, ours):
@@ -219,7 +241,14 @@ def check_chebyshev_ties(prediction, tied, knn, queries, reference, k) -> str:
         raise AssertionError(f"for these {len(queries)} queries the mean number of training images at or within the "
                              f"{k}-th Chebyshev distance is not {yours:.2f}.")
     cheb, eu = knn["mnist", "pixels, chebyshev"], knn["mnist", "pixels, euclidean"]
-    return (f"measured 5-NN accuracy: Chebyshev {cheb:.3f}, Euclidean {eu:.3f} (your guess was off by "
-            f"{abs(prediction - cheb):.3f}). On average {ours:.0f} training images share a query's {k} nearest "
-            "Chebyshev distances: the vote is decided by how the ties happen to be broken, not by the images. One "
-            "pixel is too little to judge two images by.")
+    t = _tie_summary(queries, reference, k, query_labels, reference_labels)
+    lean = ("still leans toward the query's class" if t["share"] > 2 * t["chance"]
+            else "is barely related to the query's class")
+    vote = (f"so only {k} of many equally near images vote, the ones the tie-breaking happens to pick"
+            if t["median"] > 2 * k else f"so the {k} nearest are mostly well defined")
+    return (f"measured 5-NN accuracy on the pixels: Chebyshev {cheb:.3f}, Euclidean {eu:.3f}. You guessed "
+            f"{prediction:.0f}; on average {ours:.0f} training images (median {t['median']:.0f}) are no farther "
+            f"from a query than the farthest of its {k} nearest under the Chebyshev distance, {vote}. That near "
+            f"set {lean}: {t['share']:.0%} of it shares the query's class (chance: {t['chance']:.0%}), against "
+            f"{t['share_euclidean']:.0%} of the {k} nearest under the Euclidean distance. One pixel is too little "
+            "to judge two images by.")

@@ -228,8 +228,7 @@ def _sample_weak_share() -> dict:
 
 
 @exercise("02.4", "Predict, then explain: whitening", writes="my_prediction and my_weak_share",
-          hints=["A prediction is a guess: any accuracy in [0, 1] is accepted. Write it BEFORE looking at the kNN "
-                 "table of section 4 again.",
+          hints=["A prediction is a guess: any share in [0, 1] is accepted. Write it BEFORE computing anything.",
                  "A squared Euclidean distance is a sum of one term per coordinate, (x_k - y_k)^2. Average it over "
                  "all pairs of training images: what does the term of coordinate k become? (Subtract the mean of "
                  "x_k first, then expand the square.)",
@@ -240,12 +239,12 @@ def _sample_weak_share() -> dict:
                     "the 10 weakest (coordinates 21-30)", "standard deviations added instead of variances"],
           graded=("weak_share",), sample=_sample_weak_share)
 def check_whitening_prediction(prediction, weak_share, table, train_coords) -> str:
-    """``prediction``: the guessed 1-NN accuracy of Sigma^-1 on MNIST's 30 PCA coordinates; ``weak_share``: the
-    share of the squared Euclidean distance between two training images, averaged over all pairs, that the 20
-    coordinates of smallest spread carry."""
-    prediction = as_number(prediction, "my_prediction", "your guess of an accuracy")
+    """``prediction``: the guessed share, before computing it; ``weak_share``: the share of the squared Euclidean
+    distance between two training images, averaged over all pairs, that the 20 coordinates of smallest spread
+    carry."""
+    prediction = as_number(prediction, "my_prediction", "your guess of a share")
     if not 0.0 <= prediction <= 1.0:
-        raise AssertionError(f"my_prediction = {prediction}: an accuracy lies in [0, 1].")
+        raise AssertionError(f"my_prediction = {prediction}: a share lies in [0, 1].")
     yours = as_number(weak_share, "my_weak_share", "a share of the squared distance, between 0 and 1")
     ours = reference_weak_share(train_coords)
     if abs(yours - ours) > 1e-4 * max(ours, 1e-3):
@@ -271,9 +270,10 @@ def check_whitening_prediction(prediction, weak_share, table, train_coords) -> s
     # the notebook's table holds (mean, sd over seeds) pairs; a plain accuracy is accepted too
     eu, wh = (float(v[0]) if isinstance(v, (tuple, list)) else float(v)
               for v in (table["Euclidean, 30 dims (L = I)", "mnist"], table["Σ⁻¹ Mahalanobis, 30 dims", "mnist"]))
-    return (f"measured on MNIST: Euclidean {eu:.3f}, Σ⁻¹ {wh:.3f} (your guess was off by {abs(prediction - wh):.3f}). "
-            f"Under the Euclidean distance the 20 weakest PCA coordinates carry {ours:.1%} of a typical squared "
-            "distance between two training images. On PCA coordinates Σ is diagonal, so Σ⁻¹ only rescales each "
-            "coordinate to variance 1: under it the same 20 carry about 20/30 of the distance, and the neighbour "
-            "search is decided mostly by the directions along which the images vary least (fine detail, noise). "
-            "Σ⁻¹ uses no labels: nothing in it says which directions matter for the class.")
+    return (f"under the Euclidean distance the 20 weakest PCA coordinates carry {ours:.1%} of a typical squared "
+            f"distance between two training images (your guess was off by {abs(prediction - ours):.1%}). On PCA "
+            "coordinates Σ is diagonal, so Σ⁻¹ only rescales each coordinate to variance 1: under it the same 20 "
+            "carry about 20/30 of the distance, and the neighbour search listens mostly to the directions along "
+            f"which the images vary least. The 1-NN accuracy went from {eu:.3f} (Euclidean) to {wh:.3f} (Σ⁻¹): the "
+            "smaller the change, the more class information those weak directions still hold. Σ⁻¹ uses no labels: "
+            "nothing in it says which directions matter for the class.")

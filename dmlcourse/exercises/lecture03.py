@@ -130,57 +130,91 @@ def reference_pca_floor(xc: torch.Tensor, p: int) -> float:
     return float(_eigenvalues(xc)[p:].sum())
 
 
-def _sample_floor() -> dict:
+def _floor_problems():
+    """Fresh centred data (float64) with unequal variances along random orthogonal axes, and a rank p."""
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(200, 8, generator=g, dtype=torch.float64) @ torch.randn(8, 8, generator=g, dtype=torch.float64)
-    xc = x - x.mean(0)
-    floor = reference_pca_floor(xc, 3)
-    return dict(prediction=1.0, floor=floor, err_ae=1.001 * floor, err_pca=floor, xc=xc, p=3)
+    for n, d, p in ((200, 8, 3), (300, 12, 5), (150, 6, 1)):
+        axes, _ = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))
+        spreads = torch.linspace(3.0, 0.5, d, dtype=torch.float64)       # no two variances alike, none tiny
+        x = (torch.randn(n, d, generator=g, dtype=torch.float64) * spreads) @ axes.T + 2.0
+        yield x - x.mean(0), p
 
 
-@exercise("03.3", "Predict, then explain: can a linear autoencoder beat PCA?", writes="my_prediction and my_floor",
-          hints=["A prediction is a guess: any positive ratio is accepted (1 = exactly as good as PCA). Write it "
-                 "BEFORE looking at section 3's printout again.",
+def _sample_floor() -> dict:
+    # a valid call of the check without its function (the probe of constant answers puts one in)
+    xc, p = next(_floor_problems())
+    floor = reference_pca_floor(xc, p)
+    return dict(prediction=0.5, err_ae=1.001 * floor, err_pca=floor, xc=xc, p=p)
+
+
+def _floor_mistakes(xc: torch.Tensor, p: int) -> dict:
+    """What the known mistakes compute on xc, each with its message."""
+    evals = _eigenvalues(xc)          # largest first
+    ours = float(evals[p:].sum())
+    return {
+        f"that is the variance the top {p} directions KEEP; the error is what they drop (the other "
+        "eigenvalues)": float(evals[:p].sum()),
+        f"you added the {p} SMALLEST eigenvalues: torch.linalg.eigvalsh returns them in ascending order, and the "
+        f"error is the sum of all of them except the {p} largest": float(evals[-p:].sum()),
+        f"you dropped the {p} smallest eigenvalues instead of the {p} largest (torch.linalg.eigvalsh returns them "
+        "in ascending order)": float(evals[:-p].sum()),
+        "that is the total variance (all eigenvalues): the rank-p map keeps the top p, and loses only the rest":
+            float(evals.sum()),
+        "you divided by N - 1 (torch.cov): reconstruction_error is a mean over the N images, so use "
+        "xc.T @ xc / N": float(_eigenvalues(xc, ddof=1)[p:].sum()),
+        "that is a SUM over the N images; reconstruction_error is a mean: divide by N": ours * len(xc),
+        "those are singular values of xc, not variances: square them and divide by N":
+            float(np.sqrt(np.clip(evals[p:] * len(xc), 0, None)).sum()),
+    }
+
+
+@exercise("03.3", "Predict, then explain: what must a 10-D linear code lose?", writes="my_prediction and my_floor",
+          hints=["A prediction is a guess: any fraction from 0 to 1 is accepted. Write it BEFORE computing anything.",
                  "A rank-p map keeps at most p directions of the data. The mean squared error it leaves is the "
-                 "variance of the centred images along the directions it does not keep, so the best map keeps the p "
+                 "variance of the centred rows along the directions it does not keep, so the best map keeps the p "
                  "directions of largest variance. Which matrix has those variances as its eigenvalues?",
-                 "Form the covariance of the centred images with N in the denominator (reconstruction_error is a mean "
+                 "Form the covariance of the centred rows with N in the denominator (reconstruction_error is a mean "
                  "over the N images, not an unbiased estimate), take its d eigenvalues, and add up all of them except "
                  "the p largest. Mind the order in which your eigenvalue routine returns them."],
-          mistakes=["the variance the top p directions keep", "the total variance", "N - 1 instead of N",
+          mistakes=["the variance the top p directions keep", "the p smallest eigenvalues (ascending order)",
+                    "the p smallest dropped instead of the p largest", "the total variance", "N - 1 instead of N",
                     "a sum over the images instead of the mean", "singular values instead of variances"],
           implemented_by=["dmlcourse.autoencoders.pca_reconstruction_error"],
-          graded=("floor",), sample=_sample_floor)
-def check_linear_floor(prediction, floor, err_ae, err_pca, xc, p) -> str:
-    """``prediction``: the guessed ratio err_ae / err_pca (linear autoencoder over PCA, same rank p);
-    ``floor``: the smallest mean squared reconstruction error a rank-p linear map can reach on xc."""
-    prediction = as_number(prediction, "my_prediction", "your guess of err_ae / err_pca")
-    if not prediction > 0:
-        raise AssertionError(f"my_prediction = {prediction}: a ratio of two errors is positive.")
-    yours = as_number(floor, "my_floor", "a mean squared error, e.g. with .item()")
+          sample=_sample_floor)
+def check_linear_floor(floor, prediction, err_ae, err_pca, xc, p) -> str:
+    """``floor(xc, p)``: the smallest mean squared reconstruction error a rank-p linear map can reach on the
+    centred rows of xc; ``prediction``: the guessed fraction of the variance of xc that the linear autoencoder
+    loses (err_ae over the total variance)."""
+    prediction = as_number(prediction, "my_prediction", "your guess of the fraction of the variance lost")
+    if not 0 <= prediction <= 1:
+        raise AssertionError(f"my_prediction = {prediction}: a fraction of the variance is between 0 (nothing "
+                             "lost) and 1 (everything lost).")
+    if not callable(floor):
+        raise AssertionError(f"my_floor is a {type(floor).__name__}; write it as a function, my_floor(xc, p), that "
+                             "returns the number for any centred xc and rank p.")
+    for xc_k, p_k in _floor_problems():
+        where = f"on random centred data (N = {len(xc_k)} rows, d = {xc_k.shape[1]}, p = {p_k})"
+        yours = as_number(floor(xc_k.clone(), p_k), "my_floor(xc, p)", "a mean squared error, e.g. with .item()")
+        ours = reference_pca_floor(xc_k, p_k)
+        if abs(yours - ours) > 1e-6 * ours:
+            name_the_mistake(yours, {f"{where} my_floor gives {yours:.4f}: {m}.": v
+                                     for m, v in _floor_mistakes(xc_k, p_k).items()},
+                             matches=lambda a, b: abs(a - b) <= 1e-6 * abs(b))
+            raise AssertionError(f"{where} the smallest error of a rank-{p_k} linear map is {ours:.4f}, my_floor "
+                                 f"gives {yours:.4f}: add up the eigenvalues of xc.T @ xc / N beyond the largest p.")
     evals = _eigenvalues(xc)
-    ours = float(evals[p:].sum())
-    if abs(yours - ours) > 1e-4 * ours:
-        candidates = {
-            f"that is the variance the top {p} directions KEEP; the error is what they drop (the other "
-            "eigenvalues)": float(evals[:p].sum()),
-            "that is the total variance (all eigenvalues): the rank-p map keeps the top p, and loses only the rest":
-                float(evals.sum()),
-            "you divided by N - 1 (torch.cov): reconstruction_error is a mean over the N images, so use "
-            "xc.T @ xc / N": float(_eigenvalues(xc, ddof=1)[p:].sum()),
-            "that is a SUM over the N images; reconstruction_error is a mean: divide by N": ours * len(xc),
-            "those are singular values of xc, not variances: square them and divide by N":
-                float(np.sqrt(np.clip(evals[p:] * len(xc), 0, None)).sum()),
-        }
-        name_the_mistake(yours, {f"{yours:.4f}: {m}.": v for m, v in candidates.items()},
-                         matches=lambda a, b: abs(a - b) <= 1e-4 * abs(b))
-        raise AssertionError(f"the smallest error of a rank-{p} linear map on xc is {ours:.4f}, not {yours:.4f}: "
-                             "add up the eigenvalues of xc.T @ xc / N beyond the largest p.")
-    ratio = err_ae / err_pca
-    return (f"measured: linear AE {err_ae:.4f}, PCA {err_pca:.4f}, the floor {ours:.4f}; err_ae / err_pca = "
-            f"{ratio:.4f} (your guess was off by {abs(prediction - ratio):.4f}). Whatever its layers, the linear AE "
-            f"is one rank-{p} map, and no rank-{p} map loses less than the variance outside the top {p} directions "
-            "(Eckart-Young). PCA sits exactly on that floor, so the autoencoder can at best tie.")
+    ours, total = float(evals[p:].sum()), float(evals.sum())
+    yours = as_number(floor(xc.clone(), p), "my_floor(xc, p)", "a mean squared error, e.g. with .item()")
+    if abs(yours - ours) > 1e-3 * ours:
+        raise AssertionError(f"right on the random data, but on the notebook's xc my_floor gives {yours:.4f} and the "
+                             f"float64 floor is {ours:.4f}: xc is float32, so compute in float64 (xc.double()).")
+    lost = err_ae / total
+    return (f"on xc the total variance is {total:.4f}; the linear AE loses err_ae = {err_ae:.4f}, a fraction "
+            f"{lost:.3f} of it (your guess {prediction:.3f}, off by {abs(prediction - lost):.3f}). Your floor is "
+            f"{ours:.4f} (err_ae is {err_ae / ours - 1:+.1e} above it, PCA {err_pca / ours - 1:+.1e}). Whatever its "
+            f"layers, the linear AE is one rank-{p} map, and no rank-{p} map loses less than the variance outside "
+            f"the top {p} directions (Eckart-Young). PCA sits on that floor, so the autoencoder can at best tie; the "
+            "floor itself depends only on the eigenvalues of the data, not on the network.")
 
 
 # --------------------------------------------------------------------------- 03.4: the VAE objective

@@ -76,7 +76,8 @@ def _diagnose(yours: float, diagnoses: dict, where: str, expected: float) -> Non
           hints=["Start from the residual r = pred - target and its absolute value.",
                  "torch.where(condition, a, b) picks a where the condition holds and b elsewhere: quadratic "
                  "0.5 r^2 for |r| <= delta, linear beyond.",
-                 "r = (pred - target).abs(); torch.where(r <= delta, 0.5 * r**2, delta * (r - 0.5 * delta)).mean()"],
+                 "With r = |pred - target|, one torch.where(r <= delta, <quadratic piece>, <linear piece>) gives the "
+                 "loss of every sample; the linear piece is delta (r - 0.5 delta). Then take the mean."],
           mistakes=["smooth_l1_loss (Huber / delta)", "the 0.5 of the quadratic part dropped",
                     "the - 0.5 delta of the linear part dropped", "branches swapped", "sum instead of mean"],
           implemented_by=["dmlcourse.supervised.huber_loss"])
@@ -108,13 +109,45 @@ def check_huber(fn) -> str:
     return "the same as a loop over the formula for delta = 1, 0.5 and 2."
 
 
+def _finite_on(fn, logits, labels) -> bool:
+    return math.isfinite(as_mean(fn(logits.clone(), labels.clone()), "my_cross_entropy"))
+
+
+def _why_not_finite(fn) -> str:
+    """Which of three probes makes ``fn`` give inf or nan, and what that says about the code."""
+    g = torch.Generator().manual_seed(1)
+    labels = torch.randint(0, 7, (16,), generator=g)
+    near_1000 = 1000.0 + torch.randn(16, 7, generator=g, dtype=torch.float64)   # every logit close to 1000
+    if not _finite_on(fn, near_1000, labels):
+        return ("exp overflowed: with every logit near 1000, exp(z) is inf even in float64. Subtract each row's "
+                "maximum m before exp, log sum_l exp(z_l) = m + log sum_l exp(z_l - m) (the log-sum-exp trick).")
+    rows_apart = torch.randn(16, 7, generator=g, dtype=torch.float64) + 1000.0 * torch.arange(16.0)[:, None]
+    if not _finite_on(fn, rows_apart, labels):
+        return ("your code handles logits that are all large, but not rows at very different levels: did you "
+                "subtract one maximum for the whole batch? A row far below it gets exp(z - M) = 0 for every "
+                "class, and log 0 = -inf. Subtract each ROW's own maximum, logits.max(1, keepdim=True).values.")
+    true_far_below = torch.randn(16, 7, generator=g, dtype=torch.float64)
+    true_far_below[torch.arange(16), labels] -= 1000.0                           # the true class 1000 below the rest
+    if not _finite_on(fn, true_far_below, labels):
+        return ("the probability of the true class underflowed: when its logit is 1000 below the row maximum, "
+                "p_y = exp(z_y - m) / sum_l exp(z_l - m) is exactly 0 in float64 and log 0 = -inf, although "
+                "subtracting the maximum kept exp from overflowing. Do not take the log of a probability: "
+                "form log p_y = (z_y - m) - log sum_l exp(z_l - m) directly.")
+    return ("some exp overflowed or some probability underflowed to 0 before a log. Subtract each row's maximum m "
+            "before exp, and form log p_y = (z_y - m) - log sum_l exp(z_l - m) without taking the log of a "
+            "probability.")
+
+
 @exercise("04.2", "Cross-entropy that does not overflow", writes="my_cross_entropy",
           hints=["The loss of sample i is -log softmax(z_i)_y = log sum_l exp(z_il) - z_iy.",
                  "exp(1000) is inf in float64. Subtracting the row maximum M_i changes nothing: "
                  "log sum_l exp(z_il) = M_i + log sum_l exp(z_il - M_i), and now every exponent is <= 0.",
-                 "m = logits.max(1, keepdim=True).values; lse = m.squeeze(1) + torch.log(torch.exp(logits - m)"
-                 ".sum(1)); return (lse - logits[torch.arange(len(labels)), labels]).mean()"],
-          mistakes=["exp overflows for large logits", "wrong sign", "the log forgotten",
+                 "Take the row maxima with logits.max(1, keepdim=True).values, form the log-sum-exp of each row "
+                 "from exp(logits - m), and subtract the true class's logit, picked with "
+                 "logits[torch.arange(len(labels)), labels]. Never take the log of a probability: for very large "
+                 "logits p_y can be exactly 0."],
+          mistakes=["exp overflows for large logits", "one maximum for the whole batch",
+                    "log of a probability that underflowed", "wrong sign", "the log forgotten",
                     "softmax over the samples (dim=0)", "sum instead of mean"],
           implemented_by=["dmlcourse.supervised.cross_entropy", "dmlcourse.supervised.log_softmax"])
 def check_cross_entropy(fn) -> str:
@@ -128,8 +161,7 @@ def check_cross_entropy(fn) -> str:
         if same(yours, ours):
             continue
         if not math.isfinite(yours):
-            raise AssertionError(f"with logits of size {scale:g} your loss is {yours}: exp overflowed. Subtract each "
-                                 "row's maximum before exp (the log-sum-exp trick).")
+            raise AssertionError(f"with logits of size {scale:g} your loss is {yours}: {_why_not_finite(fn)}")
         idx = labels[:, None]
         logp = logits - logits.max(1, keepdim=True).values
         logp = logp - torch.log(torch.exp(logp).sum(1, keepdim=True))
@@ -237,13 +269,14 @@ def _sample_participation() -> dict:
     results = {("mse", "mnist"): {"z": torch.randn(60, 16, generator=g) * spread_mse + 4.0, "p1": 0.55},
                ("cross_entropy", "mnist"): {"z": torch.randn(60, 16, generator=g) * spread_ce + 4.0, "p1": 0.91}}
     dims = {k: reference_participation_ratio(results[k, "mnist"]["z"]) for k in ("mse", "cross_entropy")}
-    return dict(prediction={"mse": 0.5, "cross_entropy": 0.9}, dims=dims, results=results, dataset="mnist")
+    return dict(prediction={"mse": 2, "cross_entropy": 8}, dims=dims, results=results, dataset="mnist")
 
 
 @exercise("04.4", "Predict, then explain: how many dimensions does each embedding use?",
           writes="my_prediction and my_effective_dims",
-          hints=["A prediction is a guess: any numbers in [0, 1] are accepted; write them BEFORE you look at the "
-                 "table of section 3 again.",
+          hints=["A prediction is a guess: any number from 1 to the embedding's dimension (32) is accepted. Write "
+                 "it BEFORE you compute anything. Section 3's share of the variance on the first principal axis "
+                 "is a clue.",
                  "The participation ratio turns a spectrum of variances into one 'number of dimensions used': if "
                  "the variance is spread evenly over k principal directions (and none elsewhere) it is exactly k, "
                  "and it is 1 when all the variance lies along one direction. The variances along the principal "
@@ -257,16 +290,20 @@ def _sample_participation() -> dict:
                     "the ratio upside down", "the sum not squared"],
           graded=("dims",), sample=_sample_participation)
 def check_prediction(prediction, dims, results, dataset) -> str:
-    """``prediction``: {"mse": P@1, "cross_entropy": P@1} guessed; ``dims``: the participation ratio
-    (sum lam)^2 / sum lam^2 of the covariance of each test embedding, {"mse": ..., "cross_entropy": ...}."""
+    """``prediction``: {"mse": ..., "cross_entropy": ...}, the participation ratio of each test embedding guessed
+    (from 1 to its dimension p); ``dims``: the participation ratio (sum lam)^2 / sum lam^2 of the covariance of
+    each test embedding, computed, {"mse": ..., "cross_entropy": ...}."""
     keys = ("mse", "cross_entropy")
     for name, value in (("my_prediction", prediction), ("my_effective_dims", dims)):
         if not isinstance(value, dict) or not set(keys) <= set(value):
             raise AssertionError(f'{name} must be a dict {{"mse": <number>, "cross_entropy": <number>}}.')
+    total = int(torch.as_tensor(results["mse", dataset]["z"]).shape[1])
     for k in keys:
-        guess = as_number(prediction[k], f"my_prediction[{k!r}]", "your guess of a Precision@1")
-        if not 0.0 <= guess <= 1.0:
-            raise AssertionError(f"my_prediction[{k!r}] = {prediction[k]}: Precision@1 lies in [0, 1].")
+        guess = as_number(prediction[k], f"my_prediction[{k!r}]", "your guess of a participation ratio")
+        if not 1.0 <= guess <= total:
+            raise AssertionError(f"my_prediction[{k!r}] = {prediction[k]}: a participation ratio lies between 1 "
+                                 f"(all the variance on one direction) and {total} (spread evenly over all "
+                                 f"{total} dimensions).")
     true = {k: reference_participation_ratio(results[k, dataset]["z"]) for k in keys}
     for k in keys:
         yours = as_number(dims[k], f"my_effective_dims[{k!r}]", "a participation ratio, e.g. with .item()")
@@ -278,12 +315,12 @@ def check_prediction(prediction, dims, results, dataset) -> str:
         raise AssertionError(f"my_effective_dims[{k!r}] = {yours:.3f}: the participation ratio of the {k} test "
                              "embedding's covariance is not that; see hint(\"04.4\").")
     p1 = {k: results[k, dataset]["p1"] for k in keys}
-    off = {k: abs(float(prediction[k]) - p1[k]) for k in keys}
-    total = int(torch.as_tensor(results["mse", dataset]["z"]).shape[1])
     fewer = ("far fewer" if true["mse"] < true["cross_entropy"] / 2 else
              "fewer" if true["mse"] < true["cross_entropy"] else "no fewer")
-    return (f"measured P@1: MSE (1 output) {p1['mse']:.3f}, cross-entropy {p1['cross_entropy']:.3f} (your guesses "
-            f"were off by {off['mse']:.2f} and {off['cross_entropy']:.2f}). Of its {total} dimensions the MSE "
-            f"embedding uses about {true['mse']:.1f}, the cross-entropy one about {true['cross_entropy']:.1f}: "
-            f"{fewer} for MSE. One output neuron only rewards moving f(x) along one direction w, so the embedding "
-            "has little reason to spread the classes apart in the others, and nearest neighbours suffer.")
+    return (f"of its {total} dimensions the MSE embedding uses about {true['mse']:.1f}, the cross-entropy one about "
+            f"{true['cross_entropy']:.1f} (you guessed {float(prediction['mse']):g} and "
+            f"{float(prediction['cross_entropy']):g}): {fewer} for MSE. Their P@1 in section 3: MSE (1 output) "
+            f"{p1['mse']:.3f}, cross-entropy {p1['cross_entropy']:.3f}." + (
+                " One output neuron only rewards moving f(x) along one direction w, so the embedding has little "
+                "reason to spread the classes apart in the others, and nearest neighbours suffer."
+                if true["mse"] < true["cross_entropy"] else ""))

@@ -99,8 +99,9 @@ def _show(seed, z, y, ours, yours) -> str:
                  "not the anchor itself) and negatives (another label).",
                  "Fill the entries you must not pick with -inf before argmax (positives) and +inf before argmin "
                  "(negatives); keep only the anchors that have at least one positive AND one negative.",
-                 "p = d.masked_fill(~pos, -inf).argmax(1); n = d.masked_fill(~neg, inf).argmin(1); "
-                 "a = torch.nonzero(pos.any(1) & neg.any(1)).flatten(); return a, p[a], n[a]"],
+                 "d.masked_fill(~pos, -float('inf')).argmax(1) gives every row's farthest positive; the closest "
+                 "negative is the same idea with +inf and argmin. Compute both for every row, then index them with "
+                 "the anchors you keep."],
           mistakes=["the closest positive instead of the farthest", "the farthest negative instead of the closest",
                     "anchors without a positive or negative kept", "the anchor used as its own positive"],
           implemented_by=["dmlcourse.miners.batch_hard"])
@@ -208,9 +209,10 @@ def _sample_wrong_order() -> dict:
     z = torch.nn.functional.normalize(
         torch.randn(40, 8, generator=g, dtype=torch.float64)
         + 3.5 * torch.nn.functional.one_hot(y, 8).double(), dim=1)
-    hist = {"active_fraction": [1.0, 1.0, 1.0]}
-    runs = {"batch_hard, m = 0.05": {"p1": 0.3, "history": _History(hist)},
-            "batch_hard, m = 0.2": {"p1": 0.3, "history": _History(hist)}}
+    runs = {"batch_hard, m = 0": {"p1": 0.35, "map_r": 0.2, "spread": 0.02,
+                                  "history": _History({"active_fraction": [0.7, 0.9]})},
+            "batch_hard, m = 0.2": {"p1": 0.3, "map_r": 0.2, "spread": 0.02,
+                                    "history": _History({"active_fraction": [1.0, 1.0]})}}
     return dict(prediction=0.5, wrong_order=reference_wrong_order(z, y)[0], z_start=z, labels=y, collapse=runs)
 
 
@@ -221,12 +223,13 @@ class _History:
         self.step_info = step_info
 
 
-@exercise("06.3", "Predict, then explain: batch-hard at a smaller margin", writes="my_prediction and my_wrong_order",
-          hints=["A prediction is a guess: any number in [0, 1] is accepted; write it BEFORE you look at the "
-                 "table of section 4 again.",
-                 "A triplet whose negative is closer than its positive, d(a,n) < d(a,p), has a positive hinge "
-                 "d(a,p) - d(a,n) + m at EVERY margin m >= 0. The question is how many of batch-hard's triplets are "
-                 "like that before any training, on the untrained embedding z_start.",
+@exercise("06.3", "Predict, then explain: batch-hard without a margin", writes="my_prediction and my_wrong_order",
+          hints=["A prediction is a guess: any number in [0, 1] is accepted; write it BEFORE you run the check, "
+                 "which prints the measured P@1.",
+                 "Compare the hinge [d(a,p) - d(a,n) + m]_+ at m = 0 and at m = 0.2. A triplet whose negative is "
+                 "closer than its positive, d(a,n) < d(a,p), is active at EVERY margin m >= 0; which triplets are "
+                 "active at m = 0.2 but not at m = 0? Count, on the untrained embedding z_start, how many of "
+                 "batch-hard's triplets are of the first kind.",
                  "Mine the batch-hard triplets of z_start with your my_batch_hard of exercise 06.1. Then, triplet by "
                  "triplet, compare the anchor-negative entry of z_start's distance matrix with the anchor-positive "
                  "entry; my_wrong_order is the share of triplets in which the negative is the closer one."],
@@ -235,8 +238,9 @@ class _History:
                     "the active fraction at a margin instead of the wrong order"],
           graded=("wrong_order",), sample=_sample_wrong_order)
 def check_margin_prediction(prediction, wrong_order, z_start, labels, collapse) -> str:
-    """``prediction``: the guessed P@1 of batch-hard at m = 0.05; ``wrong_order``: the fraction of the batch-hard
-    triplets of ``z_start`` whose negative is closer than the positive."""
+    """``prediction``: the guessed P@1 of batch-hard at m = 0; ``wrong_order``: the fraction of the batch-hard
+    triplets of ``z_start`` whose negative is closer than the positive; ``collapse``: the runs of seed 0 at m = 0
+    and m = 0.2."""
     if isinstance(prediction, dict) or not 0.0 <= float(prediction) <= 1.0:
         raise AssertionError(f"my_prediction = {prediction}: one number, your guess of a Precision@1 in [0, 1].")
     d = _distances(z_start)
@@ -258,20 +262,34 @@ def check_margin_prediction(prediction, wrong_order, z_start, labels, collapse) 
                 raise AssertionError(f"that is the active fraction at m = {m}; count d(a,n) < d(a,p) without a "
                                      "margin: those triplets are active at EVERY margin.")
         raise AssertionError(f"{yours:.4f} is not the fraction of batch-hard triplets of z_start with d(a,n) < d(a,p).")
-    small, big = collapse["batch_hard, m = 0.05"], collapse["batch_hard, m = 0.2"]
-    off = abs(float(prediction) - small["p1"])
-    lowest = {m: min(r["history"].step_info.get("active_fraction", [float("nan")]))
-              for m, r in (("0.05", small), ("0.2", big))}
-    start = (f"batch-hard measured P@1 {small['p1']:.3f} at m = 0.05 and {big['p1']:.3f} at m = 0.2 (your guess was "
-             f"off by {off:.2f}). Before training, {true:.0%} of the batch-hard triplets have the negative closer than "
-             "the positive: they are active at any margin, and the cheapest way to lower their loss is to shrink "
-             "every distance, which sends batch-hard into collapse. That alone does not make the two runs the same: ")
+    zero, big = collapse["batch_hard, m = 0"], collapse["batch_hard, m = 0.2"]
+    off = abs(float(prediction) - zero["p1"])
+    active = {m: list(r["history"].step_info.get("active_fraction", [float("nan")]))
+              for m, r in (("0", zero), ("0.2", big))}
+    lowest = {m: min(v) for m, v in active.items()}
+    start = (f"batch-hard measured P@1 {zero['p1']:.4f} at m = 0 and {big['p1']:.4f} at m = 0.2 (your guess was off "
+             f"by {off:.2f}); MAP@R {zero['map_r']:.4f} and {big['map_r']:.4f}; the spread of the test embeddings "
+             f"{zero['spread']:.4f} and {big['spread']:.4f}. Before training, {true:.0%} of the batch-hard triplets of "
+             "the probe batch have the negative closer than the positive: they are active at any margin, and the "
+             "cheapest way to lower their loss is to shrink every distance. At m = 0 they are the only active ones: "
+             "[d(a,p) - d(a,n)]_+ is zero as soon as the negative is the farther one. ")
+    if lowest["0"] < 1.0 and lowest["0.2"] == 1.0:
+        steps = sum(v < 1.0 for v in active["0"])
+        mean0 = sum(active["0"]) / len(active["0"])
+        gap = abs(zero["map_r"] - big["map_r"])
+        return start + (f"At m = 0.2 every mined triplet was active in every step; at m = 0, {steps} of the "
+                        f"{len(active['0'])} steps had an inactive one (the smallest active fraction of a step: "
+                        f"{lowest['0']:.2f}). In those steps the two losses differ by more than a constant, their "
+                        "gradients differ, and the two runs part, unlike the runs at m = 0.05 and m = 0.2 of "
+                        f"section 4. On average {mean0:.0%} of the mined triplets of a training step were in the "
+                        "wrong order (those are the ones active at m = 0), "
+                        + ("so dropping the margin removed few terms of the loss, and the two runs end close (MAP@R "
+                           f"{gap:.4f} apart)." if gap < 0.01 else
+                           f"and the two runs end {gap:.4f} apart in MAP@R."))
     if all(v == 1.0 for v in lowest.values()):
-        return start + ("they are identical because EVERY mined triplet stayed active in EVERY step of both runs (the "
-                        "smallest active fraction was 1.00 at both margins; once the embedding has collapsed, all "
-                        "distances are far below m and no hinge can reach 0). Then the loss is "
-                        "mean(d(a,p) - d(a,n)) + m throughout, m adds a constant, the gradients are equal, and so are "
-                        "the two runs.")
-    return start + (f"the smallest active fraction during training was {lowest['0.05']:.2f} at m = 0.05 and "
-                    f"{lowest['0.2']:.2f} at m = 0.2. In a step where some mined triplet is inactive at one margin "
-                    "and active at the other, the gradients differ, so here the two runs need not be the same.")
+        return start + ("Yet every mined triplet stayed active in EVERY step of both runs (the smallest active "
+                        "fraction was 1.00 at both margins): the loss was mean(d(a,p) - d(a,n)) + m throughout, m "
+                        "added a constant, and the two runs had the same gradients.")
+    return start + (f"The smallest active fraction of a step was {lowest['0']:.2f} at m = 0 and {lowest['0.2']:.2f} "
+                    "at m = 0.2. In a step where some mined triplet is inactive at one margin and active at the "
+                    "other, the gradients differ, so the two runs need not be the same.")

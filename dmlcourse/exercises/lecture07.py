@@ -95,9 +95,11 @@ def _logits(value, expected_shape, name):
 @exercise("07.1", "CosFace logits by hand", writes="my_cosface", implemented_by=["dmlcourse.heads.CosFaceHead.forward"],
           hints=["First the cosines: normalise each row of x and each row of W (one class weight per row), then "
                  "one matrix product gives the (N, C) matrix of cos θ_j.",
-                 "Only the target entry of each row, (i, labels[i]), loses the margin: "
-                 "cos[torch.arange(len(labels)), labels] -= m (on a copy).",
-                 "The scale multiplies every logit, after the margin: s * (cos θ_y - m) and s * cos θ_j."],
+                 "Only the target entry of each row, (i, labels[i]), loses the margin. Pick those N entries with "
+                 "two index tensors, one for the rows and one for the columns (the labels), and change a copy of the "
+                 "cosines, not the input.",
+                 "cos[torch.arange(len(labels)), labels] -= m, then the scale multiplies every entry, after the "
+                 "margin: s * (cos θ_y - m) for the target and s * cos θ_j for the others."],
           mistakes=["scale missing", "margin subtracted after the scale", "margin on every class", "no margin",
                     "x or W not normalised", "W normalised along the wrong dimension"])
 def check_cosface(fn) -> str:
@@ -266,8 +268,15 @@ def check_margin_in_2d(prediction, max_margin, room_deg, smallest_gap, W) -> str
                                  "around the circle: compare every pair of weights (or sort them by atan2).")
         raise AssertionError(f"my_smallest_gap = {sg:.4f} rad is not the smallest angle between two class weights "
                              "of W_arc.")
+    cos_m = 0.2                                       # section 3's CosFace margin, an offset on the cosine
+    cos_reach = math.degrees(math.acos(1 - cos_m))    # a point ON its weight needs its neighbours beyond this angle
     return (f"you guessed {guess:.3f} rad; the largest margin is 2π/10 = {true_max:.3f} rad (off by "
             f"{abs(guess - true_max):.3f}). So 10 classes CAN all get m = 0.6 rad in 2-D, but only just: a point may "
             f"stray {true_room:.2f}° from its weight, far less than real embeddings spread, and from m = 2π/10 on "
             f"nothing is left. The ArcFace head of section 3 (m = 0.2) placed its closest weights {true_gap:.3f} rad "
-            f"apart (evenly spaced: {true_max:.3f}), so its own layout admits margins below {true_gap:.3f} rad.")
+            f"apart (evenly spaced: {true_max:.3f}), so its own layout admits margins below {true_gap:.3f} rad. "
+            f"The same reasoning explains section 3's CosFace: a point on its weight meets cos θ_y - {cos_m} > "
+            f"cos θ_j only if every other weight is more than acos({1 - cos_m:g}) = {cos_reach:.1f}° away, and "
+            f"moving off its weight only brings a neighbour closer; with 10 evenly spaced weights, "
+            f"{math.degrees(true_max):.0f}° apart, no point can meet it. Section 3's trained head spaced its weights "
+            "unevenly, so only points of classes with wider gaps on both sides could.")

@@ -543,10 +543,14 @@ class EmbeddingLab:
                     self._update_curves(self.run, grp)
                 self.timings["seeds"][seed] = time.perf_counter() - t0
                 if n > 1:
+                    finished = len(grp.finished())
+                    diverged = len(grp.runs) - finished
+                    progress = f"{finished} of {n} seeds finished" + (
+                        f", {diverged} left out (see below)" if diverged else ""
+                    )
+                    band = "; the band covers the seeds finished so far" if finished else ""
                     self._set_status(
-                        f"Training <b>{html.escape(cfg.label())}</b>: {len(grp.runs)} of {n} "
-                        "seeds done; the band covers the seeds finished so far …",
-                        "info",
+                        f"Training <b>{html.escape(cfg.label())}</b>: {progress}{band} …", "info"
                     )
                     self._show_notes(grp)
                 if any(g is grp for g in self.kept_groups):
@@ -614,8 +618,10 @@ class EmbeddingLab:
         left_out = len(group.seeds) - len(done)
         if left_out:  # said where the eye is, not only in the notes below
             took += f"; {left_out} of {len(group.seeds)} seeds left out of the mean (see below)"
-            self.progress.value, self.progress.bar_style = self.progress.max, "warning"
-        style = " style='color:#9a6700'" if left_out else ""
+            # amber when some seeds make a mean, red when none does
+            self.progress.value = self.progress.max
+            self.progress.bar_style = "warning" if done else "danger"
+        style = (" style='color:#9a6700'" if done else " style='color:#cf222e'") if left_out else ""
         self.status.value += (
             f"<br><span{style}>Over the seeds: {html.escape(summary)}; {took}.</span>"
         )

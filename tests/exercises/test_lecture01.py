@@ -18,7 +18,8 @@ def test_references_match_the_package():
         flagged = set(map(tuple, torch.nonzero(ours).tolist()))
         assert report.holds["triangle"] == (not flagged)
         assert flagged == set(report.examples.get("triangle", []))
-    assert grade("01.3", lambda labels, n: tuples.make_triplets(labels, n, seed=0)).passed
+    # the package's builder meets the check's properties (called directly: grade refuses a call of the package)
+    assert "triplets checked" in lecture01.check_triplets(lambda labels, n: tuples.make_triplets(labels, n, seed=0))
     q, r = (torch.randint(0, 3, (30, 10), generator=g) / 2.0), (torch.randint(0, 3, (200, 10), generator=g) / 2.0)
     d = (q[:, None, :] - r[None, :, :]).abs().amax(-1)   # Chebyshev by its definition
     kth = d.sort(1).values[:, 4:5]
@@ -52,7 +53,14 @@ def test_01_2(exercise_namespace):
 
 
 def _good_triplets(labels, n):
-    return tuples.make_triplets(labels, n, seed=0)
+    # right triplets written here, not the package's (grade refuses an answer that calls tuples.make_triplets)
+    g = torch.Generator().manual_seed(0)
+    same = labels[:, None] == labels[None, :]
+    pos = same & ~torch.eye(len(labels), dtype=torch.bool)
+    ok = torch.nonzero(pos.any(1)).flatten()
+    a = ok[torch.randint(len(ok), (n,), generator=g)]
+    return (a, torch.multinomial(pos[a].float(), 1, generator=g).flatten(),
+            torch.multinomial((~same[a]).float(), 1, generator=g).flatten())
 
 
 def test_01_3(exercise_namespace):
@@ -82,6 +90,21 @@ def test_01_3(exercise_namespace):
         a, p, neg = _good_triplets(labels, n)
         return labels[a] + 100, labels[p] + 100, labels[neg] + 100
 
+    def random_anchor_among_all(seed):   # the same mistake with random anchors: it must not pass by luck
+        g = torch.Generator().manual_seed(seed)
+
+        def wrong(labels, n):
+            a = torch.randint(len(labels), (n,), generator=g)
+            same = labels[:, None] == labels[None, :]
+            pos = same & ~torch.eye(len(labels), dtype=torch.bool)
+            p = torch.where(pos[a].any(1), torch.multinomial(pos[a].float() + 1e-12, 1, generator=g).flatten(), a)
+            return a, p, torch.multinomial((~same[a]).float(), 1, generator=g).flatten()
+        return wrong
+
+    for seed in range(50):
+        out = grade("01.3", random_anchor_among_all(seed))
+        assert out.status == "wrong" and ("single sample" in out.message or "anchor itself" in out.message), out
+
     expected = {self_positive: "anchor itself", same_class_negative: "negatives have the anchor's class",
                 singleton_anchor: "single sample", one_triplet: "nearly all the same",
                 labels_not_indices: "INDICES", lambda labels, n: _good_triplets(labels, 10): "50 triplets"}
@@ -100,17 +123,41 @@ def test_01_4(exercise_namespace):
 
     nb = dict(splits={"mnist": (images_tr, labels_tr, images_te, labels_te)}, data=data, K=5, knn=knn)
     learner = exercise_namespace("01.4", "learner", **nb)
-    args = (knn, learner["Q"], learner["P"], 5)
+    args = (knn, learner["Q"], learner["P"], 5, learner["yQ"], learner["yP"])
     assert grade("01.4", learner["my_prediction"], learner["my_tied"], *args).status == "not attempted"
     sol = exercise_namespace("01.4", "solution", **nb)
     out = grade("01.4", sol["my_prediction"], sol["my_tied"], *args)
-    assert out.passed and "ties" in out.message
+    assert out.passed and "tie-breaking" in out.message and "median" in out.message
     Q, P = sol["Q"], sol["P"]
+    assert torch.equal(sol["yQ"], labels_te[sol["spread_out"]]) and torch.equal(sol["yP"], labels_tr)
     d = torch.cdist(Q, P, p=float("inf"))
     kth = d.topk(5, dim=1, largest=False).values[:, -1:]
-    assert "strictly closer" in grade("01.4", 0.5, (d < kth).sum(1).float().mean().item(), *args).message
-    assert "total" in grade("01.4", 0.5, (d <= kth).sum().item(), *args).message
+    assert "strictly closer" in grade("01.4", 50, (d < kth).sum(1).float().mean().item(), *args).message
+    assert "total" in grade("01.4", 50, (d <= kth).sum().item(), *args).message
     e = torch.cdist(Q.double(), P.double(), compute_mode="donot_use_mm_for_euclid_dist")
     ekth = e.topk(5, dim=1, largest=False).values[:, -1:]
-    assert "Euclidean" in grade("01.4", 0.5, (e <= ekth).sum(1).double().mean().item(), *args).message
-    assert "[0, 1]" in grade("01.4", 60, sol["my_tied"], *args).message    # a percentage, not an accuracy
+    assert "Euclidean" in grade("01.4", 50, (e <= ekth).sum(1).double().mean().item(), *args).message
+    assert "not negative" in grade("01.4", -3, sol["my_tied"], *args).message
+
+
+def test_01_4_tie_summary_against_a_loop():
+    # the shares the success message prints, recomputed with plain loops on a problem small enough to read
+    g = torch.Generator().manual_seed(1)
+    q, r = torch.randint(0, 3, (12, 6), generator=g).double(), torch.randint(0, 3, (80, 6), generator=g).double()
+    yq, yr = torch.randint(0, 4, (12,), generator=g), torch.randint(0, 4, (80,), generator=g)
+    t = lecture01._tie_summary(q, r, 5, yq, yr)
+    sizes, shares, shares_eu = [], [], []
+    for i in range(len(q)):
+        d = [max(abs(a - b) for a, b in zip(q[i].tolist(), r[j].tolist())) for j in range(len(r))]
+        kth = sorted(d)[4]
+        near = [j for j in range(len(r)) if d[j] <= kth]
+        sizes.append(len(near))
+        shares.append(sum(int(yr[j] == yq[i]) for j in near) / len(near))
+        e = [sum((a - b) ** 2 for a, b in zip(q[i].tolist(), r[j].tolist())) for j in range(len(r))]
+        nearest = sorted(range(len(r)), key=lambda j: (e[j], j))[:5]
+        shares_eu.append(sum(int(yr[j] == yq[i]) for j in nearest) / 5)
+    s = sorted(sizes)   # 12 queries: the median is the mean of the two middle sizes
+    assert abs(t["median"] - (s[5] + s[6]) / 2) < 1e-12
+    assert abs(t["share"] - sum(shares) / len(shares)) < 1e-12
+    assert abs(t["share_euclidean"] - sum(shares_eu) / len(shares_eu)) < 1e-12
+    assert t["chance"] == 0.25

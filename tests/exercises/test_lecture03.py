@@ -61,36 +61,66 @@ def test_03_2(exercise_namespace):
     assert "transpose" in grade("03.2", lambda ws: _collapse(ws).T).message
 
 
+def _floor(xc, p):
+    evals = torch.linalg.eigvalsh(xc.double().T @ xc.double() / len(xc))
+    return evals[:-p].sum().item()
+
+
 def test_03_3(exercise_namespace):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(400, 20, generator=g) @ torch.randn(20, 20, generator=g)
-    xc = x - x.mean(0)
-    nb = dict(xc=xc, p=4, err_ae=1.01, err_pca=1.0)
+    xc = x - x.mean(0)                                   # float32, as the notebook's
+    floor = lecture03.reference_pca_floor(xc, 4)
+    nb = dict(xc=xc, p=4, err_ae=1.01 * floor, err_pca=floor)
     args = (nb["err_ae"], nb["err_pca"], xc, 4)
     learner = exercise_namespace("03.3", "learner", **nb)
-    assert grade("03.3", learner["my_prediction"], learner["my_floor"], *args).status == "not attempted"
+    assert grade("03.3", learner["my_floor"], learner["my_prediction"], *args).status == "not attempted"
+    assert grade("03.3", _floor, None, *args).status == "not attempted"      # the prediction's stub
     sol = exercise_namespace("03.3", "solution", **nb)
-    out = grade("03.3", sol["my_prediction"], sol["my_floor"], *args)
-    assert out.passed and "Eckart-Young" in out.message
-    evals = torch.linalg.eigvalsh(xc.T.double() @ xc.double() / len(xc))
+    out = grade("03.3", sol["my_floor"], sol["my_prediction"], *args)
+    assert out.passed and "Eckart-Young" in out.message, out.message
+    assert grade("03.3", _floor, 0.3, *args).passed                        # any guess from 0 to 1
+    # the values on screen in the notebook do not pass: the floor is checked as a function on fresh data
+    for number in (floor, nb["err_ae"], round(floor, 4)):
+        out = grade("03.3", number, 0.5, *args)
+        assert out.status == "wrong" and "function" in out.message, out.message
+        out = grade("03.3", lambda xc, p, v=number: v, 0.5, *args)
+        assert out.status == "wrong" and "random centred data" in out.message, out.message
+
+    def evals_of(xc, ddof=0):
+        return torch.linalg.eigvalsh(xc.T @ xc / (len(xc) - ddof))        # ascending
+
     mistakes = {
-        "KEEP": evals[-4:].sum().item(),
-        "total variance": evals.sum().item(),
-        "N - 1": torch.linalg.eigvalsh(torch.cov(xc.T.double()))[:-4].sum().item(),
-        "divide by N": (evals[:-4].sum() * len(xc)).item(),
-        "singular values": torch.linalg.svdvals(xc.double())[4:].sum().item(),
+        "KEEP": lambda xc, p: evals_of(xc)[-p:].sum().item(),
+        "SMALLEST": lambda xc, p: evals_of(xc)[:p].sum().item(),
+        "instead of the": lambda xc, p: evals_of(xc)[p:].sum().item(),
+        "total variance": lambda xc, p: evals_of(xc).sum().item(),
+        "N - 1": lambda xc, p: evals_of(xc, ddof=1)[:-p].sum().item(),
+        "divide by N": lambda xc, p: (evals_of(xc)[:-p].sum() * len(xc)).item(),
+        "singular values": lambda xc, p: torch.linalg.svdvals(xc)[p:].sum().item(),
     }
-    for message, value in mistakes.items():
-        out = grade("03.3", 1.0, value, *args)
+    for message, wrong in mistakes.items():
+        out = grade("03.3", wrong, 0.5, *args)
         assert out.status == "wrong" and message in out.message, (message, out.message)
-    assert "positive" in grade("03.3", -1.0, sol["my_floor"], *args).message
+    assert "between 0" in grade("03.3", _floor, -1.0, *args).message
+    assert "between 0" in grade("03.3", _floor, 1.5, *args).message
+    # float32 on the notebook's data: right on the float64 problems, off on a float32 xc
+    def float32_floor(xc, p):
+        evals = torch.linalg.eigvalsh(xc.float().T @ xc.float() / len(xc)).double()
+        return evals[:-p].sum().item() * (1 + 1e-2 * (xc.dtype == torch.float32))
+    assert "float64" in grade("03.3", float32_floor, 0.5, *args).message
+    # the package's own function is refused
+    from dmlcourse import autoencoders
+    out = grade("03.3", lambda xc, p: autoencoders.pca_reconstruction_error(xc, p), 0.5, *args)
+    assert out.status == "wrong" and "pca_reconstruction_error" in out.message, out.message
 
 
 def test_03_3_constants_fail_and_the_sample_passes():
     from dmlcourse.exercises import constant_answers_that_pass, get
 
     sample = get("03.3").sample()
-    assert grade("03.3", *sample.values()).passed
+    assert "floor" not in sample                    # the function is what the probe of constants puts in
+    assert grade("03.3", _floor, *sample.values()).passed
     assert constant_answers_that_pass("03.3") == []
 
 

@@ -111,11 +111,11 @@ def test_06_2(exercise_namespace):
     assert "HARD" in grade("06.2", hard_negatives, "plain").message
 
 
-def _collapse(small=(1.0, 1.0, 1.0), big=(1.0, 1.0, 1.0)):
+def _collapse(zero=(0.9, 0.97, 1.0), big=(1.0, 1.0, 1.0)):
     def run(active):
-        return {"p1": 0.42, "history": SimpleNamespace(step_info={"active_fraction": list(active)})}
+        return {"p1": 0.42, "map_r": 0.3, "spread": 0.02, "history": SimpleNamespace(step_info={"active_fraction": list(active)})}
 
-    return {"batch_hard, m = 0.05": run(small), "batch_hard, m = 0.2": run(big)}
+    return {"batch_hard, m = 0": run(zero), "batch_hard, m = 0.2": run(big)}
 
 
 def test_06_3(exercise_namespace):
@@ -132,12 +132,16 @@ def test_06_3(exercise_namespace):
     sol = exercise_namespace("06.3", "solution", my_batch_hard=sol_batch_hard, **fake)
     out = grade("06.3", sol["my_prediction"], sol["my_wrong_order"], *args)
     assert out.passed and "off by" in out.message and "any margin" in out.message
-    # identical runs need every mined triplet active in every step at both margins, not only at the start
-    assert "EVERY step of both runs" in out.message and "need not be the same" not in out.message
-    some_inactive = grade("06.3", sol["my_prediction"], sol["my_wrong_order"], learner["z_start"], y,
-                          _collapse(small=(1.0, 0.97, 1.0)))
-    assert some_inactive.passed and "0.97 at m = 0.05" in some_inactive.message
-    assert "need not be the same" in some_inactive.message and "EVERY step" not in some_inactive.message
+    # at m = 0 some step had an inactive triplet, at m = 0.2 none: the runs part
+    assert "0.90" in out.message and "the two runs part" in out.message and "EVERY step" not in out.message
+    assert "2 of the 3 steps" in out.message and "end close" in out.message
+    every_step = grade("06.3", sol["my_prediction"], sol["my_wrong_order"], learner["z_start"], y,
+                       _collapse(zero=(1.0, 1.0)))
+    assert every_step.passed and "EVERY step of both runs" in every_step.message
+    both_inactive = grade("06.3", sol["my_prediction"], sol["my_wrong_order"], learner["z_start"], y,
+                          _collapse(big=(1.0, 0.97, 1.0)))
+    assert both_inactive.passed and "0.97 at m = 0.2" in both_inactive.message
+    assert "need not be the same" in both_inactive.message
 
     true = sol["my_wrong_order"]
     assert 0.0 < true < 1.0  # the fake batch has both kinds, so the mistakes below are distinguishable

@@ -128,6 +128,11 @@ def test_07_3(exercise_namespace):
     out = grade("07.3", *args, sol["W_arc"])
     assert out.passed, out.message
     assert abs(sol["my_smallest_gap"] - 0.5) < 1e-5 and "0.500 rad apart" in out.message
+    # the message's CosFace remark: with 10 evenly spaced weights no point meets cos θ_y - 0.2 > cos θ_j, wherever it
+    # sits between its weight and a neighbour (a brute-force scan of the angle, the neighbour on the other side mirrors)
+    assert "acos(0.8) = 36.9° away" in out.message and "no point can meet it" in out.message
+    gap = 2 * math.pi / 10
+    assert all(math.cos(phi) - 0.2 <= math.cos(gap - phi) for phi in torch.linspace(0, gap / 2, 1001).tolist())
 
     good = dict(prediction=1.0, max_margin=2 * math.pi / 10, room=math.degrees((2 * math.pi / 10 - 0.6) / 2), gap=0.5)
     assert grade("07.3", *good.values(), W).passed

@@ -126,6 +126,21 @@ def test_a_diverging_seed_is_named_and_left_out(monkeypatch, _cache):
     exploded = box.group.runs[3]
     exploded.message = "the loss exploded from 2.3 to 1e9 at step 4: training diverged."
     assert seedlib.failure_note(3, exploded).startswith("seed 3 diverged (the loss exploded")
+    assert box.progress.bar_style == "warning"  # amber: one seed left out, one makes the mean
+
+
+def test_when_every_seed_diverges_the_bar_is_red(monkeypatch, _cache):
+    class NaNLoss(torch.nn.Module):
+        def forward(self, z, labels):
+            return z.sum() * float("nan")
+
+    monkeypatch.setattr(runner, "make_loss", lambda config, num_classes=10: NaNLoss())
+    box = _lab(seed=2, seeds=2)
+    box.train_button.click()
+    assert box.group.finished() == []
+    assert "no seed finished, so there is no mean" in box.status.value
+    assert "2 of 2 seeds left out of the mean" in box.status.value
+    assert box.progress.bar_style == "danger"
 
 
 @pytest.mark.parametrize("miner", ["batch_semi_hard", "batch_hard"])
@@ -252,7 +267,8 @@ def test_band_covers_the_seeds_finished_so_far(monkeypatch):
     box.train_button.click()
     try:
         assert started.wait(60)
-        assert box.group.finished() == [0, 1] and "2 of 3 seeds done" in box.status.value
+        assert box.group.finished() == [0, 1]
+        assert "2 of 3 seeds finished; the band covers" in box.status.value
         runs = [box.group.runs[s] for s in (0, 1)]
         d = box.curves.data
         for e in range(3):
