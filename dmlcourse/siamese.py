@@ -235,9 +235,14 @@ def triplet_margin_explorer(d_ap=None, d_an=None, *, margin: float = 0.2, d_max:
     if d_ap is not None:
         d_max = min(d_max, 1.1 * float(torch.quantile(torch.cat([d_ap, d_an]).float(), 0.99)))
     # the slider's range, set from the axes: the boundary d(a,n) = d(a,p) + m crosses the square
-    # for m < d_max, so a larger m would move a line that is off the plot (on the 0.01 grid, and
-    # never below the margin asked for)
-    m_max = max(math.ceil(100 * d_max) / 100, margin)
+    # for m < d_max, so a larger m would move a line that is off the plot. Its end is the margin
+    # asked for times a power of two, the first at or beyond d_max: the browser stores a slider's
+    # value as a fraction of its range, and margin / m_max = 2^-k converts back exactly (with an end
+    # of 0.37 the front end sent 0.2 back as 0.19999999999999996, overwriting the cell's value)
+    if margin > 0:
+        m_max = margin * 2 ** max(0, math.ceil(math.log2(d_max / margin)))
+    else:
+        m_max = math.ceil(100 * d_max) / 100
     grid = torch.linspace(0, d_max, 81)
     fig = go.Figure()
     fig.add_trace(
