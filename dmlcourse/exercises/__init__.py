@@ -181,27 +181,26 @@ def grade(id: str, *answers) -> Outcome:
         return Outcome(id, "not attempted", not_yet)
     called: list[str] = []
     answers = tuple(_watched(a, ex, called) if inspect.isfunction(a) else a for a in answers)
+    stuck = f'\n  (stuck? hint("{id}") gives a hint)'
     try:
-        msg = ex.check(*answers)
-        _raise_if_called(called, answers)
+        status, message = "passed", f"{ex.title}: {ex.check(*answers) or 'correct.'}"
     except (NotAttempted, NotImplementedError):
         return Outcome(id, "not attempted", not_yet)
     except AssertionError as exc:
-        reason = _package_call_message(called, answers) if called else exc
-        return Outcome(id, "wrong", f'{ex.title}: {reason}\n  (stuck? hint("{id}") gives a hint)')
+        status, message = "wrong", f"{ex.title}: {exc}{stuck}"
     except Exception as exc:  # the learner's code raised: show where, keep Run All going
         tb = traceback.extract_tb(exc.__traceback__)
         where = next(
             (f"line {f.lineno} of {f.name}" for f in reversed(tb) if "dmlcourse" not in f.filename),
             "",
         )
-        return Outcome(
-            id,
-            "wrong",
-            f"{ex.title}: your code raised {type(exc).__name__}: {exc}"
-            + (f" ({where})" if where else ""),
+        status = "wrong"
+        message = f"{ex.title}: your code raised {type(exc).__name__}: {exc}" + (
+            f" ({where})" if where else ""
         )
-    return Outcome(id, "passed", f"{ex.title}: {msg or 'correct.'}")
+    if called:  # whatever the check said: the exercise asks for the code, not a call of it
+        status, message = "wrong", f"{ex.title}: {_package_call_message(called, answers)}{stuck}"
+    return Outcome(id, status, message)
 
 
 def _package_call_message(called: list[str], answers) -> str:
@@ -209,11 +208,6 @@ def _package_call_message(called: list[str], answers) -> str:
     return (f"`{name}` calls `{called[0]}`, the package's own version of what this exercise asks you to "
             "write. Write the computation yourself (torch is fine); the package's code is what "
             "show_solution shows, when you decide to look.")
-
-
-def _raise_if_called(called: list[str], answers) -> None:
-    if called:
-        raise AssertionError(_package_call_message(called, answers))
 
 
 def _empty_triplets(*_args, **_kwargs):
