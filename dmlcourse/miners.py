@@ -246,8 +246,10 @@ def distance_weighted(
     proportional to 1 / q(d(a, n)), q being the density of the distance between two
     uniform random points on the sphere: for many negatives spread uniformly over the
     sphere, the drawn distances would be uniform instead of concentrating near
-    sqrt(2). In a batch, and most of all on a trained embedding, the weights favour
-    each anchor's closest negatives. Distances below ``cutoff`` are clipped to it
+    sqrt(2). Uniform in distance is not uniform in rank: with most negatives near
+    sqrt(2), the drawn one is closer than most of them, and on a trained embedding the
+    steep weights favour each anchor's closest negatives even more. Distances below
+    ``cutoff`` are clipped to it
     (the weights of very close negatives would explode), and negatives farther than
     ``nonzero_loss_cutoff`` get weight 0 (under Wu et al.'s margin loss, margin 0.2 and
     initial boundary 1.2, they give zero loss; under the triplet hinge they need not).

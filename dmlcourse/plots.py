@@ -172,10 +172,16 @@ def project_2d(
             points = points.astype(np.float32)
             np.fill_diagonal(points, 0.0)
             kwargs["metric"] = "precomputed"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            umap = _umap_with_disk_cache()
-            return umap.UMAP(**kwargs).fit_transform(points).astype(np.float64)
+        # umap's numba code sets the OpenMP thread count that torch shares: a session at one torch
+        # thread would train at two after its first layout. Put torch's own count back.
+        threads = torch.get_num_threads()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                umap = _umap_with_disk_cache()
+                return umap.UMAP(**kwargs).fit_transform(points).astype(np.float64)
+        finally:
+            torch.set_num_threads(threads)
 
     if not cache:
         return layout()

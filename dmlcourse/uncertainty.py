@@ -4,8 +4,8 @@ Taught in 08_uncertainty_pfe.
 
 A probabilistic embedding maps an input x to a Gaussian N(mu(x), diag(var(x))) instead of a point.
 
-* ``mutual_likelihood_score`` (MLS, Shi & Jain 2019, eq. 3 of the face-recognition slides): the
-  log-probability that two inputs share the same latent code,
+* ``mutual_likelihood_score`` (MLS, Shi & Jain 2019, eq. 3 of the PFE paper): the log-likelihood
+  (a log-density) that two inputs share the same latent code,
 
       s = -1/2 sum_l [ (mu1_l - mu2_l)^2 / (var1_l + var2_l) + log(var1_l + var2_l) ]
           - (D/2) log(2 pi).
@@ -387,8 +387,10 @@ def degrade(images: torch.Tensor, kind: str, strength: float, *, seed: int = 0) 
 
 
 def degrade_mixed(images: torch.Tensor, *, max_strength: float = 1.0, seed: int = 0):
-    """Each image degraded by a random kind at a random strength in [0, max_strength].
-    Returns ``(degraded, kinds, strengths)`` (kinds as indices into ``DEGRADATIONS``)."""
+    """Each image degraded by a random kind at a random strength: drawn uniformly from
+    [0, max_strength] and rounded to a multiple of 0.05, so with max_strength = 1 about one image
+    in forty gets strength 0 (untouched). Returns ``(degraded, kinds, strengths)`` (kinds as
+    indices into ``DEGRADATIONS``; the rounded strengths)."""
     check_tensor("images", images)
     max_strength = check_float("max_strength", max_strength, min_value=0.0, max_value=1.0)
     g = torch.Generator().manual_seed(check_int("seed", seed, min_value=0))

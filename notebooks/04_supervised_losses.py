@@ -32,7 +32,7 @@ from dmlcourse.listing import show
 
 TRAIN_PER_CLASS = runtime.quick(None, 300)   # None = every training image of SIZE
 TEST_PER_CLASS = runtime.quick(200, 100)
-EPOCHS = runtime.quick(15, 5)
+EPOCHS = runtime.quick(10, 5)
 DATASETS = runtime.quick(["mnist", "fashion-mnist"], ["mnist"])
 EMB = 32
 

@@ -27,12 +27,13 @@ from dmlcourse import cache, losses, siamese, tuples
 from dmlcourse.listing import show
 
 TEST_PER_CLASS = runtime.quick(200, 100)
-EPOCHS = 2                                    # section 5's self-supervised run (on section 4's training images)
 # Section 4 compares losses: smaller runs, each repeated with several seeds, teach more than one big run.
 SEEDS = runtime.quick([0, 1, 2], [0, 1])
 RUN_PER_CLASS = runtime.quick(300, 100)
 RUN_EPOCHS = runtime.quick(5, 2)
 MARGINS = runtime.quick((0.1, 0.2, 0.4), (0.2,))   # triplet margins of the squared-or-plain sweep
+EPOCHS = 2                                    # section 5's self-supervised run ...
+SSL_PER_CLASS = 100                           # ... on this many of section 4's training images per class
 
 # %% [markdown]
 # ## 1. A Siamese network is one network used several times
@@ -328,8 +329,9 @@ assert nca_toy["three clusters", 10][1] < nca_toy["three clusters", 1][1] < 0   
 # non-zero terms, so the loss does not shrink merely because most tuples are already satisfied; exercise 4 lets
 # you try it, and lecture 06 compares the two.
 #
-# After every epoch we store the distances of similar and dissimilar test pairs, to watch them separate. Runs are
-# cached on disk: running the notebook again loads them.
+# On MNIST we store the distances of similar and dissimilar test pairs, to watch them separate: before and after
+# training, and for the contrastive loss after every epoch too (the Fashion-MNIST runs skip them: nothing below
+# draws them). Runs are cached on disk: running the notebook again loads them.
 #
 # One training run is one draw: another seed (other initial weights, another batch order, other random triplets)
 # moves P@1 and MAP@R by about the standard deviations the table prints. So every configuration is trained once
@@ -348,8 +350,12 @@ SETTINGS = {
 def run(loss_name, dataset, seed=0, kwargs=None):
     default_kwargs, normalize = SETTINGS[loss_name]
     kwargs = default_kwargs if kwargs is None else kwargs
+    # the test-pair distances that the histograms below draw: MNIST only, every epoch for the contrastive loss
+    dists_when = ("never" if dataset != "mnist" else "every epoch" if loss_name == "contrastive"
+                  else "before and after")
     config = dict(loss=loss_name, dataset=dataset, size=SIZE, kwargs=kwargs, epochs=RUN_EPOCHS,
-                  train_per_class=RUN_PER_CLASS, test_per_class=TEST_PER_CLASS, seed=seed, net="mlp")
+                  train_per_class=RUN_PER_CLASS, test_per_class=TEST_PER_CLASS, seed=seed, net="mlp",
+                  dists=dists_when)
 
     def compute():
         tr, te = data.load(dataset, "train", SIZE), data.load(dataset, "test", SIZE)
@@ -359,12 +365,18 @@ def run(loss_name, dataset, seed=0, kwargs=None):
         runtime.seed_everything(seed)
         model = models.MLP(32, hidden=(256,), normalize=normalize)
         loss_fn = siamese.make_batch_loss(loss_name, **kwargs, **(dict(seed=seed) if loss_name == "triplet" else {}))
-        dists = [siamese.pair_distances(models.embed(model, xt, name=dataset, device=device), yt)]
+
+        def test_pair_distances():
+            return siamese.pair_distances(models.embed(model, xt, name=dataset, device=device), yt)
+
+        dists = [] if dists_when == "never" else [test_pair_distances()]
         hist = train.train(model, loss_fn, tr.images[keep], tr.labels[keep], seed=seed,
                            epochs=RUN_EPOCHS, batch_size=128, samples_per_class=16, lr=2e-3, name=dataset,
                            device=device, progress=True,
-                           on_epoch_end=lambda h: dists.append(
-                               siamese.pair_distances(models.embed(model, xt, name=dataset, device=device), yt)))
+                           on_epoch_end=(lambda h: dists.append(test_pair_distances()))
+                           if dists_when == "every epoch" else None)
+        if dists_when == "before and after":
+            dists.append(test_pair_distances())
         z = models.embed(model, xt, name=dataset, device=device)
         return {"history": hist, "z": z, "labels": yt, "images": xt, "dists": dists,
                 "p1": metrics.precision_at_1(z, yt), "map_r": metrics.map_at_r(z, yt)}
@@ -597,23 +609,31 @@ for l in SETTINGS:
 
 # %% [markdown]
 # ### The embeddings side by side
+# Each picture is a UMAP of `LAYOUT_PER_CLASS` test images per class (a UMAP's time grows with the number of
+# points; the cell prints how many it draws); the P@1 and MAP@R in the titles are measured on all of the run's test
+# images, as in the table.
 
 # %%
+LAYOUT_PER_CLASS = runtime.quick(100, 50)
 fig, axes = plt.subplots(2, 3, figsize=(13, 8.5))
-layouts = {}
+layouts, shown = {}, {}   # shown[d]: the test images (indices into a run's "z") that the pictures lay out
 for row, d in enumerate(("mnist", "fashion-mnist")):
+    shown[d] = data.balanced_subset(results["nca", d]["labels"], LAYOUT_PER_CLASS)   # the same for every run
     for col, l in enumerate(SETTINGS):
         r = results[l, d]
-        layouts[l, d] = plots.project_2d(r["z"], seed=0, cache=True)
-        plots.scatter_2d(layouts[l, d], r["labels"], ax=axes[row, col], class_names=data.CLASS_NAMES[d],
-                         title=f"{l}, {d}\nP@1 {r['p1']:.2f}, MAP@R {r['map_r']:.2f}")
+        layouts[l, d] = plots.project_2d(r["z"][shown[d]], seed=0, cache=True)
+        plots.scatter_2d(layouts[l, d], r["labels"][shown[d]], ax=axes[row, col],
+                         class_names=data.CLASS_NAMES[d], title=f"{l}, {d}\nP@1 {r['p1']:.2f}, MAP@R {r['map_r']:.2f}")
     axes[row, 2].legend(markerscale=5, fontsize=9, loc="center left", bbox_to_anchor=(1, 0.5), frameon=False)
 fig.tight_layout()
+print(f"each picture: {len(shown['mnist'])} of the {len(results['nca', 'mnist']['labels'])} test images; "
+      f"P@1 and MAP@R in the titles: all of them")
 
 # %%
 r = results["triplet", "fashion-mnist"]
-plots.embedding_explorer(layouts["triplet", "fashion-mnist"], r["labels"], r["images"],
-                         class_names=data.CLASS_NAMES["fashion-mnist"], title="triplet loss, Fashion-MNIST test")
+plots.embedding_explorer(layouts["triplet", "fashion-mnist"], r["labels"][shown["fashion-mnist"]],
+                         r["images"][shown["fashion-mnist"]], class_names=data.CLASS_NAMES["fashion-mnist"],
+                         title="triplet loss, Fashion-MNIST test")
 
 
 # %% [markdown]
@@ -625,15 +645,16 @@ plots.embedding_explorer(layouts["triplet", "fashion-mnist"], r["labels"], r["im
 # cross-entropy): on unit vectors $d^2 = 2 - 2\cos$, so the scale 10 on squared distances is a softmax over
 # cosines with temperature $1/20$. The training loop is short enough to write here. The network is the small CNN
 # of sections 1 and 3 rather than section 4's MLP (a convolution applies the same weights at every position, so a
-# shifted stroke meets the same filters). It trains on the same training images as section 4 (their labels are
-# never read), for a short run of `EPOCHS` epochs, once per seed in `SEEDS`. The initial weights come from
+# shifted stroke meets the same filters). It trains on `SSL_PER_CLASS` images per class, a subset of section 4's
+# training images (their labels are never read; the table's first line prints both sizes), for a short run of
+# `EPOCHS` epochs, once per seed in `SEEDS`. The initial weights come from
 # `runtime.seed_everything(seed)` and every other random choice (batch order, augmentations) from the generator
 # `g`, seeded by `seed`, so a run is reproducible and its cache key names it:
 
 # %%
 def self_supervised(dataset, epochs, per_class, seed=0):
     tr = data.load(dataset, "train", SIZE)
-    x = tr.images[data.balanced_subset(tr.labels, per_class)]   # section 4's images; the labels are never used
+    x = tr.images[data.balanced_subset(tr.labels, per_class)]   # the labels are never used
     mean, std = data.PIXEL_STATS[dataset]
     runtime.seed_everything(seed)                               # the initial weights
     model = models.SmallCNN(32).to(device)
@@ -660,6 +681,11 @@ def self_supervised_cached(dataset, epochs, per_class, seed=0):
     return model.eval()
 
 ROWS = ("random network", "self-supervised", "NCA with labels")
+# the self-supervised run's images are some of section 4's (balanced_subset: the same draw, cut short)
+for d in ("mnist", "fashion-mnist"):
+    train_labels = data.load(d, "train", SIZE).labels
+    assert set(data.balanced_subset(train_labels, SSL_PER_CLASS).tolist()) <= set(
+        data.balanced_subset(train_labels, RUN_PER_CLASS).tolist()), d
 ssl_runs, raw_ssl = {}, {}   # ssl_runs[d, row, seed] = (P@1, MAP@R) on section 4's test images
 for d in ("mnist", "fashion-mnist"):
     images, labels = results["nca", d]["images"], results["nca", d]["labels"]
@@ -668,7 +694,7 @@ for d in ("mnist", "fashion-mnist"):
     for seed in SEEDS:
         runtime.seed_everything(seed)
         random_net = models.SmallCNN(32)   # the self-supervised network's weights before training
-        ssl = self_supervised_cached(d, EPOCHS, RUN_PER_CLASS, seed)
+        ssl = self_supervised_cached(d, EPOCHS, SSL_PER_CLASS, seed)
         for row, z in (("random network", models.embed(random_net, images, name=d)),
                        ("self-supervised", models.embed(ssl, images, name=d)),
                        ("NCA with labels", runs["nca", d, seed]["z"])):
@@ -677,8 +703,8 @@ for d in ("mnist", "fashion-mnist"):
 ssl_table = {(d, row, k): metrics.mean_sd([ssl_runs[d, row, seed][k] for seed in SEEDS])
              for d in ("mnist", "fashion-mnist") for row in ROWS for k in (0, 1)}
 print(f"mean ± sd over {len(SEEDS)} seeds; random network and self-supervised: the small CNN, {EPOCHS} epochs "
-      f"without labels; NCA with labels: section 4's MLP, {RUN_EPOCHS} epochs; the same {RUN_PER_CLASS} training "
-      f"images per class")
+      f"without labels on {SSL_PER_CLASS} training images per class; NCA with labels: section 4's MLP, "
+      f"{RUN_EPOCHS} epochs on {RUN_PER_CLASS} per class (which include the self-supervised run's)")
 print(f"{'':<17}{'MNIST P@1':>17}{'MAP@R':>17}{'Fashion P@1':>17}{'MAP@R':>17}")
 print(f"{'raw pixels':<17}" + "".join(f"{v:>17.3f}" for d in ("mnist", "fashion-mnist") for v in raw_ssl[d]))
 for row in ROWS:
@@ -720,17 +746,18 @@ for d in ("mnist", "fashion-mnist"):
 # Without a single label, on MNIST the network's nearest neighbours improve on its random start (the same weights
 # before training), and so does MAP@R: both gains exceed the seed spread (asserted). That is as far as it goes: after
 # this short run the self-supervised network is still below raw pixels in P@1 on both datasets and above them
-# nowhere (asserted): its classes are far from gathered. On Fashion-MNIST the same run
-# gains far less: its P@1 gain over the random start is smaller than MNIST's, beyond the seed spread (asserted);
-# the lines under the table say whether any of its changes exceeds the seed spread at all. Shirts, pullovers and
+# nowhere (asserted): its classes are far from gathered. On Fashion-MNIST the same run gains far less, if
+# anything: its P@1 gain over the random start is smaller than MNIST's, beyond the seed spread (asserted); the
+# lines under the table say whether any of its changes exceeds the seed spread at all. Shirts, pullovers and
 # coats differ in ways that small shifts and rotations do not reveal; self-supervised methods use stronger
 # augmentations and much longer training.
 #
-# The last row is section 4's NCA run, which reads the labels of the same training images. It is not the same
-# network (an MLP, not the CNN) nor the same number of epochs, so the row does not isolate what the labels add; it
-# shows that a labelled run of this size reaches a far higher MAP@R on both datasets, by more than 0.1 and beyond
-# the seed spread (asserted). Augmentation alone teaches *which changes do not matter*, not which images belong
-# together.
+# The last row is section 4's NCA run, which reads the labels of its training images. It is not the same
+# network (an MLP, not the CNN), and its epochs and training images need not be the self-supervised run's (its
+# images include them; the table's first line prints both runs' sizes), so the row does not isolate what the
+# labels add; it shows that a labelled run of this size reaches a far higher MAP@R on both datasets, by more than
+# 0.1 and beyond the seed spread (asserted). Augmentation alone teaches *which changes do not matter*, not which
+# images belong together.
 #
 # ## 6. The Embedding Lab
 # The lab below trains one configuration at a time and shows a fixed set of test images (100 per class; 20 in quick

@@ -33,7 +33,7 @@ import matplotlib.pyplot as plt
 from dmlcourse import cache, losses, miners, siamese
 from dmlcourse.listing import show
 
-TRAIN_PER_CLASS = runtime.quick(500, 120)     # training images per class the networks fit ...
+TRAIN_PER_CLASS = runtime.quick(250, 120)     # training images per class the networks fit ...
 VAL_PER_CLASS = runtime.quick(100, 30)        # ... and a validation split held out from the training set
 TEST_PER_CLASS = runtime.quick(200, 100)
 EPOCHS = runtime.quick(3, 2)                  # short runs, so that every comparison gets several seeds
@@ -154,9 +154,10 @@ for name, z in (("untrained", models.embed(untrained, te.images[probe], name="fa
 #
 # Same network (`network()`: an MLP, 32-d, L2-normalised), same P × K batches (8 × 16), same epochs and learning rate, the
 # triplet hinge with $m = 0.2$ (mean over the mined triplets) for every miner; the two easy-positive rows are eq. 18
-# (`easy_positive`: the hinge) and eq. 19 (`easy_positive_softmax`, §4). The networks fit part of the training set;
-# the rest is a **validation split** that only §7 uses. After each epoch we record the share of hard / semi-hard /
-# easy triplets on a fixed test batch.
+# (`easy_positive`: the hinge) and eq. 19 (`easy_positive_softmax`, §4). The networks fit part of the training set
+# (`TRAIN_PER_CLASS` images per class; the first printed line gives the numbers of images and steps, the same for
+# every run of §3–7); a **validation split**, held out from the rest of it, is used by §7 only. After each epoch we
+# record the share of hard / semi-hard / easy triplets on a fixed test batch.
 #
 # **One run is not a result.** Another seed changes the initial weights and the order of the batches, and on runs
 # this short that alone moves the metrics (the table's standard deviations say by how much). So every configuration
@@ -231,6 +232,10 @@ def pm(v):
     return f"{m:.3f} ± {sd:.3f}"
 
 results = {(m, d, seed): run(m, d, seed) for d in DATASETS for m in METHODS for seed in SEEDS}
+_, fit0, val0 = split(d0)
+print(f"every run: {len(fit0)} training images ({TRAIN_PER_CLASS} per class), {EPOCHS} epochs = "
+      f"{len(results[METHODS[0], d0, 0]['history'].step_loss)} steps of 8 x 16; validation {len(val0)} images, "
+      f"test {len(results[METHODS[0], d0, 0]['labels'])}")
 print(f"mean ± sd over {len(SEEDS)} seeds, triplet margin 0.2")
 print(f"{'miner':<23}" + "".join(f"{d + ' P@1':>18}{'MAP@R':>16}" for d in DATASETS) + f"{'s/epoch':>9}")
 for m in METHODS:
@@ -595,9 +600,10 @@ assert not clearly_better(avg_map["mean"], avg_map["mean_nonzero"])       # neve
 # (`miners.distance_log_density`). A negative drawn uniformly from a spread-out embedding therefore has a distance
 # near $\sqrt 2$: usually beyond the margin and useless. Distance-weighted sampling draws each negative with
 # probability $\propto 1/q(d_{an})$. In the ideal case — a great many negatives spread uniformly over the sphere —
-# the weight cancels the density, and the drawn distance is uniform between the two cut-offs below. A batch is far
-# from that case: each anchor has about a hundred negatives, and $1/q(d)$ falls steeply with $d$ (by more than nine
-# orders of magnitude from 0.5 to $\sqrt 2$, printed below), so the draws favour each anchor's closest negatives
+# the weight cancels the density, and the drawn distance is uniform between the two cut-offs below. Uniform in
+# distance is not uniform in rank: most negatives sit near $\sqrt 2$, so even then the drawn negative is closer than
+# most of the anchor's negatives. And $1/q(d)$ falls steeply with $d$ (by more than nine orders of magnitude from 0.5
+# to $\sqrt 2$, printed below), so among an anchor's negatives in a batch the draws favour the closest ones
 # (measured after the figure).
 #
 # Two cut-offs keep it sane. Distances below `cutoff` (0.5) are clipped to it, so all negatives closer than that
@@ -720,8 +726,8 @@ assert all(a > 2 * b for a, b in zip(act_dw, act_rnd))    # so its triplets stay
 # distances: the drawn negative is, on average, closer than all but a small share of the anchor's negatives (the
 # printed means: about one half for random triplets), and the triplets stay active much more often than random ones
 # (asserted: more than twice as often, in every seed). Distance-weighted sampling then works like a hard-negative
-# miner with some randomness. On random unit vectors it leans the same way, less strongly: a batch holds too few
-# negatives for the ideal uniform spread.
+# miner with some randomness. On random unit vectors it leans the same way, less strongly: that lean is what a
+# draw uniform in distance does when most negatives sit near $\sqrt 2$, not a shortfall of the batch.
 #
 # ### Bayesian updating (Sikaroudi, Ghojogh, Karray, Crowley & Tizhoosh, 2021)
 # Family 4 models each class $c$ in the embedding space as a Gaussian $\mathcal N(\mu_c, \Sigma_c)$ and keeps a
@@ -860,7 +866,8 @@ assert not beats_older  # claim: newer-not-better
 # %% [markdown]
 # ## 8. The Embedding Lab
 # The lab trains the triplet loss with the miner and margin you choose and shows a fixed set of test images after
-# every epoch (UMAP; press ▶ to watch them move). "Keep this run" pins a result; kept runs appear side by side, on
+# every epoch (UMAP; press ▶ to watch them move). Here it trains on part of the training set, for a few epochs (the
+# cell prints both); the epochs slider sets more. "Keep this run" pins a result; kept runs appear side by side, on
 # the same images, with a table of their metrics.
 #
 # The cell below does that once for you: **semi-hard against batch-hard at the same margin 0.2**, both kept. Two
@@ -874,7 +881,7 @@ assert not beats_older  # claim: newer-not-better
 from dmlcourse import lab
 
 embedding_lab = lab.EmbeddingLab(losses=["triplet"], miners=["batch_all", "batch_hard", "batch_semi_hard"],
-                                 size=SIZE, epochs=runtime.quick(5, 2), train_per_class=runtime.quick(None, 100),
+                                 size=SIZE, epochs=runtime.quick(3, 2), train_per_class=runtime.quick(500, 100),
                                  probe_per_class=runtime.quick(100, 20),
                                  layout=runtime.quick("chain", "pca"), warm_up=not QUICK)  # CI: no UMAP
 lab_runs = {}
@@ -888,6 +895,8 @@ for row in lab_rows:
     print(f"{row['miner']:<16} margin {row['margin']}  P@1 {row['P@1']:.3f}  MAP@R {row['MAP@R']:.3f}  "
           f"active (last epoch) {row['active (last epoch)']:.2f}")
 semi, hard = lab_runs["batch_semi_hard"], lab_runs["batch_hard"]
+print(f"each Lab run: {semi.config['train_per_class']} training images per class of {semi.config['dataset']}, "
+      f"{semi.epochs_done} epochs")
 lab_spread = {k: torch.cdist(r.snapshots[-1], r.snapshots[-1]).mean().item() for k, r in lab_runs.items()}
 print("spread of the probe embeddings after the last epoch: "
       + ", ".join(f"{k} {v:.3f}" for k, v in lab_spread.items()))

@@ -285,7 +285,7 @@ print(f"SphereFace (m = {LOW_D['sphereface']['margin']}): λ = {flat['sphereface
 # - the **arc width**, the median angle between a test embedding and the mean direction of its own class: how wide a
 #   class's arc is, wherever it sits.
 #
-# For each normalised head, the cell prints whether its gap to the softmax on either angle passes lecture 4's rule
+# For each normalised head, the cell prints whether its gap to the softmax on either angle passes lecture 04's rule
 # over seeds in your run (a gap counts when it is larger than the two standard deviations added). Read the pictures
 # with those verdicts, not by eye: one picture is one seed.
 #
@@ -317,11 +317,11 @@ go.Figure([sphere] + points).update_layout(height=500, margin=dict(l=0, r=0, t=3
                                           title="ArcFace, 3-D embedding on the unit sphere (MNIST test)")
 
 # %% [markdown]
-# ## 4. A realistic embedding: heads against the losses of lecture 5
+# ## 4. A realistic embedding: heads against the losses of lecture 05
 #
 # Now end to end: an MLP (784 → 256 → 64, `models.MLP`, with a 64-d embedding: cheap enough on a CPU to train every
 # configuration on several seeds), the same epochs and batches for every head and for the triplet and contrastive
-# losses of lecture 5. The margins are the papers' ($m = 4$ for SphereFace, $m = 0.35$ for CosFace, $m = 0.5$ for
+# losses of lecture 05. The margins are the papers' ($m = 4$ for SphereFace, $m = 0.35$ for CosFace, $m = 0.5$ for
 # ArcFace); the scale is $s = 30$ for both CosFace and ArcFace, which is AM-Softmax's setting (with the same
 # $m = 0.35$). The CosFace and ArcFace papers use $s = 64$ for their thousands of identities; with ten classes the
 # true class can reach a probability above 0.99 from $s = 16$ on (section 1). Retrieval uses the cosine on the
@@ -348,8 +348,8 @@ CONFIGS = {
     "sphereface (m=4)": ("head", dict(margin=4)),
     "cosface (s=30, m=0.35)": ("head", dict(scale=30.0, margin=0.35)),
     "arcface (s=30, m=0.5)": ("head", dict(scale=30.0, margin=0.5)),
-    "triplet (lecture 5)": ("loss", dict(margin=0.2)),
-    "contrastive (lecture 5)": ("loss", dict(margin=1.0)),
+    "triplet (lecture 05)": ("loss", dict(margin=0.2)),
+    "contrastive (lecture 05)": ("loss", dict(margin=1.0)),
 }
 
 def run(label, dataset, override=None, seed=0):
@@ -448,7 +448,7 @@ if not QUICK:   # the default settings: ArcFace verifies better than the softmax
 # %% [markdown]
 # How to read the table. Every entry is a mean ± standard deviation over the seeds in `SEEDS` (other initial
 # weights, another batch order). The lines under the figure compare CosFace's and ArcFace's EER with the softmax's by
-# the course's rule over seeds (lecture 4: a gap counts when it is larger than the two standard deviations added), and
+# the course's rule over seeds (lecture 04: a gap counts when it is larger than the two standard deviations added), and
 # the list after them gives every EER difference between two rows that passes the rule; any other gap between two
 # rows is seed noise, not a ranking. The figure shows one seed only, so its legend may order two close rows
 # differently from the table.

@@ -65,8 +65,9 @@ fig.tight_layout()
 # **The training data.** Face datasets scraped from the web contain plenty of blurred, occluded, badly lit photos;
 # MNIST and Fashion-MNIST contain almost none. A variance can only be learned from examples of low quality, so every
 # model in this notebook trains on the training images **plus one degraded copy of each** (a random degradation at a
-# random strength). First, a deterministic embedding, exactly as in lecture 7: a network and a CosFace head, then
-# $\mu(x) = f(x)/\lVert f(x)\rVert$ compared by the cosine.
+# random strength). First, a deterministic embedding trained as in lecture 07, with a CosFace head ($s = 30$,
+# $m = 0.35$), then $\mu(x) = f(x)/\lVert f(x)\rVert$ compared by the cosine. Two things differ from lecture 07: the
+# MLP has two hidden layers instead of one, and it trains on plainly shuffled batches of the augmented training set.
 
 # %%
 def make_net():
@@ -94,10 +95,11 @@ def train_deterministic(dataset, seed=0):
         runtime.seed_everything(seed)
         net = make_net()
         hist = train.train(net, heads.HeadLoss(heads.CosFaceHead(64, 10, scale=30.0, margin=0.35)), X, Y,
-                           epochs=EPOCHS, batch_size=128, lr=2e-3, name=dataset, device=device, progress=True)
+                           epochs=EPOCHS, batch_size=128, lr=2e-3, name=dataset, device=device, progress=True,
+                           seed=seed)   # the seed: the initial weights above, and the batch order here
         return {"state": net.cpu().state_dict(), "history": hist}
     out = cache.cached(f"l08-det-{dataset}", dict(arch=ARCH, size=SIZE, n=TRAIN_PER_CLASS, epochs=EPOCHS,
-                                                  seed=seed), compute)
+                                                  seed=seed, v=2), compute)
     net = make_net()
     net.load_state_dict(out["state"])
     return net.eval()
@@ -170,27 +172,32 @@ for ax, k in zip(fig.axes, wrong):
     ax.set_title(f"→ {int(r['pred'][k])}  cos {r['cos'][k]:.2f}\n(true {int(SETS[d0][3][k])})", fontsize=7)
 
 # %% [markdown]
-# These images sit **close to a wrong class centre**. Strength 1 costs more than ten points of accuracy, and on both
+# These images sit **close to a wrong class centre**. Strength 1 costs more than ten points of accuracy (on average
+# over the four degradations), and on both
 # datasets at least one wrong answer in twenty (the shares are printed above; both facts are asserted) has a cosine
 # above the 10th percentile of the correct clean answers: a cosine threshold that keeps nine correct clean answers in
-# ten keeps those mistakes too. Whatever threshold we put on the cosine, a point embedding either keeps confident
-# mistakes or rejects good images: a point carries no separate way of saying "this one is a guess".
+# ten keeps those mistakes too. A low cosine does flag many of the other mistakes, but the cosine is the only number a
+# point has: whatever threshold we put on it, it either keeps these confident mistakes or rejects more good images.
+# A Gaussian adds a second number, a variance that can say "this one is a guess"; section 6 compares how it flags
+# the mistakes with the cosine at the same cost.
 
 # %% [markdown]
 # ## 2. The mutual likelihood score
 #
 # Let each image define a Gaussian over the latent code $z$: $p(z\mid x) = \mathcal N(z;\,\mu(x),\,\mathrm{diag}\,\sigma^2(x))$.
-# Two images show the same class if they share the **same** latent code. The probability of that is the integral of the
-# two densities along the diagonal $z_1 = z_2$:
+# Two images show the same class if they come from one latent code. How likely that is, is measured by the integral of
+# the two densities along the diagonal $z_1 = z_2$ (a density, not a probability: it can exceed 1):
 # $p(z_1 = z_2) = \int p(z \mid x_1)\,p(z \mid x_2)\,dz$, and for Gaussians it has a closed form (the density of
 # $z_1 - z_2 \sim \mathcal N(\mu_1 - \mu_2,\, \sigma_1^2 + \sigma_2^2)$ at 0). Its logarithm is the **MLS** (eq. 3 of the
-# PFE paper, which the face-recognition slides reproduce):
+# PFE paper, which the face-recognition slides, one of the three source lectures that lecture 00 introduces,
+# reproduce):
 #
 # $$s(x_1, x_2) = -\frac12\sum_{l=1}^{D}\left(\underbrace{\frac{(\mu_1^{(l)} - \mu_2^{(l)})^2}{\sigma_1^{2(l)} + \sigma_2^{2(l)}}}_{\text{attention}}
 # + \underbrace{\log\bigl(\sigma_1^{2(l)} + \sigma_2^{2(l)}\bigr)}_{\text{penalty}}\right) - \frac D2\log 2\pi .$$
 #
 # * **Attention**: a squared distance in which every dimension is divided by its joint variance — confident dimensions
-#   count more, uncertain ones are almost ignored.
+#   count more, uncertain ones are almost ignored. The term under the brace is never negative, so its contribution
+#   $-\frac12\sum_l(\dots)$ to the score is never positive.
 # * **Penalty**: uncertain dimensions lower the score *whatever the distance*.
 #
 # `mutual_likelihood_score` takes **variances** (or log-variances with `log_var=True`). A sum of positive variances
@@ -207,15 +214,16 @@ explorer
 
 # %% [markdown]
 # The face-recognition slides list four properties of the MLS. The first two are the attention and the penalty
-# above. The other two, quoted here, need care:
+# above. The other two, in our words, need care:
 #
-# * *"If either input has a large uncertainty, MLS is low irrespective of the distance between the means."* As an
-#   **upper bound** this is right: the attention term is never positive, so $s \le -\frac12\sum_l\log(2\pi(\sigma_1^{2(l)} + \sigma_2^{2(l)}))$,
-#   a low ceiling when either variance is large. But "irrespective" hides the other half: for means that are **far
-#   apart**, a large variance gives a *higher* score than small variances. Uncertainty does not punish a pair — it
-#   flattens the score towards a middle value where distance no longer matters.
-# * *"Only if both inputs have small uncertainties and their means are close can MLS be very high."* True, and it is
-#   not bounded: the MLS is a log-density, it grows like $-\frac D2\log(\sigma_1^2 + \sigma_2^2)$ as the variances shrink.
+# * *A large uncertainty in either input keeps the MLS low, however far apart the means are* (the slides add that
+#   the penalty is the reason). As an **upper bound** this is right: the attention contribution is never positive, so
+#   $s \le -\frac12\sum_l\log(2\pi(\sigma_1^{2(l)} + \sigma_2^{2(l)}))$, a low ceiling when either variance is large.
+#   But "however far apart" hides the other half: for means that are **far apart**, a large variance gives a *higher*
+#   score than small variances. Uncertainty does not only punish a pair: it flattens the score, lowering it for close
+#   means and raising it for far ones, towards a middle value where distance no longer matters.
+# * *Only two confident inputs with close means can reach a very high MLS.* True, and the score is not bounded: the
+#   MLS is a log-density, it grows like $-\frac D2\log(\sigma_1^2 + \sigma_2^2)$ as the variances shrink.
 
 # %%
 dist = torch.linspace(0, 4, 41, dtype=torch.float64)
@@ -281,7 +289,7 @@ def train_pfe(dataset):
         hist = train.train(pfe, uncertainty.PFELoss(), f, Y, epochs=PFE_EPOCHS, batch_size=160,
                            samples_per_class=16, lr=3e-3, device=device, progress=True)
         return {"state": pfe.head.cpu().state_dict(), "history": hist}
-    out = cache.cached(f"l08-pfe-{dataset}", dict(arch=ARCH, size=SIZE, n=TRAIN_PER_CLASS, epochs=EPOCHS,
+    out = cache.cached(f"l08-pfe-{dataset}", dict(arch=ARCH, size=SIZE, n=TRAIN_PER_CLASS, epochs=EPOCHS, det_v=2,
                                                   pfe_epochs=PFE_EPOCHS), compute)
     head = uncertainty.UncertaintyHead(fdim, 64)
     head.load_state_dict(out["state"])
@@ -323,13 +331,13 @@ def rank_table(sw):
                                  torch.cat([sw[d][kind, s] for s in levels])).statistic
             for d in DATASETS for kind in uncertainty.DEGRADATIONS}
 
-def plot_sweep(sw, rho, title):
+def plot_sweep(sw, rho, title, ylabel="median uncertainty (harmonic σ²)"):
     fig, axes = plt.subplots(1, len(DATASETS), figsize=(10, 3.2), sharey=False)
     for ax, d in zip(axes, DATASETS):
         for kind in uncertainty.DEGRADATIONS:
             ax.plot(levels, [sw[d][kind, s].median() for s in levels], marker="o",
                     label=f"{kind} (ρ = {rho[d, kind]:.2f})")
-        ax.set(xlabel="degradation strength", ylabel="median uncertainty (harmonic σ²)", title=f"{title}, {d}")
+        ax.set(xlabel="degradation strength", ylabel=ylabel, title=f"{title}, {d}")
         ax.legend(frameon=False, fontsize=8)
     fig.tight_layout()
 
@@ -360,9 +368,13 @@ for d in DATASETS:
 # %% [markdown]
 # ## 4. Verification with degraded pairs
 #
-# Every test image is degraded (random kind, random strength in $[0, 1]$); pairs are half genuine, half impostor. We
-# score them by the cosine of the means (the deterministic system) and by the MLS (PFE), and compare EER and TAR at
-# FAR = 1%.
+# Every test image gets a random degradation: a random kind and a random strength, a multiple of 0.05 from 0 to 1
+# (so about one image in forty stays untouched). Pairs are half genuine, half impostor. We score them by the cosine
+# of the means (the deterministic system) and by the MLS (PFE), and compare EER and TAR at FAR = 1%.
+#
+# **A closed-set test.** Every test image here, in this section and in the ones below, shows one of the ten classes the
+# networks were trained on. Face recognition, where PFE and DUL come from, verifies people that were never in the
+# training set (lecture 01's open set); how these results carry over to unseen classes is not measured here.
 
 # %%
 VER = {}
@@ -389,9 +401,8 @@ ver_table(list(VER[d0]["scores"]))
 for d in DATASETS:
     sc, same = VER[d]["scores"], VER[d]["same"]
     cos, mls = sc["cosine on μ (deterministic)"], sc["MLS (PFE)"]
+    # claim: mls-eer
     assert verification.equal_error_rate(mls, same) <= verification.equal_error_rate(cos, same) + 0.005
-    # claim: mls-tar
-    assert verification.tar_at_far(mls, same, 1e-2) > verification.tar_at_far(cos, same, 1e-2)
     assert verification.equal_error_rate(sc["official PFE form"], same) == \
         verification.equal_error_rate(sc["MLS (PFE)"], same)         # dropping the 1/2 and the constant: same ranking
 
@@ -406,11 +417,11 @@ for ax, d in zip(axes, DATASETS):
 fig.tight_layout()
 
 # %% [markdown]
-# On both datasets the MLS accepts more genuine pairs than the cosine at a low false accept rate (TAR at FAR = 1%,
-# asserted). Its EER, in the table, is never more than half a point (0.005, asserted) above the cosine's; which of
-# the two is lower is too close to call from one trained head. With a frozen mean the MLS can only re-weight
-# dimensions and add the penalty, so large gains are not to be expected. PFE also pays off in a second way:
-# **knowing when not to decide**.
+# With this PFE head, the MLS's EER is never more than half a point (0.005, asserted) above the cosine's. Which of the
+# two is lower, and which accepts more genuine pairs at FAR = 1%, is in the table, but it is one trained head, one
+# draw, and this notebook does not rank the two scores from it. With a frozen mean the MLS can only re-weight
+# dimensions and add the penalty, so large gains are not to be expected. The variance can also be used another way:
+# **to decide when not to decide**.
 #
 # ### Risk-controlled verification
 #
@@ -466,21 +477,23 @@ for d in DATASETS:
 # with precisions adding up and the mean **weighted by precision**:
 # $$\frac{1}{\sigma_f^2} = \sum_k \frac{1}{\sigma_k^2}, \qquad \mu_f = \sigma_f^2\sum_k\frac{\mu_k}{\sigma_k^2},$$
 # so a sharp image outweighs a ruined one, and the fused template is more certain than any of its members.
-# Templates of $K = 4$ degraded test images; pairs of templates are compared by the cosine of the averaged $\mu$, the
+# Templates of $K = 4$ degraded test images, disjoint (no image is in two templates, so a genuine pair of templates
+# never shares an image); pairs of templates are compared by the cosine of the averaged $\mu$, the
 # cosine of the fused $\mu_f$, and the MLS of the fused Gaussians. Which images land in a template is a random draw,
 # so each EER is the mean ± standard deviation over `TEMPLATE_DRAWS` draws of the templates and their pairs, and two
 # ways of scoring are ranked by the course's rule (`metrics.clearly_above`, lecture 04). The second exercise asks you to
 # write the fusion; the package's `uncertainty.fuse` is listed after the exercises.
 
 # %%
-K, N_TEMPLATES, TEMPLATE_DRAWS = 4, runtime.quick(100, 40), 5
+K, TEMPLATE_DRAWS = 4, 5
+N_TEMPLATES = TEST_PER_CLASS // K          # templates per class: every test image in exactly one
 FUSION_SCORES = ("average μ, cosine", "fused μ, cosine", "fused Gaussians, MLS")
 
 def template_eers(dataset, draw):
     v, yt = VER[dataset], SETS[dataset][3]
     g = torch.Generator().manual_seed(draw)
-    members = torch.stack([torch.nonzero(yt == c).flatten()[torch.randperm(int((yt == c).sum()), generator=g)[:K]]
-                           for c in range(10) for _ in range(N_TEMPLATES)])          # (templates, K)
+    members = torch.cat([torch.nonzero(yt == c).flatten()[torch.randperm(int((yt == c).sum()), generator=g)]
+                         [:N_TEMPLATES * K].view(N_TEMPLATES, K) for c in range(10)])   # (templates, K), disjoint
     t_labels = torch.arange(10).repeat_interleave(N_TEMPLATES)
     mu, var = v["mu"][members], v["var"][members]                                     # (templates, K, D)
     avg = torch.nn.functional.normalize(mu.mean(1), dim=1)
@@ -509,16 +522,17 @@ for d in DATASETS:
     print(f"{d}: mean rank correlation of the variances (section 3) {mean_rho[d]:.2f}; "
           f"fused μ against averaging: {fusion_verdict[d]}")
 # claim: fusion-tracks-quality
-assert mean_rho["mnist"] > mean_rho["fashion-mnist"] and fusion_verdict["fashion-mnist"] == "clearly higher"
+assert fusion_verdict["fashion-mnist"] == "clearly higher"
 assert fusion_verdict["mnist"] == "within the spread of the draws"  # claim: fusion-tracks-quality
 assert all(lower_eer(FUSION[d]["fused Gaussians, MLS"], FUSION[d]["average μ, cosine"]) != "clearly lower"
            for d in DATASETS)  # claim: fusion-tracks-quality
 
 # %% [markdown]
-# Fusion is only as good as the variances it weights by. PFE's uncertainty tracks the degradation strength less
-# well on Fashion-MNIST than on MNIST (the smaller mean rank correlation of section 3, asserted), and there the
-# precision-weighted mean verifies templates with a clearly *higher* EER than the plain average (asserted): a noisy
-# weight is worse than an equal one. On MNIST the two are within the spread of the draws (asserted; the printed means
+# Fusion is only as good as the variances it weights by. On Fashion-MNIST the precision-weighted mean verifies
+# templates with a clearly *higher* EER than the plain average (asserted). In this run PFE's uncertainty also tracked
+# the degradation strength less well on Fashion-MNIST (the printed mean rank correlations; one head per dataset, so
+# not ranked), and a noisy weight doing worse than an equal one is the likely reading, but two datasets and one PFE
+# head do not show it. On MNIST the two are within the spread of the draws (asserted; the printed means
 # are not a ranking). Scoring the fused Gaussians by the MLS is not clearly better than averaging on either dataset
 # (asserted). So on these data, averaging is the safer way to build a template. These draws vary the templates only;
 # the variances come from one trained PFE head.
@@ -542,24 +556,41 @@ for d in DATASETS:
     r = point[d]["occlusion", 1.0]
     u_occ = uncertainty.harmonic_variance(pfe_embed(d, degraded_test(d, "occlusion", 1.0))[1])
     u_clean = uncertainty.harmonic_variance(pfe_embed(d, SETS[d][2])[1])
-    FLAGGED[d] = flagged = (u_occ[~r["correct"]] > torch.quantile(u_clean, 0.9)).float().mean().item()
-    print(f"{d}: P@1 on the degraded test set, deterministic {p1_det:.4f}, PFE's μ {p1_pfe:.4f}; "
-          f"wrongly placed occluded images flagged (uncertainty above the 90th percentile of clean ones): {flagged:.0%}")
+    # flag an occluded image when PFE's uncertainty is above the 90th percentile of the clean images', or, the point
+    # embedding's own signal at the same cost, when its cosine is below the 10th percentile of the clean cosines
+    by_pfe = u_occ > torch.quantile(u_clean, 0.9)
+    by_cos = r["cos"] < torch.quantile(point[d]["occlusion", 0.0]["cos"], 0.1)
+    FLAGGED[d] = {name: (f[~r["correct"]].float().mean().item(), f[r["correct"]].float().mean().item())
+                  for name, f in (("PFE", by_pfe), ("cosine", by_cos))}
+    print(f"{d}: P@1 on the degraded test set, deterministic {p1_det:.4f}, PFE's μ {p1_pfe:.4f}")
+    for name, (wrong_flagged, right_flagged) in FLAGGED[d].items():
+        print(f"  flagged by the {name:<7}: {wrong_flagged:.0%} of the wrongly placed occluded images, "
+              f"{right_flagged:.0%} of the correctly placed ones")
     assert abs(p1_pfe - p1_det) <= 1 / len(yt)
 # claim: flagged-not-all
-assert FLAGGED["mnist"] > 0.9 and FLAGGED["fashion-mnist"] < 2 / 3
+assert FLAGGED["mnist"]["PFE"][0] > 0.9 and FLAGGED["fashion-mnist"]["PFE"][0] < 2 / 3
+assert all(FLAGGED[d]["cosine"][0] > 1 / 3 for d in DATASETS)  # claim: cosine-flags-too
 
 # %% [markdown]
 # On MNIST PFE flags more than nine in ten of the wrongly placed occluded images; on Fashion-MNIST it misses more than
 # a third of them (both asserted). The ones it misses stay where they are, confidently wrong: nothing in PFE can move
-# them.
+# them. The second line of each dataset is the fair baseline: the point embedding's own cosine, thresholded at the same
+# cost (one clean image in ten flagged). It catches more than a third of the same mistakes on both datasets
+# (asserted), and both alarms also flag many
+# correctly placed images, because at occlusion 1 most images are hard. Which alarm is better is printed for one PFE
+# head, a single draw, so this notebook does not rank them. What PFE adds is a number separate from the match score,
+# which section 4's risk control and section 5's fusion use; neither section shows that it beats the point
+# embedding's own confidence (section 4's control is random rejection, which only shows that the variance is
+# informative).
 
 # %% [markdown]
 # **Twice the storage, more compute per match.** A gallery stores $\mu$ and $\sigma^2$: $2D$ numbers per image instead of
 # $D$. And the cosine of $N \times M$ normalised vectors is *one matrix product*, which BLAS runs at full speed, while the MLS
 # divides every pair's squared differences by that pair's own variance sum and takes a logarithm — $N \cdot M \cdot D$
-# separate operations. (The attention term can be expanded into matrix products only when the variances are shared by
-# all images.) Timed on this machine:
+# separate operations. (The attention term can be expanded into one matrix product only when each image's variance is
+# the same in every dimension: then $\lVert\mu_i - \mu_j\rVert^2/(\sigma_i^2 + \sigma_j^2)$ needs $\mu_i\cdot\mu_j$ and a
+# division per pair, which is the fast path of the official PFE code. With a variance per dimension, as here, the sum
+# $\sigma_i^2 + \sigma_j^2$ couples each pair in every dimension.) Timed on this machine:
 
 # %%
 N_GAL = runtime.quick(1000, 500)   # the MLS of all N_GAL² pairs can take seconds on a CPU (timed 3 times)
@@ -590,19 +621,24 @@ assert t_mls > 10 * t_cos  # claim: mls-cost
 # %% [markdown]
 # ## 7. DUL: learning the mean and the variance together
 #
-# Data Uncertainty Learning (Chang et al., 2020) answers the first drawback. The network predicts $\mu(x)$ and
+# Data Uncertainty Learning (Chang et al., 2020) answers both drawbacks: the mean is learned together with the
+# variance, and at test time only $\mu$ is compared, by the cosine, so a gallery stores points again. What we build is
+# the paper's classification form (DUL-cls); the paper also has a regression form that we leave out. The network
+# predicts $\mu(x)$ and
 # $\log\sigma^2(x)$ **from scratch**, and training uses a *sample* $z = \mu + \sigma \odot \varepsilon$,
 # $\varepsilon \sim \mathcal N(0, I)$ — the reparameterisation trick, so that gradients reach both $\mu$ and $\sigma$.
-# The classification head of lecture 7 (CosFace here) sees $z$. A noisy $z$ makes classification harder, so the network
+# The classification head of lecture 07 (CosFace here) sees $z$. A noisy $z$ makes classification harder, so the network
 # wants $\sigma \to 0$; a KL term towards $\mathcal N(0, I)$ with weight $\lambda$ pulls the other way:
 # $$\mathcal L = \mathrm{CE}\bigl(\mathrm{head}(z), y\bigr) + \lambda\,\mathrm{KL}\bigl(\mathcal N(\mu, \sigma^2)\,\Vert\,\mathcal N(0, I)\bigr),\qquad
 # \mathrm{KL} = \tfrac12\sum_l\bigl(\mu_l^2 + \sigma_l^2 - \log\sigma_l^2 - 1\bigr).$$
-# The balance lets the variance grow exactly where the image is hard to classify anyway: on bad images, a large
-# $\sigma$ costs little cross-entropy and saves KL. The DUL paper adds a second argument: an image with a large $\sigma$
+# The paper's argument is that this balance lets the variance grow where the image is hard to classify anyway: on bad
+# images, a large $\sigma$ costs little cross-entropy and saves KL. (In our runs, what grows on degraded images is the
+# noise relative to the length of the mean, $\sigma^2/\lVert\mu\rVert^2$, defined below; the notebook measures that
+# ratio, not $\sigma^2$ alone.) The DUL paper adds a second argument: an image with a large $\sigma$
 # gives a noisy, weak training signal, so the class centres are shaped mostly by the clean images.
 #
 # The loss and the sampling step are listed here; the KL term is `uncertainty.dul_kl`, the VAE's `gaussian_kl` of
-# lecture 03, which the third exercise asks you to write (it is listed after the exercises).
+# lecture 03 (listed at the end of this notebook). The third exercise asks where its gradients pull.
 
 # %%
 show(uncertainty.DULLoss.forward)
@@ -622,10 +658,10 @@ def train_dul(dataset, seed=0):
         net = build_dul()
         loss_fn = uncertainty.DULLoss(heads.CosFaceHead(64, 10, scale=30.0, margin=0.35), kl_weight=KL_WEIGHT)
         hist = train.train(net, loss_fn, X, Y, epochs=EPOCHS, batch_size=128, lr=2e-3, name=dataset, device=device,
-                           progress=True)
+                           progress=True, seed=seed)   # the seed: weights, batch order and the noise of z
         return {"state": net.cpu().state_dict(), "history": hist}
     out = cache.cached(f"l08-dul-{dataset}", dict(arch=ARCH, size=SIZE, n=TRAIN_PER_CLASS, epochs=EPOCHS,
-                                                  kl=KL_WEIGHT, seed=seed), compute)
+                                                  kl=KL_WEIGHT, seed=seed, v=2), compute)
     net = build_dul()
     net.load_state_dict(out["state"])
     return net.eval(), out["history"]
@@ -739,7 +775,7 @@ assert all(DUL_MLS_WORSE)  # claim: dul-mls
 dul_u = {d: uncertainty_sweep(d, lambda imgs, d=d: dul_embed(DUL[d][0], d, imgs)[1]) for d in DATASETS}
 
 rho_dul = rank_table(dul_u)
-plot_sweep(dul_u, rho_dul, "DUL")
+plot_sweep(dul_u, rho_dul, "DUL", ylabel="median uncertainty (harmonic σ²/‖μ‖²)")
 print("Spearman rank correlation, strength vs DUL uncertainty")
 for d in DATASETS:
     print(f"  {d:<14}" + "  ".join(f"{k} {rho_dul[d, k]:+.2f}" for k in uncertainty.DEGRADATIONS))
@@ -749,38 +785,45 @@ for d in DATASETS:
 assert all(r > 0.1 for r in rho_dul.values())  # claim: dul-tracks
 
 # %% [markdown]
-# DUL's uncertainty rises with every degradation too: every rank correlation is above 0.1 (asserted). Whether it
+# DUL's uncertainty on the sphere, $\sigma^2/\lVert\mu\rVert^2$, rises with every degradation too: every rank correlation is
+# above 0.1 (asserted). This is a ratio: how $\sigma^2$ and $\lVert\mu\rVert$ move on their own is not shown here (the
+# fifth exercise invites you to look). Whether it
 # rises more steeply than PFE's is printed for one PFE head and one DUL network, a single draw each, so this notebook
 # draws no conclusion from it.
 
 # %% [markdown]
 # ## Summary
 #
-# - A point embedding has no way to say "I am not sure": under strong degradation it loses accuracy, and at least one
+# - A point embedding's only signal of doubt is its cosine: under strong degradation it loses accuracy, and at least one
 #   wrong answer in twenty has a cosine above the 10th percentile of the correct clean answers (section 1, asserted on
 #   both datasets). <!-- claim: confident-mistakes -->
-# - A probabilistic embedding gives every image a Gaussian. Two are compared by the **MLS**, the log-probability that
-#   they share a latent code: an *attention* term (distance weighted by confidence) plus a *penalty* term (uncertainty
+# - A probabilistic embedding gives every image a Gaussian. Two are compared by the **MLS**, the log-likelihood (a
+#   log-density) that they share a latent code: an *attention* term (distance weighted by confidence) plus a *penalty* term (uncertainty
 #   lowers the score). Uncertainty caps the score and flattens it — for far-apart means it even raises it — and the
 #   score is unbounded above as both variances shrink. Dropping the $\frac12$ and the constant, as the official code does,
 #   changes no ranking. <!-- recap -->
 # - **PFE** learns only the variance, on a frozen embedding, with the negative MLS of genuine pairs. Its uncertainty
-#   rises with every degradation (every rank correlation above 0.1, asserted), and on degraded pairs the MLS accepts
-#   more genuine pairs than the cosine at FAR = 1% (asserted). <!-- claim: pfe-tracks --> <!-- claim: mls-tar -->
+#   rises with every degradation (every rank correlation above 0.1, asserted). On degraded pairs of the ten training
+#   classes, the MLS of the one trained head has an EER at most half a point above the cosine's (asserted); one head does
+#   not rank the two. <!-- claim: pfe-tracks --> <!-- claim: mls-eer -->
 # - Rejecting the most uncertain 40% of the pairs raises the verification accuracy by more than two points, rejecting
-#   40% at random by less than one (asserted). <!-- claim: risk-control -->
+#   40% at random by less than one (asserted): the variance is informative (it is not compared with rejecting by the
+#   cosine's own margin). <!-- claim: risk-control -->
 # - Precision-weighted fusion of templates is only as good as its variances: over draws of the templates it is clearly
-#   worse than averaging on Fashion-MNIST, where the variances track quality less well, and within the spread of the
-#   draws on MNIST (asserted). <!-- claim: fusion-tracks-quality -->
+#   worse than averaging on Fashion-MNIST and within the spread of the draws on MNIST (asserted).
+#   <!-- claim: fusion-tracks-quality -->
 # - PFE's drawbacks: the mean is unchanged, so retrieval is the deterministic model's; of the wrongly placed occluded
-#   images PFE flags more than nine in ten on MNIST but misses more than a third on Fashion-MNIST (asserted); storage
+#   images PFE flags more than nine in ten on MNIST but misses more than a third on Fashion-MNIST (asserted), and the
+#   point embedding's own cosine, at the same cost, catches more than a third of them too (asserted; compare the
+#   printed shares: the two alarms are not ranked from one head); storage
 #   doubles, and a match by the MLS took more than ten times as long as a cosine (asserted).
-#   <!-- claim: flagged-not-all --> <!-- claim: mls-cost -->
+#   <!-- claim: flagged-not-all --> <!-- claim: cosine-flags-too --> <!-- claim: mls-cost -->
 # - **DUL** learns mean and variance together (reparameterisation + KL to $\mathcal N(0, I)$). Over `SEEDS`, its mean
 #   is never clearly worse than the deterministic one on MAP@R or EER of the degraded test set (asserted; the printed
 #   verdict says where it is clearly better), and scoring its Gaussians by the MLS gave a higher EER than its cosine in
 #   every run (asserted). <!-- claim: dul-mean --> <!-- claim: dul-mls -->
-# - DUL's uncertainty also rises with every degradation (every rank correlation above 0.1, asserted).
+# - DUL's uncertainty on the sphere, $\sigma^2/\lVert\mu\rVert^2$, also rises with every degradation (every rank
+#   correlation above 0.1, asserted).
 #   <!-- claim: dul-tracks -->
 #
 # ## Exercises
@@ -793,15 +836,20 @@ assert all(r > 0.1 for r in rho_dul.values())  # claim: dul-tracks
 #    (N, D) means and variances, without `dmlcourse.uncertainty`.
 # 2. **Fusion by hand.** Write `my_fuse(mu, var)`: the precision-weighted fusion of $K$ observations (K, D) of one
 #    class into one Gaussian (D,), as in section 5.
-# 3. **DUL's regulariser by hand.** Write `my_kl(mu, log_var)`: $\mathrm{KL}(\mathcal N(\mu, \sigma^2)\,\Vert\,\mathcal N(0, I))$
-#    for each row, from log-variances.
+# 3. **Where DUL's regulariser pulls.** Section 7 wrote the KL term; lecture 03 had you code it. Now work out, by
+#    hand (no autograd), its gradients: write `my_kl_gradients(mu, log_var)` that returns the pair
+#    $(\partial\,\mathrm{KL}/\partial\mu,\ \partial\,\mathrm{KL}/\partial\log\sigma^2)$ of the KL summed over the rows, each of
+#    the inputs' shape (N, D). Then set each to zero: where does the KL alone pull a mean and a variance?
 # 4. **Predict, then explain: when does uncertainty score higher?** In section 2's plot ($D = 1$, $\sigma_2^2 = 0.01$),
 #    the curve of an uncertain input ($\sigma_1^2 = 10$) starts far below the curve of a certain one
 #    ($\sigma_1^2 = 0.01$) and ends above it. Guess the distance $\lvert\mu_1 - \mu_2\rvert$ where they cross, before you
 #    look at the plot again. Then compute it exactly from the MLS formula.
-# 5. **Explore (no check).** Retrain DUL with `KL_WEIGHT = 0` and `KL_WEIGHT = 1`: what happens to the variances and
-#    to the rank correlations of section 7? Train the PFE head on the *clean* training images only: do the rank
-#    correlations of section 3 survive, and what does that say about the data PFE needs?
+# 5. **Explore (no check).** Retrain DUL with `KL_WEIGHT = 0` and `KL_WEIGHT = 1` (the cache keys include it): what
+#    happens to the variances and to the rank correlations of section 7? With `KL_WEIGHT = 0`, what in the loss still
+#    stops $\sigma^2$ from shrinking? Then train the PFE head on the *clean* training images only: `SETS` holds the
+#    clean images first and their degraded copies second, so in `train_pfe` keep the first half of `X` and `Y` (and
+#    add something to its cache key). Do the rank correlations of section 3 survive, and what does that say about
+#    the data PFE needs?
 
 # %%
 from dmlcourse.exercises import check, hint, show_solution
@@ -832,14 +880,15 @@ def my_fuse(mu, var):
 check("08.2", my_fuse)
 
 # %% exercise="08.3"
-def my_kl(mu, log_var):
-    """Return the (N,) values KL(N(mu, diag exp(log_var)) || N(0, I)), one per row of the (N, D) inputs."""
+def my_kl_gradients(mu, log_var):
+    """Return (grad_mu, grad_log_var), each (N, D): the gradients of sum_n KL(N(mu_n, diag exp(log_var_n)) || N(0, I))
+    with respect to mu and to log_var, by hand."""
     ### BEGIN SOLUTION
-    return 0.5 * (mu ** 2 + log_var.exp() - log_var - 1).sum(1)
+    return mu, 0.5 * (log_var.exp() - 1)  # d/dmu 1/2 mu^2; d/ds 1/2 (exp(s) - s), s = log var
     ### END SOLUTION
 
 
-check("08.3", my_kl)
+check("08.3", my_kl_gradients)
 
 # %% exercise="08.4"
 my_prediction = None  # your guess: the |mu1 - mu2| where the sigma1^2 = 10 curve overtakes the sigma1^2 = 0.01 one
@@ -856,7 +905,7 @@ check("08.4", my_prediction, my_crossing, dist, S)
 # %% [markdown]
 # ## The package's code
 #
-# Once you have written the first three exercises, compare your code with the package's. The MLS: `mls_terms` checks the
+# Once you have written the first two exercises, compare your code with the package's. The MLS: `mls_terms` checks the
 # inputs, `_mls_terms` computes, with the `logaddexp` safeguard of section 2.
 
 # %%

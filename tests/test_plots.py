@@ -118,3 +118,16 @@ def test_project_2d_cache_stores_the_same_layout_and_reuses_it(tmp_path, monkeyp
             plots.project_2d(*args, **kwargs)
     with pytest.raises(TypeError, match="cache must be True or False, got 'yes'"):
         plots.project_2d(z, cache="yes")
+
+
+def test_a_umap_layout_leaves_torchs_thread_count_as_it_was():
+    # umap's numba code sets the OpenMP thread count torch shares (1 -> 2 with metric="precomputed",
+    # the exact-distance path below): a one-thread session would then train at two threads
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        x = torch.randn(300, 8, generator=torch.Generator().manual_seed(0))
+        plots.project_2d(x, seed=0, exact_distances=True)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

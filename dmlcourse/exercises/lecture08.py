@@ -52,12 +52,6 @@ def reference_fuse(mu, var):
     return torch.tensor(mu_f, dtype=torch.float64), torch.tensor(var_f, dtype=torch.float64)
 
 
-def reference_kl(mu, log_var) -> torch.Tensor:
-    """KL( N(mu, diag exp(log_var)) || N(0, I) ) per row: 1/2 sum (mu^2 + var - log var - 1)."""
-    return torch.tensor([0.5 * sum(m * m + math.exp(lv) - lv - 1 for m, lv in zip(ms, lvs))
-                         for ms, lvs in zip(mu.double().tolist(), log_var.double().tolist())], dtype=torch.float64)
-
-
 def reference_crossing(var_uncertain: float, var_certain: float, var_other: float) -> float:
     """The distance d = |mu1 - mu2| (D = 1) at which the MLS with var1 = var_uncertain equals the MLS with
     var1 = var_certain (var2 = var_other in both). With a = v_c + v_o and b = v_u + v_o:
@@ -87,8 +81,8 @@ def _problems(n=12, d=6):
                  "log of its density at 0, summed over the D dimensions.",
                  "Three parts, each summed over dim 1: -1/2 (mu1 - mu2)^2 / (var1 + var2), -1/2 log(var1 + var2), "
                  "and the constant -1/2 log(2 pi) per dimension.",
-                 "v = var1 + var2; return -0.5 * ((mu1 - mu2) ** 2 / v + torch.log(v)).sum(1) "
-                 "- 0.5 * mu1.shape[1] * math.log(2 * math.pi)"],
+                 "Test your function on a case you can do in your head: D = 1, mu1 = mu2, var1 = var2 = 1/(4 pi). "
+                 "Then var1 + var2 = 1/(2 pi), and the penalty and the constant cancel: the score must be 0."],
           mistakes=["sign error", "log term missing", "constant missing", "official PFE form",
                     "divided by each variance", "inputs squared or square-rooted", "mean instead of sum"],
           implemented_by=["dmlcourse.uncertainty.mls_terms", "dmlcourse.uncertainty._mls_terms"])
@@ -133,7 +127,8 @@ def check_mls(fn) -> str:
 @exercise("08.2", "Fusing Gaussians by hand", writes="my_fuse",
           hints=["Multiply the K Gaussians of each dimension: the precisions (1/var) add up.",
                  "1/var_f = sum_k 1/var_k; the fused mean is the precision-weighted average of the means.",
-                 "p = 1 / var; var_f = 1 / p.sum(0); return var_f * (p * mu).sum(0), var_f"],
+                 "Test it in your head: K = 2 observations with the same variance give var_f = var / 2 and the plain "
+                 "average of the two means; an observation with a huge variance should barely move mu_f."],
           mistakes=["plain average", "weighted by the variance", "average variance as the fused variance"],
           implemented_by=["dmlcourse.uncertainty.fuse"])
 def check_fusion(fn) -> str:
@@ -165,35 +160,60 @@ def check_fusion(fn) -> str:
     return "the same as a float64 loop over the formula on 2 random problems."
 
 
-# --------------------------------------------------------------------------- 08.3 DUL's KL
+# --------------------------------------------------------------------------- 08.3 where the KL pulls
 
-@exercise("08.3", "DUL's regulariser by hand", writes="my_kl",
-          hints=["For one dimension, KL(N(mu, var) || N(0, 1)) = 1/2 (mu^2 + var - log var - 1); the dimensions are "
-                 "independent, so sum over them.",
-                 "You are given log_var, not var: var = log_var.exp().",
-                 "return 0.5 * (mu ** 2 + log_var.exp() - log_var - 1).sum(1)"],
-          mistakes=["1/2 missing", "-1 missing", "var and log var swapped", "mean instead of sum"],
+def reference_kl_gradients(mu, log_var):
+    """The gradients of KL(N(mu, diag exp(log_var)) || N(0, I)), summed over the rows, with respect to mu and
+    log_var, one entry at a time: d/dmu 1/2 mu^2 = mu, d/ds 1/2 (exp(s) - s) = 1/2 (exp(s) - 1)."""
+    g_mu = [[m for m in ms] for ms in mu.double().tolist()]
+    g_lv = [[0.5 * (math.exp(lv) - 1) for lv in lvs] for lvs in log_var.double().tolist()]
+    return torch.tensor(g_mu, dtype=torch.float64), torch.tensor(g_lv, dtype=torch.float64)
+
+
+@exercise("08.3", "Where DUL's regulariser pulls", writes="my_kl_gradients",
+          hints=["Work one entry at a time: with s = log σ², one dimension contributes 1/2 (μ² + exp(s) − s − 1) "
+                 "to the KL, and no other entry appears in it. So each gradient has the shape of its input, "
+                 "entry by entry.",
+                 "Differentiate with respect to s = log σ², the quantity the network outputs, not σ²: "
+                 "d/ds exp(s) = exp(s), and the −s term gives −1. Keep the factor 1/2 on both terms.",
+                 "Once you have the two formulas, set each one to zero: which mean and which variance does the KL "
+                 "alone pull every dimension to?"],
+          mistakes=["gradient with respect to the variance", "1/2 missing", "the -1 of -log var missing",
+                    "sign flipped", "the pair swapped"],
           implemented_by=["dmlcourse.uncertainty.dul_kl"])
-def check_kl(fn) -> str:
-    """``fn(mu, log_var) -> (N,)``: KL(N(mu, exp(log_var)) || N(0, I)) per sample (DUL's regulariser)."""
+def check_kl_gradients(fn) -> str:
+    """``fn(mu, log_var) -> (grad_mu, grad_log_var)``, each of the inputs' shape (N, D): the gradients of the KL
+    term of DUL, summed over the N rows, worked out by hand (not by autograd)."""
     for seed, mu, var, _, _ in _problems():
         log_var = var.log()
-        yours = as_shaped_tensor(fn(mu.clone(), log_var.clone()), (len(mu),), "my_kl", "one value per sample")
-        ours = reference_kl(mu, log_var)
-        if close(yours, ours):
+        out = fn(mu.clone(), log_var.clone())
+        if not isinstance(out, (tuple, list)) or len(out) != 2:
+            raise AssertionError("return a pair (grad_mu, grad_log_var), each of the shape of the inputs.")
+        g_mu = as_shaped_tensor(out[0], mu.shape, "my_kl_gradients", "grad_mu: one entry per entry of mu")
+        g_lv = as_shaped_tensor(out[1], mu.shape, "my_kl_gradients", "grad_log_var: one entry per entry of log_var")
+        ref_mu, ref_lv = reference_kl_gradients(mu, log_var)
+        if close(g_mu, ref_mu) and close(g_lv, ref_lv):
             continue
-        d = mu.shape[1]
-        variants = {
-            "the factor 1/2 is missing.": 2 * ours,
-            "the -1 inside the sum is missing (the KL of N(0, I) to itself must be 0).": ours + 0.5 * d,
-            "var and log var are swapped: it is var - log var (exp(log_var) - log_var).":
-                0.5 * (mu ** 2 + log_var - log_var.exp() - 1).sum(1),
-            "you average over the D dimensions; the KL of independent dimensions is their SUM.": ours / d,
-        }
-        name_the_mistake(yours, variants)
-        raise AssertionError(f"on a random problem (seed {seed}) your KL differs from the formula by up to "
-                             f"{(yours - ours).abs().max().item():.3g}.")
-    return "the same as a float64 loop over the formula on 2 random problems."
+        if close(g_mu, ref_lv) and close(g_lv, ref_mu):
+            raise AssertionError("the two gradients are swapped: return (grad_mu, grad_log_var) in that order.")
+        if close(g_mu, -ref_mu) and close(g_lv, -ref_lv):
+            raise AssertionError("both signs are flipped: return the gradient itself (the direction in which the KL "
+                                 "grows), not the descent step.")
+        if not close(g_mu, ref_mu):
+            name_the_mistake(g_mu, {"grad_mu: d/dμ of 1/2 μ² is μ; you dropped the 1/2 (2μ).": 2 * mu})
+            raise AssertionError(f"grad_mu differs from d KL/dμ by up to {(g_mu - ref_mu).abs().max().item():.3g} "
+                                 f"(seed {seed}); only the 1/2 μ² term depends on μ.")
+        name_the_mistake(g_lv, {
+            "that is the gradient with respect to the variance σ², 1/2 (1 − 1/σ²); the network outputs s = log σ², "
+            "and d/ds = σ² · d/dσ².": 0.5 * (1 - 1 / var),
+            "the factor 1/2 is missing on the log-variance gradient.": var - 1,
+            "the −1 is missing: the KL contains −log σ² = −s, whose derivative with respect to s is −1.": 0.5 * var,
+        })
+        raise AssertionError(f"grad_log_var differs from d KL/d log σ² by up to {(g_lv - ref_lv).abs().max().item():.3g} "
+                             f"(seed {seed}).")
+    return ("the same as the gradients of a float64 loop on 2 random problems. Both vanish at μ = 0 and σ² = 1: on "
+            "its own the KL pulls every image to N(0, I), its variance up towards 1; the cross-entropy on the noisy "
+            "sample z is what keeps σ² small where the image is easy to classify.")
 
 
 # --------------------------------------------------------------------------- 08.4 predict, then explain
