@@ -7,7 +7,8 @@
 # embeddings so that the distances tell the truth.
 #
 # What you will see:
-# 1. the Siamese network, and why "sharing weights" has two implementations that are exactly the same;
+# 1. the Siamese network, and why "sharing weights" has two implementations that compute exactly the same (with
+#    batch norm in eval mode);
 # 2. pairs and triplets built from labels, and positives built **without** labels, by augmentation;
 # 3. the contrastive loss (two forms), the triplet loss and the NCA loss, each with its geometry;
 # 4. all three trained on MNIST and Fashion-MNIST, compared honestly.
@@ -226,8 +227,8 @@ assert active[0.2] > 0.9    # ... but the distances are so bunched that m = 0.2 
 
 # %% [markdown]
 # ### Squared or plain distance?
-# Which distance goes into eq. 12? The Guelph slides take the **squared** Euclidean distance as their $d$ (eq. 2,
-# as FaceNet does), while the face-recognition slides write the triplet loss with the plain distance
+# Which distance goes into eq. 12? The Guelph slides give the **squared** Euclidean distance as an example of $d$
+# (eq. 2; FaceNet uses it), while the face-recognition slides write the triplet loss with the plain distance
 # $\lVert f(a) - f(p) \rVert_2$, as does `TripletMarginLoss` in pytorch-metric-learning (a widely used PyTorch
 # library of metric-learning losses and miners, which this course's tests use as an independent reference; you
 # do not need it installed). The formula looks the same,
@@ -311,7 +312,8 @@ assert nca_toy["three clusters", 10][1] < nca_toy["three clusters", 1][1] < 0   
 # %% [markdown]
 # ## 4. Training with each loss
 #
-# The same network, the same class-balanced batches (8 classes × 16 images), the same epochs; only the loss changes.
+# The same network, the same class-balanced batches (8 classes × 16 images), the same epochs; only the loss changes
+# (and the triplet runs normalise their embeddings, as the table's rows say).
 # The network is an MLP (784 → 256 → 32, `models.MLP`) rather than the CNN of section 1: the lesson is the loss, and
 # on a CPU the MLP trains many times faster, which pays for training every configuration with several seeds. Batch
 # versions of the losses (`siamese.make_batch_loss`):
@@ -646,7 +648,8 @@ plots.embedding_explorer(layouts["triplet", "fashion-mnist"], r["labels"][shown[
 # cosines with temperature $1/20$. The training loop is short enough to write here. The network is the small CNN
 # of sections 1 and 3 rather than section 4's MLP (a convolution applies the same weights at every position, so a
 # shifted stroke meets the same filters). It trains on `SSL_PER_CLASS` images per class, a subset of section 4's
-# training images (their labels are never read; the table's first line prints both sizes), for a short run of
+# training images (the labels only pick that class-balanced subset; the training loop never sees them; the table's
+# first line prints both sizes), for a short run of
 # `EPOCHS` epochs, once per seed in `SEEDS`. The initial weights come from
 # `runtime.seed_everything(seed)` and every other random choice (batch order, augmentations) from the generator
 # `g`, seeded by `seed`, so a run is reproducible and its cache key names it:
@@ -654,7 +657,7 @@ plots.embedding_explorer(layouts["triplet", "fashion-mnist"], r["labels"][shown[
 # %%
 def self_supervised(dataset, epochs, per_class, seed=0):
     tr = data.load(dataset, "train", SIZE)
-    x = tr.images[data.balanced_subset(tr.labels, per_class)]   # the labels are never used
+    x = tr.images[data.balanced_subset(tr.labels, per_class)]   # labels pick the subset; training never sees them
     mean, std = data.PIXEL_STATS[dataset]
     runtime.seed_everything(seed)                               # the initial weights
     model = models.SmallCNN(32).to(device)
@@ -847,7 +850,8 @@ display(embedding_lab)
 #    `reduction="mean_nonzero"`: `r = run("triplet", "mnist", kwargs=dict(margin=0.05, distance="euclidean"))`
 #    (add `reduction="mean_nonzero"` to the `dict` for the other reduction) trains it, or loads it from the cache.
 #    What happens to the active fraction (`r["history"].step_info["active_fraction"]`), to the loss curve and to
-#    MAP@R (`r["map_r"]`, against the table's)?
+#    MAP@R (`r["map_r"]`)? Compare with the seed-0 run of the table's loss (`results`), not with its mean over the
+#    seeds: one run against one run; for a verdict, train the other seeds too and use `metrics.clearly_above`.
 
 # %%
 from dmlcourse.exercises import check, hint, show_solution

@@ -1,7 +1,8 @@
 # %% [markdown]
 # # 06 · Triplet mining and sampling
 #
-# A batch of $b$ images with $c$ classes holds about $b^3/c$ valid triplets, and many of them are **easy**:
+# A batch of $b$ images, $b/c$ from each of $c$ classes, holds $b\,(b/c - 1)(b - b/c)$ valid triplets (of the order of
+# $b^3/c$), and many of them are **easy**:
 # $d(a,n) > d(a,p) + m$, zero loss, zero gradient. On our test batch about half of them are easy before any
 # training, and most of them after a little training (§3 prints the shares). The loss is only as good as the
 # triplets it is shown.
@@ -268,7 +269,7 @@ assert gap_map > 3 * gap_p1            # batch-hard's collapse costs far more MA
 # %% [markdown]
 # Read the table with its error bars. The printed count says how many of the pairs of miners differ by more than
 # their seed spread; how many do depends on the training length and the network, so read it off your run rather
-# than remembering it. Two things are asserted, as they hold for a short and a longer training alike: in P@1 the best
+# than remembering it. Two things are asserted, in quick and in full mode: in P@1 the best
 # miner is within noise of at least one other, and MAP@R, which scores where *all* of a query's class-mates are
 # ranked and not only the first neighbour, separates more pairs than P@1. Which miner has the best mean, and
 # whether its lead exceeds the spread, is printed, not asserted: a lead that comes and goes with the training length
@@ -808,7 +809,8 @@ assert not clearly_better(bu_p1, rnd_p1)    # Bayesian updating does not beat ra
 # Our small version: five methods from 2006 to 2021 with the same network, the same epochs, batches and learning
 # rate; each method's one hyper-parameter (the margin; the scale $s$ for eq. 19) is chosen from a small grid by
 # MAP@R on the validation split (seed 0), and the chosen setting is then trained with every seed and scored on the
-# test set. Most runs are those of §3 (margin 0.2, scale 10 are grid points). Which of the older methods is "the
+# test set. Where a chosen setting is one of §3's (margin 0.2, scale 10 are grid points), its runs are §3's, loaded
+# from the cache. Which of the older methods is "the
 # best tuned one" is decided on validation data too (its mean validation MAP@R over the seeds), never by the test
 # column. One difference from the reality check: there, as in the usual benchmarks, the test classes are classes the
 # network never saw; here the test images come from the ten training classes, so the table measures how well each
@@ -874,8 +876,9 @@ assert not beats_older  # claim: newer-not-better
 # things to read in the table. The active column reads 1.00 for both (asserted), for opposite reasons: semi-hard's
 # triplets are active by construction ($d_{ap} < d_{an} < d_{ap} + m$ makes the hinge positive), batch-hard's because
 # its embedding has collapsed, as in §4: the printed spread of its probe images is below the margin, under a tenth
-# of semi-hard's (asserted). And the retrieval: semi-hard's MAP@R is ahead, as it was over seeds in §4; this is one
-# run of each, so the seeds of §4 are what makes it a result.
+# of semi-hard's (asserted). And the retrieval: semi-hard's MAP@R is ahead here too. The Lab trains on MNIST (the
+# cell prints it), while §4's seeds were Fashion-MNIST, so this one run of each echoes §4's result on another dataset;
+# it is not a result by itself.
 
 # %%
 from dmlcourse import lab
